@@ -1,0 +1,368 @@
+"""Offline data: whitened natural-image patches, user image folders, digits and MNIST.
+
+Natural images
+--------------
+The photographs that scikit-image and scikit-learn ship (no download) are made
+grey, then processed as Olshausen & Field (1996) and the P-VAE reference do:
+
+1. whitening: multiply the spectrum by ``R(f) = f · exp(-(f/f0)^n)`` with ``f``
+   in cycles/pixel (``f0 = 0.4``, i.e. O&F's 200 cycles/picture on 512-pixel
+   images; ``n = 4``);
+2. local contrast normalisation (Jarrett et al. 2009, as the reference's
+   ``LocContrastNorm``): subtract a Gaussian-weighted local mean (σ = 3 px,
+   13-tap kernel), divide by the Gaussian-weighted local standard deviation
+   floored at its image mean;
+3. z-score each image, crop ``crop`` pixels from each border (filter edge effects);
+4. cut ``patch_size`` x ``patch_size`` patches at random positions.
+
+The split is by image: validation patches come only from the validation
+photographs. All parameters travel in :class:`Preprocessing` (and so in the
+checkpoint), so :func:`preprocess_image` turns any raw image into model input.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "Preprocessing",
+    "PatchSet",
+    "NATURAL_TRAIN",
+    "NATURAL_VAL",
+    "DataError",
+    "whiten",
+    "local_contrast_normalise",
+    "preprocess_image",
+    "extract_patches",
+    "natural_images",
+    "read_image",
+    "read_image_folder",
+    "image_patches",
+    "natural_patches",
+    "folder_patches",
+    "DATASETS",
+    "digits",
+    "read_idx",
+    "mnist",
+    "load_dataset",
+]
+
+#: shipped photographs used for training (name -> loader), research/stack.md §5
+#: (hubble_deep_field is left out: a star field, mostly flat sky, is not a natural scene)
+NATURAL_TRAIN = ("astronaut", "chelsea", "rocket", "gravel", "brick", "moon", "stereo_motorcycle",
+                 "china", "flower")
+#: held-out photographs (no patch of these is in training)
+NATURAL_VAL = ("camera", "coffee", "grass")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".iml", ".imc")
+_VANHATEREN_SHAPE = (1024, 1536)  # rows, columns of van Hateren .iml/.imc files
+
+
+class DataError(ValueError):
+    """A data source or preprocessing request that cannot be honoured."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Everything needed to turn a raw grey image into model input."""
+
+    kind: str = "natural"  # natural (whiten + LCN) | scale (divide by `scale`, for digits/MNIST)
+    patch_size: int = 16  # patch side, pixels
+    whiten_f0: float = 0.4  # whitening roll-off frequency, cycles/pixel
+    whiten_n: float = 4.0  # whitening roll-off exponent
+    lcn_sigma: float = 3.0  # local contrast normalisation Gaussian sigma, pixels
+    lcn_size: int = 13  # local contrast normalisation kernel size, pixels (odd)
+    crop: int = 4  # pixels dropped from each border after filtering
+    scale: float = 1.0  # kind='scale': divisor that maps raw values to model input
+
+    def to_dict(self) -> dict:
+        """Plain-value dict (stored in checkpoints)."""
+        return dataclasses.asdict(self)
+
+
+class PatchSet(NamedTuple):
+    """Train/validation arrays of model inputs, float32 (n, P, P), plus optional labels."""
+
+    train: np.ndarray
+    val: np.ndarray
+    preprocessing: Preprocessing
+    train_labels: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+    source: str = ""
+
+
+# ---------------------------------------------------------------- filters
+def whiten(img: np.ndarray, f0: float = 0.4, n: float = 4.0) -> np.ndarray:
+    """Olshausen–Field whitening: spectrum × ``f·exp(-(f/f0)^n)``, f in cycles/pixel.
+
+    Parameters
+    ----------
+    img : ndarray (H, W)
+        Grey image (any scale); its mean is removed first.
+    f0, n : float
+        Roll-off frequency (cycles/pixel) and exponent.
+    """
+    img = np.asarray(img, dtype=np.float64)
+    fy = np.fft.fftfreq(img.shape[0])[:, None]
+    fx = np.fft.rfftfreq(img.shape[1])[None, :]
+    f = np.sqrt(fx**2 + fy**2)  # cycles/pixel, DC at [0, 0]
+    spec = np.fft.rfft2(img - img.mean()) * (f * np.exp(-((f / f0) ** n)))
+    return np.fft.irfft2(spec, s=img.shape)
+
+
+def local_contrast_normalise(img: np.ndarray, sigma: float = 3.0, size: int = 13) -> np.ndarray:
+    """Subtractive then divisive normalisation with a Gaussian window (Jarrett et al. 2009).
+
+    The divisor is the local standard deviation, floored at its mean over the image.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    truncate = ((size - 1) / 2) / sigma
+    img = np.asarray(img, dtype=np.float64)
+    sub = img - gaussian_filter(img, sigma, truncate=truncate, mode="reflect")
+    sd = np.sqrt(gaussian_filter(sub**2, sigma, truncate=truncate, mode="reflect"))
+    return sub / np.maximum(sd, sd.mean())
+
+
+def preprocess_image(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Raw grey image (H, W) → model-input image (float32), using ``prep``."""
+    img = np.asarray(img, dtype=np.float64)
+    if img.ndim != 2:
+        raise DataError(f"expected a grey image (H, W), got shape {img.shape}")
+    if not np.all(np.isfinite(img)):
+        raise DataError("image contains non-finite values")
+    if prep.kind == "scale":
+        return (img / prep.scale).astype(np.float32)
+    c = int(prep.crop)
+    need = int(prep.patch_size) + 2 * c
+    if min(img.shape) < need:
+        raise DataError(f"image of shape {img.shape} is smaller than a {prep.patch_size}-pixel patch "
+                        f"plus a {c}-pixel border on each side ({need} pixels)")
+    out = local_contrast_normalise(whiten(img, prep.whiten_f0, prep.whiten_n), prep.lcn_sigma, prep.lcn_size)
+    out = (out - out.mean()) / max(out.std(), 1e-12)
+    if c:
+        out = out[c:-c, c:-c]
+    return out.astype(np.float32)
+
+
+def extract_patches(img: np.ndarray, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` patches (n, size, size) at uniform random positions of ``img``."""
+    h, w = img.shape
+    if h < size or w < size:
+        raise DataError(f"patch size {size} is larger than the image ({h} x {w})")
+    rows = rng.integers(0, h - size + 1, n)
+    cols = rng.integers(0, w - size + 1, n)
+    win = np.lib.stride_tricks.sliding_window_view(img, (size, size))
+    return np.ascontiguousarray(win[rows, cols])
+
+
+# ------------------------------------------------------------------ images
+def _grey(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim == 3:
+        from skimage.color import rgb2gray
+
+        img = rgb2gray(img[..., :3])
+    return np.asarray(img, dtype=np.float64)
+
+
+def natural_images(names: tuple[str, ...] = NATURAL_TRAIN + NATURAL_VAL) -> dict[str, np.ndarray]:
+    """The shipped photographs as grey float64 arrays (no download)."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    out = {}
+    sk = None
+    for name in names:
+        if name in ("china", "flower"):
+            if sk is None:
+                sk = load_sample_images()
+            idx = [Path(f).stem for f in sk.filenames].index(name)
+            out[name] = _grey(sk.images[idx])
+        elif name == "stereo_motorcycle":
+            out[name] = _grey(skimage.data.stereo_motorcycle()[0])  # left view; right is a near duplicate
+        else:
+            out[name] = _grey(getattr(skimage.data, name)())
+    return out
+
+
+def read_image(path: str | os.PathLike, iml_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read one image file as a grey float64 array.
+
+    PNG, JPEG and TIFF through scikit-image / tifffile; van Hateren ``.iml`` and
+    ``.imc`` as raw big-endian uint16 of ``iml_shape`` (default 1024 x 1536; a
+    square shape is inferred for other sizes).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".iml", ".imc"):
+            raw = np.fromfile(path, dtype=">u2")
+            shape = iml_shape
+            if shape is None:
+                if raw.size == _VANHATEREN_SHAPE[0] * _VANHATEREN_SHAPE[1]:
+                    shape = _VANHATEREN_SHAPE
+                elif raw.size and int(np.sqrt(raw.size)) ** 2 == raw.size:
+                    shape = (int(np.sqrt(raw.size)),) * 2
+                else:
+                    raise DataError(f"{path}: {raw.size} pixels is neither 1024 x 1536 nor square; "
+                                    "pass the image shape")
+            if raw.size != shape[0] * shape[1]:
+                raise DataError(f"{path}: {raw.size} pixels do not fill a {shape[0]} x {shape[1]} image")
+            return raw.reshape(shape).astype(np.float64)
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            return _grey(tifffile.imread(path))
+        import skimage.io
+
+        return _grey(skimage.io.imread(path))
+    except DataError:
+        raise
+    except Exception as exc:  # any reader failure becomes one clear line
+        raise DataError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
+
+
+def read_image_folder(folder: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All images (PNG, JPEG, TIFF, .iml/.imc) in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist or is not a directory")
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as exc:
+        raise DataError(f"cannot list image folder {folder}: {exc}") from None
+    if not files:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return {p.name: read_image(p) for p in files}
+
+
+def image_patches(
+    train_images: dict[str, np.ndarray],
+    val_images: dict[str, np.ndarray],
+    prep: Preprocessing,
+    n_train: int,
+    n_val: int,
+    rng: np.random.Generator,
+    source: str = "",
+) -> PatchSet:
+    """Preprocess images and cut patches; counts per image in proportion to its area."""
+    if n_train <= 0 or n_val <= 0:
+        raise DataError(f"n_train and n_val must be > 0, got {n_train} and {n_val}")
+
+    def cut(images, n):
+        proc = [preprocess_image(im, prep) for im in images.values()]
+        area = np.array([p.size for p in proc], dtype=float)
+        counts = np.floor(n * area / area.sum()).astype(int)
+        counts[: n - counts.sum()] += 1
+        return np.concatenate([extract_patches(p, prep.patch_size, c, rng) for p, c in zip(proc, counts)])
+
+    return PatchSet(cut(train_images, n_train), cut(val_images, n_val), prep, source=source)
+
+
+def natural_patches(n_train: int = 100_000, n_val: int = 10_000, prep: Preprocessing | None = None,
+                    seed: int = 0) -> PatchSet:
+    """Whitened, contrast-normalised patches from the shipped photographs, split by image."""
+    prep = prep or Preprocessing()
+    imgs = natural_images()
+    rng = np.random.default_rng(seed)
+    return image_patches({k: imgs[k] for k in NATURAL_TRAIN}, {k: imgs[k] for k in NATURAL_VAL},
+                         prep, n_train, n_val, rng, source="natural (scikit-image/scikit-learn photographs)")
+
+
+def folder_patches(folder: str | os.PathLike, n_train: int, n_val: int, prep: Preprocessing | None = None,
+                   seed: int = 0, val_fraction: float = 0.2) -> PatchSet:
+    """Patches from a user's image folder; the last ``val_fraction`` of the files (by name) validate."""
+    prep = prep or Preprocessing()
+    imgs = read_image_folder(folder)
+    names = list(imgs)
+    if len(names) < 2:
+        raise DataError(f"{folder}: need at least 2 images for a train/validation split by image")
+    n_v = max(1, int(round(val_fraction * len(names))))
+    tr, va = names[:-n_v], names[-n_v:]
+    return image_patches({k: imgs[k] for k in tr}, {k: imgs[k] for k in va}, prep, n_train, n_val,
+                         np.random.default_rng(seed), source=f"images from {folder}")
+
+
+# ------------------------------------------------------------------ digits
+def digits(seed: int = 0, val_fraction: float = 0.2) -> PatchSet:
+    """scikit-learn's 8 x 8 digits scaled to [0, 1], random split."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    prep = Preprocessing(kind="scale", patch_size=8, scale=16.0, crop=0)
+    x = (d.images / 16.0).astype(np.float32)
+    perm = np.random.default_rng(seed).permutation(len(x))
+    n_val = int(round(val_fraction * len(x)))
+    va, tr = perm[:n_val], perm[n_val:]
+    return PatchSet(x[tr], x[va], prep, d.target[tr], d.target[va], source="scikit-learn digits")
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (MNIST format; ``.gz`` accepted) into an array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) != 4 or head[0] != 0 or head[1] != 0 or head[2] not in dtypes:
+                raise DataError(f"{path} is not an IDX file (bad magic number)")
+            ndim = head[3]
+            dims = struct.unpack(f">{ndim}I", f.read(4 * ndim))
+            data = np.frombuffer(f.read(), dtype=dtypes[head[2]])
+    except (OSError, struct.error, EOFError) as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc}") from None
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path}: header says {dims} but holds {data.size} values (truncated?)")
+    return data.reshape(dims)
+
+
+def mnist(folder: str | os.PathLike) -> PatchSet:
+    """MNIST from the four IDX files in ``folder`` (train = 60k, validation = the test set)."""
+    folder = Path(folder)
+
+    def find(stem):
+        for name in (stem, stem + ".gz"):
+            if (folder / name).exists():
+                return folder / name
+        raise DataError(f"{folder}: missing MNIST file {stem}[.gz]")
+
+    xtr = read_idx(find("train-images-idx3-ubyte"))
+    ytr = read_idx(find("train-labels-idx1-ubyte"))
+    xva = read_idx(find("t10k-images-idx3-ubyte"))
+    yva = read_idx(find("t10k-labels-idx1-ubyte"))
+    if xtr.ndim != 3 or len(xtr) != len(ytr) or len(xva) != len(yva):
+        raise DataError(f"{folder}: MNIST images and labels do not match")
+    side = xtr.shape[1]
+    prep = Preprocessing(kind="scale", patch_size=side, scale=255.0, crop=0)
+    f = lambda a: (a / 255.0).astype(np.float32)  # noqa: E731
+    return PatchSet(f(xtr), f(xva), prep, ytr.astype(np.int64), yva.astype(np.int64), source=f"MNIST from {folder}")
+
+
+DATASETS = ("natural", "digits", "mnist", "images")
+
+
+def load_dataset(name: str, *, n_train: int = 100_000, n_val: int = 10_000, patch_size: int = 16,
+                 images: str | None = None, mnist_dir: str | None = None, seed: int = 0) -> PatchSet:
+    """One entry point for the command line: ``natural | digits | mnist | images``."""
+    if name == "natural":
+        return natural_patches(n_train, n_val, Preprocessing(patch_size=patch_size), seed)
+    if name == "images":
+        if not images:
+            raise DataError("dataset 'images' needs an image folder (--images DIR)")
+        return folder_patches(images, n_train, n_val, Preprocessing(patch_size=patch_size), seed)
+    if name == "digits":
+        return digits(seed)
+    if name == "mnist":
+        if not mnist_dir:
+            raise DataError("dataset 'mnist' needs the folder of IDX files (--mnist DIR)")
+        return mnist(mnist_dir)
+    raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

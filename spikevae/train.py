@@ -1,0 +1,380 @@
+"""Training loop for the VAEs: ``python -m spikevae.train --out pvae.pt``.
+
+Schedules follow the reference (anchor §2.1): temperature linear 1.0 → 0.05 and
+β linear 1e-4 → β over the first half of the iterations, then constant; a
+linear learning-rate warm-up followed by per-iteration cosine decay to
+``lr_min``; Adamax; global gradient-norm clipping. Validation each epoch uses
+exact Poisson counts (t = 0) and reports NELBO, MSE (sampled counts), MSE of
+the posterior mean, KL, the fraction of active latents (per-latent KL > 0.01),
+lifetime sparsity and the portion of zero counts.
+
+A checkpoint with the optimizer and RNG state is written after every epoch
+(atomically), so ``--resume`` continues an interrupted run on the same
+trajectory; the finished file drops the resume state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt_mod
+from ._cli import Parser, UserError, cli_entry, resolve_device
+from .data import DATASETS, PatchSet, load_dataset
+from .poisson import n_exp_for_rate
+from .vae import DECODERS, ENCODERS, FAMILIES, VAE, VAEConfig
+
+__all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "schedule", "lifetime_sparsity", "main"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training run configuration."""
+
+    dataset: str = "natural"  # natural | digits | mnist | images
+    images: str | None = None  # folder of images for dataset='images'
+    mnist: str | None = None  # folder of MNIST IDX files for dataset='mnist'
+    n_train: int = 100_000  # training patches (natural / images)
+    n_val: int = 10_000  # validation patches (natural / images)
+    epochs: int = 300  # passes over the training set
+    batch_size: int = 1000  # samples per step
+    lr: float = 0.005  # peak learning rate (Adamax)
+    lr_min: float = 1e-5  # final learning rate of the cosine decay
+    warmup_epochs: float = 5.0  # linear learning-rate warm-up, epochs
+    beta: float = 1.0  # final KL weight β
+    beta_start: float = 1e-4  # initial KL weight
+    temp_start: float = 1.0  # initial relaxation temperature
+    temp_stop: float = 0.05  # final relaxation temperature
+    anneal_portion: float = 0.5  # fraction of iterations over which β and t are annealed
+    method: str = "mc"  # mc (one relaxed sample) | exact (closed-form expectation, linear decoder)
+    straight_through: bool = False  # hard counts forward once annealing is done (the paper's "ST")
+    grad_clip: float = 500.0  # global gradient-norm clip
+    p_trunc: float = 1e-5  # relaxed-sampler truncation probability (poisson.n_exp_for_rate)
+    seed: int = 0  # one seed; data, init, shuffling and validation draws get child seeds
+
+    def validate(self) -> "TrainConfig":
+        """Raise ``ValueError`` naming the bad field; return self."""
+        checks = [
+            (self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}"),
+            (self.method in ("mc", "exact"), f"method must be 'mc' or 'exact', got {self.method!r}"),
+            (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.batch_size > 0, f"batch size must be > 0, got {self.batch_size}"),
+            (self.lr > 0 and self.lr_min >= 0, "learning rates must be positive"),
+            (self.beta >= 0 and self.beta_start >= 0, "beta must be >= 0"),
+            (self.temp_start > 0 and self.temp_stop > 0, "temperatures must be > 0"),
+            (0 < self.anneal_portion <= 1, f"anneal portion must be in (0, 1], got {self.anneal_portion}"),
+            (self.grad_clip > 0, f"grad clip must be > 0, got {self.grad_clip}"),
+            (self.n_train > 0 and self.n_val > 0, "n_train and n_val must be > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+        return self
+
+
+class TrainResult(NamedTuple):
+    """Outcome of :func:`fit`."""
+
+    model: VAE
+    history: list  # one dict per epoch (train loss, schedules, validation metrics)
+    metrics: dict  # validation metrics of the last epoch
+    path: Path | None  # checkpoint written (None if no output path)
+
+
+def schedule(step: int, total: int, cfg: TrainConfig) -> tuple[float, float, float]:
+    """(temperature, β, learning-rate factor) at iteration ``step`` of ``total``."""
+    frac = min(1.0, step / max(1.0, cfg.anneal_portion * total))
+    temp = cfg.temp_start + (cfg.temp_stop - cfg.temp_start) * frac
+    beta = cfg.beta_start + (cfg.beta - cfg.beta_start) * frac
+    steps_per_epoch = total / cfg.epochs
+    warm = cfg.warmup_epochs * steps_per_epoch
+    if step < warm:
+        lr_f = (step + 1) / warm
+    else:
+        prog = (step - warm) / max(1.0, total - warm)
+        lr_f = (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * prog))) / cfg.lr
+    return temp, beta, lr_f
+
+
+def lifetime_sparsity(z: np.ndarray) -> np.ndarray:
+    """Treves–Rolls lifetime sparsity per unit over samples (axis 0); a silent unit scores 1.
+
+    ``S = (1 - (Σz)² / (m Σz²)) / (1 - 1/m)`` for ``m`` samples.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    m = z.shape[0]
+    s1, s2 = z.sum(0), np.square(z).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = (1.0 - s1**2 / (m * s2)) / (1.0 - 1.0 / m)
+    return np.where(s2 > 0, s, 1.0)
+
+
+@torch.no_grad()
+def evaluate(model: VAE, x: torch.Tensor, generator: torch.Generator, batch_size: int = 2000) -> dict:
+    """Validation metrics with exact samples (P-VAE: Poisson counts at t = 0; Gaussian: t = 1)."""
+    model.eval()
+    poisson = model.config.family == "poisson"
+    mse, mse_map, kl, kl_diag, zs, rates = [], [], [], 0.0, [], []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        post = model.posterior(xb)
+        z = model.sample(post, 0.0 if poisson else 1.0, generator)
+        xf = xb.flatten(1)
+        mse.append((xf - model.decode(z).flatten(1)).square().sum(1))
+        mse_map.append((xf - model.decode(post.mean).flatten(1)).square().sum(1))
+        kl.append(post.kl.sum(1))
+        kl_diag = kl_diag + post.kl.sum(0)
+        zs.append(z)
+        rates.append(post.mean)
+    model.train()
+    mse, mse_map, kl = torch.cat(mse), torch.cat(mse_map), torch.cat(kl)
+    kl_diag = (kl_diag / len(x)).cpu().numpy()
+    z = torch.cat(zs).cpu().numpy()
+    out = {
+        "nelbo": float((mse + kl).mean()),
+        "mse": float(mse.mean()),
+        "mse_map": float(mse_map.mean()),
+        "kl": float(kl.mean()),
+        "active_fraction": float((kl_diag > 0.01).mean()),
+        "kl_per_latent": kl_diag.tolist(),
+    }
+    if poisson:
+        lam = torch.cat(rates)
+        out["lifetime_sparsity"] = float(lifetime_sparsity(z).mean())
+        out["portion_zeros"] = float((z == 0).mean())
+        out["mean_rate"] = float(lam.mean())  # expected counts per window, averaged over units and inputs
+        out["max_rate"] = float(lam.max())
+    return out
+
+
+def _child_seeds(seed: int, n: int) -> list[int]:
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def _fingerprint(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+def fit(
+    model_cfg: VAEConfig,
+    train_cfg: TrainConfig,
+    data: PatchSet,
+    out: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    resume: dict | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train a VAE; write a checkpoint to ``out`` after every epoch.
+
+    Parameters
+    ----------
+    model_cfg, train_cfg : configs (validated here)
+    data : PatchSet
+        Train/validation inputs (n, P, P).
+    out : path, optional
+        Checkpoint path (written atomically each epoch).
+    device : torch device
+    resume : dict, optional
+        A checkpoint dict holding resume state (from an unfinished run).
+    progress : bool
+        Show a tqdm progress bar.
+    stop_after : int, optional
+        Stop after this many epochs in total (the schedules still span ``epochs``);
+        the checkpoint keeps its resume state.
+    """
+    model_cfg.validate()
+    train_cfg.validate()
+    if train_cfg.method == "exact" and model_cfg.decoder != "lin":
+        raise ValueError("method 'exact' needs a linear decoder (decoder='lin')")
+    if data.train.shape[-1] != model_cfg.patch_size:
+        raise ValueError(f"data patches are {data.train.shape[-1]} px but the model expects {model_cfg.patch_size}")
+    device = torch.device(device)
+    s_init, s_train, s_val = _child_seeds(train_cfg.seed, 3)
+    model = VAE(model_cfg, torch.Generator().manual_seed(s_init)).to(device)
+    opt = torch.optim.Adamax(model.parameters(), lr=train_cfg.lr)
+    g_train = torch.Generator(device=device).manual_seed(s_train)
+    xtr = torch.as_tensor(data.train, device=device).unsqueeze(1)
+    xva = torch.as_tensor(data.val, device=device).unsqueeze(1)
+    n_batches = len(xtr) // train_cfg.batch_size
+    if n_batches == 0:
+        raise ValueError(f"batch size {train_cfg.batch_size} is larger than the training set ({len(xtr)})")
+    total = n_batches * train_cfg.epochs
+    history: list = []
+    start_epoch = 0
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+        opt.load_state_dict(resume["train_state"]["optimizer"])
+        g_train.set_state(resume["train_state"]["rng"].cpu() if device.type == "cpu" else resume["train_state"]["rng"])
+        history = list(resume.get("history", []))
+        start_epoch = int(resume["train_state"]["epoch"])
+    payload_base = {
+        "family": model_cfg.family,
+        "model_config": dataclasses.asdict(model_cfg),
+        "train_config": dataclasses.asdict(train_cfg),
+        "preprocessing": data.preprocessing.to_dict(),
+        "data": {"source": data.source, "n_train": len(xtr), "n_val": len(xva),
+                 "train_sha256_16": _fingerprint(data.train), "val_sha256_16": _fingerprint(data.val)},
+    }
+    last_epoch = train_cfg.epochs if stop_after is None else min(train_cfg.epochs, stop_after)
+    bar = tqdm(range(start_epoch, last_epoch), disable=not progress, desc="train", unit="epoch",
+               initial=start_epoch, total=train_cfg.epochs)
+    metrics: dict = history[-1]["val"] if history else {}
+    path = Path(out) if out is not None else None
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(xtr), generator=g_train, device=device)
+        run_loss = run_recon = run_kl = 0.0
+        max_rate = 0.0
+        for b in range(n_batches):
+            step = epoch * n_batches + b
+            temp, beta, lr_f = schedule(step, total, train_cfg)
+            for grp in opt.param_groups:
+                grp["lr"] = train_cfg.lr * lr_f
+            hard = train_cfg.straight_through and step >= train_cfg.anneal_portion * total
+            xb = xtr[perm[b * train_cfg.batch_size:(b + 1) * train_cfg.batch_size]]
+            terms = model.loss(xb, beta, temp, train_cfg.method, g_train, hard=hard)
+            opt.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+            opt.step()
+            run_loss += float(terms.loss.detach())
+            run_recon += float(terms.recon)
+            run_kl += float(terms.kl)
+        with torch.no_grad():
+            if model_cfg.family == "poisson":
+                max_rate = float(model.posterior(xtr[:5000]).mean.max())
+        metrics = evaluate(model, xva, torch.Generator(device=device).manual_seed(s_val))
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": run_loss / n_batches,
+            "train_recon": run_recon / n_batches,
+            "train_kl": run_kl / n_batches,
+            "temperature": temp,
+            "beta": beta,
+            "lr": train_cfg.lr * lr_f,
+            "seconds": time.perf_counter() - t0,
+            "val": {k: v for k, v in metrics.items() if k != "kl_per_latent"},
+        }
+        if model_cfg.family == "poisson":
+            rec["max_rate"] = max_rate
+            rec["n_exp_max_rate"] = n_exp_for_rate(max_rate, train_cfg.p_trunc)
+        history.append(rec)
+        bar.set_postfix(nelbo=f"{metrics['nelbo']:.1f}", mse=f"{metrics['mse']:.1f}", kl=f"{metrics['kl']:.1f}",
+                        active=f"{metrics['active_fraction']:.2f}")
+        log.info("epoch %d: %s", epoch + 1, rec["val"])
+        if path is not None:
+            finished = epoch + 1 == train_cfg.epochs
+            payload = {**payload_base, "state_dict": model.state_dict(), "metrics": metrics,
+                       "history": history, "epoch": epoch + 1, "provenance": ckpt_mod.provenance(train_cfg.seed)}
+            if not finished:
+                payload["train_state"] = {"optimizer": opt.state_dict(), "rng": g_train.get_state(),
+                                          "epoch": epoch + 1}
+            ckpt_mod.save_checkpoint(path, payload)
+    bar.close()
+    return TrainResult(model.eval(), history, metrics, path)
+
+
+def _parser() -> Parser:
+    p = Parser(prog="python -m spikevae.train", description="Train a Poisson VAE (or a Gaussian VAE) on image patches.")
+    d = TrainConfig()
+    m = VAEConfig()
+    p.add_argument("--out", required=True, help="checkpoint to write (e.g. pvae.pt)")
+    p.add_argument("--dataset", default=d.dataset, help=f"{' | '.join(DATASETS)} (default natural)")
+    p.add_argument("--images", help="folder of PNG/JPEG/TIFF/.iml images (implies --dataset images)")
+    p.add_argument("--mnist", help="folder with MNIST IDX files (implies --dataset mnist)")
+    p.add_argument("--model", default=m.family, help=f"latent family: {' | '.join(FAMILIES)}")
+    p.add_argument("--arch", default="lin|lin", help="encoder|decoder, encoder in lin|conv|mlp, decoder in lin|conv")
+    p.add_argument("--latents", type=int, default=m.n_latents, help="number of latent units K")
+    p.add_argument("--patch-size", type=int, default=m.patch_size, help="patch side in pixels (natural/images)")
+    p.add_argument("--n-train", type=int, default=d.n_train)
+    p.add_argument("--n-val", type=int, default=d.n_val)
+    p.add_argument("--beta", type=float, default=d.beta, help="final KL weight")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--temp-start", type=float, default=d.temp_start)
+    p.add_argument("--temp-stop", type=float, default=d.temp_stop)
+    p.add_argument("--anneal-portion", type=float, default=d.anneal_portion,
+                   help="fraction of training over which temperature and beta are annealed")
+    p.add_argument("--method", default=d.method, choices=("mc", "exact"))
+    p.add_argument("--straight-through", action="store_true", help="hard counts forward after annealing (ST)")
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--resume", metavar="CKPT", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+@cli_entry("python -m spikevae.train")
+def main(argv=None) -> int:
+    """Command-line entry point."""
+    args = _parser().parse_args(argv)
+    device = resolve_device(args.device)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    resume = None
+    if args.resume:
+        resume = ckpt_mod.load_checkpoint(args.resume, map_location=device)
+        if "train_state" not in resume:
+            raise UserError(f"{args.resume} is a finished run (epoch {resume.get('epoch')}); nothing to resume")
+        tc = TrainConfig(**resume["train_config"])
+        mc = VAEConfig(**resume["model_config"])
+    else:
+        dataset = args.dataset
+        if args.images:
+            dataset = "images"
+        if args.mnist:
+            dataset = "mnist"
+        enc, _, dec = args.arch.partition("|")
+        if not dec:
+            raise UserError(f"--arch must look like 'lin|lin', got {args.arch!r}")
+        try:
+            tc = TrainConfig(dataset=dataset, images=args.images, mnist=args.mnist, n_train=args.n_train,
+                             n_val=args.n_val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             beta=args.beta, temp_start=args.temp_start, temp_stop=args.temp_stop,
+                             anneal_portion=args.anneal_portion, method=args.method,
+                             straight_through=args.straight_through, grad_clip=args.grad_clip,
+                             seed=args.seed).validate()
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        patch = {"digits": 8, "mnist": 28}.get(dataset, args.patch_size)
+        try:
+            mc = VAEConfig(family=args.model, n_latents=args.latents, patch_size=patch, encoder=enc, decoder=dec,
+                           prior_log_high=-4.0 if dec == "lin" else -2.0).validate()
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UserError(f"output folder {out.parent} does not exist")
+    data = load_dataset(tc.dataset, n_train=tc.n_train, n_val=tc.n_val, patch_size=mc.patch_size,
+                        images=tc.images, mnist_dir=tc.mnist, seed=tc.seed)
+    if mc.patch_size != data.train.shape[-1]:
+        mc = dataclasses.replace(mc, patch_size=int(data.train.shape[-1])).validate()
+    print(f"training {mc.family} VAE {mc.encoder}|{mc.decoder}, K={mc.n_latents}, on {data.source}: "
+          f"{len(data.train)} train / {len(data.val)} validation inputs, device {device}")
+    try:
+        res = fit(mc, tc, data, out, device, resume=resume, progress=not args.quiet)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    m = res.metrics
+    keys = ("nelbo", "mse", "mse_map", "kl", "active_fraction", "lifetime_sparsity", "portion_zeros")
+    print("validation: " + ", ".join(f"{k} {m[k]:.4g}" for k in keys if k in m))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
