@@ -17,7 +17,6 @@ import os
 import pickle
 import platform
 import tempfile
-import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -89,12 +88,15 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     if not directory.is_dir():
         raise CheckpointError(f"output folder {directory} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=directory)  # keeps the extension
     except OSError as exc:
         raise CheckpointError(f"cannot write to {directory}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -126,12 +128,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {path} is a directory, not a file")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"{path} is not a spikevae checkpoint: it holds objects that would run code when "
-            "unpickled, and was refused without running them"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise CheckpointError(
+                f"{path} is not a spikevae checkpoint: it holds objects that would run code when "
+                "unpickled, and was refused without running them"
+            ) from None
+        raise CheckpointError(f"{path} is truncated or not a torch file (unpickling failed)") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"checkpoint {path} is a directory, not a file") from None
+    except PermissionError:
+        raise CheckpointError(f"checkpoint {path} is not readable (permission denied)") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path} is truncated or not a torch file ({msg})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

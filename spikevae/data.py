@@ -75,6 +75,7 @@ class Preprocessing:
 
     kind: str = "natural"  # natural (whiten + LCN) | scale (divide by `scale`, for digits/MNIST)
     patch_size: int = 16  # patch side, pixels
+    downsample: int = 1  # block-average the raw image by this factor first (1 = none)
     whiten_f0: float = 0.4  # whitening roll-off frequency, cycles/pixel
     whiten_n: float = 4.0  # whitening roll-off exponent
     lcn_sigma: float = 3.0  # local contrast normalisation Gaussian sigma, pixels
@@ -141,10 +142,14 @@ def preprocess_image(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
     if prep.kind == "scale":
         return (img / prep.scale).astype(np.float32)
     c = int(prep.crop)
-    need = int(prep.patch_size) + 2 * c
+    f = int(prep.downsample)
+    need = (int(prep.patch_size) + 2 * c) * f
     if min(img.shape) < need:
         raise DataError(f"image of shape {img.shape} is smaller than a {prep.patch_size}-pixel patch "
                         f"plus a {c}-pixel border on each side ({need} pixels)")
+    if f > 1:
+        h, w = (img.shape[0] // f) * f, (img.shape[1] // f) * f
+        img = img[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
     out = local_contrast_normalise(whiten(img, prep.whiten_f0, prep.whiten_n), prep.lcn_sigma, prep.lcn_size)
     out = (out - out.mean()) / max(out.std(), 1e-12)
     if c:
@@ -196,7 +201,7 @@ def natural_images(names: tuple[str, ...] = NATURAL_TRAIN + NATURAL_VAL) -> dict
 def read_image(path: str | os.PathLike, iml_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read one image file as a grey float64 array.
 
-    PNG, JPEG and TIFF through scikit-image / tifffile; van Hateren ``.iml`` and
+    PNG and JPEG through Pillow, TIFF through tifffile; van Hateren ``.iml`` and
     ``.imc`` as raw big-endian uint16 of ``iml_shape`` (default 1024 x 1536; a
     square shape is inferred for other sizes).
     """
@@ -221,9 +226,12 @@ def read_image(path: str | os.PathLike, iml_shape: tuple[int, int] | None = None
             import tifffile
 
             return _grey(tifffile.imread(path))
-        import skimage.io
+        from PIL import Image
 
-        return _grey(skimage.io.imread(path))
+        with Image.open(path) as im:
+            if im.mode in ("P", "PA", "CMYK", "YCbCr", "LA"):
+                im = im.convert("RGB")
+            return _grey(np.asarray(im))
     except DataError:
         raise
     except Exception as exc:  # any reader failure becomes one clear line

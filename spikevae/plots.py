@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["basis_grid", "save_figure"]
+__all__ = ["basis_grid", "raster", "counts_vs_expected", "save_figure"]
 
 
 def _mpl():
@@ -50,20 +50,85 @@ def basis_grid(atoms: np.ndarray, order: np.ndarray | None = None, n_show: int =
     return fig
 
 
+def raster(st, max_units: int = 128, max_presentations: int = 20, order: np.ndarray | None = None):
+    """Spike raster of the first presentations, with presentation windows shaded and boundaries drawn.
+
+    Parameters
+    ----------
+    st : SpikeTrains
+    max_units : int
+        Units shown (the most active ones when ``order`` is None).
+    max_presentations : int
+        Presentations shown (from the start of the run).
+    """
+    plt = _mpl()
+    p = st.presentations
+    n_p = min(max_presentations, len(p))
+    t_end = p.offset[n_p - 1] if n_p else st.t_stop
+    if order is None:
+        order = np.argsort(-np.bincount(st.unit, minlength=st.n_units), kind="stable")
+    order = np.asarray(order)[:max_units]
+    row = np.full(st.n_units, -1)
+    row[order] = np.arange(len(order))
+    keep = (st.time < t_end) & (row[st.unit] >= 0)
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for k in range(n_p):
+        ax.axvspan(p.onset[k], p.offset[k], color="0.93", zorder=0)
+        ax.axvline(p.onset[k], color="tab:blue", lw=0.6, zorder=1)
+        ax.text(p.onset[k], len(order) + 0.5, f"s{p.stimulus[k]}", fontsize=6, va="bottom")
+    ax.scatter(st.time[keep], row[st.unit[keep]], s=2, c="k", marker="|", linewidths=0.6, zorder=2)
+    ax.set_xlim(0, t_end)
+    ax.set_ylim(-1, len(order) + 3)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(f"unit (top {len(order)} by spike count)")
+    ax.set_title(f"{st.n_spikes} spikes from {st.n_units} Brian2 Poisson units; shaded: presentation windows "
+                 f"(blue line = onset, label = stimulus)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def counts_vs_expected(counts: np.ndarray, expected: np.ndarray):
+    """Emitted spike counts per (presentation, unit) against the expected count λ, with a ±2 sd Poisson band."""
+    plt = _mpl()
+    c, lam = np.asarray(counts, float).ravel(), np.asarray(expected, float).ravel()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    ax = axes[0]
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(c), min(len(c), 20000), replace=False)
+    ax.scatter(lam[idx], c[idx] + rng.uniform(-0.15, 0.15, len(idx)), s=2, alpha=0.3, c="k", linewidths=0)
+    top = max(1.0, float(lam.max()))
+    xs = np.linspace(0, top, 200)
+    ax.plot(xs, xs, color="tab:red", lw=1, label="count = λ")
+    ax.fill_between(xs, np.maximum(0, xs - 2 * np.sqrt(xs)), xs + 2 * np.sqrt(xs), color="tab:red", alpha=0.15,
+                    label="λ ± 2√λ (Poisson)")
+    ax.set_xlabel("expected count λ per window")
+    ax.set_ylabel("emitted spikes per window (jittered)")
+    ax.legend(fontsize=8)
+    ax.set_title("each (presentation, unit)", fontsize=9)
+    ax = axes[1]
+    edges = np.quantile(lam, np.linspace(0, 1, 21))
+    edges = np.unique(edges)
+    b = np.clip(np.searchsorted(edges, lam, side="right") - 1, 0, len(edges) - 2)
+    m_l = np.array([lam[b == j].mean() for j in range(len(edges) - 1) if np.any(b == j)])
+    m_c = np.array([c[b == j].mean() for j in range(len(edges) - 1) if np.any(b == j)])
+    v_c = np.array([c[b == j].var() for j in range(len(edges) - 1) if np.any(b == j)])
+    ax.loglog(m_l, m_c, "o", ms=4, label="mean count")
+    ax.loglog(m_l, v_c, "s", ms=4, mfc="none", label="variance of count")
+    lo = max(1e-4, m_l.min())
+    ax.plot([lo, m_l.max()], [lo, m_l.max()], color="tab:red", lw=1, label="Poisson: mean = var = λ")
+    ax.set_xlabel("λ (bin mean, 20 quantile bins)")
+    ax.set_ylabel("spikes per window")
+    ax.legend(fontsize=8)
+    ax.set_title("mean and variance of emitted counts", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig, path, dpi: int = 130) -> None:
     """Save atomically (temporary name, then rename) and close the figure."""
-    import os
-    import tempfile
-    from pathlib import Path
+    from .checkpoint import atomic_write
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
     finally:
         _mpl().close(fig)

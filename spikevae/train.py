@@ -251,8 +251,8 @@ def fit(
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             opt.step()
             run_loss += float(terms.loss.detach())
-            run_recon += float(terms.recon)
-            run_kl += float(terms.kl)
+            run_recon += float(terms.recon.detach())
+            run_kl += float(terms.kl.detach())
         with torch.no_grad():
             if model_cfg.family == "poisson":
                 max_rate = float(model.posterior(xtr[:5000]).mean.max())

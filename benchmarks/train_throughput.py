@@ -1,0 +1,124 @@
+"""Training throughput of the default P-VAE against the reference formulation and a Gaussian VAE.
+
+Runs each configuration in its own child process (so peak memory is its own),
+side by side in one run, and prints samples/s, the ratio to the reference
+formulation and peak RSS:
+
+- ``reference``: fixed n_exp = 263, ``cumsum(Exp(λ))`` through autograd (the
+  reference code's first-epoch sampler), batch 200;
+- ``spikevae``: the default sampler (per-element truncation from each rate,
+  fused gradient) at the shipped model's converged rates, batch 200;
+- ``spikevae-maxrate``: the same sampler with one n_exp for the whole batch,
+  chosen from the batch's maximum rate (the reference's adaptive rule);
+- ``exact``: the closed-form linear-decoder objective (no sampling);
+- ``gaussian``: a Gaussian VAE of the same lin|lin architecture.
+
+``python benchmarks/train_throughput.py [--steps 20] [--threads 2]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+CONFIGS = ("reference", "spikevae", "spikevae-maxrate", "exact", "gaussian")
+
+
+def _one(name: str, steps: int, batch: int, threads: int) -> dict:
+    import numpy as np
+    import torch
+
+    from spikevae.checkpoint import load_model
+    from spikevae.data import Preprocessing, natural_patches
+    from spikevae.poisson import n_exp_for_rate, relaxed_poisson, relaxed_poisson_reference
+    from spikevae.vae import VAE, VAEConfig
+
+    torch.set_num_threads(threads)
+    shipped, ck = load_model()
+    x = torch.as_tensor(natural_patches(20 * batch, 10, Preprocessing(**ck["preprocessing"]), seed=5).train).unsqueeze(1)
+    g = torch.Generator().manual_seed(0)
+    if name == "gaussian":
+        model = VAE(VAEConfig(family="gaussian"), g)
+    else:
+        model = shipped  # converged rates
+    model.train()
+    opt = torch.optim.Adamax(model.parameters(), lr=1e-4)
+    temp = 0.05
+    n_exps = []
+
+    def step(xb):
+        if name in ("exact", "gaussian"):
+            loss = model.loss(xb, 1.0, temp if name != "gaussian" else 1.0, "exact" if name == "exact" else "mc", g).loss
+        else:
+            post = model.posterior(xb)
+            if name == "reference":
+                z = relaxed_poisson_reference(post.mean, temp, 263, g)
+            elif name == "spikevae-maxrate":
+                n = n_exp_for_rate(float(post.mean.detach().max()))
+                n_exps.append(n)
+                z = relaxed_poisson(post.mean, temp, g, n_exp=n)
+            else:
+                z = relaxed_poisson(post.mean, temp, g)
+            recon = (xb.flatten(1) - model.decode(z).flatten(1)).square().sum(1)
+            loss = (recon + post.kl.sum(1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    n_warm = 3
+    times = []
+    for i in range(n_warm + steps):
+        xb = x[(i * batch) % len(x):][:batch]
+        t0 = time.perf_counter()
+        step(xb)
+        if i >= n_warm:
+            times.append(time.perf_counter() - t0)
+    ms = 1e3 * float(np.median(times))
+    with torch.no_grad():
+        rates = shipped.posterior(x[:batch]).mean
+    return {
+        "config": name,
+        "ms_per_step": ms,
+        "samples_per_s": batch / (ms / 1e3),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "batch": batch,
+        "max_rate": float(rates.max()),
+        "n_exp_max_rate": n_exp_for_rate(float(rates.max())),
+        "n_exp_median_used": float(np.median(n_exps)) if n_exps else None,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--batch", type=int, default=200)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        print(json.dumps(_one(args.one, args.steps, args.batch, args.threads)))
+        return 0
+    rows = []
+    for name in args.configs.split(","):
+        out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
+                              "--batch", str(args.batch), "--threads", str(args.threads)],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"  measured {name}", file=sys.stderr)
+    ref = next((r for r in rows if r["config"] == "reference"), rows[0])
+    r0 = rows[0]
+    print(f"P-VAE lin|lin K=512, batch {args.batch}, {args.threads} threads, t = 0.05; shipped model's rates: "
+          f"max {r0['max_rate']:.1f} per window (n_exp from max rate = {r0['n_exp_max_rate']})")
+    print(f"{'config':18s} {'ms/step':>9s} {'samples/s':>10s} {'x reference':>12s} {'peak RSS MB':>12s}")
+    for r in rows:
+        print(f"{r['config']:18s} {r['ms_per_step']:9.1f} {r['samples_per_s']:10.0f} "
+              f"{r['samples_per_s'] / ref['samples_per_s']:12.1f} {r['peak_rss_mb']:12.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""``make demo``: load the shipped P-VAE, encode held-out natural patches, summarise, draw the basis.
+
+``python -m spikevae.demo [--checkpoint pvae.pt] [--out out/demo]``
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._cli import Parser, UserError, cli_entry, resolve_device
+from .checkpoint import default_checkpoint_path, load_model
+from .data import Preprocessing, natural_patches
+from .train import evaluate
+
+__all__ = ["main"]
+
+
+def _parser() -> Parser:
+    p = Parser(prog="python -m spikevae.demo", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model)")
+    p.add_argument("--out", default="out/demo", help="folder for the figures (default out/demo)")
+    p.add_argument("--n-val", type=int, default=10_000, help="held-out patches to encode")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    return p
+
+
+@cli_entry("python -m spikevae.demo")
+def main(argv=None) -> int:
+    """Command-line entry point."""
+    from . import plots
+
+    args = _parser().parse_args(argv)
+    device = resolve_device(args.device)
+    if args.checkpoint is None:
+        print(f"no --checkpoint given: using the shipped model {default_checkpoint_path()}")
+    model, ck = load_model(args.checkpoint, device)
+    prep = Preprocessing(**ck["preprocessing"])
+    if prep.kind != "natural":
+        raise UserError("the demo encodes natural-image patches; this checkpoint was trained on "
+                        f"{ck.get('data', {}).get('source', prep.kind)}")
+    if args.n_val <= 0:
+        raise UserError(f"--n-val must be > 0, got {args.n_val}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = natural_patches(n_train=1, n_val=args.n_val, prep=prep, seed=args.seed + 1)
+    x = torch.as_tensor(data.val, device=device).unsqueeze(1)
+    m = evaluate(model, x, torch.Generator(device=device).manual_seed(args.seed))
+    cfg = model.config
+    energy = float(x.flatten(1).square().sum(1).mean())
+    print(f"model: {cfg.family} VAE {cfg.encoder}|{cfg.decoder}, K = {cfg.n_latents}, "
+          f"{cfg.patch_size}x{cfg.patch_size} patches; trained {ck.get('epoch')} epochs "
+          f"({ck['train_config'].get('method')} objective, beta {ck['train_config'].get('beta')})")
+    print(f"encoded {len(x)} held-out patches from {data.source} (validation photographs)")
+    print(f"  patch energy (what predicting 0 costs): {energy:8.1f}")
+    print(f"  MSE, sampled spike counts:              {m['mse']:8.1f}")
+    print(f"  MSE, posterior mean rates:              {m['mse_map']:8.1f}")
+    print(f"  KL (nats per patch):                    {m['kl']:8.1f}")
+    print(f"  NELBO:                                  {m['nelbo']:8.1f}")
+    if cfg.family == "poisson":
+        print(f"  active latents (KL > 0.01):             {m['active_fraction']:8.3f}")
+        print(f"  lifetime sparsity:                      {m['lifetime_sparsity']:8.3f}")
+        print(f"  portion of zero counts:                 {m['portion_zeros']:8.3f}")
+        print(f"  mean expected count per unit per window:{m['mean_rate']:8.3f}")
+    if cfg.decoder == "lin":
+        kl = np.asarray(m["kl_per_latent"])
+        order = np.argsort(-kl)
+        phi = model.dictionary.detach().cpu().numpy().T.reshape(-1, cfg.patch_size, cfg.patch_size)
+        fig = plots.basis_grid(phi, order, n_show=min(256, len(order)), labels=kl,
+                               title="decoder atoms (dictionary), ordered by KL; number = KL per latent (nats)")
+        path = out / "basis.png"
+        plots.save_figure(fig, path)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

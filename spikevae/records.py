@@ -1,0 +1,106 @@
+"""Typed records that cross the seams between model, simulator, io and analysis."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Presentations", "SpikeTrains"]
+
+
+@dataclass(frozen=True)
+class Presentations:
+    """The presentation (trial) table of a run; all arrays have one entry per presentation.
+
+    Attributes
+    ----------
+    stimulus : ndarray (n,) int
+        Index of the stimulus shown (into the run's stimulus set).
+    repeat : ndarray (n,) int
+        Repeat number of that stimulus (0, 1, ...).
+    onset, offset : ndarray (n,) float
+        Start and stop of the presentation window, s.
+    expected : ndarray (n, K) float
+        Expected spike count λ of every unit in the window (what drove the neurons).
+    """
+
+    stimulus: np.ndarray
+    repeat: np.ndarray
+    onset: np.ndarray
+    offset: np.ndarray
+    expected: np.ndarray
+
+    def __post_init__(self):
+        n = len(self.stimulus)
+        for name in ("repeat", "onset", "offset"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"presentation table: {name} has {len(getattr(self, name))} entries, expected {n}")
+        if self.expected.ndim != 2 or self.expected.shape[0] != n:
+            raise ValueError(f"presentation table: expected counts must be (n_presentations, K), got {self.expected.shape}")
+
+    def __len__(self) -> int:
+        return len(self.stimulus)
+
+
+@dataclass(frozen=True)
+class SpikeTrains:
+    """Spikes of ``n_units`` neurons: one flat, time-sorted list of (unit, time) pairs.
+
+    Attributes
+    ----------
+    unit : ndarray (n_spikes,) int64
+        Unit index of each spike, 0 ≤ unit < n_units.
+    time : ndarray (n_spikes,) float64
+        Spike time, s (on the simulation grid: multiples of ``dt``).
+    n_units : int
+        Number of units (silent units included).
+    t_stop : float
+        End of the recording, s (start is 0).
+    dt : float
+        Simulation time step, s (the spike-time resolution).
+    presentations : Presentations
+        The trial table and the expected counts that drove the units.
+    meta : dict
+        Provenance: model, checkpoint hash, seed, target, package versions (plain values).
+    """
+
+    unit: np.ndarray
+    time: np.ndarray
+    n_units: int
+    t_stop: float
+    dt: float
+    presentations: Presentations
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if len(self.unit) != len(self.time):
+            raise ValueError("spike unit and time arrays differ in length")
+        if len(self.unit) and (self.unit.min() < 0 or self.unit.max() >= self.n_units):
+            raise ValueError(f"spike unit index outside [0, {self.n_units})")
+
+    @property
+    def n_spikes(self) -> int:
+        """Total number of spikes."""
+        return len(self.time)
+
+    def counts(self) -> np.ndarray:
+        """Spike counts per (presentation, unit) inside each window, (n_presentations, n_units)."""
+        p = self.presentations
+        out = np.zeros((len(p), self.n_units), dtype=np.int64)
+        if not self.n_spikes or not len(p):
+            return out
+        # presentation windows are disjoint and sorted: locate each spike's window by its onset
+        order = np.argsort(p.onset, kind="stable")
+        on, off = p.onset[order], p.offset[order]
+        k = np.searchsorted(on, self.time + 0.5 * self.dt, side="right") - 1  # tolerance: half a step
+        ok = k >= 0
+        ok[ok] &= self.time[ok] < off[k[ok]] - 0.5 * self.dt
+        np.add.at(out, (order[k[ok]], self.unit[ok]), 1)
+        return out
+
+    def trains(self) -> list[np.ndarray]:
+        """Spike times per unit (list of n_units sorted arrays), s."""
+        order = np.lexsort((self.time, self.unit))
+        bounds = np.searchsorted(self.unit[order], np.arange(self.n_units + 1))
+        t = self.time[order]
+        return [t[bounds[k]:bounds[k + 1]] for k in range(self.n_units)]

@@ -1,0 +1,61 @@
+"""Shared fixtures: small synthetic data, seeded generators, a tiny trained checkpoint."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spikevae.data import PatchSet, Preprocessing
+
+
+def run_cli(main, argv):
+    """Run a command's ``main`` and return its exit status (argparse errors included)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse exits directly
+        return exc.code
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def small_patches():
+    """Whitened patches from two shipped photographs (fast to build), 8 x 8."""
+    from spikevae.data import image_patches, natural_images
+
+    imgs = natural_images(("camera", "moon", "grass"))
+    prep = Preprocessing(patch_size=8)
+    return image_patches({k: imgs[k] for k in ("camera", "moon")}, {"grass": imgs["grass"]}, prep,
+                         4000, 1000, np.random.default_rng(0), source="test")
+
+
+@pytest.fixture
+def hostile_file(tmp_path):
+    """A torch file whose unpickling would create `marker` (it must never exist)."""
+    import pathlib
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (pathlib.Path.touch, (marker,))
+
+    path = tmp_path / "hostile.pt"
+    torch.save({"format": "spikevae.checkpoint", "x": Payload()}, path)
+    assert not marker.exists()
+    return path, marker
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, small_patches):
+    """A P-VAE (K = 16, 8 x 8 patches) trained for 2 epochs; path to its checkpoint."""
+    from spikevae.train import TrainConfig, fit
+    from spikevae.vae import VAEConfig
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    fit(VAEConfig(n_latents=16, patch_size=8), TrainConfig(epochs=2, batch_size=200, method="exact"),
+        small_patches, path, progress=False)
+    return path

@@ -1,0 +1,78 @@
+"""Checkpoints: round trip, and every kind of bad file gets one clear error without running code."""
+import pytest
+import torch
+
+from spikevae import checkpoint as C
+from spikevae.data import Preprocessing
+
+
+def test_round_trip_gives_identical_rates(tiny_checkpoint, small_patches):
+    model, data = C.load_model(tiny_checkpoint)
+    x = torch.as_tensor(small_patches.val[:50]).unsqueeze(1)
+    rates = model.posterior(x).mean
+    C.save_checkpoint(tiny_checkpoint.parent / "copy.pt", {k: v for k, v in data.items() if k not in ("format", "version")})
+    again, data2 = C.load_model(tiny_checkpoint.parent / "copy.pt")
+    assert torch.equal(again.posterior(x).mean, rates)
+    assert Preprocessing(**data2["preprocessing"]) == small_patches.preprocessing
+    assert data2["provenance"]["packages"]["torch"].startswith("2.13")
+
+
+def test_missing(tmp_path):
+    with pytest.raises(C.CheckpointError, match="does not exist"):
+        C.load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_truncated(tmp_path, tiny_checkpoint):
+    p = tmp_path / "trunc.pt"
+    p.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    with pytest.raises(C.CheckpointError, match="truncated or not a torch file"):
+        C.load_checkpoint(p)
+
+
+@pytest.mark.parametrize("obj", [{"a": torch.zeros(3)}, torch.zeros(2), [1, 2, 3]])
+def test_foreign_torch_file(tmp_path, obj):
+    p = tmp_path / "foreign.pt"
+    torch.save(obj, p)
+    with pytest.raises(C.CheckpointError, match="not a spikevae checkpoint"):
+        C.load_checkpoint(p)
+
+
+def test_text_file(tmp_path):
+    p = tmp_path / "notes.pt"
+    p.write_text("hello")
+    with pytest.raises(C.CheckpointError):
+        C.load_checkpoint(p)
+
+
+def test_hostile_file_never_runs(hostile_file):
+    path, marker = hostile_file
+    with pytest.raises(C.CheckpointError, match="refused without running them"):
+        C.load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_weights_that_do_not_match_config(tmp_path, tiny_checkpoint):
+    data = C.load_checkpoint(tiny_checkpoint)
+    data["model_config"] = {**data["model_config"], "n_latents": 17}
+    p = tmp_path / "mismatch.pt"
+    torch.save(data, p)
+    with pytest.raises(C.CheckpointError, match="do not match the model config"):
+        C.model_from_checkpoint(C.load_checkpoint(p), p)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    def boom(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        C.atomic_write(tmp_path / "out.pt", boom)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shipped_checkpoint_loads():
+    model, data = C.load_model()
+    assert data["family"] == "poisson" and model.config.n_latents == 512
+    assert C.default_checkpoint_path().stat().st_size < 4_000_000
+    assert "train_state" not in data

@@ -1,0 +1,164 @@
+"""Offline data: whitening, contrast normalisation, image files, IDX files, splits."""
+import gzip
+
+import numpy as np
+import pytest
+
+from spikevae import data as D
+
+
+def test_whitening_multiplies_the_spectrum_by_R():
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(64, 48))
+    out = D.whiten(img, f0=0.3, n=4)
+    fy = np.fft.fftfreq(64)[:, None]
+    fx = np.fft.fftfreq(48)[None, :]
+    f = np.hypot(fx, fy)
+    R = f * np.exp(-((f / 0.3) ** 4))
+    np.testing.assert_allclose(np.fft.fft2(out), np.fft.fft2(img - img.mean()) * R, atol=1e-9)
+
+
+def test_local_contrast_normalisation_against_direct_convolution():
+    from scipy.signal import convolve2d
+
+    rng = np.random.default_rng(1)
+    img = rng.normal(size=(40, 40)) * np.linspace(0.2, 3, 40)[None, :]
+    out = D.local_contrast_normalise(img, sigma=3.0, size=13)
+    ax = np.arange(13) - 6
+    k = np.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2 * 9.0))
+    k /= k.sum()
+    pad = lambda a: np.pad(a, 6, mode="symmetric")  # noqa: E731  (scipy.ndimage 'reflect')
+    sub = img - convolve2d(pad(img), k, mode="valid")
+    sd = np.sqrt(convolve2d(pad(sub**2), k, mode="valid"))
+    np.testing.assert_allclose(out, sub / np.maximum(sd, sd.mean()), atol=1e-10)
+
+
+def test_preprocess_gives_zero_mean_unit_variance_and_crops():
+    img = np.random.default_rng(2).uniform(0, 255, (60, 70))
+    out = D.preprocess_image(img, D.Preprocessing(patch_size=8, crop=4))
+    assert out.shape == (52, 62) and out.dtype == np.float32
+    full = D.local_contrast_normalise(D.whiten(img, 0.4, 4), 3.0, 13)
+    expect = ((full - full.mean()) / full.std())[4:-4, 4:-4]
+    np.testing.assert_allclose(out, expect, atol=1e-5)
+
+
+def test_patch_too_large_for_image_is_a_clear_error():
+    with pytest.raises(D.DataError, match="smaller than a 16-pixel patch"):
+        D.preprocess_image(np.zeros((20, 20)), D.Preprocessing(patch_size=16))
+
+
+def _write_images(folder):
+    from PIL import Image
+    import tifffile
+
+    rng = np.random.default_rng(3)
+    arrs = {}
+    a = rng.integers(0, 255, (40, 48), dtype=np.uint8)
+    Image.fromarray(a).save(folder / "a.png")
+    arrs["a.png"] = a
+    b = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(b).save(folder / "b.jpg", quality=95)
+    arrs["b.jpg"] = b
+    c = rng.integers(0, 4000, (44, 40)).astype(np.uint16)
+    tifffile.imwrite(folder / "c.tif", c)
+    arrs["c.tif"] = c
+    d = rng.integers(0, 4000, (36, 36)).astype(">u2")
+    d.tofile(folder / "d.iml")
+    arrs["d.iml"] = d
+    return arrs
+
+
+def test_image_readers_each_kind(tmp_path):
+    arrs = _write_images(tmp_path)
+    np.testing.assert_array_equal(D.read_image(tmp_path / "a.png"), arrs["a.png"])
+    np.testing.assert_array_equal(D.read_image(tmp_path / "c.tif"), arrs["c.tif"])
+    np.testing.assert_array_equal(D.read_image(tmp_path / "d.iml"), arrs["d.iml"].astype(float))
+    from skimage.color import rgb2gray
+
+    jpg = D.read_image(tmp_path / "b.jpg")
+    assert jpg.shape == (40, 40)
+    assert np.abs(jpg - rgb2gray(arrs["b.jpg"])).mean() < 0.05  # lossy JPEG, grey in [0, 1]
+
+
+def test_iml_standard_shape(tmp_path):
+    raw = np.arange(1024 * 1536, dtype=np.uint32).astype(">u2")
+    raw.tofile(tmp_path / "imk00001.iml")
+    img = D.read_image(tmp_path / "imk00001.iml")
+    assert img.shape == (1024, 1536) and img[1, 0] == 1536
+
+
+def test_folder_split_is_by_image(tmp_path):
+    _write_images(tmp_path)
+    prep = D.Preprocessing(patch_size=8, crop=2)
+    ps = D.folder_patches(tmp_path, 300, 100, prep, seed=0, val_fraction=0.25)  # val = d.iml (last by name)
+    val_img = D.preprocess_image(D.read_image(tmp_path / "d.iml"), prep)
+    win = np.lib.stride_tricks.sliding_window_view(val_img, (8, 8)).reshape(-1, 64)
+    for p in ps.val[:20]:
+        assert np.any(np.all(win == p.reshape(-1), axis=1))
+    train_windows = np.concatenate([
+        np.lib.stride_tricks.sliding_window_view(D.preprocess_image(D.read_image(tmp_path / n), prep), (8, 8)).reshape(-1, 64)
+        for n in ("a.png", "b.jpg", "c.tif")])
+    for p in ps.val[:20]:
+        assert not np.any(np.all(np.isclose(train_windows, p.reshape(-1)), axis=1))
+    assert ps.train.shape == (300, 8, 8) and ps.val.shape == (100, 8, 8)
+
+
+def test_natural_split_names_disjoint():
+    assert not set(D.NATURAL_TRAIN) & set(D.NATURAL_VAL)
+
+
+@pytest.mark.parametrize("bad", ["missing", "empty", "corrupt"])
+def test_bad_image_folder_is_a_clear_error(tmp_path, bad):
+    folder = tmp_path / "imgs"
+    if bad != "missing":
+        folder.mkdir()
+    if bad == "corrupt":
+        (folder / "x.png").write_bytes(b"not a png")
+    with pytest.raises(D.DataError):
+        D.read_image_folder(folder)
+
+
+def _write_idx(path, arr, code):
+    import struct
+
+    head = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(head + arr.tobytes())
+
+
+def test_mnist_idx_files(tmp_path):
+    rng = np.random.default_rng(4)
+    xtr = rng.integers(0, 256, (12, 28, 28), dtype=np.uint8)
+    ytr = rng.integers(0, 10, 12, dtype=np.uint8)
+    xva = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    yva = rng.integers(0, 10, 5, dtype=np.uint8)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", xtr, 0x08)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", ytr, 0x08)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", xva, 0x08)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", yva, 0x08)
+    ps = D.mnist(tmp_path)
+    np.testing.assert_allclose(ps.train, xtr / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(ps.val_labels, yva)
+    assert ps.preprocessing.patch_size == 28
+
+
+def test_idx_bad_magic_and_truncation(tmp_path):
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04rest")
+    with pytest.raises(D.DataError, match="magic"):
+        D.read_idx(tmp_path / "bad")
+    _write_idx(tmp_path / "trunc", np.zeros((4, 3, 3), np.uint8), 0x08)
+    (tmp_path / "trunc").write_bytes((tmp_path / "trunc").read_bytes()[:-5])
+    with pytest.raises(D.DataError, match="truncated"):
+        D.read_idx(tmp_path / "trunc")
+
+
+def test_digits():
+    ps = D.digits(seed=0)
+    assert ps.train.shape[1:] == (8, 8) and 0 <= ps.train.min() and ps.train.max() <= 1
+    assert len(ps.train) + len(ps.val) == 1797
+
+
+def test_unknown_dataset():
+    with pytest.raises(D.DataError, match="unknown dataset 'cifar'"):
+        D.load_dataset("cifar")

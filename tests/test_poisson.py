@@ -1,0 +1,96 @@
+"""Relaxed Poisson sampler and Poisson KL against scipy oracles."""
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from spikevae.poisson import (_BUCKETS, _SoftCount, _bucket_limits, n_exp_for_rate, poisson_kl,
+                              relaxed_poisson, relaxed_poisson_reference)
+
+N = 200_000
+
+
+@pytest.mark.parametrize("temperature,var_tol", [(0.05, 0.08), (0.01, 0.025)])
+@pytest.mark.parametrize("rate", [0.1, 1.0, 5.0, 20.0])
+def test_relaxed_moments_match_poisson(rate, temperature, var_tol, gen):
+    z = relaxed_poisson(torch.full((N,), rate, dtype=torch.float64), temperature, gen).numpy()
+    mean, var = stats.poisson.stats(rate, moments="mv")
+    se = np.sqrt(var / N)
+    # mean: 5 standard errors + 0.5 % relaxation bias; variance: the relaxation shrinks it slightly
+    assert abs(z.mean() - mean) < 5 * se + 0.005 * mean
+    assert abs(z.var() / var - 1) < var_tol
+    assert z.var() <= var * (1 + 5 * np.sqrt((1 + 2 * rate) / (rate * N)))  # never above Poisson beyond noise
+
+
+@pytest.mark.parametrize("rate", [0.3, 4.0, 30.0])
+def test_zero_temperature_gives_exact_counts(rate, gen):
+    z = relaxed_poisson(torch.full((N,), rate), 0.0, gen).numpy()
+    assert np.array_equal(z, np.round(z))
+    kmax = int(stats.poisson.ppf(1 - 1e-6, rate))
+    obs = np.bincount(z.astype(int), minlength=kmax + 1)[: kmax + 1]
+    exp = stats.poisson.pmf(np.arange(kmax + 1), rate) * N
+    keep = exp > 5
+    chi2 = ((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum()
+    assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-3
+
+
+def test_straight_through_forward_is_integer_with_soft_gradient(gen):
+    rate = torch.full((50_000,), 2.0, requires_grad=True)
+    z = relaxed_poisson(rate, 0.05, gen, hard=True)
+    assert torch.equal(z, z.round())
+    assert abs(z.mean().item() - 2.0) < 5 * np.sqrt(2.0 / 50_000)
+    z.mean().backward()
+    # d E[z] / dλ = 1, so the mean gradient per element is ~1 / n
+    assert abs(rate.grad.sum().item() - 1.0) < 0.03
+
+
+@pytest.mark.parametrize("rate", [1e-3, 0.5, 1.0, 5.0, 20.0, 200.0])
+def test_n_exp_truncation_bound_is_tight(rate):
+    n = n_exp_for_rate(rate, 1e-5)
+    assert stats.poisson.sf(n - 1, rate) <= 1e-5  # P(count >= n) <= p
+    assert n == 1 or stats.poisson.sf(n - 2, rate) > 1e-5  # and n is the smallest such
+
+
+def test_bucket_limits_respect_the_bound():
+    for n, lim in zip(_BUCKETS, _bucket_limits(1e-5)):
+        assert stats.poisson.sf(n - 1, lim) <= 1e-5 * (1 + 1e-6)
+        assert n_exp_for_rate(lim * (1 - 1e-9)) <= n
+
+
+def test_mixed_rates_match_reference_formulation(gen):
+    rates = torch.tensor([0.05, 0.7, 3.0, 12.0, 40.0]).repeat(40_000)
+    ours = relaxed_poisson(rates, 0.05, gen).view(-1, 5).mean(0)
+    ref = relaxed_poisson_reference(rates, 0.05, 263, gen).view(-1, 5).mean(0)
+    se = torch.sqrt(torch.tensor([0.05, 0.7, 3.0, 12.0, 40.0]) / 40_000)
+    assert torch.all((ours - ref).abs() < 6 * se)
+
+
+def test_soft_count_gradient_is_exact():
+    g = torch.Generator().manual_seed(0)
+    arrivals = torch.cumsum(torch.empty(6, 12, dtype=torch.float64).exponential_(generator=g), -1)
+    rate = torch.tensor([0.2, 0.9, 1.5, 3.0, 6.0, 9.0], dtype=torch.float64, requires_grad=True)
+    fn = lambda r: _SoftCount.apply(r, arrivals.clone(), 0.3, False)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (rate,), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("r,dr", [(0.02, 0.1), (0.5, 1.0), (1.0, 3.0), (3.0, 0.4), (0.1, 25.0)])
+def test_kl_closed_form_matches_monte_carlo(r, dr):
+    rng = np.random.default_rng(0)
+    lam = r * dr
+    k = rng.poisson(lam, 1_000_000)
+    terms = stats.poisson.logpmf(k, lam) - stats.poisson.logpmf(k, r)
+    kl = poisson_kl(torch.tensor(np.log(r)), torch.tensor(np.log(dr))).item()
+    assert abs(terms.mean() - kl) < 5 * terms.std() / np.sqrt(len(k)) + 1e-12
+    # and the full sum over the pmf (exact)
+    ks = np.arange(0, int(stats.poisson.ppf(1 - 1e-14, max(lam, r))) + 50)
+    exact = np.sum(stats.poisson.pmf(ks, lam) * (stats.poisson.logpmf(ks, lam) - stats.poisson.logpmf(ks, r)))
+    assert kl == pytest.approx(exact, rel=1e-9, abs=1e-12)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="temperature"):
+        relaxed_poisson(torch.ones(3), -1.0)
+    with pytest.raises(ValueError, match="rate"):
+        n_exp_for_rate(float("nan"))
+    with pytest.raises(ValueError, match="largest truncation bucket"):
+        relaxed_poisson(torch.tensor([1e4]), 0.1)

@@ -1,0 +1,97 @@
+"""Training: loss goes down, resume is exact, same seed same trajectory, bad input gets one line."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from spikevae import checkpoint as C
+from spikevae.train import TrainConfig, evaluate, fit, lifetime_sparsity, main, schedule
+from spikevae.vae import VAE, VAEConfig
+
+MC = VAEConfig(n_latents=64, patch_size=8, prior_log_high=-2.0)
+TC = TrainConfig(epochs=5, batch_size=100, method="mc", lr=0.03, warmup_epochs=0.5)
+
+
+def test_short_run_lowers_validation_loss(small_patches):
+    from spikevae.train import _child_seeds
+
+    s_init, _, s_val = _child_seeds(TC.seed, 3)
+    xva = torch.as_tensor(small_patches.val).unsqueeze(1)
+    before = evaluate(VAE(MC, torch.Generator().manual_seed(s_init)), xva, torch.Generator().manual_seed(s_val))
+    res = fit(MC, TC, small_patches, progress=False)
+    assert res.metrics["nelbo"] < 0.95 * before["nelbo"]  # measured: 63.4 -> 58.1
+    assert [h["epoch"] for h in res.history] == [1, 2, 3, 4, 5]
+
+
+def test_resume_continues_the_same_trajectory(tmp_path, small_patches):
+    full = fit(MC, TC, small_patches, tmp_path / "full.pt", progress=False)
+    part = fit(MC, TC, small_patches, tmp_path / "part.pt", progress=False, stop_after=2)
+    assert len(part.history) == 2
+    saved = C.load_checkpoint(tmp_path / "part.pt")
+    assert saved["train_state"]["epoch"] == 2
+    resumed = fit(MC, TC, small_patches, tmp_path / "part.pt", progress=False, resume=saved)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert "train_state" not in C.load_checkpoint(tmp_path / "part.pt")  # finished: resume state dropped
+
+
+def test_schedules_match_reference():
+    cfg = TrainConfig(epochs=10, temp_start=1.0, temp_stop=0.05, beta=2.0, beta_start=1e-4, anneal_portion=0.5,
+                      warmup_epochs=1, lr=0.01, lr_min=1e-5)
+    total = 1000
+    t0, b0, _ = schedule(0, total, cfg)
+    t_mid, b_mid, _ = schedule(250, total, cfg)
+    t_end, b_end, lr_end = schedule(999, total, cfg)
+    assert (t0, b0) == (1.0, 1e-4)
+    assert t_mid == pytest.approx(0.525) and b_mid == pytest.approx(1.00005)
+    assert t_end == pytest.approx(0.05, abs=1e-12) and b_end == pytest.approx(2.0, abs=1e-12)
+    assert lr_end * 0.01 == pytest.approx(1e-5, rel=0.01)  # one step before the end
+    assert schedule(99, total, cfg)[2] == pytest.approx(1.0)  # end of warm-up
+
+
+def test_lifetime_sparsity_closed_form():
+    z = np.array([[1, 0, 2], [0, 0, 2], [0, 0, 2], [0, 0, 2]], float)
+    s = lifetime_sparsity(z)
+    np.testing.assert_allclose(s, [1.0, 1.0, 0.0])  # one-hot unit, silent unit, constant unit
+
+
+def test_cli_trains_and_same_seed_same_trajectory(tmp_path, capsys):
+    args = ["--dataset", "digits", "--latents", "12", "--epochs", "2", "--batch-size", "200", "--quiet"]
+    assert run_cli(main, args + ["--out", str(tmp_path / "a.pt")]) == 0
+    assert run_cli(main, args + ["--out", str(tmp_path / "b.pt")]) == 0
+    ha = [h["train_loss"] for h in C.load_checkpoint(tmp_path / "a.pt")["history"]]
+    hb = [h["train_loss"] for h in C.load_checkpoint(tmp_path / "b.pt")["history"]]
+    assert ha == hb
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--dataset", "cifar"], "dataset must be one of"),
+    (["--latents", "0"], "n_latents must be > 0"),
+    (["--latents", "-3"], "n_latents must be > 0"),
+    (["--images", "/nonexistent/folder"], "does not exist"),
+    (["--patch-size", "600", "--n-train", "10", "--n-val", "10"], "smaller than a 600-pixel patch"),
+    (["--arch", "lin"], "--arch must look like"),
+    (["--device", "tpu"], "--device must be"),
+    (["--epochs", "0"], "epochs must be > 0"),
+])
+def test_bad_input_one_clear_line(tmp_path, capsys, argv, msg):
+    code = run_cli(main, ["--out", str(tmp_path / "x.pt"), "--quiet"] + argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and msg in err, err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_hostile_resume_is_refused(tmp_path, capsys, hostile_file):
+    path, marker = hostile_file
+    code = run_cli(main, ["--out", str(tmp_path / "x.pt"), "--resume", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "refused" in err
+    assert not marker.exists()
+
+
+def test_unreadable_output_folder(capsys):
+    code = run_cli(main, ["--out", "/nonexistent/dir/x.pt", "--dataset", "digits"])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
