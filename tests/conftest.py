@@ -59,3 +59,16 @@ def tiny_checkpoint(tmp_path_factory, small_patches):
     fit(VAEConfig(n_latents=16, patch_size=8), TrainConfig(epochs=2, batch_size=200, method="exact"),
         small_patches, path, progress=False)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _reset_brian_state():
+    """Brian2 global state (device, codegen target) back to defaults after every test."""
+    yield
+    import sys
+
+    if "brian2" in sys.modules:
+        import brian2
+
+        brian2.set_device("runtime")
+        brian2.prefs.codegen.target = "numpy"

@@ -28,7 +28,8 @@ def to_neo_block(st: SpikeTrains, name: str = "spikevae run"):
         seg.spiketrains.append(train)
     ep = neo.Epoch(times=p.onset * pq.s, durations=(p.offset - p.onset) * pq.s,
                    labels=np.array([f"stim{s}_rep{r}" for s, r in zip(p.stimulus, p.repeat)]),
-                   name="presentations", stimulus_index=p.stimulus.astype(np.int64), repeat=p.repeat.astype(np.int64))
+                   name="presentations", array_annotations={"stimulus_index": p.stimulus.astype(np.int64),
+                                                            "repeat": p.repeat.astype(np.int64)})
     seg.epochs.append(ep)
     if p.expected.size:
         # λ per presentation, as an irregular signal sampled at the onsets (one channel per unit)

@@ -85,8 +85,13 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
         images = Images(name="stimuli", images=imgs, description="stimuli shown, as model input",
                         order_of_images=ImageReferences(name="order_of_images", data=imgs))
         nwb.add_stimulus_template(images)
+        step = np.diff(p.onset)
+        if len(step) and np.allclose(step, step[0], rtol=0, atol=1e-9 * max(1.0, p.onset[-1])) and step[0] > 0:
+            timing = {"starting_time": float(p.onset[0]), "rate": float(1.0 / step[0])}  # regular onsets
+        else:
+            timing = {"timestamps": p.onset.astype(np.float64)}
         nwb.add_stimulus(IndexSeries(name="stimulus_presentation", data=p.stimulus.astype(np.uint32),
-                                     indexed_images=images, unit="N/A", timestamps=p.onset.astype(np.float64),
+                                     indexed_images=images, unit="N/A", **timing,
                                      description="index of the stimulus shown at each presentation onset"))
     mod = nwb.create_processing_module("model", "model outputs that drove the simulated units")
     lam = VectorData(name="expected_counts", data=np.asarray(p.expected, dtype=np.float64),

@@ -1,0 +1,95 @@
+"""NWB and Neo export: lossless round trips, files read by pynwb / neo, nwbinspector clean."""
+import numpy as np
+import pytest
+
+from spikevae.io import read_neo, read_nwb, to_neo_block, write_neo, write_nwb
+from spikevae.records import Presentations, SpikeTrains
+
+
+@pytest.fixture
+def spikes():
+    rng = np.random.default_rng(0)
+    n_p, K, dt = 6, 5, 1e-4
+    on = np.arange(n_p) * 0.12
+    pres = Presentations(np.array([0, 1, 2, 0, 1, 2]), np.array([0, 0, 0, 1, 1, 1]), on, on + 0.1,
+                         rng.uniform(0, 3, (n_p, K)))
+    steps = np.sort(rng.choice(int(0.72 / dt), 80, replace=False))
+    unit = rng.integers(0, K - 1, 80)  # the last unit stays silent
+    order = np.lexsort((unit, steps))
+    return SpikeTrains(unit[order], steps[order] * dt, K, 0.72, dt, pres,
+                       {"seed": 3, "model": "pvae-test", "checkpoint_sha256": "ab" * 32, "nested": {"a": [1, 2]}})
+
+
+def _assert_same(a: SpikeTrains, b: SpikeTrains):
+    np.testing.assert_array_equal(a.unit, b.unit)
+    np.testing.assert_array_equal(a.time, b.time)
+    assert (a.n_units, a.t_stop, a.dt) == (b.n_units, b.t_stop, b.dt)
+    for f in ("stimulus", "repeat", "onset", "offset", "expected"):
+        np.testing.assert_array_equal(getattr(a.presentations, f), getattr(b.presentations, f))
+    assert a.meta == b.meta
+
+
+def test_nwb_round_trip_is_lossless(tmp_path, spikes):
+    stim = np.random.default_rng(1).normal(size=(3, 8, 8)).astype(np.float32)
+    path = write_nwb(tmp_path / "run.nwb", spikes, stimuli=stim)
+    _assert_same(spikes, read_nwb(path))
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(path), "r") as io:
+        nwb = io.read()
+        assert nwb.units.resolution == spikes.dt
+        assert list(nwb.units["latent_index"].data[:]) == list(range(5))
+        np.testing.assert_array_equal(nwb.stimulus["stimulus_presentation"].data[:], spikes.presentations.stimulus)
+        np.testing.assert_array_equal(nwb.stimulus_template["stimuli"]["stimulus_000001"].data[:], stim[1])
+        assert "not an animal" in nwb.subject.description or "no animal" in nwb.subject.description
+
+
+def test_nwbinspector_reports_no_critical_or_violation(tmp_path, spikes):
+    from nwbinspector import inspect_nwbfile
+
+    path = write_nwb(tmp_path / "run.nwb", spikes, stimuli=np.zeros((3, 8, 8), np.float32))
+    msgs = list(inspect_nwbfile(nwbfile_path=str(path)))
+    bad = [m for m in msgs if m.importance.name in ("CRITICAL", "BEST_PRACTICE_VIOLATION")]
+    assert not bad, [(m.check_function_name, m.message) for m in bad]
+
+
+def test_neo_round_trip_is_lossless(tmp_path, spikes):
+    path = write_neo(tmp_path / "run.nix", spikes)
+    _assert_same(spikes, read_neo(path))
+    from neo.io import NixIO
+
+    with NixIO(str(path), mode="ro") as io:
+        blk = io.read_block()
+    trains = blk.segments[0].spiketrains
+    assert len(trains) == 5 and trains[2].annotations["latent_index"] == 2
+    assert blk.segments[0].epochs[0].name == "presentations"
+
+
+def test_neo_block_matches_elephant_counts(spikes):
+    import quantities as pq
+    from elephant.conversion import BinnedSpikeTrain
+
+    blk = to_neo_block(spikes)
+    seg = blk.segments[0]
+    # presentations are 100 ms windows every 120 ms: bin at 20 ms and sum the five bins of each window
+    b = BinnedSpikeTrain(seg.spiketrains, bin_size=20 * pq.ms, t_start=0 * pq.s, t_stop=0.72 * pq.s).to_array()
+    per_window = b.reshape(5, 6, 6)[:, :, :5].sum(-1).T
+    np.testing.assert_array_equal(per_window, spikes.counts())
+
+
+def test_read_nwb_from_another_tool(tmp_path):
+    """A plain pynwb file (units with spike_times, trials without our columns) reads back."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+
+    nwb = NWBFile(session_description="x", identifier="y", session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    nwb.add_unit(spike_times=[0.1, 0.5])
+    nwb.add_unit(spike_times=[0.2])
+    nwb.add_trial(start_time=0.0, stop_time=0.3)
+    nwb.add_trial(start_time=0.3, stop_time=0.6)
+    with NWBHDF5IO(str(tmp_path / "other.nwb"), "w") as io:
+        io.write(nwb)
+    st = read_nwb(tmp_path / "other.nwb")
+    np.testing.assert_array_equal(st.counts(), [[1, 1], [1, 0]])
+    np.testing.assert_array_equal(st.presentations.stimulus, [0, 1])

@@ -1,0 +1,114 @@
+"""Brian2 Poisson layer: counts follow λ, deterministic edges, same spikes on every target."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from spikevae.records import Presentations, SpikeTrains
+from spikevae.spiking import PoissonLayerConfig, _slot_table, rate_dt_report, simulate_poisson
+
+FAST = PoissonLayerConfig(window=0.05, dt=5e-4, target="numpy")  # 100 steps per window
+
+
+def _record(run, expected, cfg, stim=None, rep=None):
+    n = len(expected)
+    stim = np.arange(n) if stim is None else stim
+    rep = np.zeros(n, int) if rep is None else rep
+    return SpikeTrains(run.unit, run.time, expected.shape[1], run.t_stop, cfg.dt,
+                       Presentations(stim, rep, run.onset, run.offset, expected))
+
+
+def test_counts_pass_a_poisson_dispersion_test():
+    rng = np.random.default_rng(0)
+    lam = rng.uniform(0.2, 2.0, (200, 20))
+    run = simulate_poisson(lam, FAST, seed=1)
+    c = _record(run, lam, FAST).counts()
+    # Σ (c - λ)² / λ over 4000 independent pairs ~ χ²(4000) under Poisson (Bernoulli steps: 1 - p ≥ 0.98 of it)
+    d = ((c - lam) ** 2 / lam).sum()
+    p_value = 2 * min(stats.chi2.cdf(d, lam.size), stats.chi2.sf(d, lam.size))
+    assert p_value > 1e-3, (d, lam.size)
+    # total count against its Poisson sd
+    assert abs(c.sum() - lam.sum()) < 4 * np.sqrt(lam.sum())
+
+
+def test_fano_factor_across_repeats_is_one():
+    lam1 = np.linspace(0.5, 3.0, 10)[None, :]
+    R = 40
+    expected = np.repeat(np.tile(lam1, (5, 1)), R, axis=0)  # 5 stimuli x 40 repeats, same λ per stimulus
+    run = simulate_poisson(expected, FAST, seed=2)
+    c = _record(run, expected, FAST).counts().reshape(5, R, 10)
+    fano = c.var(1, ddof=1) / c.mean(1)  # per (stimulus, unit), across repeats
+    # mean of 50 Fano factors from 40 repeats: sd of one ≈ sqrt(2/39); Bernoulli steps shrink it by p <= 0.03
+    assert abs(fano.mean() - 1.0) < 4 * np.sqrt(2 / 39) / np.sqrt(50) + 0.03
+
+
+def test_spike_times_uniform_within_window():
+    expected = np.full((100, 4), 2.0)
+    cfg = PoissonLayerConfig(window=0.05, gap=0.01, dt=5e-4, target="numpy")
+    run = simulate_poisson(expected, cfg, seed=3)
+    k = np.searchsorted(run.onset, run.time, side="right") - 1
+    phase = (run.time - run.onset[k]) / cfg.window
+    assert np.all(run.time < run.offset[k] - 1e-12)  # nothing in the gaps
+    # phases live on the 100-step grid: compare with the discrete uniform law
+    steps = np.rint(phase * 100).astype(int)
+    obs = np.bincount(steps, minlength=100)
+    assert stats.chisquare(obs).pvalue > 1e-3
+
+
+def test_rate_zero_silent_and_rate_one_over_dt_every_step():
+    cfg = PoissonLayerConfig(window=0.01, dt=1e-3, target="numpy")
+    expected = np.array([[0.0, 10.0, 0.0]] * 5)  # rate 1/dt for unit 1: 10 per 10-step window
+    run = simulate_poisson(expected, cfg, seed=4)
+    assert not np.any(run.unit != 1)
+    np.testing.assert_allclose(run.time, np.arange(50) * 1e-3, atol=1e-12)
+    assert run.notes and "use --dt" in run.notes[0]
+
+
+def test_gap_rows_and_trailing_zero_row():
+    cfg = PoissonLayerConfig(window=0.004, gap=0.002, dt=1e-3)
+    table, slot = _slot_table(np.array([[1.0, 2.0], [3.0, 4.0]]), cfg)
+    assert slot == 2  # gcd(4, 2) steps
+    hz = np.array([[250.0, 500.0], [750.0, 1000.0]])  # λ / 4 ms
+    expect = np.array([hz[0], hz[0], [0, 0], hz[1], hz[1], [0, 0], [0, 0]])
+    np.testing.assert_allclose(table, expect)
+
+
+def test_rate_dt_report_names_units_and_dt():
+    cfg = PoissonLayerConfig(window=0.1, dt=1e-3)
+    lam = np.zeros((3, 5))
+    lam[1, 2] = 20.0  # 200 Hz, rate·dt = 0.2
+    msg = rate_dt_report(lam, cfg)
+    assert "1 of 5 units" in msg and "0.2" in msg and "use --dt 0.25 ms or smaller" in msg
+    assert rate_dt_report(lam * 0.01, cfg) is None
+
+
+@pytest.mark.parametrize("kwargs,match", [({"window": 0}, "window"), ({"window": 0.1, "dt": 3e-4}, "does not divide"),
+                                          ({"gap": -1}, "gap"), ({"target": "gpu"}, "target")])
+def test_bad_layer_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PoissonLayerConfig(**kwargs).validate()
+
+
+def test_same_seed_same_spikes_numpy_and_cython():
+    rng = np.random.default_rng(5)
+    lam = rng.uniform(0, 3, (12, 8))
+    runs = [simulate_poisson(lam, PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target=t, chunk=5), seed=9)
+            for t in ("numpy", "cython")]
+    assert runs[1].target == "cython"
+    assert len(runs[0].time) > 100
+    np.testing.assert_array_equal(runs[0].unit, runs[1].unit)
+    np.testing.assert_array_equal(runs[0].time, runs[1].time)
+
+
+def test_counts_method_matches_loop():
+    rng = np.random.default_rng(6)
+    on = np.arange(6) * 0.03
+    off = on + 0.02
+    time = np.sort(rng.uniform(0, 0.18, 300).round(3))
+    unit = rng.integers(0, 4, 300)
+    st = SpikeTrains(unit, time, 4, 0.18, 1e-3, Presentations(np.arange(6), np.zeros(6, int), on, off, np.ones((6, 4))))
+    loop = np.zeros((6, 4), int)
+    for u, t in zip(unit, time):
+        for k in range(6):
+            if on[k] - 1e-9 <= t < off[k] - 1e-9:
+                loop[k, u] += 1
+    np.testing.assert_array_equal(st.counts(), loop)
