@@ -27,6 +27,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/spiking.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
