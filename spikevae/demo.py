@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         return 0
     from . import simulate
 
-    argv = ["--out", str(out / "run"), "--n-stimuli", "20", "--repeats", "5", "--seed", str(args.seed),
+    argv = ["--out", str(out / "run"), "--n-stimuli", "20", "--repeats", "5", "--gap", "50", "--seed", str(args.seed),
             "--device", args.device]
     if args.checkpoint is not None:
         argv += ["--checkpoint", args.checkpoint]
