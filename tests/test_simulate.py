@@ -114,3 +114,15 @@ def test_bad_input_one_line_no_files(tmp_path, tiny_checkpoint, hostile_file, ca
         assert not hostile_file[1].exists()
     written = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
     assert written == []
+
+
+def test_gaussian_checkpoint_is_refused(tmp_path, small_patches, capsys):
+    from spikevae.train import TrainConfig, fit
+    from spikevae.vae import VAEConfig
+
+    path = tmp_path / "gauss.pt"
+    fit(VAEConfig(family="gaussian", n_latents=8, patch_size=8), TrainConfig(epochs=1, batch_size=500),
+        small_patches, path, progress=False)
+    code = run_cli(main, ["--checkpoint", str(path), "--out", str(tmp_path / "r")] + BASE)
+    err = capsys.readouterr().err
+    assert code == 2 and "only the Poisson family emits spike counts" in err and err.count("\n") == 1

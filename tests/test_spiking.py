@@ -88,15 +88,17 @@ def test_bad_layer_config(kwargs, match):
         PoissonLayerConfig(**kwargs).validate()
 
 
-def test_same_seed_same_spikes_numpy_and_cython():
+def test_same_seed_same_spikes_on_every_target(tmp_path):
     rng = np.random.default_rng(5)
     lam = rng.uniform(0, 3, (12, 8))
-    runs = [simulate_poisson(lam, PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target=t, chunk=5), seed=9)
-            for t in ("numpy", "cython")]
-    assert runs[1].target == "cython"
+    runs = [simulate_poisson(lam, PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target=t, chunk=5), seed=9,
+                             build_dir=tmp_path)
+            for t in ("numpy", "cython", "cpp_standalone")]
+    assert [r.target for r in runs] == ["numpy", "cython", "cpp_standalone"]
     assert len(runs[0].time) > 100
-    np.testing.assert_array_equal(runs[0].unit, runs[1].unit)
-    np.testing.assert_array_equal(runs[0].time, runs[1].time)
+    for other in runs[1:]:
+        np.testing.assert_array_equal(runs[0].unit, other.unit)
+        np.testing.assert_array_equal(runs[0].time, other.time)
 
 
 def test_counts_method_matches_loop():
