@@ -1,0 +1,116 @@
+"""LCA: planted recovery and KKT, Brian2 agreement, energy descent, spiking convergence, dictionary learning."""
+import numpy as np
+import pytest
+
+from spikevae.lca import (LCAConfig, THRESHOLDS, energy, fista, ista, lca, lca_brian, lca_dense, learn_dictionary,
+                          normalise_atoms, spiking_lca, threshold)
+
+
+@pytest.fixture
+def planted():
+    rng = np.random.default_rng(0)
+    D, K, B = 64, 128, 20
+    phi = normalise_atoms(rng.standard_normal((D, K)))
+    s = np.zeros((B, K))
+    for b in range(B):
+        s[b, rng.choice(K, 4, replace=False)] = rng.uniform(1.0, 2.0, 4) * rng.choice([-1, 1], 4)
+    return phi, s, s @ phi.T
+
+
+def test_planted_support_recovery_and_kkt(planted):
+    phi, s, x = planted
+    lam = 0.05
+    res = lca(x, phi, LCAConfig(lam=lam, n_steps=6000, threshold="soft"))
+    true = s != 0
+    found = res.codes != 0
+    assert (true & found).sum() / true.sum() >= 0.95  # recall
+    # LASSO KKT: Φᵀ(x − Φa) = λ sign(a) on the support, |Φᵀ(x − Φa)| ≤ λ off it
+    corr = (x - res.codes @ phi.T) @ phi
+    on = found
+    assert np.max(np.abs(corr[on] - lam * np.sign(res.codes[on]))) < 1e-6
+    assert np.max(np.abs(corr[~on])) <= lam + 1e-6
+
+
+@pytest.mark.parametrize("kind", THRESHOLDS)
+@pytest.mark.parametrize("inhibition", ["synapses", "dense"])
+def test_brian_network_matches_reference(planted, kind, inhibition):
+    phi, _, x = planted
+    phi, x = phi[:32, :40], x[:3, :32]
+    phi = normalise_atoms(phi)
+    cfg = LCAConfig(lam=0.1, n_steps=200, threshold=kind)
+    ref = lca(x, phi, cfg)
+    br = lca_brian(x, phi, cfg, inhibition=inhibition)
+    assert np.max(np.abs(br.states - ref.states)) <= 1e-9
+    np.testing.assert_allclose(br.codes, ref.codes, atol=1e-9)
+
+
+def test_sparse_inhibition_equals_dense(planted):
+    phi, _, x = planted
+    cfg = LCAConfig(lam=0.1, n_steps=300)
+    np.testing.assert_allclose(lca(x, phi, cfg).states, lca_dense(x, phi, cfg).states, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["soft", "nonneg"])
+def test_energy_non_increasing_for_small_dt(planted, kind):
+    phi, _, x = planted
+    res = lca(x, phi, LCAConfig(lam=0.1, dt=1e-5, tau=0.01, n_steps=3000, threshold=kind, record_every=10))
+    d = np.diff(res.energy)
+    assert np.all(d <= 1e-9 * np.abs(res.energy[:-1]).max()), d.max()
+
+
+def test_lca_reaches_the_fista_optimum(planted):
+    phi, _, x = planted
+    a = lca(x, phi, LCAConfig(lam=0.1, n_steps=8000)).codes
+    f = fista(x, phi, 0.1, n_iter=3000)
+    i = ista(x, phi, 0.1, n_iter=3000)
+    e_lca, e_f, e_i = (energy(x, phi, c, 0.1).mean() for c in (a, f.codes, i.codes))
+    assert e_lca == pytest.approx(e_f, rel=1e-6)
+    assert e_i >= e_f - 1e-9 and e_i == pytest.approx(e_f, rel=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["nonneg", "soft"])
+def test_spiking_rates_approach_the_analog_solution(planted, kind):
+    phi, _, x = planted
+    phi = normalise_atoms(phi[:16, :24])
+    x = x[:3, :16]
+    cfg = LCAConfig(lam=0.05, threshold=kind, n_steps=5000)
+    analog = lca(x, phi, cfg).codes
+    errs = [np.abs(spiking_lca(x, phi, cfg, duration=T).codes - analog).mean() for T in (0.1, 0.8)]
+    # the start-up transient costs a fixed number of spikes: error ~ 1/T (8x longer: ≥ 3x smaller)
+    assert errs[1] < errs[0] / 3, errs
+    assert errs[1] < 0.05 * np.abs(analog).mean() + 0.01
+
+
+def test_dictionary_learning_lowers_heldout_energy(small_patches):
+    rng = np.random.default_rng(0)
+    x = small_patches.train.reshape(len(small_patches.train), -1)
+    xv = small_patches.val.reshape(len(small_patches.val), -1)[:300]
+    cfg = LCAConfig(lam=0.5, n_steps=200, tol=1e-4)
+    phi0 = normalise_atoms(rng.standard_normal((64, 96)))
+    phi, trace = learn_dictionary(x, 96, cfg, n_updates=60, batch_size=200, eta=0.1, rng=rng, phi0=phi0)
+    np.testing.assert_allclose(np.linalg.norm(phi, axis=0), 1.0, atol=1e-12)
+    before = lca(xv, phi0, cfg).energy[-1]
+    after = lca(xv, phi, cfg).energy[-1]
+    assert after < 0.85 * before, (before, after)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"x": np.zeros((2, 10))}, "pixels"),
+    ({"cfg": LCAConfig(lam=-0.1)}, "lambda"),
+    ({"cfg": LCAConfig(tau=0)}, "tau"),
+    ({"x": np.full((2, 64), np.nan)}, "non-finite"),
+    ({"phi": np.ones((64, 8))}, "unit norm"),
+])
+def test_bad_input(planted, change, match):
+    phi, _, x = planted
+    args = {"x": x, "phi": phi, "cfg": LCAConfig()}
+    args.update(change)
+    with pytest.raises(ValueError, match=match):
+        lca(args["x"], args["phi"], args["cfg"])
+
+
+def test_threshold_functions():
+    u = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    np.testing.assert_allclose(threshold(u, 1.0, "soft"), [-1, 0, 0, 0, 1])
+    np.testing.assert_allclose(threshold(u, 1.0, "hard"), [-2, 0, 0, 0, 2])
+    np.testing.assert_allclose(threshold(u, 1.0, "nonneg"), [0, 0, 0, 0, 1])
