@@ -342,6 +342,9 @@ def spiking_lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(thres
         raise ValueError(f"tau_syn must be > 0 s, got {tau_syn!r}")
     D = np.hstack([phi, -phi]) if cfg.threshold == "soft" else phi
     B, M = x.shape[0], D.shape[1]
+    if B * M * M > 1e7:
+        raise ValueError(f"{B} inputs x {M}^2 synapses is too large for the spiking LCA "
+                         f"(limit 1e7 synapses); use at most {max(1, int(1e7 // (M * M)))} inputs at a time")
     G = D.T @ D - np.eye(M)
     bmat = x @ D
     gc.collect()
@@ -395,3 +398,9 @@ def learn_dictionary(patches: np.ndarray, n_atoms: int = 512, cfg: LCAConfig = L
         resid = xb - res.codes @ phi.T  # (B, D)
         phi = normalise_atoms(phi + eta * resid.T @ res.codes / batch_size)
     return phi, trace
+
+
+if __name__ == "__main__":  # python -m spikevae.lca
+    from spikevae.lca_cli import main
+
+    raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""``python -m spikevae.lca``: learn an LCA dictionary, or infer sparse codes (reference, Brian2 or spiking).
+
+::
+
+    python -m spikevae.lca learn --out dict.npz [--atoms 512 --lam 0.5 --updates 300]
+    python -m spikevae.lca infer --dictionary dict.npz --out lca_run/ [--simulator reference|brian|spiking]
+    python -m spikevae.lca infer --checkpoint pvae.pt --out lca_run/      # Φ = the P-VAE's decoder atoms
+
+Dictionary files are ``.npz`` (no pickles): ``phi`` (D, K) with unit-norm columns,
+``patch_size``, the ``preprocessing`` and provenance as JSON strings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._cli import Parser, UserError, cli_entry
+from .checkpoint import atomic_write, file_sha256, load_model, provenance
+from .data import Preprocessing, natural_patches
+from .lca import THRESHOLDS, LCAConfig, learn_dictionary, lca, lca_brian, normalise_atoms, spiking_lca
+
+__all__ = ["save_dictionary", "load_dictionary", "main"]
+
+
+def save_dictionary(path, phi: np.ndarray, prep: Preprocessing, meta: dict) -> Path:
+    """Write a dictionary (.npz, no pickles) atomically."""
+    def w(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, phi=np.asarray(phi, dtype=np.float64), patch_size=np.int64(prep.patch_size),
+                     preprocessing=np.array(json.dumps(prep.to_dict())), meta=np.array(json.dumps(meta, default=str)))
+
+    return atomic_write(path, w)
+
+
+def load_dictionary(path) -> tuple[np.ndarray, Preprocessing, dict]:
+    """Read a dictionary file → (Φ (D, K), preprocessing, metadata); one clear error for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"dictionary {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            phi = np.asarray(z["phi"], dtype=np.float64)
+            prep = Preprocessing(**json.loads(str(z["preprocessing"])))
+            meta = json.loads(str(z["meta"]))
+    except Exception as exc:  # noqa: BLE001 - any damage is the same message
+        raise UserError(f"{path} is not a spikevae dictionary file ({type(exc).__name__})") from None
+    if phi.ndim != 2 or phi.shape[0] != prep.patch_size**2:
+        raise UserError(f"{path}: dictionary shape {phi.shape} does not match {prep.patch_size}x{prep.patch_size} patches")
+    return phi, prep, meta
+
+
+def _parser() -> Parser:
+    p = Parser(prog="python -m spikevae.lca", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    d = LCAConfig()
+    for name in ("learn", "infer"):
+        s = sub.add_parser(name)
+        s.error = p.error  # one-line errors
+        s.add_argument("--out", required=True)
+        s.add_argument("--lam", type=float, default=0.5 if name == "learn" else d.lam, help="threshold lambda")
+        s.add_argument("--tau", type=float, default=d.tau * 1e3, help="time constant, ms")
+        s.add_argument("--dt", type=float, default=d.dt * 1e3, help="Euler step, ms")
+        s.add_argument("--steps", type=int, default=300 if name == "learn" else d.n_steps)
+        s.add_argument("--threshold", default="soft", help=" | ".join(THRESHOLDS))
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--quiet", action="store_true")
+    learn = sub.choices["learn"]
+    learn.add_argument("--atoms", type=int, default=512)
+    learn.add_argument("--updates", type=int, default=300, help="dictionary updates (batches)")
+    learn.add_argument("--batch", type=int, default=250)
+    learn.add_argument("--eta", type=float, default=0.05, help="dictionary learning rate")
+    learn.add_argument("--n-train", type=int, default=100_000)
+    infer = sub.choices["infer"]
+    infer.add_argument("--dictionary", help="dictionary .npz from `learn`")
+    infer.add_argument("--checkpoint", help="use a P-VAE checkpoint's linear decoder atoms (normalised)")
+    infer.add_argument("--n-patches", type=int, default=1000, help="held-out natural patches to encode")
+    infer.add_argument("--simulator", default="reference", help="reference | brian | spiking")
+    infer.add_argument("--duration", type=float, default=500.0, help="spiking: simulated time, ms")
+    infer.add_argument("--target", default="numpy", help="Brian2 runtime target: numpy | cython")
+    return p
+
+
+def _cfg(args) -> LCAConfig:
+    try:
+        return LCAConfig(lam=args.lam, tau=args.tau * 1e-3, dt=args.dt * 1e-3, n_steps=args.steps,
+                         threshold=args.threshold, tol=1e-4 if args.command == "learn" else 0.0).validate()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _learn(args) -> int:
+    from . import plots
+
+    cfg = _cfg(args)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UserError(f"output folder {out.parent} does not exist")
+    if args.atoms < 1 or args.updates < 1 or args.batch < 1:
+        raise UserError("--atoms, --updates and --batch must be >= 1")
+    prep = Preprocessing()
+    data = natural_patches(args.n_train, 2000, prep, seed=args.seed)
+    rng = np.random.default_rng(args.seed)
+    x = data.train.reshape(len(data.train), -1)
+    xv = data.val.reshape(len(data.val), -1)
+    phi0 = normalise_atoms(rng.standard_normal((x.shape[1], args.atoms)))
+    e0 = float(lca(xv, phi0, cfg).energy[-1])
+    t0 = time.perf_counter()
+    phi, trace = learn_dictionary(x, args.atoms, cfg, args.updates, args.batch, args.eta, rng, phi0,
+                                  progress=not args.quiet)
+    wall = time.perf_counter() - t0
+    res = lca(xv, phi, cfg)
+    meta = {"lca_config": dataclasses.asdict(cfg), "atoms": args.atoms, "updates": args.updates, "batch": args.batch,
+            "eta": args.eta, "seed": args.seed, "data": data.source, "heldout_energy_initial": e0,
+            "heldout_energy_final": float(res.energy[-1]), "heldout_fraction_active": res.fraction_active,
+            "energy_trace": trace, "wall_seconds": wall, "provenance": provenance(args.seed)}
+    save_dictionary(out, phi, prep, meta)
+    order = np.argsort(-np.abs(res.codes).mean(0))
+    fig = plots.basis_grid(phi.T.reshape(-1, prep.patch_size, prep.patch_size), order, n_show=min(256, args.atoms),
+                           title=f"LCA dictionary (lambda {args.lam}), ordered by mean |a| on held-out patches")
+    fig_path = out.with_suffix(".png")
+    plots.save_figure(fig, fig_path)
+    print(f"held-out energy {e0:.2f} -> {res.energy[-1]:.2f}, fraction active {res.fraction_active:.3f}, "
+          f"{wall:.0f} s; wrote {out} and {fig_path}")
+    return 0
+
+
+def _infer(args) -> int:
+    cfg = _cfg(args)
+    if bool(args.dictionary) == bool(args.checkpoint):
+        raise UserError("give exactly one of --dictionary or --checkpoint")
+    if args.simulator not in ("reference", "brian", "spiking"):
+        raise UserError(f"--simulator must be reference, brian or spiking, got {args.simulator!r}")
+    if args.n_patches < 1:
+        raise UserError("--n-patches must be >= 1")
+    if args.dictionary:
+        phi, prep, src = load_dictionary(args.dictionary)
+        source = {"dictionary": str(args.dictionary), "sha256": file_sha256(args.dictionary)}
+    else:
+        model, ck = load_model(args.checkpoint)
+        if model.config.decoder != "lin":
+            raise UserError(f"{args.checkpoint}: LCA needs a linear decoder's atoms (this one is {model.config.decoder})")
+        phi = model.dictionary.detach().double().numpy()
+        prep = Preprocessing(**ck["preprocessing"])
+        source = {"checkpoint": str(args.checkpoint), "sha256": file_sha256(args.checkpoint)}
+    phi = normalise_atoms(phi)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    x = natural_patches(1, args.n_patches, prep, seed=args.seed + 1).val.reshape(args.n_patches, -1).astype(np.float64)
+    t0 = time.perf_counter()
+    if args.simulator == "reference":
+        res = lca(x, phi, dataclasses.replace(cfg, record_every=10), progress=not args.quiet)
+    elif args.simulator == "brian":
+        res = lca_brian(x, phi, cfg, inhibition="dense", target=args.target)
+    else:
+        res = None
+    summary = {"simulator": args.simulator, "lca_config": dataclasses.asdict(cfg), "source": source,
+               "n_patches": args.n_patches, "seed": args.seed}
+    if res is not None:
+        def w(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, codes=res.codes, states=res.states, energy=res.energy, energy_steps=res.energy_steps,
+                         recon_error=res.recon_error, patches=x)
+
+        atomic_write(out / "codes.npz", w)
+        summary.update(energy=float(res.energy[-1]), fraction_active=res.fraction_active,
+                       recon_error=float(res.recon_error.mean()), l1=float(np.abs(res.codes).sum(1).mean()))
+    else:
+        from . import io, plots
+        from .records import Presentations, SpikeTrains
+
+        dur = args.duration * 1e-3
+        sp = spiking_lca(x, phi, dataclasses.replace(cfg, threshold="nonneg" if cfg.threshold == "nonneg" else "soft"),
+                         duration=dur, seed=args.seed, target=args.target)
+        # one record: input b occupies [b·dur, (b+1)·dur); neuron m of input b is unit m
+        n_in, M = x.shape[0], sp.n_neurons_per_input
+        b_idx = sp.unit // M
+        st = SpikeTrains(sp.unit % M, sp.time + b_idx * dur, M, n_in * dur, cfg.dt,
+                         Presentations(np.arange(n_in), np.zeros(n_in, np.int64), np.arange(n_in) * dur,
+                                       np.arange(1, n_in + 1) * dur, np.full((n_in, M), np.nan)),
+                         {"model": "spiking-lca", "seed": args.seed, **summary, "provenance": provenance(args.seed)})
+        order = np.lexsort((st.unit, st.time))
+        st = dataclasses.replace(st, unit=st.unit[order], time=st.time[order])
+        (out / "figures").mkdir(exist_ok=True)
+        io.write_nwb(out / "spikes.nwb", st, stimuli=x.reshape(n_in, prep.patch_size, prep.patch_size),
+                     description="spikevae spiking LCA")
+        io.write_neo(out / "spikes.nix", st)
+        plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20)), out / "figures" / "raster.png")
+
+        def w(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, codes=sp.codes, patches=x)
+
+        atomic_write(out / "codes.npz", w)
+        summary.update(n_spikes=int(len(sp.time)), fraction_active=float(np.mean(sp.codes != 0)),
+                       duration_s=dur)
+    summary["wall_seconds"] = time.perf_counter() - t0
+
+    def wj(tmp):
+        with open(tmp, "w") as f:
+            json.dump(summary, f, indent=1, default=str)
+
+    atomic_write(out / "summary.json", wj)
+    print(f"LCA ({args.simulator}) on {args.n_patches} held-out patches: " +
+          ", ".join(f"{k} {summary[k]:.4g}" for k in ("energy", "recon_error", "fraction_active", "n_spikes")
+                    if k in summary) + f"; wrote {out}")
+    return 0
+
+
+@cli_entry("python -m spikevae.lca")
+def main(argv=None) -> int:
+    """Command-line entry point."""
+    args = _parser().parse_args(argv)
+    return _learn(args) if args.command == "learn" else _infer(args)
