@@ -114,3 +114,55 @@ def test_threshold_functions():
     np.testing.assert_allclose(threshold(u, 1.0, "soft"), [-1, 0, 0, 0, 1])
     np.testing.assert_allclose(threshold(u, 1.0, "hard"), [-2, 0, 0, 0, 2])
     np.testing.assert_allclose(threshold(u, 1.0, "nonneg"), [0, 0, 0, 0, 1])
+
+
+def test_lca_command_learn_and_infer(tmp_path, capsys):
+    import json
+
+    from conftest import run_cli
+    from spikevae.lca_cli import load_dictionary, main
+
+    d = tmp_path / "dict.npz"
+    assert run_cli(main, ["learn", "--out", str(d), "--atoms", "16", "--updates", "3", "--batch", "50",
+                          "--steps", "50", "--n-train", "500", "--quiet"]) == 0
+    phi, prep, meta = load_dictionary(d)
+    assert phi.shape == (256, 16) and np.allclose(np.linalg.norm(phi, axis=0), 1)
+    assert (tmp_path / "dict.png").stat().st_size > 1000 and meta["atoms"] == 16
+    for sim in ("reference", "brian", "spiking"):
+        out = tmp_path / sim
+        assert run_cli(main, ["infer", "--dictionary", str(d), "--out", str(out), "--n-patches", "3", "--steps", "100",
+                              "--simulator", sim, "--duration", "50", "--quiet"]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        codes = np.load(out / "codes.npz")["codes"]
+        assert codes.shape == (3, 16) and summary["simulator"] == sim
+    from spikevae.io import read_nwb
+
+    st = read_nwb(tmp_path / "spiking" / "spikes.nwb")
+    assert st.n_units == 32 and st.n_spikes == json.loads((tmp_path / "spiking" / "summary.json").read_text())["n_spikes"]
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--lam", "-1"], "lambda must be"),
+    (["--tau", "0"], "tau must be"),
+    (["--simulator", "gpu"], "--simulator must be"),
+])
+def test_lca_command_bad_input(tmp_path, capsys, tiny_checkpoint, argv, msg):
+    from conftest import run_cli
+    from spikevae.lca_cli import main
+
+    code = run_cli(main, ["infer", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o")] + argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and msg in err, err
+
+
+def test_lca_command_dictionary_patch_mismatch(tmp_path, capsys):
+    from conftest import run_cli
+    from spikevae.data import Preprocessing
+    from spikevae.lca_cli import main, save_dictionary
+
+    bad = tmp_path / "bad.npz"
+    save_dictionary(bad, normalise_atoms(np.ones((100, 4)) + np.eye(100, 4)), Preprocessing(patch_size=16), {})
+    code = run_cli(main, ["infer", "--dictionary", str(bad), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not match" in err and err.count("\n") == 1
