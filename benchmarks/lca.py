@@ -21,6 +21,7 @@ def main(argv=None) -> int:
     p.add_argument("--lam", type=float, nargs="+", default=[0.1, 0.5])
     p.add_argument("--tol", type=float, default=1e-4)
     p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--dictionary", help="an LCA dictionary .npz (default: the shipped P-VAE's decoder atoms)")
     args = p.parse_args(argv)
 
     from spikevae.checkpoint import load_model
@@ -30,8 +31,14 @@ def main(argv=None) -> int:
 
     model, ck = load_model()
     phi = normalise_atoms(model.dictionary.detach().double().numpy())
+    source = "the shipped P-VAE's decoder atoms"
+    if args.dictionary:
+        from spikevae.lca_cli import load_dictionary
+
+        phi = load_dictionary(args.dictionary)[0]
+        source = f"LCA dictionary {args.dictionary}"
     x = natural(args.n, Preprocessing(**ck["preprocessing"]), seed=3).images.reshape(args.n, -1).astype(np.float64)
-    print(f"{args.n} patches, K = {phi.shape[1]}, 900 steps, tau = 100 steps, soft threshold")
+    print(f"{args.n} patches, K = {phi.shape[1]} ({source}), 900 steps, tau = 100 steps, soft threshold")
     print(f"{'lambda':>6s} {'solver':34s} {'time s':>8s} {'steps':>6s} {'energy':>12s} {'rel. diff':>10s} "
           f"{'active':>7s} {'peak MB':>8s} {'speed-up':>8s}")
     for lam in args.lam:
