@@ -28,6 +28,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/spiking.py
+	$(PY) benchmarks/lca.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -161,15 +161,16 @@ def _threshold_into(u: np.ndarray, lam: float, kind: str, out: np.ndarray, tmp: 
 def _inhibition(a: np.ndarray, G: np.ndarray) -> np.ndarray:
     """``a @ G`` from the active units only: cost ∝ nnz(a)·K instead of B·K².
 
-    Rows are split over two threads (scipy's sparse product releases the GIL); when more
-    than a quarter of the units are active, dense BLAS is faster and is used instead.
+    Rows are split over two threads (scipy's sparse product releases the GIL). Measured on 2
+    cores (B = 1000, K = 512): two-thread BLAS does the dense product in about 5 ms, scipy's CSR
+    kernel needs about 5 ms at 3 % active units and 10 ms at 10 %, so above 3 % dense BLAS is used.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from scipy import sparse
 
     global _POOL
-    if np.count_nonzero(a) > 0.25 * a.size:
+    if np.count_nonzero(a) > 0.03 * a.size:
         return a @ G
     B = a.shape[0]
     if B < 64:
@@ -422,7 +423,7 @@ b : 1 (constant)""", threshold="v >= 1", reset="v -= 1", method="euler", namespa
 
 # ------------------------------------------------------- dictionary learning
 def learn_dictionary(patches: np.ndarray, n_atoms: int = 512, cfg: LCAConfig = LCAConfig(n_steps=300, tol=1e-4),
-                     n_updates: int = 200, batch_size: int = 250, eta: float = 0.05,
+                     n_updates: int = 200, batch_size: int = 250, eta: float = 1.0,
                      rng: np.random.Generator | None = None, phi0: np.ndarray | None = None,
                      progress: bool = False) -> tuple[np.ndarray, list]:
     """Olshausen–Field learning: LCA codes per batch, then ``Φ += η (x − Φa) aᵀ / B`` and unit-norm atoms.

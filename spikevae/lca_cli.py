@@ -72,7 +72,7 @@ def _parser() -> Parser:
     learn.add_argument("--atoms", type=int, default=512)
     learn.add_argument("--updates", type=int, default=300, help="dictionary updates (batches)")
     learn.add_argument("--batch", type=int, default=250)
-    learn.add_argument("--eta", type=float, default=0.05, help="dictionary learning rate")
+    learn.add_argument("--eta", type=float, default=1.0, help="dictionary learning rate")
     learn.add_argument("--n-train", type=int, default=100_000)
     infer = sub.choices["infer"]
     infer.add_argument("--dictionary", help="dictionary .npz from `learn`")

@@ -48,6 +48,13 @@ def test_sparse_inhibition_equals_dense(planted):
     phi, _, x = planted
     cfg = LCAConfig(lam=0.1, n_steps=300)
     np.testing.assert_allclose(lca(x, phi, cfg).states, lca_dense(x, phi, cfg).states, rtol=0, atol=1e-12)
+    from spikevae.lca import _inhibition
+
+    rng = np.random.default_rng(1)
+    G = rng.standard_normal((128, 128))
+    for B in (10, 200):  # single-thread and two-thread CSR paths (1 % active)
+        a = rng.standard_normal((B, 128)) * (rng.random((B, 128)) < 0.01)
+        np.testing.assert_allclose(_inhibition(a, G), a @ G, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["soft", "nonneg"])
