@@ -31,7 +31,7 @@ from . import checkpoint as ckpt_mod
 from ._cli import Parser, UserError, cli_entry, resolve_device
 from .data import DATASETS, PatchSet, load_dataset
 from .poisson import n_exp_for_rate
-from .vae import DECODERS, ENCODERS, FAMILIES, VAE, VAEConfig
+from .vae import ANNEALED, DECODERS, ENCODERS, FAMILIES, VAE, VAEConfig
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "schedule", "lifetime_sparsity", "main"]
 
@@ -122,14 +122,16 @@ def lifetime_sparsity(z: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate(model: VAE, x: torch.Tensor, generator: torch.Generator, batch_size: int = 2000) -> dict:
-    """Validation metrics with exact samples (P-VAE: Poisson counts at t = 0; Gaussian: t = 1)."""
+    """Validation metrics with exact samples (P-VAE: Poisson counts, categorical: one-hot, at t = 0;
+    Gaussian/Laplace families at t = 1)."""
     model.eval()
     poisson = model.config.family == "poisson"
+    t_eval = 0.0 if model.config.family in ANNEALED else 1.0  # exact discrete samples for P and C
     mse, mse_map, kl, kl_diag, zs, rates = [], [], [], 0.0, [], []
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size]
         post = model.posterior(xb)
-        z = model.sample(post, 0.0 if poisson else 1.0, generator)
+        z = model.sample(post, t_eval, generator)
         xf = xb.flatten(1)
         mse.append((xf - model.decode(z).flatten(1)).square().sum(1))
         mse_map.append((xf - model.decode(post.mean).flatten(1)).square().sum(1))
@@ -241,6 +243,8 @@ def fit(
         for b in range(n_batches):
             step = epoch * n_batches + b
             temp, beta, lr_f = schedule(step, total, train_cfg)
+            if model_cfg.family not in ANNEALED:
+                temp = 1.0  # the reference keeps Gaussian/Laplace noise at full scale
             for grp in opt.param_groups:
                 grp["lr"] = train_cfg.lr * lr_f
             hard = train_cfg.straight_through and step >= train_cfg.anneal_portion * total
@@ -311,7 +315,7 @@ def _parser() -> Parser:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--temp-start", type=float, default=d.temp_start)
-    p.add_argument("--temp-stop", type=float, default=d.temp_stop)
+    p.add_argument("--temp-stop", type=float, default=None, help="final temperature (0.05 Poisson, 0.1 categorical)")
     p.add_argument("--anneal-portion", type=float, default=d.anneal_portion,
                    help="fraction of training over which temperature and beta are annealed")
     p.add_argument("--method", default=d.method, choices=("mc", "exact"))
@@ -349,7 +353,9 @@ def main(argv=None) -> int:
         try:
             tc = TrainConfig(dataset=dataset, images=args.images, mnist=args.mnist, n_train=args.n_train,
                              n_val=args.n_val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             beta=args.beta, temp_start=args.temp_start, temp_stop=args.temp_stop,
+                             beta=args.beta, temp_start=args.temp_start,
+                             temp_stop=args.temp_stop if args.temp_stop is not None else
+                             (0.1 if args.model == "categorical" else d.temp_stop),
                              anneal_portion=args.anneal_portion, method=args.method,
                              straight_through=args.straight_through, grad_clip=args.grad_clip,
                              seed=args.seed).validate()

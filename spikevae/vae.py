@@ -1,4 +1,4 @@
-"""Variational autoencoders with Poisson (P-VAE) and Gaussian latents.
+"""Variational autoencoders: Poisson (P-VAE) and the comparison families.
 
 The P-VAE (Vafaii, Galor & Yates 2024): prior ``Pois(r)`` with learnable
 log-rates ``log r`` (K,), an encoder that outputs ``log δr(x)``, and posterior
@@ -6,8 +6,12 @@ rates ``λ = r · δr(x)`` with the reference's soft clamps (``log δr ≤ 10``,
 ``log λ ≤ 5.3``, both smooth). ``λ`` is the expected spike count per
 presentation window. KL per latent ``r·f(δr)``, ``f(y) = 1 - y + y log y``.
 
-The Gaussian VAE (prior N(0, 1), closed-form KL) shares encoders and decoders;
-it is the comparison family and the throughput baseline.
+The comparison families share the encoders and decoders (anchor §1.5):
+``gaussian`` (prior N(0, 1), closed-form KL), ``laplace`` (prior Lap(0, 1),
+closed-form KL), ``gaussian-relu`` (Gaussian posterior and KL, ReLU on the
+samples before decoding) and ``categorical`` (one latent with ``n_latents``
+categories, Gumbel-softmax samples, KL to the uniform prior). Only the Poisson
+family emits spike counts.
 
 Architectures (``encoder|decoder``): ``lin``, ``conv`` and ``mlp`` encoders;
 ``lin`` and ``conv`` decoders. With a linear decoder ``x̂ = Φ z`` the columns of
@@ -25,9 +29,12 @@ from torch import nn
 
 from .poisson import poisson_kl, relaxed_poisson, softclamp_upper
 
-__all__ = ["VAEConfig", "Posterior", "LossTerms", "VAE", "FAMILIES", "ENCODERS", "DECODERS"]
+__all__ = ["VAEConfig", "Posterior", "LossTerms", "VAE", "FAMILIES", "ANNEALED", "ENCODERS", "DECODERS",
+           "gumbel_softmax"]
 
-FAMILIES = ("poisson", "gaussian")
+FAMILIES = ("poisson", "gaussian", "laplace", "gaussian-relu", "categorical")
+#: families whose relaxation temperature is annealed during training (the others keep t = 1)
+ANNEALED = ("poisson", "categorical")
 ENCODERS = ("lin", "conv", "mlp")
 DECODERS = ("lin", "conv")
 _EPS = float(torch.finfo(torch.float32).eps)
@@ -37,7 +44,7 @@ _EPS = float(torch.finfo(torch.float32).eps)
 class VAEConfig:
     """Model configuration (all sizes in units, pixels or channels)."""
 
-    family: str = "poisson"  # latent family: poisson | gaussian
+    family: str = "poisson"  # latent family: poisson | gaussian | laplace | gaussian-relu | categorical
     n_latents: int = 512  # K, number of latent units
     patch_size: int = 16  # input side length, pixels (input is patch_size x patch_size)
     encoder: str = "lin"  # lin | conv | mlp
@@ -156,7 +163,7 @@ class VAE(nn.Module):
         super().__init__()
         self.config = config.validate()
         K, D = int(config.n_latents), config.n_pixels
-        n_out = K if config.family == "poisson" else 2 * K
+        n_out = K if config.family in ("poisson", "categorical") else 2 * K
         if config.encoder == "lin":
             self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(D, n_out, bias=config.bias))
         elif config.encoder == "mlp":
@@ -211,19 +218,43 @@ class VAE(nn.Module):
             log_rate = softclamp_upper(self.log_r + log_dr, self.config.lograte_clamp)
             rate = torch.exp(log_rate) + _EPS  # λ, expected counts per window
             return Posterior(rate, rate, poisson_kl(self.log_r, log_dr), log_dr)
+        if self.config.family == "categorical":
+            logp = torch.log_softmax(h, dim=-1)  # (B, K): one latent, K categories
+            p = logp.exp()
+            kl = p * (logp + math.log(h.shape[-1]))  # KL(Cat(p) || uniform), per category
+            return Posterior(p, p * (1 - p), kl, h)
         loc, log_scale = h.chunk(2, dim=-1)
         log_scale = 5.3 * torch.tanh(log_scale / 5.3)
+        if self.config.family == "laplace":
+            b = torch.exp(log_scale)
+            # KL(Lap(μ, b) || Lap(0, 1)) = b·exp(−|μ|/b) + |μ| − log b − 1
+            kl = b * torch.exp(-loc.abs() / b) + loc.abs() - log_scale - 1.0
+            return Posterior(loc, 2.0 * b.square(), kl, loc)
         var = torch.exp(2.0 * log_scale)
         kl = 0.5 * (loc.square() + var - 2.0 * log_scale - 1.0)  # KL(N(loc, var) || N(0, 1))
         return Posterior(loc, var, kl, loc)
 
     def sample(self, post: Posterior, temperature: float, generator: torch.Generator | None = None,
                hard: bool = False) -> torch.Tensor:
-        """One posterior sample per input (B, K); P-VAE: relaxed counts, exact at t = 0."""
-        if self.config.family == "poisson":
+        """One posterior sample per input (B, K), as the decoder sees it.
+
+        P-VAE: relaxed counts (exact at t = 0). Categorical: Gumbel-softmax (a one-hot sample at
+        t = 0). Gaussian/Laplace: reparameterised samples, ``temperature`` scales the noise (the
+        reference keeps it at 1); gaussian-relu applies a ReLU to the sample.
+        """
+        fam = self.config.family
+        if fam == "poisson":
             return relaxed_poisson(post.mean, temperature, generator, hard=hard)
-        eps = torch.randn(post.mean.shape, generator=generator, device=post.mean.device, dtype=post.mean.dtype)
-        return post.mean + float(temperature) * post.var.sqrt() * eps
+        if fam == "categorical":
+            return gumbel_softmax(post.features, temperature, generator, hard=hard)
+        shape, dev, dt = post.mean.shape, post.mean.device, post.mean.dtype
+        if fam == "laplace":
+            u = torch.rand(shape, generator=generator, device=dev, dtype=dt).clamp_(1e-7, 1 - 1e-7) - 0.5
+            noise = -torch.sign(u) * torch.log1p(-2 * u.abs())  # Lap(0, 1)
+            return post.mean + float(temperature) * (post.var / 2).sqrt() * noise
+        eps = torch.randn(shape, generator=generator, device=dev, dtype=dt)
+        z = post.mean + float(temperature) * post.var.sqrt() * eps
+        return torch.relu(z) if fam == "gaussian-relu" else z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstruction (B, 1, P, P) from latents (B, K)."""
@@ -244,6 +275,8 @@ class VAE(nn.Module):
             z = self.sample(post, temperature, generator, hard=hard)
             recon = (xf - self.decode(z).flatten(1)).square().sum(1)
         elif method == "exact":
+            if self.config.family == "gaussian-relu":
+                raise ValueError("method 'exact' is not defined for the gaussian-relu family; use 'mc'")
             phi = self.dictionary  # (D, K)
             xhat = self.decode(post.mean).flatten(1)
             recon = (xf - xhat).square().sum(1) + post.var @ phi.square().sum(0)
@@ -254,3 +287,20 @@ class VAE(nn.Module):
 
     def extra_repr(self) -> str:  # noqa: D102
         return f"config={dataclasses.asdict(self.config)}"
+
+
+def gumbel_softmax(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None,
+                   hard: bool = False) -> torch.Tensor:
+    """Relaxed one-hot sample ``softmax((logits + Gumbel) / t)`` over the last axis.
+
+    ``t = 0`` (or ``hard``, straight-through) gives the one-hot ``argmax(logits + Gumbel)``,
+    an exact sample of ``Cat(softmax(logits))``.
+    """
+    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    g = -torch.log(-torch.log(u.clamp_(1e-10, 1 - 1e-7)))  # Gumbel(0, 1)
+    y = logits + g
+    one_hot = torch.nn.functional.one_hot(y.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    if temperature == 0:
+        return one_hot
+    soft = torch.softmax(y / temperature, dim=-1)
+    return soft + (one_hot - soft).detach() if hard else soft
