@@ -355,7 +355,7 @@ def main(argv=None) -> int:
                              n_val=args.n_val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              beta=args.beta, temp_start=args.temp_start,
                              temp_stop=args.temp_stop if args.temp_stop is not None else
-                             (0.1 if args.model == "categorical" else d.temp_stop),
+                             (0.1 if args.model == "categorical" else TrainConfig().temp_stop),
                              anneal_portion=args.anneal_portion, method=args.method,
                              straight_through=args.straight_through, grad_clip=args.grad_clip,
                              seed=args.seed).validate()

@@ -95,3 +95,11 @@ def test_hostile_resume_is_refused(tmp_path, capsys, hostile_file):
 def test_unreadable_output_folder(capsys):
     code = run_cli(main, ["--out", "/nonexistent/dir/x.pt", "--dataset", "digits"])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_cli_family_option(tmp_path):
+    out = tmp_path / "c.pt"
+    assert run_cli(main, ["--out", str(out), "--dataset", "digits", "--model", "categorical", "--latents", "16",
+                          "--epochs", "1", "--batch-size", "200", "--quiet"]) == 0
+    ck = C.load_checkpoint(out)
+    assert ck["family"] == "categorical" and ck["train_config"]["temp_stop"] == 0.1
