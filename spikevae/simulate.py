@@ -88,6 +88,7 @@ def run_simulation(checkpoint: str | Path | None = None, stimuli: str = "natural
         "n_stimuli": n,
         "repeats": repeats,
         "seed": seed,
+        "prior_rates": torch.exp(model.log_r.detach()).double().cpu().tolist(),  # r, expected counts per window
         "target": run.target,
         "provenance": provenance(seed),
         "run_id": str(uuid.uuid4()),

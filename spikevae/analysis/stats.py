@@ -1,0 +1,134 @@
+"""Spike statistics of a :class:`~spikevae.records.SpikeTrains` record, through Elephant on Neo objects.
+
+Each function has a plain-numpy twin in the tests. Note on Fano factors:
+``elephant.statistics.fanofactor(list_of_trains)`` computes var/mean of the counts *across the
+list*, so it is a per-neuron Fano factor only when the list holds repeated trials of one neuron;
+:func:`fano_factors` builds exactly those lists (one unit, one stimulus, all repeats).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..records import SpikeTrains
+
+__all__ = ["unit_rates", "isi_cv", "fano_factors", "count_correlations", "psth"]
+
+
+def _neo_trains(st: SpikeTrains):
+    import neo
+    import quantities as pq
+
+    return [neo.SpikeTrain(t * pq.s, t_start=0 * pq.s, t_stop=st.t_stop * pq.s) for t in st.trains()]
+
+
+def unit_rates(st: SpikeTrains) -> np.ndarray:
+    """Mean firing rate of each unit over the whole recording [0, t_stop], Hz (K,)."""
+    from elephant.statistics import mean_firing_rate
+
+    return np.array([float(mean_firing_rate(tr).rescale("Hz").magnitude) for tr in _neo_trains(st)])
+
+
+def isi_cv(st: SpikeTrains) -> np.ndarray:
+    """Coefficient of variation of the inter-spike intervals of each unit (K,); NaN below 3 spikes."""
+    from elephant.statistics import cv, isi
+
+    out = np.full(st.n_units, np.nan)
+    for k, tr in enumerate(_neo_trains(st)):
+        if len(tr) >= 3:
+            out[k] = float(cv(isi(tr).magnitude))
+    return out
+
+
+def _trial_trains(st: SpikeTrains, unit: int, stimulus: int):
+    """Neo trains of one unit, cut to each presentation window of one stimulus, aligned to onset."""
+    import neo
+    import quantities as pq
+
+    p = st.presentations
+    times = st.trains()[unit]
+    rows = np.nonzero(p.stimulus == stimulus)[0]
+    w = float(np.min(p.offset[rows] - p.onset[rows]))  # one duration for all trials (Elephant checks it)
+    out = []
+    for n in rows:
+        sel = times[(times >= p.onset[n] - 0.5 * st.dt) & (times < p.offset[n] - 0.5 * st.dt)] - p.onset[n]
+        out.append(neo.SpikeTrain(np.clip(sel, 0, w) * pq.s, t_start=0 * pq.s, t_stop=w * pq.s))
+    return out
+
+
+def fano_factors(st: SpikeTrains) -> tuple[np.ndarray, np.ndarray]:
+    """Per-(stimulus, unit) Fano factor of the window counts across repeats.
+
+    Returns
+    -------
+    stimuli : ndarray (S,)
+        The stimulus indices, in order.
+    fano : ndarray (S, K)
+        var/mean (population variance, Elephant's convention) across the repeats; NaN where
+        the unit never fired for that stimulus or it was shown once.
+    """
+    from elephant.statistics import fanofactor
+
+    stims = np.unique(st.presentations.stimulus)
+    out = np.full((len(stims), st.n_units), np.nan)
+    counts = st.counts()
+    for s_i, s in enumerate(stims):
+        rows = st.presentations.stimulus == s
+        if rows.sum() < 2:
+            continue
+        for k in np.nonzero(counts[rows].sum(0) > 0)[0]:
+            out[s_i, k] = float(fanofactor(_trial_trains(st, int(k), int(s))))
+    return stims, out
+
+
+def count_correlations(st: SpikeTrains) -> np.ndarray:
+    """Pearson correlation of the window spike counts of every pair of units, across presentations (K, K).
+
+    Computed by Elephant (``correlation_coefficient`` on a ``BinnedSpikeTrain`` whose bins are the
+    presentation windows), which requires back-to-back windows of equal length; with gaps, the
+    counts come from :meth:`SpikeTrains.counts` and ``np.corrcoef``. Silent units give NaN.
+    """
+    p = st.presentations
+    w = p.offset - p.onset
+    contiguous = len(p) > 1 and np.allclose(w, w[0]) and np.allclose(p.onset[1:], p.offset[:-1]) and p.onset[0] == 0
+    if contiguous:
+        import quantities as pq
+        from elephant.conversion import BinnedSpikeTrain
+        from elephant.spike_train_correlation import correlation_coefficient
+
+        import warnings
+
+        binned = BinnedSpikeTrain(_neo_trains_window(st, p.offset[-1]), bin_size=w[0] * pq.s, t_start=0 * pq.s,
+                                  t_stop=p.offset[-1] * pq.s)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # silent units: Elephant warns and returns NaN
+            return np.asarray(correlation_coefficient(binned))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.corrcoef(st.counts().T)
+
+
+def _neo_trains_window(st: SpikeTrains, t_stop: float):
+    import neo
+    import quantities as pq
+
+    return [neo.SpikeTrain(t[t < t_stop] * pq.s, t_start=0 * pq.s, t_stop=t_stop * pq.s) for t in st.trains()]
+
+
+def psth(st: SpikeTrains, bin_size: float, units: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Peri-stimulus time histogram aligned to presentation onsets, averaged over presentations.
+
+    Returns bin left edges (s, relative to onset) and the rate per bin (Hz), (n_bins, n_units_selected).
+    """
+    p = st.presentations
+    w = float(np.min(p.offset - p.onset))
+    n_bins = int(np.floor(w / bin_size + 1e-9))
+    units = np.arange(st.n_units) if units is None else np.asarray(units)
+    k = np.searchsorted(p.onset, st.time + 0.5 * st.dt, side="right") - 1
+    ok = k >= 0
+    rel = np.where(ok, st.time - p.onset[np.maximum(k, 0)], -1.0)
+    b = np.floor((rel + 0.5 * st.dt) / bin_size).astype(int)
+    keep = ok & (b >= 0) & (b < n_bins) & np.isin(st.unit, units)
+    col = np.searchsorted(units, st.unit[keep]) if np.all(np.diff(units) > 0) else \
+        np.array([np.nonzero(units == u)[0][0] for u in st.unit[keep]])
+    hist = np.zeros((n_bins, len(units)))
+    np.add.at(hist, (b[keep], col), 1)
+    return np.arange(n_bins) * bin_size, hist / (len(p) * bin_size)
