@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["basis_grid", "raster", "counts_vs_expected", "save_figure"]
+__all__ = ["basis_grid", "raster", "counts_vs_expected", "nx_ny_scatter", "tuning_curves", "save_figure"]
 
 
 def _mpl():
@@ -120,6 +120,48 @@ def counts_vs_expected(counts: np.ndarray, expected: np.ndarray):
     ax.set_ylabel("spikes per window")
     ax.legend(fontsize=8)
     ax.set_title("mean and variance of emitted counts", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def nx_ny_scatter(nx: np.ndarray, ny: np.ndarray, r2: np.ndarray, r2_min: float = 0.5, title: str = ""):
+    """Envelope sizes (nx, ny) = (σx·f, σy·f) of the Gabor fits (Ringach 2002 axes), good fits only."""
+    plt = _mpl()
+    good = np.asarray(r2) >= r2_min
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.scatter(np.asarray(nx)[good], np.asarray(ny)[good], s=10, c="k", alpha=0.6,
+               label=f"units with fit R² ≥ {r2_min} ({good.sum()} of {len(good)})")
+    top = 1.5
+    ax.plot([0, top], [0, top], color="0.6", lw=0.8, ls="--")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("nx = σx · f (across stripes)")
+    ax.set_ylabel("ny = σy · f (along stripes)")
+    ax.set_title(title or "Gabor envelope sizes (compare Ringach 2002, macaque V1)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def tuning_curves(tuning, units: np.ndarray, max_units: int = 8):
+    """Orientation tuning (at the preferred frequency) and frequency tuning of selected units."""
+    plt = _mpl()
+    units = np.asarray(units)[:max_units]
+    fig, axes = plt.subplots(2, len(units), figsize=(1.9 * len(units), 3.8), squeeze=False)
+    for j, k in enumerate(units):
+        pf = int(np.searchsorted(tuning.frequencies, tuning.preferred_frequency[k]))
+        ax = axes[0, j]
+        ax.plot(np.degrees(tuning.orientations), tuning.response[k, :, pf], "o-", ms=3)
+        ax.set_title(f"unit {k}, OSI {tuning.osi[k]:.2f}", fontsize=7)
+        ax.set_xlabel("orientation (deg)", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax = axes[1, j]
+        po = int(np.argmin(np.abs(tuning.orientations - tuning.preferred_orientation[k])))
+        ax.plot(tuning.frequencies, tuning.response[k, po, :], "s-", ms=3, color="tab:orange")
+        ax.set_xlabel("cycles/pixel", fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes[0, 0].set_ylabel("spikes per window", fontsize=7)
+    axes[1, 0].set_ylabel("spikes per window", fontsize=7)
     fig.tight_layout()
     return fig
 
