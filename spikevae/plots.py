@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["basis_grid", "raster", "counts_vs_expected", "nx_ny_scatter", "tuning_curves", "save_figure"]
+__all__ = ["basis_grid", "raster", "counts_vs_expected", "nx_ny_scatter", "tuning_curves", "histograms", "save_figure"]
 
 
 def _mpl():
@@ -162,6 +162,23 @@ def tuning_curves(tuning, units: np.ndarray, max_units: int = 8):
         ax.tick_params(labelsize=6)
     axes[0, 0].set_ylabel("spikes per window", fontsize=7)
     axes[1, 0].set_ylabel("spikes per window", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def histograms(panels: dict, title: str = "", bins: int = 40):
+    """One histogram per named array (NaNs dropped), side by side."""
+    plt = _mpl()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
+    for ax, (name, v) in zip(axes[0], panels.items()):
+        v = np.asarray(v, dtype=float).ravel()
+        v = v[np.isfinite(v)]
+        ax.hist(v, bins=bins, color="0.3")
+        ax.set_xlabel(name, fontsize=8)
+        ax.set_title(f"n = {len(v)}, median {np.median(v) if len(v) else float('nan'):.3g}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

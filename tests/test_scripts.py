@@ -38,3 +38,26 @@ def test_rf_mapping_bad_input(tmp_path, capsys):
     assert rf.main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
+
+
+def test_analysis_scripts_on_a_simulated_run(tmp_path, tiny_checkpoint, capsys):
+    import json
+
+    from spikevae.simulate import main as simulate
+
+    run = tmp_path / "run"
+    assert simulate(["--checkpoint", str(tiny_checkpoint), "--out", str(run), "--n-stimuli", "3", "--repeats", "4",
+                     "--window", "20", "--dt", "1", "--target", "numpy", "--quiet", "--no-neo"]) == 0
+    stats = _load("analysis/spike_statistics.py")
+    assert stats.main([str(run / "spikes.nwb"), "--out", str(tmp_path / "stats")]) == 0
+    s = json.loads((tmp_path / "stats" / "summary.json").read_text())
+    assert s["n_units"] == 16 and s["n_presentations"] == 12
+    cost = _load("analysis/metabolic_cost.py")
+    assert cost.main([str(run / "spikes.nwb"), "--out", str(tmp_path / "cost"), "--preset", "attwell-laughlin2001"]) == 0
+    c = json.loads((tmp_path / "cost" / "summary.json").read_text())
+    sim = json.loads((run / "summary.json").read_text())
+    assert c["mean_per_presentation"]["emitted_spikes"] * 12 == sim["n_spikes"]
+    assert "kl_bits" in c["mean_per_presentation"]  # prior rates travel in the NWB provenance
+    assert (tmp_path / "cost" / "figures" / "metabolic.png").stat().st_size > 1000
+    assert cost.main([str(tmp_path / "missing.nwb")]) == 2
+    assert "does not exist" in capsys.readouterr().err

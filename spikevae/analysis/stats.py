@@ -101,6 +101,8 @@ def count_correlations(st: SpikeTrains) -> np.ndarray:
                                   t_stop=p.offset[-1] * pq.s)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # silent units: Elephant warns and returns NaN
+            warnings.simplefilter("ignore", RuntimeWarning)  # (0/0 for a silent unit's variance)
+            warnings.simplefilter("ignore", PendingDeprecationWarning)  # elephant 1.2 uses np.matrix internally
             return np.asarray(correlation_coefficient(binned))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.corrcoef(st.counts().T)
