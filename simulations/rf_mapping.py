@@ -80,6 +80,10 @@ def main(argv=None) -> int:
     p.add_argument("--dt", type=float, default=0.25, help="simulation step, ms (P-VAE)")
     p.add_argument("--target", default="auto", help="Brian2 target (P-VAE)")
     p.add_argument("--lam", type=float, default=0.5, help="LCA threshold (--model lca)")
+    p.add_argument("--space", default="pixel", choices=("pixel", "model"),
+                   help="pixel: white noise is an image, passed through the checkpoint's whitening filter "
+                        "R(f) before the model (a retina-like stage) and the STA is taken against the image; "
+                        "model: white noise directly in model-input space")
     p.add_argument("--fit-units", type=int, default=512, help="fit Gabors to this many units (most active first)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
@@ -122,7 +126,19 @@ def main(argv=None) -> int:
 
         # white noise → STA
         wn = rng.standard_normal((args.frames, P, P)).astype(np.float32)
-        counts, lam, run = respond(wn, args.seed + 1)
+        shown = wn
+        if args.space == "pixel" and args.model == "pvae":
+            from spikevae.data import Preprocessing
+
+            prep = Preprocessing(**ck["preprocessing"])
+            if prep.kind == "natural":
+                fy = np.fft.fftfreq(P)[:, None]
+                fx = np.fft.rfftfreq(P)[None, :]
+                f = np.hypot(fx, fy)
+                R = f * np.exp(-((f / prep.whiten_f0) ** prep.whiten_n))  # the checkpoint's whitening filter
+                shown = np.fft.irfft2(np.fft.rfft2(wn) * R, s=(P, P))
+                shown = (shown / shown.std()).astype(np.float32)  # unit variance per pixel, like the training data
+        counts, lam, run = respond(shown, args.seed + 1)
         maps = sta(wn, counts)
         atomic_write(out / "sta.npy", lambda tmp: np.save(tmp, maps))
         if run is not None:
@@ -133,7 +149,7 @@ def main(argv=None) -> int:
             st = SpikeTrains(run.unit, run.time, K, run.t_stop, args.dt * 1e-3,
                              Presentations(np.arange(n), np.zeros(n, np.int64), run.onset, run.offset, lam),
                              {"protocol": "white-noise RF mapping", "seed": args.seed, "model": "pvae"})
-            write_nwb(out / "white_noise.nwb", st, stimuli=wn, description="spikevae white-noise RF mapping")
+            write_nwb(out / "white_noise.nwb", st, stimuli=shown, description="spikevae white-noise RF mapping")
         # sparse noise → ON / OFF maps (mean response when the pixel is on, per sign)
         sp, pix, sign = _sparse_noise(args.sparse_frames, P, rng)
         c_sp, _, _ = respond(sp, args.seed + 2)
