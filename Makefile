@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/spiking.py
 	$(PY) benchmarks/lca.py
+	$(PY) benchmarks/rf_mapping.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
