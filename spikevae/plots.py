@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["basis_grid", "raster", "counts_vs_expected", "nx_ny_scatter", "tuning_curves", "histograms", "save_figure"]
+__all__ = ["basis_grid", "raster", "counts_vs_expected", "nx_ny_scatter", "tuning_curves", "histograms", "recon_vs_sparsity", "save_figure"]
 
 
 def _mpl():
@@ -179,6 +179,27 @@ def histograms(panels: dict, title: str = "", bins: int = 40):
         ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def recon_vs_sparsity(points: dict, curves: dict, title: str = ""):
+    """Reconstruction error against lifetime sparsity: single models as points, sweeps as labelled curves.
+
+    ``points``: name -> (sparsity, mse); ``curves``: name -> (sparsities, mses, labels).
+    """
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    for name, (sp, err, labels) in curves.items():
+        ax.plot(sp, err, "o-", ms=4, label=name)
+        for x, y, lab in zip(sp, err, labels):
+            ax.annotate(str(lab), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    for name, (sp, err) in points.items():
+        ax.plot([sp], [err], "*", ms=12, label=name)
+    ax.set_xlabel("lifetime sparsity (Treves-Rolls)")
+    ax.set_ylabel("squared error per patch (sum over pixels)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

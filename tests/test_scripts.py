@@ -61,3 +61,21 @@ def test_analysis_scripts_on_a_simulated_run(tmp_path, tiny_checkpoint, capsys):
     assert (tmp_path / "cost" / "figures" / "metabolic.png").stat().st_size > 1000
     assert cost.main([str(tmp_path / "missing.nwb")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_lca_vs_pvae_smoke(tmp_path, tiny_checkpoint, capsys):
+    import json
+
+    rep = _load("simulations/lca_vs_pvae.py")
+    out = tmp_path / "report"
+    assert rep.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--n-patches", "40",
+                     "--lams", "0.01", "1.0", "--steps", "100"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    rows = res["lca_on_pvae_dictionary"]
+    assert [r["lambda"] for r in rows] == [0.01, 1.0]
+    assert rows[1]["lifetime_sparsity"] >= rows[0]["lifetime_sparsity"]  # larger λ, sparser code
+    assert rows[1]["mse"] >= rows[0]["mse"] - 1e-9  # and a worse reconstruction
+    assert "| LCA, λ = 1 |" in (out / "report.md").read_text()
+    assert (out / "figures" / "recon_vs_sparsity.png").stat().st_size > 1000
+    assert rep.main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
