@@ -244,7 +244,7 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
     units, steps = [], []
     try:
         starts = range(0, n, cfg.chunk)
-        for c, s0 in enumerate(tqdm(starts, disable=not progress, desc="brian2", unit="chunk")):
+        for c, s0 in enumerate(tqdm(starts, disable=not progress or len(starts) == 1, desc="brian2", unit="chunk")):
             block = expected[s0:s0 + cfg.chunk]
             table, slot = _slot_table(block, cfg)
             n_steps = len(block) * period
