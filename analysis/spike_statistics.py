@@ -17,7 +17,7 @@ import numpy as np
 
 def main(argv=None) -> int:
     from spikevae import plots
-    from spikevae.analysis import count_correlations, fano_factors, isi_cv, psth, unit_rates
+    from spikevae.analysis import count_correlations, fano_factors, isi_cv, noise_correlations, psth, unit_rates
     from spikevae.checkpoint import atomic_write
     from spikevae.io import read_nwb
 
@@ -42,13 +42,14 @@ def main(argv=None) -> int:
         cv = isi_cv(st)
         has_trials = len(st.presentations) > 1
         fano_unit = np.full(st.n_units, np.nan)
-        corr_off = np.array([])
+        corr_off = noise_off = np.array([])
         if has_trials:
             _, fano = fano_factors(st)
             n_ok = np.isfinite(fano).sum(0)
             fano_unit = np.where(n_ok > 0, np.nansum(fano, axis=0) / np.maximum(n_ok, 1), np.nan)
             corr = count_correlations(st)
             corr_off = corr[~np.eye(st.n_units, dtype=bool)]
+            noise_off = noise_correlations(st)[~np.eye(st.n_units, dtype=bool)]
             _, rate_psth = psth(st, args.psth_bin * 1e-3)
 
         def write_csv(tmp):
@@ -64,7 +65,8 @@ def main(argv=None) -> int:
                    "n_presentations": len(st.presentations), "median_rate_hz": float(np.median(rates)),
                    "median_isi_cv": float(np.nanmedian(cv)) if np.isfinite(cv).any() else None,
                    "median_fano": float(np.nanmedian(fano_unit)) if np.isfinite(fano_unit).any() else None,
-                   "mean_count_correlation": float(np.nanmean(corr_off)) if np.isfinite(corr_off).any() else None}
+                   "mean_count_correlation": float(np.nanmean(corr_off)) if np.isfinite(corr_off).any() else None,
+                   "mean_noise_correlation": float(np.nanmean(noise_off)) if np.isfinite(noise_off).any() else None}
         if has_trials:
             summary["psth_hz"] = rate_psth.mean(1).tolist()
 
@@ -74,7 +76,8 @@ def main(argv=None) -> int:
 
         atomic_write(out / "summary.json", write_json)
         plots.save_figure(plots.histograms({"rate (Hz)": rates, "ISI CV": cv, "Fano factor": fano_unit,
-                                            "count correlation": corr_off}, title=f"spike statistics of {path.name}"),
+                                            "count correlation (total)": corr_off,
+                                            "noise correlation": noise_off}, title=f"spike statistics of {path.name}"),
                           out / "figures" / "statistics.png")
         print(f"{st.n_units} units, {st.n_spikes} spikes: median rate {summary['median_rate_hz']:.3g} Hz, "
               f"median ISI CV {summary['median_isi_cv']}, median Fano {summary['median_fano']}; wrote {out}")

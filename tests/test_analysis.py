@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from spikevae.analysis import PRESETS, EnergyModel, count_correlations, fano_factors, isi_cv, metabolic_table, psth, unit_rates
+from spikevae.analysis import (PRESETS, EnergyModel, count_correlations, fano_factors, isi_cv, metabolic_table,
+                               noise_correlations, psth, unit_rates)
 from spikevae.records import Presentations, SpikeTrains
 
 RATE, K, N_STIM, REPEATS, WIN = 20.0, 12, 5, 40, 0.1
@@ -64,6 +65,26 @@ def test_independent_trains_are_uncorrelated(poisson_run):
     n = len(poisson_run.presentations)
     assert abs(off.mean()) < 4 / math.sqrt(n * off.size / 2)
     assert np.max(np.abs(off)) < 5 / math.sqrt(n)
+    noise = noise_correlations(poisson_run)[~np.eye(K, dtype=bool)]
+    assert abs(noise.mean()) < 4 / math.sqrt(n * noise.size / 2) and np.max(np.abs(noise)) < 5 / math.sqrt(n)
+
+
+def test_noise_correlation_removes_shared_stimulus_drive():
+    """Two units driven by the same stimulus-dependent rate: total correlation high, noise correlation ~0."""
+    rng = np.random.default_rng(3)
+    S, R = 20, 50
+    lam_s = rng.uniform(0.5, 8, S)
+    stim = np.tile(np.arange(S), R)
+    counts = rng.poisson(np.stack([lam_s[stim], lam_s[stim]], 1))  # (S·R, 2), independent given the stimulus
+    n = len(stim)
+    on = np.arange(n) * 0.1
+    unit = np.repeat(np.tile([0, 1], n), counts.ravel())
+    time = np.repeat(np.repeat(on, 2), counts.ravel()) + 0.05
+    order = np.lexsort((unit, time))
+    st = SpikeTrains(unit[order], time[order], 2, n * 0.1, 1e-4,
+                     Presentations(stim, np.repeat(np.arange(R), S), on, on + 0.1, lam_s[stim][:, None].repeat(2, 1)))
+    assert count_correlations(st)[0, 1] > 0.3  # expected Var(λ)/(Var(λ) + E[λ]) ≈ 0.52
+    assert abs(noise_correlations(st)[0, 1]) < 4 / math.sqrt(n)
 
 
 def test_psth_is_flat_at_the_rate(poisson_run):

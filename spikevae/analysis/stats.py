@@ -11,7 +11,7 @@ import numpy as np
 
 from ..records import SpikeTrains
 
-__all__ = ["unit_rates", "isi_cv", "fano_factors", "count_correlations", "psth"]
+__all__ = ["unit_rates", "isi_cv", "fano_factors", "count_correlations", "noise_correlations", "psth"]
 
 
 def _neo_trains(st: SpikeTrains):
@@ -106,6 +106,19 @@ def count_correlations(st: SpikeTrains) -> np.ndarray:
             return np.asarray(correlation_coefficient(binned))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.corrcoef(st.counts().T)
+
+
+def noise_correlations(st: SpikeTrains) -> np.ndarray:
+    """Noise correlations (K, K): Pearson correlation of the count residuals after removing each
+    stimulus's mean count (trial-to-trial co-variability at fixed stimulus). Silent units give NaN."""
+    c = st.counts().astype(np.float64)
+    stim = st.presentations.stimulus
+    resid = c.copy()
+    for s in np.unique(stim):
+        rows = stim == s
+        resid[rows] -= c[rows].mean(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.corrcoef(resid.T)
 
 
 def _neo_trains_window(st: SpikeTrains, t_stop: float):
