@@ -8,18 +8,18 @@ file's provenance), the KL in nats and bits and bits per spike. Writes ``present
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from spikevae._cli import UserError, cli_entry
 
+
+@cli_entry("metabolic_cost")
 def main(argv=None) -> int:
     from spikevae import plots
     from spikevae.analysis import PRESETS, EnergyModel, metabolic_table
-    from spikevae.checkpoint import atomic_write
+    from spikevae.checkpoint import write_csv, write_json
     from spikevae.io import read_nwb
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,59 +29,37 @@ def main(argv=None) -> int:
     p.add_argument("--atp-per-spike", type=float, help="override the preset's ATP per spike")
     p.add_argument("--resting-atp", type=float, help="override the preset's resting ATP per unit per second")
     args = p.parse_args(argv)
-    try:
-        if args.preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {args.preset!r}")
-        path = Path(args.nwb)
-        if not path.is_file():
-            raise ValueError(f"{path} does not exist")
-        try:
-            st = read_nwb(path)
-        except ValueError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"cannot read {path} as NWB ({type(exc).__name__})") from None
-        if len(st.presentations) == 0:
-            raise ValueError(f"{path} has no trials table: metabolic cost is reported per presentation")
-        e = PRESETS[args.preset]
-        e = EnergyModel(args.atp_per_spike if args.atp_per_spike is not None else e.atp_per_spike,
-                        args.resting_atp if args.resting_atp is not None else e.resting_atp_per_s,
-                        e.source if args.atp_per_spike is None and args.resting_atp is None else "custom")
-        prior = st.meta.get("prior_rates")
-        t = metabolic_table(st, prior=np.asarray(prior) if prior is not None else None, energy=e)
-        out = Path(args.out)
-        (out / "figures").mkdir(parents=True, exist_ok=True)
-        cols = [k for k, v in t.items() if isinstance(v, np.ndarray)]
-
-        def write_csv(tmp):
-            with open(tmp, "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["presentation", "stimulus"] + cols)
-                for n in range(len(st.presentations)):
-                    w.writerow([n, int(st.presentations.stimulus[n])] + [float(t[c][n]) for c in cols])
-
-        atomic_write(out / "presentations.csv", write_csv)
-        summary = {"file": str(path), "energy_model": t["energy_model"], "atp_per_spike": e.atp_per_spike,
-                   "resting_atp_per_s": e.resting_atp_per_s, "mean_per_presentation": t["mean"]}
-
-        def write_json(tmp):
-            with open(tmp, "w") as fh:
-                json.dump(summary, fh, indent=1)
-
-        atomic_write(out / "summary.json", write_json)
-        panels = {"emitted spikes / presentation": t["emitted_spikes"], "ATP / presentation": t["atp"]}
-        if "bits_per_spike" in t:
-            panels["bits per expected spike"] = t["bits_per_spike"]
-        plots.save_figure(plots.histograms(panels, title=f"metabolic cost of {path.name} ({args.preset})"),
-                          out / "figures" / "metabolic.png")
-        m = t["mean"]
-        print(f"per presentation: {m['emitted_spikes']:.3g} spikes emitted ({m['expected_spikes']:.3g} expected), "
-              f"{m['atp']:.3g} ATP" + (f", {m['kl_bits']:.3g} bits, {m['bits_per_spike']:.3g} bits/spike"
-                                       if "kl_bits" in m else "") + f"; wrote {out}")
-        return 0
-    except (ValueError, OSError) as exc:
-        print(f"metabolic_cost: error: {exc}", file=sys.stderr)
-        return 2
+    if args.preset not in PRESETS:
+        raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got {args.preset!r}")
+    path = Path(args.nwb)
+    st = read_nwb(path)
+    if len(st.presentations) == 0:
+        raise UserError(f"{path} has no trials table: metabolic cost is reported per presentation")
+    e = PRESETS[args.preset]
+    e = EnergyModel(args.atp_per_spike if args.atp_per_spike is not None else e.atp_per_spike,
+                    args.resting_atp if args.resting_atp is not None else e.resting_atp_per_s,
+                    e.source if args.atp_per_spike is None and args.resting_atp is None else "custom")
+    prior = st.meta.get("prior_rates")
+    t = metabolic_table(st, prior=np.asarray(prior) if prior is not None else None, energy=e)
+    out = Path(args.out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    cols = [k for k, v in t.items() if isinstance(v, np.ndarray)]
+    write_csv(out / "presentations.csv", ["presentation", "stimulus"] + cols,
+              ([n, int(st.presentations.stimulus[n])] + [float(t[c][n]) for c in cols]
+               for n in range(len(st.presentations))))
+    write_json(out / "summary.json", {"file": str(path), "energy_model": t["energy_model"],
+                                      "atp_per_spike": e.atp_per_spike, "resting_atp_per_s": e.resting_atp_per_s,
+                                      "mean_per_presentation": t["mean"]})
+    panels = {"emitted spikes / presentation": t["emitted_spikes"], "ATP / presentation": t["atp"]}
+    if "bits_per_spike" in t:
+        panels["bits per expected spike"] = t["bits_per_spike"]
+    plots.save_figure(plots.histograms(panels, title=f"metabolic cost of {path.name} ({args.preset})"),
+                      out / "figures" / "metabolic.png")
+    m = t["mean"]
+    print(f"per presentation: {m['emitted_spikes']:.3g} spikes emitted ({m['expected_spikes']:.3g} expected), "
+          f"{m['atp']:.3g} ATP" + (f", {m['kl_bits']:.3g} bits, {m['bits_per_spike']:.3g} bits/spike"
+                                   if "kl_bits" in m else "") + f"; wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":

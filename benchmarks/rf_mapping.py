@@ -39,12 +39,6 @@ def main(argv=None) -> int:
     t_enc = time.perf_counter() - t0
     cfg = PoissonLayerConfig(window=0.05, dt=2.5e-4, target=args.target, chunk=25_000)
 
-    def counts_of(run):
-        k = np.searchsorted(run.onset, run.time + 1e-9, side="right") - 1
-        c = np.zeros(lam.shape)
-        np.add.at(c, (k, run.unit), 1)
-        return c
-
     with tempfile.TemporaryDirectory() as build:
         walls = []
         for _ in range(2):
@@ -52,7 +46,7 @@ def main(argv=None) -> int:
             run = simulate_poisson(lam, cfg, seed=1, build_dir=build)
             walls.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    c = counts_of(run)
+    c = run.counts(K)
     maps = sta(frames, c)
     t_sta = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -12,12 +12,12 @@ curves, ON/OFF maps).
 from __future__ import annotations
 
 import argparse
-import csv
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from spikevae._cli import UserError, cli_entry
 
 
 def _responses_pvae(model, frames, window, dt, target, seed, progress):
@@ -30,10 +30,7 @@ def _responses_pvae(model, frames, window, dt, target, seed, progress):
         lam = torch.cat([model.posterior(x[i:i + 8192]).mean for i in range(0, len(x), 8192)]).double().numpy()
     run = simulate_poisson(lam, PoissonLayerConfig(window=window, dt=dt, target=target, chunk=20_000), seed=seed,
                            progress=progress)
-    k = np.searchsorted(run.onset, run.time + 0.5 * dt, side="right") - 1
-    counts = np.zeros(lam.shape)
-    np.add.at(counts, (k, run.unit), 1)
-    return counts, lam, run
+    return run.counts(lam.shape[1]), lam, run
 
 
 def _responses_lca(phi, frames, lam_lca):
@@ -54,18 +51,12 @@ def _sparse_noise(n, P, rng, amplitude=4.0):
     return frames.reshape(n, P, P), pix, sign
 
 
+@cli_entry("rf_mapping")
 def main(argv=None) -> int:
     from spikevae import plots
-    from spikevae._cli import UserError
     from spikevae.analysis.receptive_fields import fit_gabor, grating_tuning, sta
-    from spikevae.checkpoint import CheckpointError, atomic_write, load_model
-
-    def save_npz(path, **arrays):  # temporary name, then rename
-        def w(tmp):
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-        atomic_write(path, w)
-    from spikevae.data import DataError
+    from spikevae.checkpoint import atomic_write, load_model, write_csv, write_npz
+    from spikevae.spiking import PoissonLayerConfig
     from spikevae.stimuli import gratings
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -88,128 +79,114 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    if min(args.frames, args.sparse_frames, args.grating_repeats, args.fit_units) < 1:
+        raise UserError("--frames, --sparse-frames, --grating-repeats and --fit-units must be >= 1")
     try:
-        t0 = time.perf_counter()
-        if min(args.frames, args.sparse_frames, args.grating_repeats, args.fit_units) < 1:
-            raise UserError("--frames, --sparse-frames, --grating-repeats and --fit-units must be >= 1")
-        if not (args.window > 0 and args.dt > 0):
-            raise UserError("--window and --dt must be > 0 ms")
-        out = Path(args.out)
-        try:
-            (out / "figures").mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-        rng = np.random.default_rng(args.seed)
-        model = phi = None
+        PoissonLayerConfig(window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target).validate()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    out = Path(args.out)
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    rng = np.random.default_rng(args.seed)
+    model = phi = None
+    if args.model == "pvae":
+        model, ck = load_model(args.checkpoint)
+        if model.config.family != "poisson":
+            raise UserError("RF mapping through spikes needs a Poisson VAE checkpoint")
+        P, K = model.config.patch_size, model.config.n_latents
+        encoder = model.encoder[-1].weight.detach().double().numpy().reshape(K, P, P) \
+            if model.config.encoder == "lin" else None
+        decoder = model.dictionary.detach().double().numpy().T.reshape(K, P, P) if model.config.decoder == "lin" else None
+    else:
+        if not args.dictionary:
+            raise UserError("--model lca needs --dictionary")
+        from spikevae.lca_cli import load_dictionary
+
+        phi, prep, _ = load_dictionary(args.dictionary)
+        P, K = prep.patch_size, phi.shape[1]
+        encoder, decoder = None, phi.T.reshape(K, P, P)
+
+    def respond(frames, seed):
         if args.model == "pvae":
-            model, ck = load_model(args.checkpoint)
-            if model.config.family != "poisson":
-                raise UserError("RF mapping through spikes needs a Poisson VAE checkpoint")
-            P, K = model.config.patch_size, model.config.n_latents
-            encoder = model.encoder[-1].weight.detach().double().numpy().reshape(K, P, P) \
-                if model.config.encoder == "lin" else None
-            decoder = model.dictionary.detach().double().numpy().T.reshape(K, P, P) if model.config.decoder == "lin" else None
-        else:
-            if not args.dictionary:
-                raise UserError("--model lca needs --dictionary")
-            from spikevae.lca_cli import load_dictionary
+            return _responses_pvae(model, frames, args.window * 1e-3, args.dt * 1e-3, args.target, seed,
+                                   not args.quiet)
+        return _responses_lca(phi, frames, args.lam), None, None
 
-            phi, prep, _ = load_dictionary(args.dictionary)
-            P, K = prep.patch_size, phi.shape[1]
-            encoder, decoder = None, phi.T.reshape(K, P, P)
+    # white noise → STA
+    wn = rng.standard_normal((args.frames, P, P)).astype(np.float32)
+    shown = wn
+    if args.space == "pixel" and args.model == "pvae":
+        from spikevae.data import Preprocessing, whitening_filter
 
-        def respond(frames, seed):
-            if args.model == "pvae":
-                return _responses_pvae(model, frames, args.window * 1e-3, args.dt * 1e-3, args.target, seed,
-                                       not args.quiet)
-            return _responses_lca(phi, frames, args.lam), None, None
+        prep = Preprocessing(**ck["preprocessing"])
+        if prep.kind == "natural":  # the checkpoint's whitening filter, frame by frame
+            shown = np.fft.irfft2(np.fft.rfft2(wn) * whitening_filter((P, P), prep.whiten_f0, prep.whiten_n), s=(P, P))
+            shown = (shown / shown.std()).astype(np.float32)  # unit variance per pixel, like the training data
+    counts, lam, run = respond(shown, args.seed + 1)
+    maps = sta(wn, counts)
+    atomic_write(out / "sta.npy", lambda tmp: np.save(tmp, maps))
+    if run is not None:
+        from spikevae.io import write_nwb
+        from spikevae.records import Presentations, SpikeTrains
 
-        # white noise → STA
-        wn = rng.standard_normal((args.frames, P, P)).astype(np.float32)
-        shown = wn
-        if args.space == "pixel" and args.model == "pvae":
-            from spikevae.data import Preprocessing
-
-            prep = Preprocessing(**ck["preprocessing"])
-            if prep.kind == "natural":
-                fy = np.fft.fftfreq(P)[:, None]
-                fx = np.fft.rfftfreq(P)[None, :]
-                f = np.hypot(fx, fy)
-                R = f * np.exp(-((f / prep.whiten_f0) ** prep.whiten_n))  # the checkpoint's whitening filter
-                shown = np.fft.irfft2(np.fft.rfft2(wn) * R, s=(P, P))
-                shown = (shown / shown.std()).astype(np.float32)  # unit variance per pixel, like the training data
-        counts, lam, run = respond(shown, args.seed + 1)
-        maps = sta(wn, counts)
-        atomic_write(out / "sta.npy", lambda tmp: np.save(tmp, maps))
-        if run is not None:
-            from spikevae.io import write_nwb
-            from spikevae.records import Presentations, SpikeTrains
-
-            n = len(wn)
-            st = SpikeTrains(run.unit, run.time, K, run.t_stop, args.dt * 1e-3,
-                             Presentations(np.arange(n), np.zeros(n, np.int64), run.onset, run.offset, lam),
-                             {"protocol": "white-noise RF mapping", "seed": args.seed, "model": "pvae"})
-            write_nwb(out / "white_noise.nwb", st, stimuli=shown, description="spikevae white-noise RF mapping")
-        # sparse noise → ON / OFF maps (mean response when the pixel is on, per sign)
-        sp, pix, sign = _sparse_noise(args.sparse_frames, P, rng)
-        c_sp, _, _ = respond(sp, args.seed + 2)
-        on_map = np.zeros((K, P * P))
-        off_map = np.zeros((K, P * P))
-        for m, s in ((on_map, 1.0), (off_map, -1.0)):
-            sel = sign == s
-            tot = np.zeros((P * P, K))
-            np.add.at(tot, pix[sel], c_sp[sel])
-            n_pix = np.bincount(pix[sel], minlength=P * P)[:, None]
-            m[:] = (tot / np.maximum(n_pix, 1)).T
-        save_npz(out / "sparse_noise.npz", on=on_map.reshape(K, P, P), off=off_map.reshape(K, P, P))
-        # gratings → tuning
-        g = gratings(128 * args.grating_repeats, P)
-        c_g, _, _ = respond(g.images, args.seed + 3)
-        tun = grating_tuning(c_g, g.params["orientation"], g.params["spatial_frequency"])
-        save_npz(out / "tuning.npz", orientations=tun.orientations, frequencies=tun.frequencies,
-                 response=tun.response, osi=tun.osi, preferred_orientation=tun.preferred_orientation,
-                 preferred_frequency=tun.preferred_frequency)
-        # Gabor fits and agreement of STA with encoder filter and decoder atom
-        order = np.argsort(-counts.sum(0))[: args.fit_units]
-        rows = []
-        for k in order:
-            if not np.all(np.isfinite(maps[k])):
-                continue
-            f = fit_gabor(maps[k])
-            row = {"unit": int(k), "spikes": float(counts[:, k].sum()), **f._asdict(), "osi": float(tun.osi[k]),
-                   "preferred_orientation": float(tun.preferred_orientation[k]),
-                   "preferred_frequency": float(tun.preferred_frequency[k])}
-            for name, ref in (("corr_sta_encoder", encoder), ("corr_sta_decoder", decoder)):
-                row[name] = float(np.corrcoef(maps[k].ravel(), ref[k].ravel())[0, 1]) if ref is not None else np.nan
-            rows.append(row)
-        def write_csv(tmp):
-            with open(tmp, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
-
-        atomic_write(out / "gabor_fits.csv", write_csv)
-        r2 = np.array([r["r2"] for r in rows])
-        plots.save_figure(plots.basis_grid(maps, order, n_show=min(128, len(order)),
-                                           title="spike-triggered averages (white noise), most active units first"),
-                          out / "figures" / "rf_grid.png")
-        plots.save_figure(plots.nx_ny_scatter(np.array([r["nx"] for r in rows]), np.array([r["ny"] for r in rows]), r2),
-                          out / "figures" / "nx_ny.png")
-        plots.save_figure(plots.tuning_curves(tun, order), out / "figures" / "tuning.png")
-        onoff = np.concatenate([on_map[order[:32]], off_map[order[:32]]]).reshape(-1, P, P)
-        plots.save_figure(plots.basis_grid(onoff, n_show=64, ncols=16,
-                                           title="sparse noise: ON maps (rows 1-2), OFF maps (rows 3-4)"),
-                          out / "figures" / "on_off.png")
-        good = r2 >= 0.5
-        corr_enc = np.nanmedian([r["corr_sta_encoder"] for r in rows])
-        print(f"mapped {K} {args.model} units with {args.frames} white-noise, {args.sparse_frames} sparse-noise and "
-              f"{len(g.images)} grating frames in {time.perf_counter() - t0:.0f} s; Gabor fit R² ≥ 0.5 for "
-              f"{good.sum()} of {len(rows)} units; median OSI {np.nanmedian(tun.osi):.2f}; median corr(STA, encoder) "
-              f"{corr_enc:.2f}; wrote {out}")
-        return 0
-    except (UserError, CheckpointError, DataError, ValueError) as exc:
-        print(f"rf_mapping: error: {exc}", file=sys.stderr)
-        return 2
+        n = len(wn)
+        st = SpikeTrains(run.unit, run.time, K, run.t_stop, args.dt * 1e-3,
+                         Presentations(np.arange(n), np.zeros(n, np.int64), run.onset, run.offset, lam),
+                         {"protocol": "white-noise RF mapping", "seed": args.seed, "model": "pvae"})
+        write_nwb(out / "white_noise.nwb", st, stimuli=shown, description="spikevae white-noise RF mapping")
+    # sparse noise → ON / OFF maps (mean response when the pixel is on, per sign)
+    sp, pix, sign = _sparse_noise(args.sparse_frames, P, rng)
+    c_sp, _, _ = respond(sp, args.seed + 2)
+    on_map = np.zeros((K, P * P))
+    off_map = np.zeros((K, P * P))
+    for m, s in ((on_map, 1.0), (off_map, -1.0)):
+        sel = sign == s
+        tot = np.zeros((P * P, K))
+        np.add.at(tot, pix[sel], c_sp[sel])
+        n_pix = np.bincount(pix[sel], minlength=P * P)[:, None]
+        m[:] = (tot / np.maximum(n_pix, 1)).T
+    write_npz(out / "sparse_noise.npz", on=on_map.reshape(K, P, P), off=off_map.reshape(K, P, P))
+    # gratings → tuning
+    g = gratings(128 * args.grating_repeats, P)
+    c_g, _, _ = respond(g.images, args.seed + 3)
+    tun = grating_tuning(c_g, g.params["orientation"], g.params["spatial_frequency"])
+    write_npz(out / "tuning.npz", **tun._asdict())
+    # Gabor fits and agreement of STA with encoder filter and decoder atom
+    order = np.argsort(-counts.sum(0))[: args.fit_units]
+    rows = []
+    for k in order:
+        if not np.all(np.isfinite(maps[k])):
+            continue
+        f = fit_gabor(maps[k])
+        row = {"unit": int(k), "spikes": float(counts[:, k].sum()), **f._asdict(), "osi": float(tun.osi[k]),
+               "preferred_orientation": float(tun.preferred_orientation[k]),
+               "preferred_frequency": float(tun.preferred_frequency[k])}
+        for name, ref in (("corr_sta_encoder", encoder), ("corr_sta_decoder", decoder)):
+            row[name] = float(np.corrcoef(maps[k].ravel(), ref[k].ravel())[0, 1]) if ref is not None else np.nan
+        rows.append(row)
+    write_csv(out / "gabor_fits.csv", list(rows[0]), (list(r.values()) for r in rows))
+    r2 = np.array([r["r2"] for r in rows])
+    plots.save_figure(plots.basis_grid(maps, order, n_show=min(128, len(order)),
+                                       title="spike-triggered averages (white noise), most active units first"),
+                      out / "figures" / "rf_grid.png")
+    plots.save_figure(plots.nx_ny_scatter(np.array([r["nx"] for r in rows]), np.array([r["ny"] for r in rows]), r2),
+                      out / "figures" / "nx_ny.png")
+    plots.save_figure(plots.tuning_curves(tun, order), out / "figures" / "tuning.png")
+    onoff = np.concatenate([on_map[order[:32]], off_map[order[:32]]]).reshape(-1, P, P)
+    plots.save_figure(plots.basis_grid(onoff, n_show=64, ncols=16,
+                                       title="sparse noise: ON maps (rows 1-2), OFF maps (rows 3-4)"),
+                      out / "figures" / "on_off.png")
+    good = r2 >= 0.5
+    corr_enc = np.nanmedian([r["corr_sta_encoder"] for r in rows])
+    print(f"mapped {K} {args.model} units with {args.frames} white-noise, {args.sparse_frames} sparse-noise and "
+          f"{len(g.images)} grating frames in {time.perf_counter() - t0:.0f} s; Gabor fit R² ≥ 0.5 for "
+          f"{good.sum()} of {len(rows)} units; median OSI {np.nanmedian(tun.osi):.2f}; median corr(STA, encoder) "
+          f"{corr_enc:.2f}; wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":

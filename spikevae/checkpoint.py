@@ -20,6 +20,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .vae import VAE, VAEConfig
@@ -36,6 +37,10 @@ __all__ = [
     "file_sha256",
     "default_checkpoint_path",
     "atomic_write",
+    "write_json",
+    "write_text",
+    "write_npz",
+    "write_csv",
 ]
 
 FORMAT = "spikevae.checkpoint"
@@ -102,6 +107,44 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """JSON (indented; unknown objects as strings), atomically."""
+    import json
+
+    def w(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1, default=str)
+
+    return atomic_write(path, w)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """A text file, atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_npz(path: str | os.PathLike, **arrays) -> Path:
+    """An uncompressed ``.npz`` of plain arrays (no pickles), atomically."""
+    def w(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    return atomic_write(path, w)
+
+
+def write_csv(path: str | os.PathLike, header: list, rows) -> Path:
+    """A CSV with one header line, atomically."""
+    import csv
+
+    def w(tmp):
+        with open(tmp, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(header)
+            out.writerows(rows)
+
+    return atomic_write(path, w)
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:

@@ -38,6 +38,7 @@ __all__ = [
     "NATURAL_TRAIN",
     "NATURAL_VAL",
     "DataError",
+    "whitening_filter",
     "whiten",
     "local_contrast_normalise",
     "preprocess_image",
@@ -102,6 +103,14 @@ class PatchSet(NamedTuple):
 
 
 # ---------------------------------------------------------------- filters
+def whitening_filter(shape: tuple[int, int], f0: float = 0.3, n: float = 4.0) -> np.ndarray:
+    """``R(f) = f·exp(-(f/f0)^n)`` on the ``rfft2`` grid of an image of ``shape`` (f in cycles/pixel)."""
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    f = np.sqrt(fx**2 + fy**2)  # DC at [0, 0]
+    return f * np.exp(-((f / f0) ** n))
+
+
 def whiten(img: np.ndarray, f0: float = 0.3, n: float = 4.0) -> np.ndarray:
     """Olshausen–Field whitening: spectrum × ``f·exp(-(f/f0)^n)``, f in cycles/pixel.
 
@@ -113,10 +122,7 @@ def whiten(img: np.ndarray, f0: float = 0.3, n: float = 4.0) -> np.ndarray:
         Roll-off frequency (cycles/pixel) and exponent.
     """
     img = np.asarray(img, dtype=np.float64)
-    fy = np.fft.fftfreq(img.shape[0])[:, None]
-    fx = np.fft.rfftfreq(img.shape[1])[None, :]
-    f = np.sqrt(fx**2 + fy**2)  # cycles/pixel, DC at [0, 0]
-    spec = np.fft.rfft2(img - img.mean()) * (f * np.exp(-((f / f0) ** n)))
+    spec = np.fft.rfft2(img - img.mean()) * whitening_filter(img.shape, f0, n)
     return np.fft.irfft2(spec, s=img.shape)
 
 

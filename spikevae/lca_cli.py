@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ._cli import Parser, UserError, cli_entry
-from .checkpoint import atomic_write, file_sha256, load_model, provenance
+from .checkpoint import file_sha256, load_model, provenance, write_json, write_npz
 from .data import Preprocessing, natural_patches
 from .lca import THRESHOLDS, LCAConfig, learn_dictionary, lca, lca_brian, normalise_atoms, spiking_lca
 
@@ -28,12 +28,8 @@ __all__ = ["save_dictionary", "load_dictionary", "main"]
 
 def save_dictionary(path, phi: np.ndarray, prep: Preprocessing, meta: dict) -> Path:
     """Write a dictionary (.npz, no pickles) atomically."""
-    def w(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, phi=np.asarray(phi, dtype=np.float64), patch_size=np.int64(prep.patch_size),
+    return write_npz(path, phi=np.asarray(phi, dtype=np.float64), patch_size=np.int64(prep.patch_size),
                      preprocessing=np.array(json.dumps(prep.to_dict())), meta=np.array(json.dumps(meta, default=str)))
-
-    return atomic_write(path, w)
 
 
 def load_dictionary(path) -> tuple[np.ndarray, Preprocessing, dict]:
@@ -163,12 +159,8 @@ def _infer(args) -> int:
     summary = {"simulator": args.simulator, "lca_config": dataclasses.asdict(cfg), "source": source,
                "n_patches": args.n_patches, "seed": args.seed}
     if res is not None:
-        def w(tmp):
-            with open(tmp, "wb") as f:
-                np.savez(f, codes=res.codes, states=res.states, energy=res.energy, energy_steps=res.energy_steps,
-                         recon_error=res.recon_error, patches=x)
-
-        atomic_write(out / "codes.npz", w)
+        write_npz(out / "codes.npz", codes=res.codes, states=res.states, energy=res.energy,
+                  energy_steps=res.energy_steps, recon_error=res.recon_error, patches=x)
         summary.update(energy=float(res.energy[-1]), fraction_active=res.fraction_active,
                        recon_error=float(res.recon_error.mean()), l1=float(np.abs(res.codes).sum(1).mean()))
     else:
@@ -193,20 +185,12 @@ def _infer(args) -> int:
         io.write_neo(out / "spikes.nix", st)
         plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20)), out / "figures" / "raster.png")
 
-        def w(tmp):
-            with open(tmp, "wb") as f:
-                np.savez(f, codes=sp.codes, patches=x)
-
-        atomic_write(out / "codes.npz", w)
+        write_npz(out / "codes.npz", codes=sp.codes, patches=x)
         summary.update(n_spikes=int(len(sp.time)), fraction_active=float(np.mean(sp.codes != 0)),
                        duration_s=dur)
     summary["wall_seconds"] = time.perf_counter() - t0
 
-    def wj(tmp):
-        with open(tmp, "w") as f:
-            json.dump(summary, f, indent=1, default=str)
-
-    atomic_write(out / "summary.json", wj)
+    write_json(out / "summary.json", summary)
     print(f"LCA ({args.simulator}) on {args.n_patches} held-out patches: " +
           ", ".join(f"{k} {summary[k]:.4g}" for k in ("energy", "recon_error", "fraction_active", "n_spikes")
                     if k in summary) + f"; wrote {out}")

@@ -10,7 +10,6 @@ decoder, next to the rate-based (λ) reconstruction.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from ._cli import Parser, UserError, cli_entry, resolve_device
-from .checkpoint import atomic_write, default_checkpoint_path, file_sha256, load_model, provenance
+from .checkpoint import default_checkpoint_path, file_sha256, load_model, provenance, write_json
 from .data import Preprocessing
 from .records import Presentations, SpikeTrains
 from .spiking import TARGETS, PoissonLayerConfig, rates_hz, simulate_poisson
@@ -35,6 +34,7 @@ class SimulationResult(NamedTuple):
     spikes: SpikeTrains
     stimuli: StimulusSet
     rates: np.ndarray  # λ per stimulus (n_stimuli, K)
+    counts: np.ndarray  # spikes per (presentation, unit) window
     summary: dict
 
 
@@ -113,7 +113,7 @@ def run_simulation(checkpoint: str | Path | None = None, stimuli: str = "natural
         "notes": run.notes,
         "wall_seconds": time.perf_counter() - t0,
     }
-    return SimulationResult(st, stim, lam, summary)
+    return SimulationResult(st, stim, lam, counts, summary)
 
 
 def _parser() -> Parser:
@@ -133,14 +133,6 @@ def _parser() -> Parser:
     p.add_argument("--no-neo", action="store_true", help="skip the Neo (NixIO) file (slow for long runs)")
     p.add_argument("--quiet", action="store_true")
     return p
-
-
-def _write_json(path: Path, obj) -> None:
-    def w(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1, default=str)
-
-    atomic_write(path, w)
 
 
 @cli_entry("python -m spikevae.simulate")
@@ -191,9 +183,9 @@ def main(argv=None) -> int:
     if not args.no_neo:
         io.write_neo(out / "spikes.nix", st)
     plots.save_figure(plots.raster(st), out / "figures" / "raster.png")
-    plots.save_figure(plots.counts_vs_expected(st.counts(), st.presentations.expected),
+    plots.save_figure(plots.counts_vs_expected(res.counts, st.presentations.expected),
                       out / "figures" / "counts_vs_expected.png")
-    _write_json(out / "summary.json", s)
+    write_json(out / "summary.json", s)
     r = s["reconstruction"]
     print(f"simulated {s['n_presentations']} presentations ({args.n_stimuli} {args.stimuli} stimuli x {args.repeats}) "
           f"of {s['n_units']} units, {s['simulated_seconds']:.1f} s, Brian2 target {s['target']}")

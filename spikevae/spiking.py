@@ -96,6 +96,14 @@ class PoissonRun(NamedTuple):
     target: str  # code-generation target actually used
     notes: list  # what the run had to say (fallbacks, clipped rates)
 
+    def counts(self, n_units: int) -> np.ndarray:
+        """Spikes per (presentation, unit) window, (n_presentations, n_units) (windows are sorted, disjoint)."""
+        k = np.searchsorted(self.onset, self.time + 1e-9, side="right") - 1
+        ok = (k >= 0) & (self.time < self.offset[np.maximum(k, 0)])
+        out = np.zeros((len(self.onset), n_units))
+        np.add.at(out, (k[ok], self.unit[ok]), 1)
+        return out
+
 
 def rates_hz(expected: np.ndarray, window: float) -> np.ndarray:
     """Expected counts per window → firing rate in Hz (the one place this is computed)."""

@@ -111,13 +111,30 @@ def read_nwb(path: str | os.PathLike) -> SpikeTrains:
 
     Works on files from other tools too: units need ``spike_times``; trials
     without ``stimulus_index`` get their row number; λ defaults to NaN.
+    A missing or unreadable file raises :class:`~spikevae.data.DataError` with one line.
     """
+    from ..data import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist")
+    try:
+        return _read_nwb(path)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py/pynwb raise many types for damaged or foreign files
+        raise DataError(f"cannot read {path} as NWB ({type(exc).__name__})") from None
+
+
+def _read_nwb(path: Path) -> SpikeTrains:
     from pynwb import NWBHDF5IO
+
+    from ..data import DataError
 
     with NWBHDF5IO(str(path), "r") as io:
         nwb = io.read()
         if nwb.units is None or "spike_times" not in nwb.units.colnames:
-            raise ValueError(f"{path}: no Units table with spike_times")
+            raise DataError(f"{path}: no Units table with spike_times")
         units = nwb.units
         n_units = len(units)
         ids = np.asarray(units["latent_index"].data[:]) if "latent_index" in units.colnames else np.arange(n_units)
