@@ -33,7 +33,8 @@ from .data import DATASETS, PatchSet, load_dataset
 from .poisson import n_exp_for_rate
 from .vae import ANNEALED, DECODERS, ENCODERS, FAMILIES, VAE, VAEConfig
 
-__all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "schedule", "lifetime_sparsity", "main"]
+__all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "schedule", "treves_rolls", "lifetime_sparsity",
+           "population_sparsity", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -107,27 +108,46 @@ def schedule(step: int, total: int, cfg: TrainConfig) -> tuple[float, float, flo
     return temp, beta, lr_f
 
 
-def lifetime_sparsity(z: np.ndarray) -> np.ndarray:
-    """Treves–Rolls lifetime sparsity per unit over samples (axis 0); a silent unit scores 1.
+def treves_rolls(z: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Treves–Rolls sparsity of non-negative responses along ``axis``; an all-zero slice scores 1.
 
-    ``S = (1 - (Σz)² / (m Σz²)) / (1 - 1/m)`` for ``m`` samples.
+    ``S = (1 - (Σz)² / (m Σz²)) / (1 - 1/m)`` over the ``m`` entries along ``axis`` (the reference's
+    ``sparse_score``): 0 when all entries are equal, 1 when one entry carries everything.
     """
     z = np.asarray(z, dtype=np.float64)
-    m = z.shape[0]
-    s1, s2 = z.sum(0), np.square(z).sum(0)
+    m = z.shape[axis]
+    s1, s2 = z.sum(axis), np.square(z).sum(axis)
     with np.errstate(invalid="ignore", divide="ignore"):
         s = (1.0 - s1**2 / (m * s2)) / (1.0 - 1.0 / m)
     return np.where(s2 > 0, s, 1.0)
 
 
+def lifetime_sparsity(z: np.ndarray) -> np.ndarray:
+    """Per-unit Treves–Rolls sparsity over samples (axis 0) of a (samples, units) array."""
+    return treves_rolls(z, axis=0)
+
+
+def population_sparsity(z: np.ndarray) -> np.ndarray:
+    """Per-sample Treves–Rolls sparsity across units (axis 1) of a (samples, units) array."""
+    return treves_rolls(z, axis=1)
+
+
 @torch.no_grad()
 def evaluate(model: VAE, x: torch.Tensor, generator: torch.Generator, batch_size: int = 2000) -> dict:
     """Validation metrics with exact samples (P-VAE: Poisson counts, categorical: one-hot, at t = 0;
-    Gaussian/Laplace families at t = 1)."""
+    Gaussian/Laplace families at t = 1).
+
+    ``nelbo`` = sampled-latent squared error + KL (the reference's MC NELBO at β = 1); ``nelbo_exact``
+    replaces the squared error by its closed-form expectation (linear decoder, not gaussian-relu).
+    Sparsities are Treves–Rolls of the sampled latents (of ``|z|`` for the signed Gaussian/Laplace
+    families); ``active_fraction`` counts latents with mean KL > 0.01 nats (the reference's training log).
+    """
     model.eval()
-    poisson = model.config.family == "poisson"
-    t_eval = 0.0 if model.config.family in ANNEALED else 1.0  # exact discrete samples for P and C
-    mse, mse_map, kl, kl_diag, zs, rates = [], [], [], 0.0, [], []
+    cfg = model.config
+    poisson = cfg.family == "poisson"
+    t_eval = 0.0 if cfg.family in ANNEALED else 1.0  # exact discrete samples for P and C
+    exact = cfg.decoder == "lin" and cfg.family != "gaussian-relu"
+    mse, mse_map, mse_exact, kl, kl_diag, zs, rates = [], [], [], [], 0.0, [], []
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size]
         post = model.posterior(xb)
@@ -135,6 +155,8 @@ def evaluate(model: VAE, x: torch.Tensor, generator: torch.Generator, batch_size
         xf = xb.flatten(1)
         mse.append((xf - model.decode(z).flatten(1)).square().sum(1))
         mse_map.append((xf - model.decode(post.mean).flatten(1)).square().sum(1))
+        if exact:
+            mse_exact.append(mse_map[-1] + post.var @ model.dictionary.square().sum(0))
         kl.append(post.kl.sum(1))
         kl_diag = kl_diag + post.kl.sum(0)
         zs.append(z)
@@ -143,18 +165,21 @@ def evaluate(model: VAE, x: torch.Tensor, generator: torch.Generator, batch_size
     mse, mse_map, kl = torch.cat(mse), torch.cat(mse_map), torch.cat(kl)
     kl_diag = (kl_diag / len(x)).cpu().numpy()
     z = torch.cat(zs).cpu().numpy()
+    za = np.abs(z)
     out = {
         "nelbo": float((mse + kl).mean()),
+        "nelbo_exact": float((torch.cat(mse_exact) + kl).mean()) if exact else float("nan"),
         "mse": float(mse.mean()),
         "mse_map": float(mse_map.mean()),
         "kl": float(kl.mean()),
         "active_fraction": float((kl_diag > 0.01).mean()),
+        "lifetime_sparsity": float(lifetime_sparsity(za).mean()),
+        "population_sparsity": float(population_sparsity(za).mean()),
+        "portion_zeros": float((z == 0).mean()),
         "kl_per_latent": kl_diag.tolist(),
     }
     if poisson:
         lam = torch.cat(rates)
-        out["lifetime_sparsity"] = float(lifetime_sparsity(z).mean())
-        out["portion_zeros"] = float((z == 0).mean())
         out["mean_rate"] = float(lam.mean())  # expected counts per window, averaged over units and inputs
         out["max_rate"] = float(lam.max())
     return out
