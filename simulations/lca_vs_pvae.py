@@ -2,15 +2,27 @@
 
     python simulations/lca_vs_pvae.py --checkpoint pvae.pt --out report/ [--lams 0.001 0.01 0.1 0.5 1.0]
 
-The P-VAE encodes held-out natural patches in one pass (posterior rates λ; exact Poisson counts
-for sparsity); the LCA infers codes for the same patches on the P-VAE's own decoder atoms
-(normalised; the codes are rescaled, so errors are comparable) across λ — the reference's
-amortization-gap experiment (its Fig. 3b; anchor_pvae.md §3.6). Writes ``report.md``,
-``results.json`` and ``figures/recon_vs_sparsity.png``.
+Three comparisons, side by side, all on held-out natural patches and the P-VAE's own decoder
+atoms (normalised for the LCA; its codes are rescaled, so errors are comparable):
+
+1. reconstruction against sparsity: the P-VAE encoder in one pass, the LCA across λ (the
+   reference's amortization-gap experiment, its Fig. 3b; anchor_pvae.md §3.6);
+2. spikes and their cost: the P-VAE's Brian2 Poisson neurons (``spikevae.simulate``, repeated
+   presentations) against the spiking LCA (Brian2 integrate-and-fire, ON/OFF pairs, at
+   ``--lam-spiking``): rates, ISI CV, Fano factors, count and noise correlations, spikes and ATP
+   per second (Lennie 2003), information per spike (P-VAE);
+3. receptive fields: white-noise STA, gratings and Gabor fits for both models' units
+   (``simulations/rf_mapping.py``; P-VAE units by their spikes, LCA units by their codes).
+
+Writes ``report.md``, ``results.json``, ``figures/`` and the RF mapping folders ``rf_pvae/`` and
+``rf_lca/``.
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import importlib.util
+import math
 import time
 from pathlib import Path
 
@@ -19,12 +31,99 @@ import numpy as np
 from spikevae._cli import UserError, cli_entry
 
 
+def _rf_mapping():
+    spec = importlib.util.spec_from_file_location("rf_mapping", Path(__file__).with_name("rf_mapping.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _rf_summary(folder: Path) -> dict:
+    with open(folder / "gabor_fits.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    col = lambda k: np.array([float(r[k]) for r in rows])  # noqa: E731
+    r2 = col("r2")
+    good = r2 >= 0.5
+    med = lambda v: float(np.nanmedian(v)) if np.isfinite(v).any() else None  # noqa: E731
+    return {"units_fitted": len(rows), "gabor_fraction": float(good.mean()), "median_r2": med(r2),
+            "median_osi": med(col("osi")), "median_nx": med(col("nx")[good]) if good.any() else None,
+            "median_ny": med(col("ny")[good]) if good.any() else None,
+            "median_frequency": med(col("frequency")[good]) if good.any() else None,
+            "median_corr_sta_encoder": med(col("corr_sta_encoder")),
+            "median_corr_sta_decoder": med(col("corr_sta_decoder"))}
+
+
+def _spiking_rows(args, ck_path, model, out, progress):
+    """P-VAE Poisson spikes and spiking-LCA spikes for the same patches → per-model summaries."""
+    import torch
+
+    from spikevae.analysis import PRESETS, metabolic_table, spike_summary
+    from spikevae.lca import LCAConfig, normalise_atoms, spiking_lca
+    from spikevae.simulate import run_simulation
+    from spikevae.spiking import PoissonLayerConfig
+
+    window = args.window * 1e-3
+    sim = run_simulation(ck_path, "natural", args.stimuli, args.repeats,
+                         PoissonLayerConfig(window=window, dt=1e-4, target=args.target), args.seed, progress=progress)
+    st_p = sim.spikes
+    prior = np.asarray(st_p.meta["prior_rates"])
+    energy = PRESETS["lennie2003"]
+    per_p, sum_p = spike_summary(st_p)
+    met_p = metabolic_table(st_p, prior, energy)["mean"]
+    phi = normalise_atoms(model.dictionary.detach().double().numpy())
+    n_slca = min(args.slca_patches, args.stimuli)
+    x = sim.stimuli.images[:n_slca].reshape(n_slca, -1).astype(np.float64)
+    dur = args.slca_duration * 1e-3
+    sp = spiking_lca(x, phi, LCAConfig(lam=args.lam_spiking, threshold="soft"), duration=dur, seed=args.seed,
+                     target="cython" if args.target in ("auto", "cython", "cpp_standalone") else "numpy")
+    st_l = sp.to_spike_trains(1e-4, {"lam": args.lam_spiking, "seed": args.seed})
+    per_l, sum_l = spike_summary(st_l)
+    met_l = metabolic_table(st_l, None, energy)["mean"]
+    with torch.no_grad():
+        lam_x = model.posterior(torch.as_tensor(x, dtype=torch.float32).view(n_slca, 1, *sim.stimuli.images.shape[1:]))
+    rows = {
+        "P-VAE (Poisson neurons)": {
+            "units": st_p.n_units, "presentations": len(st_p.presentations), "window_s": window, **sum_p,
+            "spikes_per_presentation": met_p["emitted_spikes"],
+            "spikes_per_unit_per_s": met_p["emitted_spikes"] / (st_p.n_units * window),
+            "atp_per_unit_per_s": met_p["atp"] / (st_p.n_units * window),
+            "kl_bits_per_presentation": met_p["kl_bits"], "bits_per_spike": met_p["bits_per_spike"],
+            "fraction_active_per_presentation": met_p["fraction_active"]},
+        "spiking LCA (IF neurons, ON/OFF)": {
+            "units": st_l.n_units, "presentations": len(st_l.presentations), "window_s": dur, **sum_l,
+            "spikes_per_presentation": met_l["emitted_spikes"],
+            "spikes_per_unit_per_s": met_l["emitted_spikes"] / (st_l.n_units * dur),
+            "atp_per_unit_per_s": met_l["atp"] / (st_l.n_units * dur),
+            "kl_bits_per_presentation": None, "bits_per_spike": None,
+            "fraction_active_per_presentation": met_l["fraction_active"]},
+    }
+    from spikevae import plots
+    from spikevae.io import write_nwb
+
+    write_nwb(out / "spiking_lca.nwb", st_l, stimuli=sim.stimuli.images[:n_slca], description="spikevae spiking LCA "
+              "on the P-VAE's atoms (lca_vs_pvae)")
+    write_nwb(out / "pvae.nwb", st_p, stimuli=sim.stimuli.images, description="spikevae P-VAE spikes (lca_vs_pvae)")
+    fig = plots.histograms({"P-VAE rate (Hz)": per_p["rate_hz"], "LCA rate (Hz)": per_l["rate_hz"],
+                            "P-VAE ISI CV": per_p["isi_cv"], "LCA ISI CV": per_l["isi_cv"]},
+                           title="spike statistics: P-VAE Poisson neurons against spiking LCA")
+    plots.save_figure(fig, out / "figures" / "spike_statistics.png")
+    extra = {"pvae_expected_spikes_same_patches": float(lam_x.mean.sum(1).mean()),
+             "slca_rate_code_l1": float(np.abs(sp.codes).sum(1).mean())}
+    return rows, extra
+
+
+def _fmt(v, spec=".3g"):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return format(v, spec)
+
+
 @cli_entry("lca_vs_pvae")
 def main(argv=None) -> int:
     import torch
 
     from spikevae import plots
-    from spikevae.checkpoint import load_model, write_json, write_text
+    from spikevae.checkpoint import default_checkpoint_path, load_model, write_json, write_text
     from spikevae.data import Preprocessing, natural_patches
     from spikevae.lca import LCAConfig, lca
     from spikevae.train import lifetime_sparsity
@@ -32,20 +131,39 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="P-VAE checkpoint with a linear decoder (default: the shipped model)")
     p.add_argument("--out", default="report")
-    p.add_argument("--n-patches", type=int, default=1000)
+    p.add_argument("--n-patches", type=int, default=1000, help="patches for reconstruction against sparsity")
     p.add_argument("--lams", type=float, nargs="+", default=[0.001, 0.01, 0.1, 0.5, 1.0])
     p.add_argument("--steps", type=int, default=900, help="LCA Euler steps (tau = 100 steps)")
+    p.add_argument("--lam-spiking", type=float, default=0.5, help="λ of the spiking LCA and of the LCA RF mapping")
+    p.add_argument("--stimuli", type=int, default=20, help="patches presented to the P-VAE's spiking units")
+    p.add_argument("--repeats", type=int, default=10, help="repeats of each patch (P-VAE; Fano, noise correlations)")
+    p.add_argument("--window", type=float, default=100.0, help="P-VAE presentation window, ms")
+    p.add_argument("--slca-patches", type=int, default=4, help="patches for the spiking LCA (K² synapses each)")
+    p.add_argument("--slca-duration", type=float, default=500.0, help="spiking LCA simulated time per patch, ms")
+    p.add_argument("--rf-frames", type=int, default=10_000, help="white-noise frames for the RF mapping")
+    p.add_argument("--rf-fit-units", type=int, default=128, help="Gabor fits per model (most active units)")
+    p.add_argument("--no-spikes", action="store_true", help="skip the spike comparison")
+    p.add_argument("--no-rf", action="store_true", help="skip the receptive-field comparison")
+    p.add_argument("--target", default="auto", help="Brian2 target for the P-VAE neurons")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    if args.n_patches < 2 or args.steps < 1 or any(v < 0 for v in args.lams):
+    if args.n_patches < 2 or args.steps < 1 or any(v < 0 for v in args.lams) or args.lam_spiking < 0:
         raise UserError("--n-patches must be >= 2, --steps >= 1 and every lambda >= 0")
-    model, ck = load_model(args.checkpoint)
+    if min(args.stimuli, args.repeats, args.slca_patches, args.rf_frames, args.rf_fit_units) < 1 \
+            or not (args.window > 0 and args.slca_duration > 0):
+        raise UserError("--stimuli, --repeats, --slca-patches, --rf-frames, --rf-fit-units, --window and "
+                        "--slca-duration must be positive")
+    ck_path = args.checkpoint or default_checkpoint_path()
+    model, ck = load_model(ck_path)
     if model.config.family != "poisson" or model.config.decoder != "lin":
         raise UserError("the comparison needs a Poisson VAE with a linear decoder")
     out = Path(args.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     prep = Preprocessing(**ck["preprocessing"])
+
+    # 1. reconstruction against sparsity
     x = natural_patches(1, args.n_patches, prep, seed=args.seed + 1).val.reshape(args.n_patches, -1)
     x = x.astype(np.float64)
     phi = model.dictionary.detach().double().numpy()  # (D, K)
@@ -66,17 +184,17 @@ def main(argv=None) -> int:
                      "lifetime_sparsity": float(lifetime_sparsity(np.abs(res.codes)).mean()),
                      "fraction_active": res.fraction_active, "l1": float(np.abs(res.codes).sum(1).mean())})
     results = {"n_patches": args.n_patches, "pvae": pvae, "lca_on_pvae_dictionary": rows,
-               "checkpoint": ck.get("provenance", {}), "wall_seconds": time.perf_counter() - t0}
-
-    write_json(out / "results.json", results)
+               "checkpoint": ck.get("provenance", {})}
     plots.save_figure(plots.recon_vs_sparsity(
         {"P-VAE encoder (posterior mean)": (pvae["lifetime_sparsity"], pvae["mse_map"])},
         {"LCA on the P-VAE dictionary (λ)": ([r["lifetime_sparsity"] for r in rows], [r["mse"] for r in rows],
                                               [r["lambda"] for r in rows])},
         title="amortization gap: one-pass encoder against iterative inference"), out / "figures" / "recon_vs_sparsity.png")
     lines = ["# Amortized (P-VAE) against iterative (LCA) inference", "",
-             f"{args.n_patches} held-out natural patches; LCA {args.steps} Euler steps, τ = 100 steps, on the "
-             "P-VAE's decoder atoms. Errors are squared errors summed over the pixels of a patch.", "",
+             f"Checkpoint `{ck_path}`; held-out natural patches; LCA on the P-VAE's decoder atoms (normalised).", "",
+             "## Reconstruction against sparsity", "",
+             f"{args.n_patches} patches; LCA {args.steps} Euler steps, τ = 100 steps. Errors are squared errors "
+             "summed over the pixels of a patch.", "",
              "| model | squared error | lifetime sparsity | fraction active | cost per patch |", "|---|---|---|---|---|",
              f"| P-VAE encoder, rates λ | {pvae['mse_map']:.1f} | {pvae['lifetime_sparsity']:.3f} (counts) | "
              f"{pvae['fraction_active']:.3f} | {pvae['expected_spikes']:.1f} expected spikes |",
@@ -86,10 +204,79 @@ def main(argv=None) -> int:
                      f"{r['fraction_active']:.3f} | ℓ1 {r['l1']:.1f} |")
     lines += ["", "![reconstruction vs sparsity](figures/recon_vs_sparsity.png)", ""]
 
+    # 2. spikes, statistics and metabolic cost
+    if not args.no_spikes:
+        spk, extra = _spiking_rows(args, ck_path, model, out, not args.quiet)
+        results["spikes"], results["spikes_extra"] = spk, extra
+        names = list(spk)
+        table = [("units", "units", "d"), ("presentations", "presentations", "d"),
+                 ("window_s", "window or duration (s)", "g"), ("mean_rate_hz", "mean rate (Hz)", ".3g"),
+                 ("fraction_units_spiking", "units that spiked", ".3f"),
+                 ("fraction_active_per_presentation", "units active per presentation", ".3f"),
+                 ("median_isi_cv", "median ISI CV", ".3f"), ("median_fano", "median Fano factor", ".3f"),
+                 ("mean_count_correlation", "mean count correlation (total)", ".3f"),
+                 ("mean_noise_correlation", "mean noise correlation", ".3f"),
+                 ("spikes_per_presentation", "spikes per presentation", ".1f"),
+                 ("spikes_per_unit_per_s", "spikes per unit per s", ".3g"),
+                 ("atp_per_unit_per_s", "ATP per unit per s (Lennie 2003)", ".3g"),
+                 ("kl_bits_per_presentation", "information (KL, bits) per presentation", ".1f"),
+                 ("bits_per_spike", "bits per spike", ".3f")]
+        lines += ["## Spikes, spike statistics and metabolic cost", "",
+                  f"P-VAE: {args.stimuli} of the patches × {args.repeats} repeats, {args.window:g} ms windows, "
+                  f"Brian2 Poisson neurons driven by λ. Spiking LCA: the first {min(args.slca_patches, args.stimuli)} "
+                  f"of those patches, {args.slca_duration:g} ms each, λ = {args.lam_spiking:g}, integrate-and-fire "
+                  "neurons with spike-carried inhibition, ON/OFF pairs (2K units); the network has no noise, so a "
+                  "repeat gives the same spikes and Fano factors and noise correlations are not defined (–).", "",
+                  "| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for key, label, spec in table:
+            lines.append(f"| {label} | " + " | ".join(_fmt(spk[n].get(key), spec) for n in names) + " |")
+        lines += ["", f"The P-VAE expects {extra['pvae_expected_spikes_same_patches']:.1f} spikes per 100-ms-window "
+                  f"presentation of the spiking-LCA patches; the spiking LCA's rate code (τ·rate) has ℓ1 "
+                  f"{extra['slca_rate_code_l1']:.2f} per patch.", "",
+                  "![spike statistics](figures/spike_statistics.png)", ""]
+
+    # 3. receptive fields
+    if not args.no_rf:
+        rf = _rf_mapping()
+        common = ["--frames", str(args.rf_frames), "--sparse-frames", str(max(1, args.rf_frames // 4)),
+                  "--grating-repeats", "1", "--fit-units", str(args.rf_fit_units), "--seed", str(args.seed)]
+        if args.quiet:
+            common.append("--quiet")
+        if rf.main(["--checkpoint", str(ck_path), "--out", str(out / "rf_pvae"), "--target", args.target,
+                    *common]) != 0:
+            raise UserError("RF mapping of the P-VAE failed (see above)")
+        if rf.main(["--model", "lca", "--checkpoint", str(ck_path), "--lam", str(args.lam_spiking),
+                    "--out", str(out / "rf_lca"), *common]) != 0:
+            raise UserError("RF mapping of the LCA failed (see above)")
+        rfs = {"P-VAE (spikes, pixel-space white noise)": _rf_summary(out / "rf_pvae"),
+               f"LCA, λ = {args.lam_spiking:g} (codes, model-space white noise)": _rf_summary(out / "rf_lca")}
+        results["receptive_fields"] = rfs
+        names = list(rfs)
+        table = [("units_fitted", "units fitted (most active)", "d"), ("gabor_fraction", "Gabor fit R² ≥ 0.5", ".3f"),
+                 ("median_r2", "median R²", ".3f"), ("median_osi", "median OSI", ".3f"),
+                 ("median_frequency", "median frequency (c/px), good fits", ".3f"),
+                 ("median_nx", "median nx, good fits", ".3f"), ("median_ny", "median ny, good fits", ".3f"),
+                 ("median_corr_sta_encoder", "median corr(STA, encoder filter)", ".3f"),
+                 ("median_corr_sta_decoder", "median corr(STA, decoder atom)", ".3f")]
+        lines += ["## Receptive fields", "",
+                  f"{args.rf_frames} white-noise frames, {max(1, args.rf_frames // 4)} sparse-noise frames, 128 "
+                  "gratings; Gabor fits to the STAs of the most active units (`simulations/rf_mapping.py`; full "
+                  "outputs in `rf_pvae/` and `rf_lca/`). The LCA has no encoder filter: its units' feed-forward "
+                  "filter is its own atom.", "",
+                  "| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for key, label, spec in table:
+            lines.append(f"| {label} | " + " | ".join(_fmt(rfs[n].get(key), spec) for n in names) + " |")
+        lines += ["", "P-VAE: STA, encoder filter and decoder atom per unit", "",
+                  "![agreement](rf_pvae/figures/agreement.png)", "",
+                  "| P-VAE STAs | LCA STAs |", "|---|---|",
+                  "| ![](rf_pvae/figures/rf_grid.png) | ![](rf_lca/figures/rf_grid.png) |", ""]
+
+    results["wall_seconds"] = time.perf_counter() - t0
+    write_json(out / "results.json", results)
     write_text(out / "report.md", "\n".join(lines))
     print(f"P-VAE {pvae['mse_map']:.1f} at sparsity {pvae['lifetime_sparsity']:.3f}; LCA " +
           ", ".join(f"λ {r['lambda']:g}: {r['mse']:.1f} at {r['lifetime_sparsity']:.3f}" for r in rows) +
-          f"; wrote {out / 'report.md'}")
+          f"; wrote {out / 'report.md'} ({results['wall_seconds']:.0f} s)")
     return 0
 
 

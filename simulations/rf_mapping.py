@@ -2,12 +2,14 @@
 
     python simulations/rf_mapping.py --checkpoint pvae.pt --out rf/
     python simulations/rf_mapping.py --model lca --dictionary dict.npz --out rf_lca/
+    python simulations/rf_mapping.py --model lca --checkpoint pvae.pt --out rf_lca/   # LCA on the P-VAE's atoms
 
 P-VAE units respond with real spikes: frames → posterior rates λ → Brian2 Poisson neurons
 (spikevae.spiking) → counts per frame window. LCA units respond with their sparse-code activity
 (reference solver). Writes ``white_noise.nwb`` (stimuli + spikes, P-VAE), ``sta.npy``,
 ``gabor_fits.csv`` (one row per unit), ``tuning.npz`` and figures (RF grid, nx–ny scatter, tuning
-curves, ON/OFF maps).
+curves, ON/OFF maps, and ``agreement.png``: each unit's STA beside its encoder filter and decoder
+atom, with the distributions of their correlations).
 """
 from __future__ import annotations
 
@@ -61,7 +63,8 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="pvae", choices=("pvae", "lca"))
-    p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model)")
+    p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model); with --model lca, "
+                   "LCA runs on its normalised decoder atoms")
     p.add_argument("--dictionary", help="LCA dictionary .npz (for --model lca)")
     p.add_argument("--out", default="rf")
     p.add_argument("--frames", type=int, default=20_000, help="white-noise frames")
@@ -102,11 +105,22 @@ def main(argv=None) -> int:
             if model.config.encoder == "lin" else None
         decoder = model.dictionary.detach().double().numpy().T.reshape(K, P, P) if model.config.decoder == "lin" else None
     else:
-        if not args.dictionary:
-            raise UserError("--model lca needs --dictionary")
-        from spikevae.lca_cli import load_dictionary
+        if bool(args.dictionary) == bool(args.checkpoint):
+            raise UserError("--model lca needs exactly one of --dictionary or --checkpoint")
+        from spikevae.lca import normalise_atoms
 
-        phi, prep, _ = load_dictionary(args.dictionary)
+        if args.dictionary:
+            from spikevae.lca_cli import load_dictionary
+
+            phi, prep, _ = load_dictionary(args.dictionary)
+        else:
+            from spikevae.data import Preprocessing
+
+            vae, ck = load_model(args.checkpoint)
+            if vae.config.decoder != "lin":
+                raise UserError(f"{args.checkpoint}: LCA needs a linear decoder's atoms")
+            phi, prep = vae.dictionary.detach().double().numpy(), Preprocessing(**ck["preprocessing"])
+        phi = normalise_atoms(phi)
         P, K = prep.patch_size, phi.shape[1]
         encoder, decoder = None, phi.T.reshape(K, P, P)
 
@@ -180,12 +194,16 @@ def main(argv=None) -> int:
     plots.save_figure(plots.basis_grid(onoff, n_show=64, ncols=16,
                                        title="sparse noise: ON maps (rows 1-2), OFF maps (rows 3-4)"),
                       out / "figures" / "on_off.png")
+    plots.save_figure(plots.rf_agreement({"STA": maps, "encoder": encoder, "decoder": decoder}, order,
+                                         title=f"{args.model}: STA against encoder filter and decoder atom, "
+                                               "most active units first"), out / "figures" / "agreement.png")
     good = r2 >= 0.5
-    corr_enc = np.nanmedian([r["corr_sta_encoder"] for r in rows])
+    corr = {name: np.array([r[f"corr_sta_{name}"] for r in rows]) for name in ("encoder", "decoder")}
+    corr_txt = "; ".join(f"median corr(STA, {name}) {np.median(v[np.isfinite(v)]):.2f}"
+                         for name, v in corr.items() if np.isfinite(v).any())
     print(f"mapped {K} {args.model} units with {args.frames} white-noise, {args.sparse_frames} sparse-noise and "
           f"{len(g.images)} grating frames in {time.perf_counter() - t0:.0f} s; Gabor fit R² ≥ 0.5 for "
-          f"{good.sum()} of {len(rows)} units; median OSI {np.nanmedian(tun.osi):.2f}; median corr(STA, encoder) "
-          f"{corr_enc:.2f}; wrote {out}")
+          f"{good.sum()} of {len(rows)} units; median OSI {np.nanmedian(tun.osi):.2f}; {corr_txt}; wrote {out}")
     return 0
 
 

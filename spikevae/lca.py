@@ -360,6 +360,19 @@ class SpikingLCAResult(NamedTuple):
     n_neurons_per_input: int  # M = K (nonneg) or 2K (signed: ON then OFF)
     duration: float  # simulated time, s
 
+    def to_spike_trains(self, dt: float, meta: dict | None = None):
+        """One :class:`~spikevae.records.SpikeTrains` record: input ``b`` is presentation ``b``, shown
+        during ``[b·T, (b+1)·T)``; neuron ``m`` of every input is unit ``m`` (ON units first)."""
+        from .records import Presentations, SpikeTrains
+
+        n_in, M, T = self.codes.shape[0], self.n_neurons_per_input, self.duration
+        t = self.time + (self.unit // M) * T
+        order = np.lexsort((self.unit % M, t))
+        return SpikeTrains((self.unit % M)[order], t[order], M, n_in * T, dt,
+                           Presentations(np.arange(n_in), np.zeros(n_in, np.int64), np.arange(n_in) * T,
+                                         np.arange(1, n_in + 1) * T, np.full((n_in, M), np.nan)),
+                           {"model": "spiking-lca", **(meta or {})})
+
 
 def spiking_lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(threshold="nonneg"), duration: float = 0.5,
                 tau_syn: float = 0.005, seed: int = 0, target: str = "numpy") -> SpikingLCAResult:

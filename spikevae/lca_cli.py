@@ -165,20 +165,12 @@ def _infer(args) -> int:
                        recon_error=float(res.recon_error.mean()), l1=float(np.abs(res.codes).sum(1).mean()))
     else:
         from . import io, plots
-        from .records import Presentations, SpikeTrains
 
         dur = args.duration * 1e-3
         sp = spiking_lca(x, phi, dataclasses.replace(cfg, threshold="nonneg" if cfg.threshold == "nonneg" else "soft"),
                          duration=dur, seed=args.seed, target=args.target)
-        # one record: input b occupies [b·dur, (b+1)·dur); neuron m of input b is unit m
-        n_in, M = x.shape[0], sp.n_neurons_per_input
-        b_idx = sp.unit // M
-        st = SpikeTrains(sp.unit % M, sp.time + b_idx * dur, M, n_in * dur, cfg.dt,
-                         Presentations(np.arange(n_in), np.zeros(n_in, np.int64), np.arange(n_in) * dur,
-                                       np.arange(1, n_in + 1) * dur, np.full((n_in, M), np.nan)),
-                         {"model": "spiking-lca", "seed": args.seed, **summary, "provenance": provenance(args.seed)})
-        order = np.lexsort((st.unit, st.time))
-        st = dataclasses.replace(st, unit=st.unit[order], time=st.time[order])
+        st = sp.to_spike_trains(cfg.dt, {"seed": args.seed, **summary, "provenance": provenance(args.seed)})
+        n_in = x.shape[0]
         (out / "figures").mkdir(exist_ok=True)
         io.write_nwb(out / "spikes.nwb", st, stimuli=x.reshape(n_in, prep.patch_size, prep.patch_size),
                      description="spikevae spiking LCA")

@@ -50,6 +50,48 @@ def basis_grid(atoms: np.ndarray, order: np.ndarray | None = None, n_show: int =
     return fig
 
 
+def rf_agreement(maps: dict, units: np.ndarray, n_show: int = 16, title: str = ""):
+    """Each unit's spike-triggered average next to its encoder filter and decoder atom, and the
+    distributions of their pairwise correlations over all units.
+
+    ``maps``: row name -> (K, P, P) images (e.g. STA, encoder filter, decoder atom); rows whose
+    value is None are skipped. ``units``: the units to show first (e.g. most active).
+    """
+    plt = _mpl()
+    rows = {k: np.asarray(v) for k, v in maps.items() if v is not None}
+    names = list(rows)
+    units = np.asarray(units)[:n_show]
+    fig = plt.figure(figsize=(max(8.0, 0.62 * len(units)), 0.7 * len(names) + 2.9))
+    gs = fig.add_gridspec(len(names) + 1, len(units), height_ratios=[1] * len(names) + [3.2], hspace=0.35)
+    for r, name in enumerate(names):
+        for c, k in enumerate(units):
+            ax = fig.add_subplot(gs[r, c])
+            a = rows[name][k]
+            m = np.abs(a).max() or 1.0
+            ax.imshow(a, cmap="gray", vmin=-m, vmax=m, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+            if r == 0:
+                ax.set_title(str(int(k)), fontsize=6, pad=1)
+    ax = fig.add_subplot(gs[len(names), :])
+    bins = np.linspace(-1, 1, 41)
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        if j < len(names):
+            a, b = rows[names[i]], rows[names[j]]
+            cc = [np.corrcoef(a[k].ravel(), b[k].ravel())[0, 1] for k in range(len(a))]
+            cc = np.asarray(cc)[np.isfinite(cc)]
+            ax.hist(cc, bins, histtype="step", lw=1.5,
+                    label=f"corr({names[i]}, {names[j]}): median {np.median(cc):.2f}, n = {len(cc)}")
+    ax.set_xlabel("correlation per unit")
+    ax.set_ylabel("units")
+    ax.legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def raster(st, max_units: int = 128, max_presentations: int = 20, order: np.ndarray | None = None):
     """Spike raster of the first presentations, with presentation windows shaded and boundaries drawn.
 

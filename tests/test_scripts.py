@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,8 +70,29 @@ def test_lca_vs_pvae_smoke(tmp_path, tiny_checkpoint, capsys):
     rep = _load("simulations/lca_vs_pvae.py")
     out = tmp_path / "report"
     assert rep.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--n-patches", "40",
-                     "--lams", "0.01", "1.0", "--steps", "100"]) == 0
+                     "--lams", "0.01", "1.0", "--steps", "100", "--stimuli", "4", "--repeats", "3", "--window", "20",
+                     "--slca-patches", "2", "--slca-duration", "40", "--rf-frames", "200", "--rf-fit-units", "4",
+                     "--target", "numpy", "--quiet"]) == 0
     res = json.loads((out / "results.json").read_text())
+    from spikevae.io import read_nwb
+
+    spk = res["spikes"]
+    pv, sl = spk["P-VAE (Poisson neurons)"], spk["spiking LCA (IF neurons, ON/OFF)"]
+    st = read_nwb(out / "pvae.nwb")  # the numbers in the table are those of the exported spikes
+    assert len(st.presentations) == pv["presentations"] == 12 and st.n_units == pv["units"] == 16
+    assert pv["spikes_per_presentation"] == pytest.approx(st.n_spikes / 12)
+    assert pv["spikes_per_unit_per_s"] == pytest.approx(st.n_spikes / (12 * 16 * 0.020))
+    sl_st = read_nwb(out / "spiking_lca.nwb")
+    assert sl["units"] == sl_st.n_units == 32  # ON/OFF pairs
+    assert sl["mean_rate_hz"] == pytest.approx(sl_st.n_spikes / (32 * 2 * 0.040))
+    assert sl["median_fano"] is None  # one presentation per patch: undefined, not invented
+    with open(out / "rf_lca" / "gabor_fits.csv") as fh:
+        r2 = [float(r["r2"]) for r in csv.DictReader(fh)]
+    rf_lca = next(v for k, v in res["receptive_fields"].items() if k.startswith("LCA"))
+    assert rf_lca["gabor_fraction"] == pytest.approx(np.mean(np.array(r2) >= 0.5))
+    report = (out / "report.md").read_text()
+    assert "## Spikes, spike statistics and metabolic cost" in report and "## Receptive fields" in report
+    assert (out / "rf_pvae" / "figures" / "agreement.png").stat().st_size > 1000
     rows = res["lca_on_pvae_dictionary"]
     assert [r["lambda"] for r in rows] == [0.01, 1.0]
     assert rows[1]["lifetime_sparsity"] >= rows[0]["lifetime_sparsity"]  # larger λ, sparser code

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..records import SpikeTrains
 
-__all__ = ["unit_rates", "isi_cv", "fano_factors", "count_correlations", "noise_correlations", "psth"]
+__all__ = ["unit_rates", "isi_cv", "fano_factors", "count_correlations", "noise_correlations", "psth",
+           "spike_summary"]
 
 
 def _neo_trains(st: SpikeTrains):
@@ -147,3 +148,38 @@ def psth(st: SpikeTrains, bin_size: float, units: np.ndarray | None = None) -> t
     hist = np.zeros((n_bins, len(units)))
     np.add.at(hist, (b[keep], col), 1)
     return np.arange(n_bins) * bin_size, hist / (len(p) * bin_size)
+
+
+def spike_summary(st: SpikeTrains) -> tuple[dict, dict]:
+    """Per-unit statistics and a summary of one record, as the analysis scripts report them.
+
+    Returns ``(per_unit, summary)``: ``per_unit`` holds arrays ``rate_hz``, ``isi_cv``, ``fano``
+    (mean over stimuli of the per-stimulus Fano factor; needs repeats), ``spikes``, and the
+    off-diagonal pairwise ``count_correlations`` and ``noise_correlations`` (needs more than one
+    presentation; noise correlations need repeats); ``summary`` their medians / means (None when
+    undefined).
+    """
+    rates, cv = unit_rates(st), isi_cv(st)
+    fano_unit = np.full(st.n_units, np.nan)
+    corr_off = noise_off = np.array([])
+    off = ~np.eye(st.n_units, dtype=bool)
+    if len(st.presentations) > 1:
+        corr_off = count_correlations(st)[off]
+        if np.any(st.presentations.repeat > 0):
+            _, fano = fano_factors(st)
+            n_ok = np.isfinite(fano).sum(0)
+            fano_unit = np.where(n_ok > 0, np.nansum(fano, axis=0) / np.maximum(n_ok, 1), np.nan)
+            noise_off = noise_correlations(st)[off]
+
+    def stat(f, v):
+        return float(f(v)) if np.isfinite(v).any() else None
+
+    per_unit = {"rate_hz": rates, "isi_cv": cv, "fano": fano_unit, "spikes": np.bincount(st.unit, minlength=st.n_units),
+                "count_correlations": corr_off, "noise_correlations": noise_off}
+    summary = {"n_units": st.n_units, "n_spikes": st.n_spikes, "duration_s": st.t_stop,
+               "n_presentations": len(st.presentations), "mean_rate_hz": float(np.mean(rates)),
+               "median_rate_hz": float(np.median(rates)), "fraction_units_spiking": float(np.mean(rates > 0)),
+               "median_isi_cv": stat(np.nanmedian, cv), "median_fano": stat(np.nanmedian, fano_unit),
+               "mean_count_correlation": stat(np.nanmean, corr_off),
+               "mean_noise_correlation": stat(np.nanmean, noise_off)}
+    return per_unit, summary
