@@ -259,12 +259,37 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _figures(rows: list[dict], out: Path) -> list[Path]:
+GROUP_KEYS = ("family", "arch", "K", "beta", "method", "dataset", "epochs")
+
+
+def group_over_seeds(rows: list[dict]) -> list[dict]:
+    """Rows that differ only in their seed, merged: numeric columns become the mean over seeds, with
+    the s.d. over seeds in ``<column>_sd`` (for KNN, the s.d. of the per-seed means); ``n_seeds``."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k) for k in GROUP_KEYS), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        g = dict(zip(GROUP_KEYS, key))
+        g["name"] = f"{g['family']} K={g['K']} β={g['beta']:g}" if g.get("beta") is not None else \
+            f"{g['family']} K={g['K']}"
+        g["n_seeds"] = len(rs)
+        num = [k for k in rs[0] if not k.startswith("_") and not k.endswith("_sd") and k not in GROUP_KEYS
+               and isinstance(rs[0][k], (int, float)) and not isinstance(rs[0][k], bool)]
+        for k in num:
+            v = np.array([r.get(k, np.nan) for r in rs], dtype=float)
+            g[k] = float(np.mean(v))
+            g[f"{k}_sd"] = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+        out.append(g)
+    return out
+
+
+def _figures(rows: list[dict], out: Path, basis: bool = True, suffix: str = "") -> list[Path]:
     from . import plots
 
     plt = plots._mpl()
     written = []
-    for r in rows:
+    for r in rows if basis else []:
         k = len(r["_order"])
         fig = plots.basis_grid(r["_atoms"], r["_order"], n_show=min(256, k), ncols=min(16, k), labels=r["_kl"],
                                title=f"{r['name']}: {r['family']} {r['arch']}, decoder atoms by KL (nats)")
@@ -272,18 +297,23 @@ def _figures(rows: list[dict], out: Path) -> list[Path]:
         plots.save_figure(fig, written[-1])
     labelled = [r for r in rows if any(k.startswith("knn_") for k in r)]
     if labelled:
-        fig, ax = plt.subplots(figsize=(5.2, 4.0))
-        for r in labelled:
-            ns = sorted(int(k[4:]) for k in r if k.startswith("knn_") and k[4:].isdigit())
-            ax.errorbar(ns, [r[f"knn_{n}"] for n in ns], yerr=[r[f"knn_{n}_sd"] for n in ns], marker="o",
-                        capsize=3, label=f"{r['name']} ({r['family']})")
-        ax.set_xscale("log")
-        ax.set_xlabel("labelled samples N")
-        ax.set_ylabel("KNN accuracy (k = 5)")
-        ax.legend(fontsize=7)
-        ax.set_title("sample efficiency")
+        ks = sorted({r["K"] for r in labelled})
+        fig, axes = plt.subplots(1, len(ks), figsize=(5.0 * len(ks), 4.0), squeeze=False, sharey=True)
+        for ax, k in zip(axes[0], ks):
+            sub = [r for r in labelled if r["K"] == k]
+            for j, r in enumerate(sub):
+                ns = np.array(sorted(int(c[4:]) for c in r if c.startswith("knn_") and c[4:].isdigit()))
+                shift = 1.0 + 0.03 * (j - (len(sub) - 1) / 2)  # side by side on the log axis
+                ax.errorbar(ns * shift, [r[f"knn_{n}"] for n in ns], yerr=[r[f"knn_{n}_sd"] for n in ns],
+                            marker="o", ms=4, capsize=3, label=r["name"] if suffix else f"{r['name']} ({r['family']})")
+            ax.set_xscale("log")
+            ax.set_xlabel("labelled samples N")
+            ax.set_title(f"K = {k}" + (" (mean ± s.d. over seeds)" if suffix else ""), fontsize=9)
+            ax.legend(fontsize=6)
+        axes[0, 0].set_ylabel("KNN accuracy (k = 5)")
+        fig.suptitle("sample efficiency", fontsize=10)
         fig.tight_layout()
-        written.append(out / "knn.png")
+        written.append(out / f"knn{suffix}.png")
         plots.save_figure(fig, written[-1])
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     names = [r["name"] for r in rows]
@@ -294,7 +324,7 @@ def _figures(rows: list[dict], out: Path) -> list[Path]:
         ax.set_ylim(0, 1)
         ax.set_title(label, fontsize=9)
     fig.tight_layout()
-    written.append(out / "sparsity.png")
+    written.append(out / f"sparsity{suffix}.png")
     plots.save_figure(fig, written[-1])
     return written
 
@@ -327,6 +357,8 @@ def main(argv=None) -> int:
     for ck in args.checkpoint:  # every file checked before any work starts
         load_checkpoint(ck)
     stems = [Path(c).stem for c in args.checkpoint]
+    if len(set(stems)) < len(stems):  # e.g. sweep folders runs/<id>/model.pt: name models by their folder
+        stems = [Path(c).parent.name or s for c, s in zip(args.checkpoint, stems)]
     names = [s if stems.count(s) == 1 else f"{s}_{i}" for i, s in enumerate(stems)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -348,6 +380,12 @@ def main(argv=None) -> int:
     keys = list(dict.fromkeys(k for r in public for k in r))
     write_csv(out / "table.csv", keys, [[r.get(k, "") for k in keys] for r in public])
     md = markdown_table(public)
+    grouped = group_over_seeds(public)
+    if len(grouped) < len(public):  # some models differ only by seed: add the mean over seeds
+        gkeys = list(dict.fromkeys(k for r in grouped for k in r))
+        write_csv(out / "summary.csv", gkeys, [[r.get(k, "") for k in gkeys] for r in grouped])
+        md += "\n## Mean over seeds\n\n" + markdown_table(grouped)
+        figs += _figures(grouped, out, basis=False, suffix="_over_seeds")
     write_text(out / "table.md", md)
     write_json(out / "metrics.json", public)
     print(md, end="")

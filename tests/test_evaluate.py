@@ -121,3 +121,17 @@ def test_evaluate_bad_input_is_one_line(tmp_path, capsys, hostile_file):
     assert run_cli(main, ["--checkpoint", str(path), "--knn-draws", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("python -m spikevae.evaluate: error:") for line in err)
+
+
+def test_group_over_seeds_averages_rows_that_differ_only_by_seed():
+    from spikevae.evaluate import group_over_seeds
+
+    base = {"family": "poisson", "arch": "lin|lin", "K": 10, "beta": 1.0, "method": "mc", "dataset": "digits",
+            "epochs": 3}
+    rows = [{**base, "name": "a", "seed_note": "x", "knn_40": 0.5, "knn_40_sd": 0.1, "kl": 1.0},
+            {**base, "name": "b", "seed_note": "y", "knn_40": 0.7, "knn_40_sd": 0.2, "kl": 3.0},
+            {**base, "K": 50, "name": "c", "knn_40": 0.9, "knn_40_sd": 0.0, "kl": 2.0}]
+    g = group_over_seeds(rows)
+    assert [r["n_seeds"] for r in g] == [2, 1]
+    assert g[0]["knn_40"] == pytest.approx(0.6) and g[0]["knn_40_sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert g[0]["kl"] == pytest.approx(2.0) and g[1]["kl"] == 2.0 and g[0]["name"] == "poisson K=10 β=1"
