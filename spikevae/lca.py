@@ -179,8 +179,47 @@ def _inhibition(a: np.ndarray, G: np.ndarray) -> np.ndarray:
     return np.vstack([p.result() for p in parts])
 
 
+_KINDS = {"soft": 0, "nonneg": 1, "hard": 2}
+
+
+def _kernel():
+    """The compiled Euler loop (spikevae/_lca_kernel.pyx), or None when it cannot be built here."""
+    from ._build import load_kernel
+
+    try:
+        return load_kernel("_lca_kernel")
+    except ImportError as exc:
+        import logging
+
+        logging.getLogger(__name__).info("LCA: compiled kernel unavailable (%s); using numpy", exc)
+        return None
+
+
+def _kernel_steps(kern, kb: np.ndarray, Gk: np.ndarray, u: np.ndarray, lam: float, k: float, n: int,
+                  kind: str) -> None:
+    """``n`` Euler steps of every row of ``u`` in place, rows split over the cores (the kernel
+    releases the GIL)."""
+    import os
+
+    global _POOL
+    B = u.shape[0]
+    n_threads = max(1, min(os.cpu_count() or 1, 8, B))
+    if n_threads == 1:
+        kern.lca_rows(kb, Gk, u, lam, k, n, _KINDS[kind], 0, B)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    if _POOL is None or _POOL._max_workers < n_threads:
+        _POOL = ThreadPoolExecutor(n_threads)
+    edges = np.linspace(0, B, n_threads + 1).astype(int)
+    futs = [_POOL.submit(kern.lca_rows, kb, Gk, u, lam, k, n, _KINDS[kind], int(r0), int(r1))
+            for r0, r1 in zip(edges[:-1], edges[1:]) if r1 > r0]
+    for f in futs:
+        f.result()
+
+
 def lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), u0: np.ndarray | None = None,
-        sparse: bool = True, progress: bool = False) -> LCAResult:
+        sparse: bool = True, progress: bool = False, compiled: bool = True) -> LCAResult:
     """Reference LCA: forward Euler ``u += dt/τ (b − u − G·a)``, batched.
 
     Parameters
@@ -194,6 +233,10 @@ def lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), u0: np.nda
         Compute the inhibition from active units only (same numbers up to rounding, less work).
     progress : bool
         tqdm bar over steps.
+    compiled : bool
+        With ``sparse``: run the steps in the compiled kernel (built on first use, once per
+        machine; numpy when it cannot be built). Each input's state stays in cache for a whole
+        block of steps and only its active units' rows of G are read.
     """
     x, phi = check_problem(x, phi, cfg)
     K = phi.shape[1]
@@ -205,7 +248,31 @@ def lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), u0: np.nda
     energies, steps = [], []
     n = 0
     check_every = 10
-    for n in tqdm(range(1, cfg.n_steps + 1), disable=not progress, desc="lca", unit="step"):
+    kern = _kernel() if (sparse and compiled) else None
+    if kern is not None:
+        kb, Gk, u = np.ascontiguousarray(kb), np.ascontiguousarray(Gk), np.ascontiguousarray(u)
+        block = min(b for b in (cfg.record_every or cfg.n_steps, check_every if cfg.tol > 0 else cfg.n_steps,
+                                100 if progress else cfg.n_steps))
+        bar = tqdm(total=cfg.n_steps, disable=not progress, desc="lca", unit="step")
+        while n < cfg.n_steps:
+            m = min(block, cfg.n_steps - n)
+            if m > 1:
+                _kernel_steps(kern, kb, Gk, u, cfg.lam, k, m - 1, cfg.threshold)
+            np.copyto(tmp, u)
+            _kernel_steps(kern, kb, Gk, u, cfg.lam, k, 1, cfg.threshold)
+            np.subtract(u, tmp, out=du)  # the last step's Δu, for the stopping rule
+            n += m
+            bar.update(m)
+            if cfg.record_every and n % cfg.record_every == 0:
+                energies.append(energy(x, phi, threshold(u, cfg.lam, cfg.threshold), cfg.lam, cfg.threshold).mean())
+                steps.append(n)
+            if cfg.tol > 0 and n % check_every == 0:
+                rel = np.linalg.norm(du, axis=1) / np.maximum(np.linalg.norm(u, axis=1), 1e-12)
+                if rel.max() < cfg.tol:
+                    break
+        bar.close()
+    for n in tqdm(range(n + 1, cfg.n_steps + 1) if kern is None else (), disable=not progress, desc="lca",
+                  unit="step"):
         _threshold_into(u, cfg.lam, cfg.threshold, a, tmp)
         inh = _inhibition(a, Gk) if sparse else a @ Gk
         np.subtract(kb, inh, out=du)  # du = dt/τ (b − G a − u)

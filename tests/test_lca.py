@@ -173,3 +173,46 @@ def test_lca_command_dictionary_patch_mismatch(tmp_path, capsys):
     code = run_cli(main, ["infer", "--dictionary", str(bad), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "does not match" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["soft", "nonneg", "hard"])
+def test_compiled_kernel_equals_numpy_and_dense(kind):
+    """The compiled Euler loop follows the same trajectory as the numpy paths (rounding only)."""
+    from spikevae.lca import _kernel, lca_dense
+
+    assert _kernel() is not None  # gcc and Cython are part of this project's stack (Brian2 needs them)
+    rng = np.random.default_rng(7)
+    phi = normalise_atoms(rng.standard_normal((36, 90)))
+    x = rng.standard_normal((23, 36))
+    cfg = LCAConfig(lam=0.3, n_steps=250, threshold=kind)
+    a = lca(x, phi, cfg)
+    b = lca(x, phi, cfg, compiled=False)
+    c = lca_dense(x, phi, cfg)
+    np.testing.assert_allclose(a.states, b.states, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(a.states, c.states, rtol=0, atol=1e-11)
+    assert a.n_steps == 250 and a.fraction_active == b.fraction_active
+
+
+def test_compiled_kernel_keeps_early_stop_and_energy_records():
+    rng = np.random.default_rng(8)
+    phi = normalise_atoms(rng.standard_normal((25, 50)))
+    x = rng.standard_normal((9, 25))
+    cfg = LCAConfig(lam=0.2, n_steps=2000, tol=1e-4, record_every=30)
+    a, b = lca(x, phi, cfg), lca(x, phi, cfg, compiled=False)
+    assert a.n_steps == b.n_steps < 2000  # same stopping step
+    np.testing.assert_array_equal(a.energy_steps, b.energy_steps)
+    np.testing.assert_allclose(a.energy, b.energy, rtol=1e-12)
+
+
+def test_lca_falls_back_to_numpy_without_a_compiler(monkeypatch):
+    import spikevae._build as build
+
+    monkeypatch.setattr(build, "_CACHE", {"_lca_kernel": ImportError("no compiler here")})
+    rng = np.random.default_rng(9)
+    phi = normalise_atoms(rng.standard_normal((16, 24)))
+    x = rng.standard_normal((5, 16))
+    from spikevae.lca import _kernel, lca_dense
+
+    assert _kernel() is None
+    np.testing.assert_allclose(lca(x, phi, LCAConfig(n_steps=100)).states,
+                               lca_dense(x, phi, LCAConfig(n_steps=100)).states, atol=1e-12)
