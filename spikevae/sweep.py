@@ -274,7 +274,8 @@ def run_sweep(out: str | Path, grid: dict, fixed: dict | None = None, scheduler:
             client = Client(scheduler, timeout="20s")
         else:
             cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                                   processes=True, dashboard_address=None, silence_logs=40)
+                                   processes=True, scheduler_port=0, dashboard_address=":0",
+                                   silence_logs=40)
             client = Client(cluster)
         try:
             futures = {client.submit(run_job, records[i]["config"], str((out / "runs" / records[i]["id"]).resolve()),
