@@ -235,6 +235,7 @@ COLUMNS = [("family", "family", "s"), ("arch", "enc/dec", "s"), ("K", "K", "d"),
            ("dataset", "data", "s"), ("nelbo", "NELBO MC", ".1f"), ("nelbo_exact", "NELBO exact", ".1f"),
            ("mse", "MSE", ".1f"), ("mse_map", "MSE mean", ".1f"), ("kl", "KL", ".1f"),
            ("active_fraction", "active", ".3f"), ("lifetime_sparsity", "lifetime S", ".3f"),
+           ("lifetime_sparsity_rates", "lifetime S of λ", ".3f"), ("mean_rate", "mean λ", ".3g"),
            ("population_sparsity", "population S", ".3f"), ("portion_zeros", "zeros", ".3f"),
            ("shattering", "shattering", ".3f"), ("gabor_fraction", "Gabor-like", ".3f"),
            ("pca_alignment", "PCA-like", ".3f"), ("pca_gabor_fraction", "PCs Gabor-like", ".3f")]

@@ -180,6 +180,7 @@ def evaluate(model: VAE, x: torch.Tensor, generator: torch.Generator, batch_size
     }
     if poisson:
         lam = torch.cat(rates)
+        out["lifetime_sparsity_rates"] = float(lifetime_sparsity(lam.cpu().numpy()).mean())  # of λ, not counts
         out["mean_rate"] = float(lam.mean())  # expected counts per window, averaged over units and inputs
         out["max_rate"] = float(lam.max())
     return out
