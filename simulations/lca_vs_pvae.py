@@ -138,9 +138,11 @@ def main(argv=None) -> int:
     p.add_argument("--stimuli", type=int, default=20, help="patches presented to the P-VAE's spiking units")
     p.add_argument("--repeats", type=int, default=10, help="repeats of each patch (P-VAE; Fano, noise correlations)")
     p.add_argument("--window", type=float, default=100.0, help="P-VAE presentation window, ms")
-    p.add_argument("--slca-patches", type=int, default=4, help="patches for the spiking LCA (K² synapses each)")
+    p.add_argument("--slca-patches", type=int, default=8,
+                   help="patches for the spiking LCA (4K² synapses each; at most 9 for K = 512)")
     p.add_argument("--slca-duration", type=float, default=500.0, help="spiking LCA simulated time per patch, ms")
-    p.add_argument("--rf-frames", type=int, default=10_000, help="white-noise frames for the RF mapping")
+    p.add_argument("--rf-frames", type=int, default=50_000,
+                   help="white-noise frames for the RF mapping (P-VAE STAs need about 50,000)")
     p.add_argument("--rf-fit-units", type=int, default=128, help="Gabor fits per model (most active units)")
     p.add_argument("--no-spikes", action="store_true", help="skip the spike comparison")
     p.add_argument("--no-rf", action="store_true", help="skip the receptive-field comparison")

@@ -29,6 +29,8 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._brian import quiet_brian
+
 __all__ = [
     "LCAConfig",
     "LCAResult",
@@ -353,6 +355,7 @@ _THRESHOLD_EXPR = {
 }
 
 
+@quiet_brian
 def lca_brian(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), inhibition: str = "dense",
               target: str = "numpy") -> LCAResult:
     """The LCA as a Brian2 network: one neuron per (input, unit), Euler at ``cfg.dt``.
@@ -441,6 +444,7 @@ class SpikingLCAResult(NamedTuple):
                            {"model": "spiking-lca", **(meta or {})})
 
 
+@quiet_brian
 def spiking_lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(threshold="nonneg"), duration: float = 0.5,
                 tau_syn: float = 0.005, seed: int = 0, target: str = "numpy") -> SpikingLCAResult:
     """Spiking LCA: integrate-and-fire neurons with spike-carried inhibition (Tang, Lin & Davies 2017).

@@ -35,6 +35,8 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._brian import quiet_brian
+
 __all__ = [
     "PoissonLayerConfig",
     "PoissonRun",
@@ -141,6 +143,7 @@ def _slot_table(expected: np.ndarray, cfg: PoissonLayerConfig) -> tuple[np.ndarr
     return table, slot
 
 
+@quiet_brian
 def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, seed: int, target: str,
                  build_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Run one chunk in Brian2; spikes as (unit, time within the chunk)."""
