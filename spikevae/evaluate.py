@@ -12,8 +12,9 @@ config and checked against its fingerprint):
   dimensionality (logistic regression over all 5-vs-5 splits of the ten classes), on the
   reference's features (P: log δr, G/L: location, C: logits) — anchor §3.1;
 - how Gabor-like the decoder atoms are (fraction of active atoms whose 2-D Gabor fit has R² ≥ 0.5)
-  and how PCA-like (mean over active atoms of the largest |cosine| with a principal component of
-  the training inputs), with the same two numbers for the principal components themselves.
+  and how PCA-like: the median spatial spread of the active atoms' pixel energy (participation
+  ratio; principal components of image patches are global, Gabors localized) and the mean largest
+  |cosine| with a single principal component, with the same numbers for the principal components.
 
 Writes ``table.csv``, ``table.md``, ``metrics.json`` and figures (``basis_<name>.png``,
 ``knn.png``, ``sparsity.png``) into ``--out``.
@@ -36,7 +37,7 @@ from .train import _child_seeds, _fingerprint, evaluate
 from .vae import VAE
 
 __all__ = ["KNNResult", "knn_accuracy", "shattering_dimensionality", "decoder_atoms", "principal_components",
-           "gabor_likeness", "pca_alignment", "evaluate_checkpoint", "main"]
+           "gabor_likeness", "spatial_spread", "pca_alignment", "evaluate_checkpoint", "main"]
 
 R2_GOOD = 0.5  # a Gabor fit this good or better counts as Gabor-like (as in simulations/rf_mapping.py)
 
@@ -141,6 +142,16 @@ def gabor_likeness(atoms: np.ndarray, r2_min: float = R2_GOOD, progress: bool = 
     return float(np.mean(r2 >= r2_min)) if len(r2) else float("nan"), r2
 
 
+def spatial_spread(images: np.ndarray) -> np.ndarray:
+    """Participation ratio of each image's pixel energy, ``(Σe)² / (D Σe²)`` with ``e = a²``: 1/D for a
+    single pixel, 1 for uniform energy; global patterns (principal components, plane waves) score
+    high, localized Gabor-like atoms low."""
+    e = np.square(np.asarray(images, np.float64).reshape(len(images), -1))
+    s2 = np.square(e).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(s2 > 0, e.sum(1) ** 2 / (e.shape[1] * s2), np.nan)
+
+
 def pca_alignment(atoms: np.ndarray, components: np.ndarray) -> float:
     """Mean over atoms of max_j |cos(atom, PC_j)|: 1 for atoms that are principal components, about
     ``sqrt(2 ln D / D)`` for random directions in D dimensions."""
@@ -222,6 +233,8 @@ def evaluate_checkpoint(path: str | Path, *, device="cpu", n_val: int | None = N
     row["n_active"] = int((kl_diag > 0.01).sum())
     pcs, _ = principal_components(data.train[:20_000])
     row["pca_alignment"] = pca_alignment(atoms[active], pcs)
+    row["spatial_spread"] = float(np.median(spatial_spread(atoms[active]))) if len(active) else float("nan")
+    row["pca_spatial_spread"] = float(np.median(spatial_spread(pcs[:max(1, len(active))])))
     if gabor:
         row["gabor_fraction"], _ = gabor_likeness(atoms[active], progress=progress)
         n_pc = max(1, len(active))
@@ -238,7 +251,8 @@ COLUMNS = [("family", "family", "s"), ("arch", "enc/dec", "s"), ("K", "K", "d"),
            ("lifetime_sparsity_rates", "lifetime S of λ", ".3f"), ("mean_rate", "mean λ", ".3g"),
            ("population_sparsity", "population S", ".3f"), ("portion_zeros", "zeros", ".3f"),
            ("shattering", "shattering", ".3f"), ("gabor_fraction", "Gabor-like", ".3f"),
-           ("pca_alignment", "PCA-like", ".3f"), ("pca_gabor_fraction", "PCs Gabor-like", ".3f")]
+           ("pca_gabor_fraction", "PCs Gabor-like", ".3f"), ("spatial_spread", "spread", ".3f"),
+           ("pca_spatial_spread", "PCs spread", ".3f"), ("pca_alignment", "max cos to a PC", ".3f")]
 
 
 def _fmt(v, spec: str) -> str:

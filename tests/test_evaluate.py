@@ -135,3 +135,14 @@ def test_group_over_seeds_averages_rows_that_differ_only_by_seed():
     assert [r["n_seeds"] for r in g] == [2, 1]
     assert g[0]["knn_40"] == pytest.approx(0.6) and g[0]["knn_40_sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert g[0]["kl"] == pytest.approx(2.0) and g[1]["kl"] == 2.0 and g[0]["name"] == "poisson K=10 β=1"
+
+
+def test_spatial_spread_closed_forms():
+    from spikevae.evaluate import spatial_spread
+
+    delta = np.zeros((1, 8, 8))
+    delta[0, 3, 4] = 2.0
+    flat = np.full((1, 8, 8), -0.5)
+    two = np.zeros((1, 8, 8))
+    two[0, 0, :2] = [1.0, 1.0]  # energy on 2 of 64 pixels: (2)²/(64·2) = 1/32
+    np.testing.assert_allclose(spatial_spread(np.concatenate([delta, flat, two])), [1 / 64, 1.0, 1 / 32])
