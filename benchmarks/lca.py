@@ -19,7 +19,7 @@ import numpy as np
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--lam", type=float, nargs="+", default=[0.1, 0.5])
+    p.add_argument("--lam", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     p.add_argument("--tol", type=float, default=1e-4)
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--dictionary", help="an LCA dictionary .npz (default: the shipped P-VAE's decoder atoms)")
