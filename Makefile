@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/spiking.py
 	$(PY) benchmarks/lca.py
 	$(PY) benchmarks/rf_mapping.py
+	$(PY) benchmarks/sweep.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
