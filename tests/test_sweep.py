@@ -75,3 +75,26 @@ def test_bad_sweep_arguments_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 6 and all(line.startswith("python -m spikevae.sweep: error:") for line in err)
     assert not (tmp_path / "s").exists()  # nothing written for a rejected sweep
+
+
+def test_lca_runs_learn_a_dictionary_or_code_on_a_checkpoint(tmp_path, tiny_checkpoint):
+    import numpy as np
+
+    from spikevae.data import Preprocessing, natural_patches
+    from spikevae.lca import LCAConfig, lca, normalise_atoms
+    from spikevae.lca_cli import load_dictionary
+
+    base = {**expand_grid({"lam": [0.3]}, {"family": "lca", "latents": 24, "patch_size": 8, "n_train": 2000,
+                                           "updates": 3, "n_code": 40, "lca_steps": 60})[0]}
+    rec = run_job(base, str(tmp_path / "learn"))
+    assert rec["status"] == "ok", rec.get("error")
+    phi, prep, meta = load_dictionary(tmp_path / "learn" / "dictionary.npz")
+    assert phi.shape == (64, 24) and meta["lam"] == 0.3
+    x = natural_patches(1, 40, prep, seed=1).val.reshape(40, -1).astype(np.float64)  # the coded patches
+    res = lca(x, normalise_atoms(phi), LCAConfig(lam=0.3, n_steps=60))
+    assert rec["metrics"]["active_fraction"] == pytest.approx(res.fraction_active)
+    assert rec["metrics"]["energy"] == pytest.approx(res.energy[-1])
+    on_ck = run_job({**base, "checkpoint": str(tiny_checkpoint)}, str(tmp_path / "on_ck"))
+    assert on_ck["status"] == "ok", on_ck.get("error")
+    assert not (tmp_path / "on_ck" / "dictionary.npz").exists()  # coded on the P-VAE's atoms, nothing learned
+    assert 0 <= on_ck["metrics"]["active_fraction"] <= 1
