@@ -8,7 +8,9 @@ objective, ``--epochs`` epochs), each into a fresh folder:
 - ``serial, torch threads``: the same with ``threads=<cores>`` (torch's intra-op parallelism,
   what a user gets by looping over the training command);
 - ``dask``: ``python -m spikevae.sweep`` with a LocalCluster of one single-threaded worker
-  process per core (cluster start-up included).
+  process per core (cluster start-up included);
+- ``dask, warm``: the same runs sent (``--scheduler``) to a cluster started and warmed (one
+  1-epoch run per worker) before the clock starts: the steady state of a long sweep.
 
 Reports wall time, the ratio to each serial baseline, the CPU time used per wall second (both
 cores busy → about 2) and the peak resident memory of the whole process tree (sampled).
@@ -80,6 +82,22 @@ def main(argv=None) -> int:
                                                                      **kwargs)))
             assert all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
             rows[name] = (wall, cpu, peak, recs)
+        # the steady state: a cluster started and every worker warmed (imports, data) before timing
+        from dask.distributed import Client, LocalCluster
+
+        from spikevae.sweep import run_job
+
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, scheduler_port=0,
+                          dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as client:
+            for i, w in enumerate(client.scheduler_info()["workers"]):
+                client.submit(run_job, {**fixed, "family": "poisson", "arch": "lin|lin", "seed": 0, "beta": 1.0,
+                                        "epochs": 1}, os.path.join(tmp, f"warm{i}"), workers=[w], pure=False).result()
+            recs = []
+            out = os.path.join(tmp, "warm-cluster")
+            wall, cpu, peak = _measure(lambda: recs.extend(run_sweep(out, grid, fixed, scheduler=cluster.scheduler_address,
+                                                                     progress=False)))
+            assert all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
+            rows[f"dask, {args.workers} warm workers"] = (wall, cpu, peak, recs)
     base1, base2 = rows["serial, 1 thread"][0], rows[f"serial, {args.workers} torch threads"][0]
     print(f"8-run β-sweep, digits, K = 32, {args.epochs} epochs each ({os.cpu_count()} cores)")
     print(f"{'mode':28s} {'wall s':>8s} {'vs serial 1t':>13s} {'vs serial nt':>13s} {'CPU s / wall s':>15s} "
