@@ -248,39 +248,39 @@ def lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), u0: np.nda
     u = np.zeros_like(kb) if u0 is None else np.array(u0, dtype=np.float64)
     a, tmp, du = np.empty_like(u), np.empty_like(u), np.empty_like(u)
     energies, steps = [], []
-    n = 0
     check_every = 10
     kern = _kernel() if (sparse and compiled) else None
     if kern is not None:
         kb, Gk, u = np.ascontiguousarray(kb), np.ascontiguousarray(Gk), np.ascontiguousarray(u)
-        block = min(b for b in (cfg.record_every or cfg.n_steps, check_every if cfg.tol > 0 else cfg.n_steps,
-                                100 if progress else cfg.n_steps))
-        bar = tqdm(total=cfg.n_steps, disable=not progress, desc="lca", unit="step")
-        while n < cfg.n_steps:
-            m = min(block, cfg.n_steps - n)
+
+    def advance(m: int) -> None:
+        """``m`` Euler steps of every input in place; ``du`` holds the last step's Δu."""
+        if kern is not None:
             if m > 1:
                 _kernel_steps(kern, kb, Gk, u, cfg.lam, k, m - 1, cfg.threshold)
             np.copyto(tmp, u)
             _kernel_steps(kern, kb, Gk, u, cfg.lam, k, 1, cfg.threshold)
-            np.subtract(u, tmp, out=du)  # the last step's Δu, for the stopping rule
-            n += m
-            bar.update(m)
-            if cfg.record_every and n % cfg.record_every == 0:
-                energies.append(energy(x, phi, threshold(u, cfg.lam, cfg.threshold), cfg.lam, cfg.threshold).mean())
-                steps.append(n)
-            if cfg.tol > 0 and n % check_every == 0:
-                rel = np.linalg.norm(du, axis=1) / np.maximum(np.linalg.norm(u, axis=1), 1e-12)
-                if rel.max() < cfg.tol:
-                    break
-        bar.close()
-    for n in tqdm(range(n + 1, cfg.n_steps + 1) if kern is None else (), disable=not progress, desc="lca",
-                  unit="step"):
-        _threshold_into(u, cfg.lam, cfg.threshold, a, tmp)
-        inh = _inhibition(a, Gk) if sparse else a @ Gk
-        np.subtract(kb, inh, out=du)  # du = dt/τ (b − G a − u)
-        np.multiply(u, k, out=tmp)
-        du -= tmp
-        u += du
+            np.subtract(u, tmp, out=du)
+            return
+        for _ in range(m):
+            _threshold_into(u, cfg.lam, cfg.threshold, a, tmp)
+            inh = _inhibition(a, Gk) if sparse else a @ Gk
+            np.subtract(kb, inh, out=du)  # du = dt/τ (b − G a − u)
+            np.multiply(u, k, out=tmp)
+            np.subtract(du, tmp, out=du)
+            np.add(u, du, out=u)
+
+    # steps run in blocks that end on every energy record, stopping check and progress update
+    intervals = [v for v, on in ((cfg.record_every, cfg.record_every > 0), (check_every, cfg.tol > 0),
+                                 (100, progress)) if on]
+    block = math.gcd(*intervals) if intervals else cfg.n_steps
+    n = 0
+    bar = tqdm(total=cfg.n_steps, disable=not progress, desc="lca", unit="step")
+    while n < cfg.n_steps:
+        m = min(block, cfg.n_steps - n)
+        advance(m)
+        n += m
+        bar.update(m)
         if cfg.record_every and n % cfg.record_every == 0:
             energies.append(energy(x, phi, threshold(u, cfg.lam, cfg.threshold), cfg.lam, cfg.threshold).mean())
             steps.append(n)
@@ -288,6 +288,7 @@ def lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), u0: np.nda
             rel = np.linalg.norm(du, axis=1) / np.maximum(np.linalg.norm(u, axis=1), 1e-12)
             if rel.max() < cfg.tol:
                 break
+    bar.close()
     a = threshold(u, cfg.lam, cfg.threshold)
     e = energy(x, phi, a, cfg.lam, cfg.threshold)
     if not steps or steps[-1] != n:

@@ -216,3 +216,13 @@ def test_lca_falls_back_to_numpy_without_a_compiler(monkeypatch):
     assert _kernel() is None
     np.testing.assert_allclose(lca(x, phi, LCAConfig(n_steps=100)).states,
                                lca_dense(x, phi, LCAConfig(n_steps=100)).states, atol=1e-12)
+
+
+def test_energy_records_fall_on_their_steps_with_early_stop_checks():
+    rng = np.random.default_rng(10)
+    phi = normalise_atoms(rng.standard_normal((16, 30)))
+    x = rng.standard_normal((4, 16))
+    cfg = LCAConfig(lam=0.2, n_steps=75, tol=1e-12, record_every=15)  # 15 is not a multiple of the check interval
+    for compiled in (True, False):
+        res = lca(x, phi, cfg, compiled=compiled)
+        np.testing.assert_array_equal(res.energy_steps, [15, 30, 45, 60, 75])
