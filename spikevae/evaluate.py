@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ._cli import Parser, UserError, cli_entry, resolve_device
 from .checkpoint import CheckpointError, load_checkpoint, load_model, write_csv, write_json, write_text
-from .data import DataError, PatchSet, load_dataset
+from .data import DataError, load_dataset
 from .train import _child_seeds, _fingerprint, evaluate
 from .vae import VAE
 
@@ -175,12 +175,12 @@ def _features(model: VAE, x: np.ndarray, device, batch: int = 2000) -> np.ndarra
     return np.concatenate(out).astype(np.float64)
 
 
-def _labelled_split(data: PatchSet, dataset: str):
-    """(pool_x, pool_y, test_x, test_y, shatter train/test) for KNN, by the dataset's protocol."""
+def _knn_split(f_train, y_train, f_val, y_val, dataset: str):
+    """(pool features, pool labels, test features, test labels) by the dataset's KNN protocol."""
     if dataset == "mnist":  # the reference: validation only, first half labelled pool, second half test
-        h = len(data.val) // 2
-        return (data.val[:h], data.val_labels[:h], data.val[h:], data.val_labels[h:])
-    return (data.train, data.train_labels, data.val, data.val_labels)  # digits: pool = train split
+        h = len(f_val) // 2
+        return f_val[:h], y_val[:h], f_val[h:], y_val[h:]
+    return f_train, y_train, f_val, y_val  # digits: the training split is the pool
 
 
 def default_n_labels(dataset: str, pool_size: int) -> tuple[int, ...]:
@@ -216,17 +216,15 @@ def evaluate_checkpoint(path: str | Path, *, device="cpu", n_val: int | None = N
     row.update(m)
     row["n_val"] = len(xva)
     if data.train_labels is not None:
-        pool_x, pool_y, test_x, test_y = _labelled_split(data, dataset)
-        fp, ft = _features(model, pool_x, device), _features(model, test_x, device)
+        f_tr, f_va = _features(model, data.train, device), _features(model, data.val, device)  # once, for both
+        fp, yp, ft, yt = _knn_split(f_tr, data.train_labels, f_va, data.val_labels, dataset)
         ns = tuple(n_labels) if n_labels else default_n_labels(dataset, len(fp))
-        knn = knn_accuracy(fp, pool_y, ft, test_y, ns, knn_draws, seed=seed)
+        knn = knn_accuracy(fp, yp, ft, yt, ns, knn_draws, seed=seed)
         for n, mu, sd in zip(knn.n_labels, knn.mean, knn.sd):
             row[f"knn_{n}"], row[f"knn_{n}_sd"] = mu, sd
         row["knn_draws"] = knn.n_draws
-        sh_tr = _features(model, data.train, device)
-        sh_te = _features(model, data.val, device)
         row["shattering"], row["shattering_sd"], row["n_splits"] = shattering_dimensionality(
-            sh_tr, data.train_labels, sh_te, data.val_labels)
+            f_tr, data.train_labels, f_va, data.val_labels)
     atoms = decoder_atoms(model)
     order = np.argsort(-kl_diag)
     active = order[kl_diag[order] > 0.01][:max_atoms]
