@@ -12,15 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from spikevae._cli import UserError, cli_entry
+from spikevae._cli import ArgumentError, cli_entry
 
 
 @cli_entry("metabolic_cost")
 def main(argv=None) -> int:
     from spikevae import plots
     from spikevae.analysis import PRESETS, EnergyModel, metabolic_table
-    from spikevae.checkpoint import write_csv, write_json
-    from spikevae.io import read_nwb
+    from spikevae.io import read_nwb, write_csv, write_json
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("nwb")
@@ -30,11 +29,11 @@ def main(argv=None) -> int:
     p.add_argument("--resting-atp", type=float, help="override the preset's resting ATP per unit per second")
     args = p.parse_args(argv)
     if args.preset not in PRESETS:
-        raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got {args.preset!r}")
+        raise ArgumentError(f"--preset must be one of {', '.join(PRESETS)}, got {args.preset!r}")
     path = Path(args.nwb)
     st = read_nwb(path)
     if len(st.presentations) == 0:
-        raise UserError(f"{path} has no trials table: metabolic cost is reported per presentation")
+        raise ArgumentError(f"{path} has no trials table: metabolic cost is reported per presentation")
     e = PRESETS[args.preset]
     e = EnergyModel(args.atp_per_spike if args.atp_per_spike is not None else e.atp_per_spike,
                     args.resting_atp if args.resting_atp is not None else e.resting_atp_per_s,

@@ -9,17 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from spikevae._cli import UserError, cli_entry
+from spikevae._cli import ArgumentError, cli_entry
 
 
 @cli_entry("spike_statistics")
 def main(argv=None) -> int:
     from spikevae import plots
     from spikevae.analysis import psth, spike_summary
-    from spikevae.checkpoint import write_csv, write_json
-    from spikevae.io import read_nwb
+    from spikevae.io import read_nwb, write_csv, write_json
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("nwb", help="NWB file with a Units table")
@@ -27,7 +24,7 @@ def main(argv=None) -> int:
     p.add_argument("--psth-bin", type=float, default=10.0, help="PSTH bin, ms")
     args = p.parse_args(argv)
     if not args.psth_bin > 0:
-        raise UserError(f"--psth-bin must be > 0 ms, got {args.psth_bin}")
+        raise ArgumentError(f"--psth-bin must be > 0 ms, got {args.psth_bin}")
     path = Path(args.nwb)
     st = read_nwb(path)
     out = Path(args.out)

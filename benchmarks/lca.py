@@ -25,21 +25,20 @@ def main(argv=None) -> int:
     p.add_argument("--dictionary", help="an LCA dictionary .npz (default: the shipped P-VAE's decoder atoms)")
     args = p.parse_args(argv)
 
-    from spikevae.checkpoint import load_model
-    from spikevae.data import Preprocessing
     from spikevae.lca import LCAConfig, lca, lca_dense, normalise_atoms
+    from spikevae.model import load_model
     from spikevae.stimuli import natural
 
-    model, ck = load_model()
-    phi = normalise_atoms(model.dictionary.detach().double().numpy())
+    model = load_model()
+    phi = normalise_atoms(model.dictionary)
     source = "the shipped P-VAE's decoder atoms"
     if args.dictionary:
-        from spikevae.lca_cli import load_dictionary
+        from spikevae.io import load_dictionary
 
         phi = load_dictionary(args.dictionary)[0]
         source = f"LCA dictionary {args.dictionary}"
     lca(np.zeros((2, phi.shape[0])), phi, LCAConfig(n_steps=1))  # builds the kernel once per machine, untimed
-    x = natural(args.n, Preprocessing(**ck["preprocessing"]), seed=3).images.reshape(args.n, -1).astype(np.float64)
+    x = natural(args.n, model.preprocessing, seed=3).images.reshape(args.n, -1).astype(np.float64)
     print(f"{args.n} patches, K = {phi.shape[1]} ({source}), 900 steps, tau = 100 steps, soft threshold")
     print(f"{'lambda':>6s} {'solver':34s} {'time s':>8s} {'steps':>6s} {'energy':>12s} {'rel. diff':>10s} "
           f"{'active':>7s} {'peak MB':>8s} {'speed-up':>8s}")

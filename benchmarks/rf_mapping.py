@@ -21,21 +21,18 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=50_000)
     p.add_argument("--target", default="cpp_standalone")
     args = p.parse_args(argv)
-    import torch
 
     from spikevae.analysis.receptive_fields import sta
-    from spikevae.checkpoint import load_model
+    from spikevae.model import load_model
     from spikevae.spiking import PoissonLayerConfig, poisson_spikes_numpy, simulate_poisson
 
     t_all = time.perf_counter()
-    model, _ = load_model()
+    model = load_model()
     P, K = model.config.patch_size, model.config.n_latents
     rng = np.random.default_rng(0)
     frames = rng.standard_normal((args.frames, P, P)).astype(np.float32)
     t0 = time.perf_counter()
-    with torch.no_grad():
-        x = torch.as_tensor(frames).unsqueeze(1)
-        lam = torch.cat([model.posterior(x[i:i + 8192]).mean for i in range(0, len(x), 8192)]).double().numpy()
+    lam = model.rates(frames, batch_size=8192)
     t_enc = time.perf_counter() - t0
     cfg = PoissonLayerConfig(window=0.05, dt=2.5e-4, target=args.target, chunk=25_000)
 
@@ -46,7 +43,7 @@ def main(argv=None) -> int:
             run = simulate_poisson(lam, cfg, seed=1, build_dir=build)
             walls.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    c = run.counts(K)
+    c = run.counts()
     maps = sta(frames, c)
     t_sta = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -54,14 +51,14 @@ def main(argv=None) -> int:
     t_np = time.perf_counter() - t0
     total_first = t_enc + walls[0] + t_sta
     print(f"{args.frames} frames x 50 ms, {K} units, dt 0.25 ms ({args.frames * 0.05:.0f} s simulated), "
-          f"{len(run.time)} spikes ({lam.sum():.0f} expected)")
+          f"{run.n_spikes} spikes ({lam.sum():.0f} expected)")
     print(f"  encode (torch)                      {t_enc:7.2f} s")
-    print(f"  Brian2 {run.target:15s} 1st run   {walls[0]:7.2f} s (incl. C++ build)")
-    print(f"  Brian2 {run.target:15s} compiled  {walls[1]:7.2f} s  ({args.frames * 0.05 / walls[1]:.0f}x real time)")
+    print(f"  Brian2 {run.meta['target']:15s} 1st run   {walls[0]:7.2f} s (incl. C++ build)")
+    print(f"  Brian2 {run.meta['target']:15s} compiled  {walls[1]:7.2f} s  ({args.frames * 0.05 / walls[1]:.0f}x real time)")
     print(f"  counts + STA (numpy)                {t_sta:7.2f} s")
     print(f"  end to end, first run               {total_first:7.2f} s   (target: <= 120 s)")
     print(f"  exact spikes in plain numpy         {t_np:7.2f} s   (the practical limit for the spike stage; "
-          f"{len(exact.time)} spikes)")
+          f"{exact.n_spikes} spikes)")
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; STA finite for "
           f"{np.isfinite(maps).all(axis=(1, 2)).sum()} units; wall {time.perf_counter() - t_all:.1f} s")
     return 0

@@ -26,16 +26,12 @@ import time
 
 def _rates(n: int):
     import numpy as np
-    import torch
 
-    from spikevae.checkpoint import load_model
-    from spikevae.data import Preprocessing
+    import spikevae
     from spikevae.stimuli import natural
 
-    model, ck = load_model()
-    x = natural(min(n, 2000), Preprocessing(**ck["preprocessing"]), seed=1).images
-    with torch.no_grad():
-        lam = model.posterior(torch.as_tensor(x).unsqueeze(1)).mean.double().numpy()
+    model = spikevae.load_model()
+    lam = model.rates(natural(min(n, 2000), model.preprocessing, seed=1).images)
     return lam[np.arange(n) % len(lam)]
 
 
@@ -51,7 +47,7 @@ def _one(name: str, n: int, dt: float, chunk: int) -> dict:
         t0 = time.perf_counter()
         r = poisson_spikes_numpy(lam, cfg, np.random.default_rng(0))
         out["wall_s"] = time.perf_counter() - t0
-        out["spikes"] = len(r.time)
+        out["spikes"] = r.n_spikes
     elif name == "poissongroup-numpy":
         import brian2 as b2
 
@@ -78,8 +74,8 @@ def _one(name: str, n: int, dt: float, chunk: int) -> dict:
                                      build_dir=build)
                 walls.append(time.perf_counter() - t0)
         out["wall_first_s"], out["wall_s"] = walls
-        out["spikes"] = len(r.time)
-        out["target"] = r.target
+        out["spikes"] = r.n_spikes
+        out["target"] = r.meta["target"]
     out["sim_s"] = n * cfg.window
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out

@@ -31,14 +31,15 @@ def _one(name: str, steps: int, batch: int, threads: int) -> dict:
     import numpy as np
     import torch
 
-    from spikevae.checkpoint import load_model
-    from spikevae.data import Preprocessing, natural_patches
+    from spikevae.data import natural_patches
+    from spikevae.model import load_model
     from spikevae.poisson import n_exp_for_rate, relaxed_poisson, relaxed_poisson_reference
     from spikevae.vae import VAE, VAEConfig
 
     torch.set_num_threads(threads)
-    shipped, ck = load_model()
-    x = torch.as_tensor(natural_patches(20 * batch, 10, Preprocessing(**ck["preprocessing"]), seed=5).train).unsqueeze(1)
+    trained = load_model()
+    shipped = trained.vae
+    x = torch.as_tensor(natural_patches(20 * batch, 10, trained.preprocessing, seed=5).train).unsqueeze(1)
     g = torch.Generator().manual_seed(0)
     if name == "gaussian":
         model = VAE(VAEConfig(family="gaussian"), g)

@@ -7,74 +7,50 @@ atoms (normalised for the LCA; its codes are rescaled, so errors are comparable)
 
 1. reconstruction against sparsity: the P-VAE encoder in one pass, the LCA across λ (the
    reference's amortization-gap experiment, its Fig. 3b; anchor_pvae.md §3.6);
-2. spikes and their cost: the P-VAE's Brian2 Poisson neurons (``spikevae.simulate``, repeated
+2. spikes and their cost: the P-VAE's Brian2 Poisson neurons (:func:`spikevae.pipeline.run_simulation`, repeated
    presentations) against the spiking LCA (Brian2 integrate-and-fire, ON/OFF pairs, at
    ``--lam-spiking``): rates, ISI CV, Fano factors, count and noise correlations, spikes and ATP
    per second (Lennie 2003), information per spike (P-VAE);
 3. receptive fields: white-noise STA, gratings and Gabor fits for both models' units
-   (``simulations/rf_mapping.py``; P-VAE units by their spikes, LCA units by their codes).
+   (:func:`spikevae.rf.map_receptive_fields`; P-VAE units by their spikes, LCA units by their codes).
 
-Writes ``report.md``, ``results.json``, ``figures/`` and the RF mapping folders ``rf_pvae/`` and
-``rf_lca/``.
+Writes ``report.md``, ``results.json`` and ``figures/`` (with the RF grids and STA agreement of both
+models).
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import importlib.util
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from spikevae._cli import UserError, cli_entry
+from spikevae._cli import ArgumentError, Parser, cli_entry, nonneg_float, positive_float, positive_int, seed
 
 
-def _rf_mapping():
-    spec = importlib.util.spec_from_file_location("rf_mapping", Path(__file__).with_name("rf_mapping.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _rf_summary(folder: Path) -> dict:
-    with open(folder / "gabor_fits.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    col = lambda k: np.array([float(r[k]) for r in rows])  # noqa: E731
-    r2 = col("r2")
-    good = r2 >= 0.5
-    med = lambda v: float(np.nanmedian(v)) if np.isfinite(v).any() else None  # noqa: E731
-    return {"units_fitted": len(rows), "gabor_fraction": float(good.mean()), "median_r2": med(r2),
-            "median_osi": med(col("osi")), "median_nx": med(col("nx")[good]) if good.any() else None,
-            "median_ny": med(col("ny")[good]) if good.any() else None,
-            "median_frequency": med(col("frequency")[good]) if good.any() else None,
-            "median_corr_sta_encoder": med(col("corr_sta_encoder")),
-            "median_corr_sta_decoder": med(col("corr_sta_decoder"))}
-
-
-def _spiking_rows(args, ck_path, model, out, progress):
+def _spiking_rows(args, model, out, progress):
     """P-VAE Poisson spikes and spiking-LCA spikes for the same patches → per-model summaries."""
     from spikevae.analysis import PRESETS, metabolic_table, spike_summary
     from spikevae.lca import LCAConfig, normalise_atoms, spiking_lca
-    from spikevae.simulate import run_simulation
+    from spikevae.pipeline import run_simulation
     from spikevae.spiking import PoissonLayerConfig
 
     window = args.window * 1e-3
-    sim = run_simulation(ck_path, "natural", args.stimuli, args.repeats,
+    sim = run_simulation(model, "natural", args.stimuli, args.repeats,
                          PoissonLayerConfig(window=window, dt=1e-4, target=args.target), args.seed, progress=progress)
     st_p = sim.spikes
     prior = np.asarray(st_p.meta["prior_rates"])
     energy = PRESETS["lennie2003"]
     per_p, sum_p = spike_summary(st_p)
     met_p = metabolic_table(st_p, prior, energy)["mean"]
-    phi = normalise_atoms(model.dictionary.detach().double().numpy())
+    phi = normalise_atoms(model.dictionary)
     n_slca = min(args.slca_patches, args.stimuli)
     x = sim.stimuli.images[:n_slca].reshape(n_slca, -1).astype(np.float64)
     dur = args.slca_duration * 1e-3
     sp = spiking_lca(x, phi, LCAConfig(lam=args.lam_spiking, threshold="soft"), duration=dur, seed=args.seed,
-                     target="cython" if args.target in ("auto", "cython", "cpp_standalone") else "numpy")
-    st_l = sp.to_spike_trains(1e-4, {"lam": args.lam_spiking, "seed": args.seed})
+                     target="cython" if args.target in ("auto", "cython", "cpp_standalone") else "numpy",
+                     meta={"lam": args.lam_spiking, "seed": args.seed})
+    st_l = sp.spikes
     per_l, sum_l = spike_summary(st_l)
     met_l = metabolic_table(st_l, None, energy)["mean"]
     rows = {
@@ -114,61 +90,62 @@ def _fmt(v, spec=".3g"):
     return format(v, spec)
 
 
-@cli_entry("lca_vs_pvae")
-def main(argv=None) -> int:
-    import torch
-
-    from spikevae import plots
-    from spikevae.checkpoint import default_checkpoint_path, load_model, write_json, write_text
-    from spikevae.data import Preprocessing, natural_patches
-    from spikevae.lca import LCAConfig, lca
-    from spikevae.train import lifetime_sparsity
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _parser() -> Parser:
+    p = Parser(prog="lca_vs_pvae", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="P-VAE checkpoint with a linear decoder (default: the shipped model)")
     p.add_argument("--out", default="report")
-    p.add_argument("--n-patches", type=int, default=1000, help="patches for reconstruction against sparsity")
-    p.add_argument("--lams", type=float, nargs="+", default=[0.001, 0.01, 0.1, 0.5, 1.0])
-    p.add_argument("--steps", type=int, default=900, help="LCA Euler steps (tau = 100 steps)")
-    p.add_argument("--lam-spiking", type=float, default=0.5, help="λ of the spiking LCA and of the LCA RF mapping")
-    p.add_argument("--stimuli", type=int, default=20, help="patches presented to the P-VAE's spiking units")
-    p.add_argument("--repeats", type=int, default=10, help="repeats of each patch (P-VAE; Fano, noise correlations)")
-    p.add_argument("--window", type=float, default=100.0, help="P-VAE presentation window, ms")
-    p.add_argument("--slca-patches", type=int, default=8,
+    p.add_argument("--n-patches", type=positive_int, default=1000, help="patches for reconstruction against sparsity")
+    p.add_argument("--lams", type=nonneg_float, nargs="+", default=[0.001, 0.01, 0.1, 0.5, 1.0])
+    p.add_argument("--steps", type=positive_int, default=900, help="LCA Euler steps (tau = 100 steps)")
+    p.add_argument("--lam-spiking", type=positive_float, default=0.5,
+                   help="λ of the spiking LCA and of the LCA RF mapping")
+    p.add_argument("--stimuli", type=positive_int, default=20, help="patches presented to the P-VAE's spiking units")
+    p.add_argument("--repeats", type=positive_int, default=10,
+                   help="repeats of each patch (P-VAE; Fano, noise correlations)")
+    p.add_argument("--window", type=positive_float, default=100.0, help="P-VAE presentation window, ms")
+    p.add_argument("--slca-patches", type=positive_int, default=8,
                    help="patches for the spiking LCA (4K² synapses each; at most 9 for K = 512)")
-    p.add_argument("--slca-duration", type=float, default=500.0, help="spiking LCA simulated time per patch, ms")
-    p.add_argument("--rf-frames", type=int, default=50_000,
+    p.add_argument("--slca-duration", type=positive_float, default=500.0,
+                   help="spiking LCA simulated time per patch, ms")
+    p.add_argument("--rf-frames", type=positive_int, default=50_000,
                    help="white-noise frames for the RF mapping (P-VAE STAs need about 50,000)")
-    p.add_argument("--rf-fit-units", type=int, default=128, help="Gabor fits per model (most active units)")
+    p.add_argument("--rf-fit-units", type=positive_int, default=128, help="Gabor fits per model (most active units)")
     p.add_argument("--no-spikes", action="store_true", help="skip the spike comparison")
     p.add_argument("--no-rf", action="store_true", help="skip the receptive-field comparison")
-    p.add_argument("--target", default="auto", help="Brian2 target for the P-VAE neurons")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target", default="auto", choices=("auto", "cpp_standalone", "cython", "numpy"),
+                   help="Brian2 target for the P-VAE neurons")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli_entry("lca_vs_pvae")
+def main(argv=None) -> int:
+    from spikevae import plots
+    from spikevae.analysis import lifetime_sparsity
+    from spikevae.data import natural_patches
+    from spikevae.io import write_json, write_text
+    from spikevae.lca import LCAConfig, lca
+    from spikevae.model import load_model
+
+    args = _parser().parse_args(argv)
     t0 = time.perf_counter()
-    if args.n_patches < 2 or args.steps < 1 or any(v < 0 for v in args.lams) or args.lam_spiking < 0:
-        raise UserError("--n-patches must be >= 2, --steps >= 1 and every lambda >= 0")
-    if min(args.stimuli, args.repeats, args.slca_patches, args.rf_frames, args.rf_fit_units) < 1 \
-            or not (args.window > 0 and args.slca_duration > 0):
-        raise UserError("--stimuli, --repeats, --slca-patches, --rf-frames, --rf-fit-units, --window and "
-                        "--slca-duration must be positive")
-    ck_path = args.checkpoint or default_checkpoint_path()
-    model, ck = load_model(ck_path)
-    if model.config.family != "poisson" or model.config.decoder != "lin":
-        raise UserError("the comparison needs a Poisson VAE with a linear decoder")
+    if args.n_patches < 2:
+        raise ArgumentError("--n-patches must be >= 2")
+    model = load_model(args.checkpoint)
+    if model.family != "poisson" or model.config.decoder != "lin":
+        raise ArgumentError("the comparison needs a Poisson VAE with a linear decoder")
+    ck_path = model.path
     out = Path(args.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    prep = Preprocessing(**ck["preprocessing"])
+    prep = model.preprocessing
 
     # 1. reconstruction against sparsity
     x = natural_patches(1, args.n_patches, prep, seed=args.seed + 1).val.reshape(args.n_patches, -1)
     x = x.astype(np.float64)
-    phi = model.dictionary.detach().double().numpy()  # (D, K)
+    phi = model.dictionary  # (D, K)
     norms = np.linalg.norm(phi, axis=0)
-    with torch.no_grad():
-        lam = model.posterior(torch.as_tensor(x, dtype=torch.float32).view(-1, 1, prep.patch_size,
-                                                                             prep.patch_size)).mean.double().numpy()
+    lam = model.rates(x)
     z = np.random.default_rng(args.seed).poisson(lam)  # exact spike counts in one window
     pvae = {"mse_map": float(((x - lam @ phi.T) ** 2).sum(1).mean()),
             "mse_counts": float(((x - z @ phi.T) ** 2).sum(1).mean()),
@@ -182,7 +159,7 @@ def main(argv=None) -> int:
                      "lifetime_sparsity": float(lifetime_sparsity(np.abs(res.codes)).mean()),
                      "fraction_active": res.fraction_active, "l1": float(np.abs(res.codes).sum(1).mean())})
     results = {"n_patches": args.n_patches, "pvae": pvae, "lca_on_pvae_dictionary": rows,
-               "checkpoint": ck.get("provenance", {})}
+               "checkpoint": model.checkpoint.get("provenance", {})}
     plots.save_figure(plots.recon_vs_sparsity(
         {"P-VAE encoder (posterior mean)": (pvae["lifetime_sparsity"], pvae["mse_map"])},
         {"LCA on the P-VAE dictionary (λ)": ([r["lifetime_sparsity"] for r in rows], [r["mse"] for r in rows],
@@ -204,7 +181,7 @@ def main(argv=None) -> int:
 
     # 2. spikes, statistics and metabolic cost
     if not args.no_spikes:
-        spk, extra = _spiking_rows(args, ck_path, model, out, not args.quiet)
+        spk, extra = _spiking_rows(args, model, out, not args.quiet)
         results["spikes"], results["spikes_extra"] = spk, extra
         names = list(spk)
         table = [("units", "units", "d"), ("presentations", "presentations", "d"),
@@ -235,19 +212,18 @@ def main(argv=None) -> int:
 
     # 3. receptive fields
     if not args.no_rf:
-        rf = _rf_mapping()
-        common = ["--frames", str(args.rf_frames), "--sparse-frames", str(max(1, args.rf_frames // 4)),
-                  "--grating-repeats", "1", "--fit-units", str(args.rf_fit_units), "--seed", str(args.seed)]
-        if args.quiet:
-            common.append("--quiet")
-        if rf.main(["--checkpoint", str(ck_path), "--out", str(out / "rf_pvae"), "--target", args.target,
-                    *common]) != 0:
-            raise UserError("RF mapping of the P-VAE failed (see above)")
-        if rf.main(["--model", "lca", "--checkpoint", str(ck_path), "--lam", str(args.lam_spiking),
-                    "--out", str(out / "rf_lca"), *common]) != 0:
-            raise UserError("RF mapping of the LCA failed (see above)")
-        rfs = {"P-VAE (spikes, pixel-space white noise)": _rf_summary(out / "rf_pvae"),
-               f"LCA, λ = {args.lam_spiking:g} (codes, model-space white noise)": _rf_summary(out / "rf_lca")}
+        from spikevae.rf import map_receptive_fields, rf_summary
+
+        common = dict(frames=args.rf_frames, sparse_frames=max(1, args.rf_frames // 4), grating_repeats=1,
+                      fit_units=args.rf_fit_units, seed=args.seed, progress=not args.quiet)
+        maps = {"pvae": map_receptive_fields(model, target=args.target, **common),
+                "lca": map_receptive_fields(dictionary=phi, preprocessing=prep, lam=args.lam_spiking, **common)}
+        for name, m in maps.items():
+            figs = plots.rf_mapping_figures(m, name)
+            for fig in ("rf_grid", "agreement"):
+                plots.save_figure(figs[fig], out / "figures" / f"{fig}_{name}.png")
+        rfs = {"P-VAE (spikes, pixel-space white noise)": rf_summary(maps["pvae"]),
+               f"LCA, λ = {args.lam_spiking:g} (codes, model-space white noise)": rf_summary(maps["lca"])}
         results["receptive_fields"] = rfs
         names = list(rfs)
         table = [("units_fitted", "units fitted (most active)", "d"), ("gabor_fraction", "Gabor fit R² ≥ 0.5", ".3f"),
@@ -258,16 +234,16 @@ def main(argv=None) -> int:
                  ("median_corr_sta_decoder", "median corr(STA, decoder atom)", ".3f")]
         lines += ["## Receptive fields", "",
                   f"{args.rf_frames} white-noise frames, {max(1, args.rf_frames // 4)} sparse-noise frames, 128 "
-                  "gratings; Gabor fits to the STAs of the most active units (`simulations/rf_mapping.py`; full "
-                  "outputs in `rf_pvae/` and `rf_lca/`). The LCA has no encoder filter: its units' feed-forward "
+                  "gratings; Gabor fits to the STAs of the most active units (`spikevae.rf.map_receptive_fields`, "
+                  "as `simulations/rf_mapping.py` runs it). The LCA has no encoder filter: its units' feed-forward "
                   "filter is its own atom.", "",
                   "| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for key, label, spec in table:
             lines.append(f"| {label} | " + " | ".join(_fmt(rfs[n].get(key), spec) for n in names) + " |")
         lines += ["", "P-VAE: STA, encoder filter and decoder atom per unit", "",
-                  "![agreement](rf_pvae/figures/agreement.png)", "",
+                  "![agreement](figures/agreement_pvae.png)", "",
                   "| P-VAE STAs | LCA STAs |", "|---|---|",
-                  "| ![](rf_pvae/figures/rf_grid.png) | ![](rf_lca/figures/rf_grid.png) |", ""]
+                  "| ![](figures/rf_grid_pvae.png) | ![](figures/rf_grid_lca.png) |", ""]
 
     results["wall_seconds"] = time.perf_counter() - t0
     write_json(out / "results.json", results)

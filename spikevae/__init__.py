@@ -1,1 +1,65 @@
-"""spikevae."""
+"""spikevae: a Poisson VAE whose posterior rates drive real Brian2 spike trains, LCA sparse coding, NWB/Neo export.
+
+The notebook path, in one import::
+
+    import spikevae
+    model = spikevae.load_model()                          # the shipped P-VAE (or a checkpoint path)
+    x = model.preprocess(image)                            # raw 2-D image(s) or a folder → (n, 16, 16) patches
+    lam = model.rates(x)                                   # (n, K) expected spike counts per window
+    st = spikevae.simulate_spikes(lam, window=0.1)         # Brian2 Poisson neurons → SpikeTrains
+    st.counts(), st.to_neo()                               # counts per window; a Neo Block
+    spikevae.io.write_nwb("run.nwb", st)                   # NWB (and read_nwb, write_neo, read_neo)
+
+Public names (imported on first use, so ``import spikevae`` is light):
+
+- models: :func:`load_model` → :class:`TrainedModel` (``preprocess``, ``rates``, ``decode``, ``dictionary``);
+  training: :func:`fit`, :class:`TrainConfig`, :class:`VAEConfig`, :func:`make_configs`;
+  evaluation: :func:`evaluate_checkpoint`;
+- spikes: :func:`simulate_spikes`, :class:`PoissonLayerConfig`, :class:`SpikeTrains`,
+  :class:`Presentations`; the whole pipeline: :func:`run_simulation`, :func:`write_simulation`;
+- sparse coding: :mod:`lca` (the solver is ``spikevae.lca.lca``), :class:`LCAConfig`, :func:`lca_brian`, :func:`spiking_lca`,
+  :func:`learn_dictionary`, :func:`fista`, :func:`normalise_atoms`;
+- receptive fields: :func:`map_receptive_fields` and :mod:`spikevae.analysis` (STA, gratings, Gabor fits,
+  spike statistics, metabolic cost, sparsity, decoding geometry);
+- files: :mod:`spikevae.io`; figures: :mod:`spikevae.plots`; data: :mod:`spikevae.data`;
+- errors: :class:`SpikeVAEError` and its subclasses :class:`ArgumentError`, :class:`DataError`,
+  :class:`CheckpointError`, :class:`RunInterrupted`.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .errors import ArgumentError, CheckpointError, DataError, RunInterrupted, SpikeVAEError
+from .records import Presentations, SpikeTrains
+
+_LAZY = {
+    "load_model": "model", "TrainedModel": "model",
+    "fit": "train", "TrainConfig": "train", "TrainResult": "train", "make_configs": "train",
+    "VAE": "vae", "VAEConfig": "vae",
+    "evaluate_checkpoint": "evaluate", "ModelEvaluation": "evaluate",
+    "simulate_spikes": "spiking", "simulate_poisson": "spiking", "PoissonLayerConfig": "spiking",
+    "run_simulation": "pipeline", "write_simulation": "pipeline", "SimulationResult": "pipeline",
+    "LCAConfig": "lca", "LCAResult": "lca", "lca_brian": "lca", "spiking_lca": "lca",
+    "SpikingLCAResult": "lca", "learn_dictionary": "lca", "ista": "lca", "fista": "lca", "normalise_atoms": "lca",
+    "map_receptive_fields": "rf", "RFMapping": "rf",
+}
+_SUBMODULES = ("io", "lca", "analysis", "data", "plots", "stimuli", "checkpoint", "poisson", "errors", "records")
+
+__all__ = ["SpikeVAEError", "ArgumentError", "DataError", "CheckpointError", "RunInterrupted", "SpikeTrains",
+           "Presentations", *_LAZY, *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        mod = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(mod, name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'spikevae' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,10 +1,20 @@
-"""Brian2 plumbing shared by the spiking layer and the LCA networks."""
+"""Brian2 plumbing shared by the spiking layer, the LCA networks and the tests.
+
+:func:`brian_state` owns Brian2's global state for the duration of one build-and-run: whatever
+device, code-generation target and interrupt preference it finds are restored when it exits, so
+the order of library calls never changes a result. :func:`run_checked` runs a network and refuses
+a run that stopped early (Brian2 turns a first Ctrl-C into a quiet stop; spikevae turns it into an
+error so an incomplete run is never written as complete).
+"""
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 
-__all__ = ["quiet_brian"]
+from .errors import RunInterrupted
+
+__all__ = ["quiet_brian", "brian_state", "run_checked", "reset_brian"]
 
 
 def quiet_brian(fn):
@@ -25,3 +35,54 @@ def quiet_brian(fn):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def brian_state():
+    """Save Brian2's device, codegen target and Ctrl-C preference; restore them on exit.
+
+    Inside, Ctrl-C raises ``KeyboardInterrupt`` at once (``core.stop_on_keyboard_interrupt`` off)
+    instead of Brian2's quiet stop. Yields the ``brian2`` module.
+    """
+    import brian2 as b2
+    from brian2.devices.device import get_device
+
+    prev_device = get_device()
+    prev_target = b2.prefs.codegen.target
+    prev_stop = b2.prefs.core.stop_on_keyboard_interrupt
+    b2.prefs.core.stop_on_keyboard_interrupt = False
+    try:
+        yield b2
+    finally:
+        b2.prefs.codegen.target = prev_target
+        b2.prefs.core.stop_on_keyboard_interrupt = prev_stop
+        if get_device() is not prev_device:
+            b2.set_device(prev_device, build_on_run=getattr(prev_device, "build_on_run", True))
+
+
+def run_checked(net, duration, **kwargs) -> None:
+    """``net.run(duration)``, then :class:`RunInterrupted` if the network stopped before its end."""
+    from brian2 import Network, defaultclock, get_device
+
+    net.run(duration, **kwargs)
+    if get_device().__class__.__name__ == "CPPStandaloneDevice":
+        return  # the binary either ran to the end or failed (Brian2 raises on a non-zero exit)
+    dt = min((o.clock.dt_ for o in net.objects if hasattr(o, "clock")), default=float(defaultclock.dt))
+    if Network._globally_stopped or float(net.t_) < float(duration) - 0.5 * dt:
+        raise RunInterrupted(f"the Brian2 run stopped at {float(net.t_):.4g} s of {float(duration):.4g} s "
+                             "(interrupted); nothing of it is kept")
+
+
+def reset_brian() -> None:
+    """Back to a fresh Brian2 state: runtime device, default target and clock, empty scope (for tests)."""
+    import brian2 as b2
+    from brian2.devices.device import get_device
+
+    if get_device().__class__.__name__ == "CPPStandaloneDevice":
+        b2.device.reinit()
+        b2.device.activate()
+    b2.set_device("runtime")
+    b2.prefs.codegen.target = "auto"
+    b2.prefs.core.stop_on_keyboard_interrupt = True
+    b2.defaultclock.dt = 0.1 * b2.ms
+    b2.start_scope()

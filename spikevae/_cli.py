@@ -1,44 +1,78 @@
-"""Shared command-line plumbing: one-line errors, devices, seeds."""
+"""Command-line plumbing shared by every command: one-line errors, checked numeric options, interrupts.
+
+Library functions raise :mod:`spikevae.errors`; :func:`cli_entry` is the one place that turns them
+(and OS errors, memory errors, Ctrl-C and SIGTERM) into one line on stderr and an exit status:
+2 for bad input, 130 for an interrupt, 143 for SIGTERM. ``finally`` blocks and temporary-file
+clean-up run on every path.
+"""
 from __future__ import annotations
 
 import argparse
 import functools
+import math
+import os
+import signal
 import sys
 
-__all__ = ["UserError", "Parser", "cli_entry", "resolve_device"]
+from .errors import ArgumentError, RunInterrupted, SpikeVAEError
 
-
-class UserError(ValueError):
-    """Bad input from the user of a command (reported as one line, exit status 2)."""
+__all__ = ["ArgumentError", "Parser", "cli_entry", "resolve_device", "seed", "positive_int", "positive_float",
+           "nonneg_float", "unit_float", "check_memory"]
 
 
 class Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are a single line (no usage block)."""
+    """ArgumentParser whose errors are a single line (no usage block) and whose help shows defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):  # noqa: D102
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def cli_entry(prog: str):
-    """Decorate ``main(argv) -> int``: known user errors become one stderr line and exit status 2."""
-    from .checkpoint import CheckpointError
-    from .data import DataError
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that clean-up runs."""
 
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def cli_entry(prog: str):
+    """Decorate ``main(argv) -> int``: known errors become one stderr line and a non-zero exit status."""
     def deco(fn):
         @functools.wraps(fn)
         def wrapper(argv=None):
+            previous = None
+            try:
+                previous = signal.signal(signal.SIGTERM, _on_sigterm)
+            except ValueError:  # not the main thread (e.g. a test runner's worker): leave SIGTERM alone
+                pass
             try:
                 return fn(argv)
-            except (UserError, CheckpointError, DataError) as exc:
+            except RunInterrupted as exc:
+                print(f"{prog}: interrupted: {exc}; no output was written as complete", file=sys.stderr)
+                return 130
+            except SpikeVAEError as exc:
                 print(f"{prog}: error: {exc}", file=sys.stderr)
+                return 2
+            except MemoryError:
+                print(f"{prog}: error: out of memory; use smaller sizes", file=sys.stderr)
                 return 2
             except OSError as exc:
                 where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
                 print(f"{prog}: error: {exc.strerror or exc}{where}", file=sys.stderr)
                 return 2
             except KeyboardInterrupt:
-                print(f"{prog}: interrupted", file=sys.stderr)
+                print(f"{prog}: interrupted; no output was written as complete", file=sys.stderr)
                 return 130
+            except _Terminated:
+                print(f"{prog}: terminated (SIGTERM); no output was written as complete", file=sys.stderr)
+                return 143
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
 
         return wrapper
 
@@ -46,15 +80,81 @@ def cli_entry(prog: str):
 
 
 def resolve_device(name: str):
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
-    import torch
+    """``auto`` → CUDA when available, else CPU (see :func:`spikevae.model.resolve_device`)."""
+    from .model import resolve_device as _resolve
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda was requested but no CUDA device is available (use --device auto or cpu)")
-        return torch.device(name)
-    raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return _resolve(name)
+
+
+# ------------------------------------------------------------------ argparse types (each error is one line)
+def _number(kind, text: str):
+    try:
+        v = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if isinstance(v, float) and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return v
+
+
+def seed(text: str) -> int:
+    """A seed in [0, 2**32)."""
+    v = _number(int, text)
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2**32), got {v}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (at most 1e9)."""
+    v = _number(int, text)
+    if not 1 <= v <= 10**9:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 1e9, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    v = _number(float, text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v:g}")
+    return v
+
+
+def nonneg_float(text: str) -> float:
+    """A finite number >= 0."""
+    v = _number(float, text)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v:g}")
+    return v
+
+
+def unit_float(text: str) -> float:
+    """A number in (0, 1]."""
+    v = _number(float, text)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v:g}")
+    return v
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may still use (MemAvailable, else physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_memory(nbytes: float, what: str) -> None:
+    """Refuse up front (:class:`ArgumentError`) work whose estimated memory exceeds what is available."""
+    avail = available_memory()
+    if nbytes > avail:
+        raise ArgumentError(f"{what} would need about {nbytes / 2**30:.3g} GiB of memory; "
+                            f"{avail / 2**30:.3g} GiB is available")

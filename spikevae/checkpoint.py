@@ -6,23 +6,22 @@ model input, final metrics, the per-epoch history, provenance (package
 versions, seed, date) and, while a run is unfinished, the optimizer and RNG
 state needed to resume it. Files are written to a temporary name and renamed,
 and read with ``torch.load(..., weights_only=True)``: a file that would run
-code when unpickled is refused, not executed.
+code when unpickled is refused, not executed. Every field of a loaded file is
+checked (:func:`validate_checkpoint`) before a model is built from it.
 """
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import hashlib
+import math
 import os
 import pickle
-import platform
-import tempfile
-from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from .data import Preprocessing
+from .errors import CheckpointError, DataError
+from .io.files import atomic_write
 from .vae import VAE, VAEConfig
 
 __all__ = [
@@ -31,120 +30,20 @@ __all__ = [
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
+    "validate_checkpoint",
     "model_from_checkpoint",
-    "load_model",
-    "provenance",
-    "file_sha256",
     "default_checkpoint_path",
-    "atomic_write",
-    "write_json",
-    "write_text",
-    "write_npz",
-    "write_csv",
 ]
 
 FORMAT = "spikevae.checkpoint"
 VERSION = 1
-_REQUIRED = ("format", "version", "model_config", "state_dict", "preprocessing")
-
-
-class CheckpointError(ValueError):
-    """A file that is missing, unreadable, not a spikevae checkpoint, or inconsistent."""
+_REQUIRED = ("format", "version", "model_config", "state_dict", "preprocessing", "train_config")
+_OPTIONAL = ("family", "data", "metrics", "history", "epoch", "provenance", "train_state")
 
 
 def default_checkpoint_path() -> Path:
     """The pretrained lin|lin P-VAE shipped inside the package."""
     return Path(__file__).resolve().parent / "assets" / "pvae_default.pt"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def provenance(seed: int | None = None) -> dict:
-    """Versions, platform, date and seed, as plain values."""
-    pkgs = {}
-    for name in ("spikevae", "torch", "numpy", "scipy", "scikit-image", "scikit-learn", "brian2", "neo", "pynwb"):
-        try:
-            pkgs[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pkgs[name] = None
-    return {
-        "packages": pkgs,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "seed": seed,
-    }
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file to ``path``.
-
-    Nothing is left at ``path`` (or as a temporary file) if ``write`` fails.
-    """
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise CheckpointError(f"output folder {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=directory)  # keeps the extension
-    except OSError as exc:
-        raise CheckpointError(f"cannot write to {directory}: {exc.strerror or exc}") from None
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json(path: str | os.PathLike, obj) -> Path:
-    """JSON (indented; unknown objects as strings), atomically."""
-    import json
-
-    def w(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1, default=str)
-
-    return atomic_write(path, w)
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """A text file, atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def write_npz(path: str | os.PathLike, **arrays) -> Path:
-    """An uncompressed ``.npz`` of plain arrays (no pickles), atomically."""
-    def w(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    return atomic_write(path, w)
-
-
-def write_csv(path: str | os.PathLike, header: list, rows) -> Path:
-    """A CSV with one header line, atomically."""
-    import csv
-
-    def w(tmp):
-        with open(tmp, "w", newline="") as f:
-            out = csv.writer(f)
-            out.writerow(header)
-            out.writerows(rows)
-
-    return atomic_write(path, w)
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
@@ -196,14 +95,87 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return data
 
 
-def model_from_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> VAE:
-    """Rebuild the model a checkpoint dict describes and load its weights (strict)."""
-    fields = {f.name for f in dataclasses.fields(VAEConfig)}
-    cfg_dict = data["model_config"]
-    if not isinstance(cfg_dict, dict) or set(cfg_dict) - fields:
-        raise CheckpointError(f"{path}: model config has unknown fields {sorted(set(cfg_dict) - fields)}")
+def _typed_config(cls, d, where: str):
+    """A frozen config dataclass from a stored dict: unknown fields, wrong types and non-finite numbers refused."""
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{where} must be a dict of fields, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise CheckpointError(f"{where} has unknown fields {unknown}")
+    for name, v in d.items():
+        default = fields[name].default
+        kind = type(default)
+        if default is None:
+            ok = v is None or isinstance(v, str)
+        elif kind is bool:
+            ok = isinstance(v, bool)
+        elif kind is int:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif kind is float:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        else:
+            ok = isinstance(v, kind)
+        if not ok:
+            want = {bool: "a boolean", int: "an integer", float: "a finite number", str: "a string"}.get(kind, "a string or None")
+            raise CheckpointError(f"{where} field {name!r} must be {want}, got {v!r}")
     try:
-        model = VAE(VAEConfig(**cfg_dict))
+        return cls(**d).validate()
+    except ValueError as exc:
+        raise CheckpointError(f"{where} is invalid: {exc}") from None
+
+
+def validate_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> tuple[VAEConfig, Preprocessing]:
+    """Check every field of a loaded checkpoint dict; return its (model config, preprocessing).
+
+    Types, ranges and finiteness of the configs and the preprocessing, the preprocessing's patch size
+    against the model's, finite weights, and the kinds of the bookkeeping fields. Weight shapes are
+    checked against the config when the model is built (:func:`model_from_checkpoint`).
+
+    Raises
+    ------
+    CheckpointError
+        One line naming the file and the field.
+    """
+    from .train import TrainConfig
+
+    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown checkpoint fields {unknown}")
+    mc = _typed_config(VAEConfig, data["model_config"], f"{path}: model_config")
+    _typed_config(TrainConfig, data["train_config"], f"{path}: train_config")
+    try:
+        prep = Preprocessing.from_dict(data["preprocessing"], where=f"{path}: preprocessing")
+    except DataError as exc:
+        raise CheckpointError(str(exc)) from None
+    if prep.patch_size != mc.patch_size:
+        raise CheckpointError(f"{path}: preprocessing patch_size {prep.patch_size} does not match the model's "
+                              f"patch_size {mc.patch_size}")
+    if "family" in data and data["family"] != mc.family:
+        raise CheckpointError(f"{path}: family {data['family']!r} differs from model_config family {mc.family!r}")
+    sd = data["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise CheckpointError(f"{path}: state_dict must map parameter names to tensors")
+    for k, v in sd.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{path}: weight {k!r} holds NaN or infinite values")
+    kinds = {"data": dict, "metrics": dict, "history": list, "provenance": dict, "train_state": dict, "epoch": int}
+    for k, kind in kinds.items():
+        if k in data and (not isinstance(data[k], kind) or isinstance(data[k], bool)):
+            raise CheckpointError(f"{path}: field {k!r} must be a {kind.__name__}, got {type(data[k]).__name__}")
+    if "epoch" in data and data["epoch"] < 0:
+        raise CheckpointError(f"{path}: epoch must be >= 0, got {data['epoch']}")
+    ts = data.get("train_state")
+    if ts is not None and not {"optimizer", "rng", "epoch"} <= set(ts):
+        raise CheckpointError(f"{path}: train_state must hold optimizer, rng and epoch")
+    return mc, prep
+
+
+def model_from_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> VAE:
+    """Validate a checkpoint dict, rebuild the model it describes and load its weights (strict shapes)."""
+    cfg, _ = validate_checkpoint(data, path)
+    try:
+        model = VAE(cfg)
         model.load_state_dict(data["state_dict"], strict=True)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: model config is invalid ({exc})") from None
@@ -211,10 +183,3 @@ def model_from_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") ->
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{path}: weights do not match the model config ({first})") from None
     return model.eval()
-
-
-def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> tuple[VAE, dict]:
-    """Load a checkpoint (default: the shipped model) → (model on ``device``, checkpoint dict)."""
-    path = default_checkpoint_path() if path is None else Path(path)
-    data = load_checkpoint(path)
-    return model_from_checkpoint(data, path).to(device), data

@@ -32,6 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .errors import DataError
+
 __all__ = [
     "Preprocessing",
     "PatchSet",
@@ -68,10 +70,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".iml", ".imc")
 _VANHATEREN_SHAPE = (1024, 1536)  # rows, columns of van Hateren .iml/.imc files
 
 
-class DataError(ValueError):
-    """A data source or preprocessing request that cannot be honoured."""
-
-
 @dataclass(frozen=True)
 class Preprocessing:
     """Everything needed to turn a raw grey image into model input."""
@@ -89,6 +87,41 @@ class Preprocessing:
     def to_dict(self) -> dict:
         """Plain-value dict (stored in checkpoints)."""
         return dataclasses.asdict(self)
+
+    def validate(self) -> Preprocessing:
+        """Raise :class:`DataError` naming the bad field (type, range, finiteness); return self."""
+        ints = ("patch_size", "downsample", "lcn_size", "crop")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "kind":
+                if v not in ("natural", "scale"):
+                    raise DataError(f"preprocessing kind must be 'natural' or 'scale', got {v!r}")
+            elif f.name in ints:
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                    raise DataError(f"preprocessing {f.name} must be an integer, got {v!r}")
+            elif isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
+                raise DataError(f"preprocessing {f.name} must be a finite number, got {v!r}")
+        limits = {"patch_size": (2, 256), "downsample": (1, 64), "lcn_size": (1, 255), "crop": (0, 256)}
+        for name, (lo, hi) in limits.items():
+            if not lo <= getattr(self, name) <= hi:
+                raise DataError(f"preprocessing {name} must be in [{lo}, {hi}], got {getattr(self, name)}")
+        for name in ("whiten_f0", "whiten_n", "lcn_sigma", "scale"):
+            if not getattr(self, name) > 0:
+                raise DataError(f"preprocessing {name} must be > 0, got {getattr(self, name)}")
+        return self
+
+    @classmethod
+    def from_dict(cls, d, where: str = "preprocessing") -> Preprocessing:
+        """Build from a stored dict, refusing unknown or missing-typed fields (:class:`DataError`)."""
+        if not isinstance(d, dict):
+            raise DataError(f"{where} must be a dict of fields, got {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise DataError(f"{where} has unknown fields {unknown}")
+        try:
+            return cls(**d).validate()
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
 
 
 class PatchSet(NamedTuple):

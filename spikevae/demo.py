@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._cli import Parser, UserError, cli_entry, resolve_device
-from .checkpoint import default_checkpoint_path, load_model
-from .data import Preprocessing, natural_patches
+from ._cli import ArgumentError, Parser, cli_entry, positive_int, resolve_device, seed
+from .checkpoint import default_checkpoint_path
+from .data import natural_patches
+from .model import load_model
 from .train import evaluate
 
 __all__ = ["main"]
@@ -22,8 +23,8 @@ def _parser() -> Parser:
     p = Parser(prog="python -m spikevae.demo", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model)")
     p.add_argument("--out", default="out/demo", help="folder for the figures (default out/demo)")
-    p.add_argument("--n-val", type=int, default=10_000, help="held-out patches to encode")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-val", type=positive_int, default=10_000, help="held-out patches to encode")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-spikes", action="store_true", help="skip the Brian2 simulation step")
     return p
@@ -38,13 +39,11 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     if args.checkpoint is None:
         print(f"no --checkpoint given: using the shipped model {default_checkpoint_path()}")
-    model, ck = load_model(args.checkpoint, device)
-    prep = Preprocessing(**ck["preprocessing"])
+    trained = load_model(args.checkpoint, device)
+    model, ck, prep = trained.vae, trained.checkpoint, trained.preprocessing
     if prep.kind != "natural":
-        raise UserError("the demo encodes natural-image patches; this checkpoint was trained on "
+        raise ArgumentError("the demo encodes natural-image patches; this checkpoint was trained on "
                         f"{ck.get('data', {}).get('source', prep.kind)}")
-    if args.n_val <= 0:
-        raise UserError(f"--n-val must be > 0, got {args.n_val}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = natural_patches(n_train=1, n_val=args.n_val, prep=prep, seed=args.seed + 1)
@@ -79,18 +78,19 @@ def main(argv=None) -> int:
         print(f"wrote {path}")
     if args.no_spikes:
         return 0
-    from . import simulate
+    from .pipeline import describe_simulation, prepare_output_folder, run_simulation, write_simulation
+    from .spiking import PoissonLayerConfig
 
-    argv = ["--out", str(out / "run"), "--n-stimuli", "20", "--repeats", "5", "--gap", "50", "--seed", str(args.seed),
-            "--device", args.device]
-    if args.checkpoint is not None:
-        argv += ["--checkpoint", args.checkpoint]
-    print("\nreal spikes: python -m spikevae.simulate " + " ".join(argv))
-    code = simulate.main(argv)
-    if code == 0:
-        print(f"\nopen {out / 'run' / 'spikes.nwb'} with pynwb (or NWB Widgets), "
-              f"{out / 'run' / 'spikes.nix'} with neo, and look at {out / 'run' / 'figures'}/*.png")
-    return code
+    run_dir = out / "run"
+    print(f"\nreal spikes: 20 held-out patches x 5 repeats, 100 ms windows with 50 ms gaps -> {run_dir} "
+          "(what `python -m spikevae.simulate --n-stimuli 20 --repeats 5 --gap 50` does)")
+    prepare_output_folder(run_dir)
+    res = run_simulation(trained, "natural", 20, 5, PoissonLayerConfig(gap=0.05), args.seed, progress=True)
+    write_simulation(run_dir, res)
+    print(describe_simulation(res, run_dir))
+    print(f"\nopen {run_dir / 'spikes.nwb'} with pynwb (or NWB Widgets), "
+          f"{run_dir / 'spikes.nix'} with neo, and look at {run_dir / 'figures'}/*.png")
+    return 0
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._brian import quiet_brian
+from ._brian import brian_state, quiet_brian, run_checked
+from .errors import ArgumentError
+from .records import Presentations, SpikeTrains
 
 __all__ = [
     "LCAConfig",
@@ -64,20 +66,20 @@ class LCAConfig:
     tol: float = 0.0  # early stop when max over inputs of ‖Δu‖/‖u‖ < tol (0: never)
     record_every: int = 0  # record the energy every this many steps (0: only at the end)
 
-    def validate(self) -> "LCAConfig":
+    def validate(self) -> LCAConfig:
         """Raise ``ValueError`` naming the bad field; return self."""
         if not (self.lam >= 0 and math.isfinite(self.lam)):
-            raise ValueError(f"lambda must be finite and >= 0, got {self.lam!r}")
+            raise ArgumentError(f"lambda must be finite and >= 0, got {self.lam!r}")
         if not (self.tau > 0 and math.isfinite(self.tau)):
-            raise ValueError(f"tau must be > 0, got {self.tau!r}")
+            raise ArgumentError(f"tau must be > 0, got {self.tau!r}")
         if not (self.dt > 0 and math.isfinite(self.dt)):
-            raise ValueError(f"dt must be > 0, got {self.dt!r}")
+            raise ArgumentError(f"dt must be > 0, got {self.dt!r}")
         if self.dt > self.tau:
-            raise ValueError(f"dt ({self.dt}) must not exceed tau ({self.tau}): Euler is unstable")
+            raise ArgumentError(f"dt ({self.dt}) must not exceed tau ({self.tau}): Euler is unstable")
         if self.n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {self.n_steps}")
+            raise ArgumentError(f"n_steps must be >= 1, got {self.n_steps}")
         if self.threshold not in THRESHOLDS:
-            raise ValueError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {self.threshold!r}")
+            raise ArgumentError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {self.threshold!r}")
         return self
 
 
@@ -96,7 +98,7 @@ class LCAResult(NamedTuple):
 def threshold(u: np.ndarray, lam: float, kind: str = "soft") -> np.ndarray:
     """``T_λ(u)``: soft ``sign(u)·max(|u|−λ, 0)``, hard ``u·1[|u|>λ]`` or nonneg ``max(u−λ, 0)``."""
     if kind not in THRESHOLDS:
-        raise ValueError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {kind!r}")
+        raise ArgumentError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {kind!r}")
     u = np.asarray(u, dtype=np.float64)
     return _threshold_into(u, lam, kind, np.empty_like(u), np.empty_like(u))
 
@@ -125,16 +127,16 @@ def check_problem(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig | None = None) 
     if x.ndim != 2:
         x = x.reshape(len(x), -1)
     if phi.ndim != 2:
-        raise ValueError(f"dictionary must be (D, K), got shape {phi.shape}")
+        raise ArgumentError(f"dictionary must be (D, K), got shape {phi.shape}")
     if x.shape[1] != phi.shape[0]:
-        raise ValueError(f"patches have {x.shape[1]} pixels but the dictionary atoms have {phi.shape[0]}")
+        raise ArgumentError(f"patches have {x.shape[1]} pixels but the dictionary atoms have {phi.shape[0]}")
     if not np.all(np.isfinite(x)):
-        raise ValueError("inputs contain non-finite values")
+        raise ArgumentError("inputs contain non-finite values")
     if not np.all(np.isfinite(phi)):
-        raise ValueError("dictionary contains non-finite values")
+        raise ArgumentError("dictionary contains non-finite values")
     norms = np.linalg.norm(phi, axis=0)
     if not np.allclose(norms, 1.0, atol=1e-6):
-        raise ValueError(f"dictionary atoms must have unit norm (norms range {norms.min():.4g}..{norms.max():.4g}); "
+        raise ArgumentError(f"dictionary atoms must have unit norm (norms range {norms.min():.4g}..{norms.max():.4g}); "
                          "use normalise_atoms")
     if cfg is not None:
         cfg.validate()
@@ -321,7 +323,7 @@ def ista(x: np.ndarray, phi: np.ndarray, lam: float, n_iter: int = 500, kind: st
          accelerate: bool = False) -> LCAResult:
     """ISTA (``accelerate=False``) or FISTA on ``½‖x − Φa‖² + λ‖a‖₁`` (kind soft or nonneg), step 1/L."""
     if kind not in ("soft", "nonneg"):
-        raise ValueError("ISTA/FISTA here solve the soft (l1) and nonneg problems")
+        raise ArgumentError("ISTA/FISTA here solve the soft (l1) and nonneg problems")
     x, phi = check_problem(x, phi)
     L = np.linalg.norm(phi, 2) ** 2  # Lipschitz constant of the gradient
     a = np.zeros((x.shape[0], phi.shape[1]))
@@ -373,15 +375,25 @@ def lca_brian(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), inhi
 
     x, phi = check_problem(x, phi, cfg)
     if inhibition not in ("synapses", "dense"):
-        raise ValueError(f"inhibition must be 'synapses' or 'dense', got {inhibition!r}")
+        raise ArgumentError(f"inhibition must be 'synapses' or 'dense', got {inhibition!r}")
     if target not in ("numpy", "cython"):
-        raise ValueError("lca_brian runs on Brian2's runtime targets: numpy or cython")
+        raise ArgumentError("lca_brian runs on Brian2's runtime targets: numpy or cython")
     B, K = x.shape[0], phi.shape[1]
     G = phi.T @ phi - np.eye(K)
     bmat = x @ phi
     gc.collect()
-    b2.set_device("runtime")
-    b2.prefs.codegen.target = target
+    with brian_state():
+        b2.set_device("runtime")
+        b2.prefs.codegen.target = target
+        u = _lca_brian_run(b2, bmat, G, cfg, inhibition, B, K)
+    a = threshold(u, cfg.lam, cfg.threshold)
+    e = energy(x, phi, a, cfg.lam, cfg.threshold)
+    r = x - a @ phi.T
+    return LCAResult(a, u, np.array([e.mean()]), np.array([cfg.n_steps]), 0.5 * np.einsum("bd,bd->b", r, r),
+                     float(np.count_nonzero(a) / a.size), cfg.n_steps)
+
+
+def _lca_brian_run(b2, bmat, G, cfg, inhibition, B, K) -> np.ndarray:
     ns = {"tau": cfg.tau * b2.second, "lam": cfg.lam}
     eqs = f"""du/dt = (b - u - inh) / tau : 1
 a = {_THRESHOLD_EXPR[cfg.threshold]} : 1
@@ -412,42 +424,24 @@ b : 1 (constant)
         objs = [grp, _inhibit]
     grp.b = bmat.ravel()
     net = b2.Network(*objs)
-    net.run(cfg.n_steps * clock_dt, namespace=ns)
+    run_checked(net, cfg.n_steps * clock_dt, namespace=ns)
     u = np.array(grp.u[:]).reshape(B, K)
     del net, objs, grp
-    a = threshold(u, cfg.lam, cfg.threshold)
-    e = energy(x, phi, a, cfg.lam, cfg.threshold)
-    r = x - a @ phi.T
-    return LCAResult(a, u, np.array([e.mean()]), np.array([cfg.n_steps]), 0.5 * np.einsum("bd,bd->b", r, r),
-                     float(np.count_nonzero(a) / a.size), cfg.n_steps)
+    return u
 
 
 class SpikingLCAResult(NamedTuple):
-    """Spikes and rate-coded codes of a spiking LCA run."""
+    """Rate codes and spikes of a spiking LCA run."""
 
     codes: np.ndarray  # (B, K) rate codes: spikes / duration × τ (ON − OFF for signed codes)
-    unit: np.ndarray  # (n_spikes,) neuron index: input b, unit k (ON/OFF side s) → (b·M + s·K + k)
-    time: np.ndarray  # (n_spikes,) spike times, s
-    n_neurons_per_input: int  # M = K (nonneg) or 2K (signed: ON then OFF)
-    duration: float  # simulated time, s
-
-    def to_spike_trains(self, dt: float, meta: dict | None = None):
-        """One :class:`~spikevae.records.SpikeTrains` record: input ``b`` is presentation ``b``, shown
-        during ``[b·T, (b+1)·T)``; neuron ``m`` of every input is unit ``m`` (ON units first)."""
-        from .records import Presentations, SpikeTrains
-
-        n_in, M, T = self.codes.shape[0], self.n_neurons_per_input, self.duration
-        t = self.time + (self.unit // M) * T
-        order = np.lexsort((self.unit % M, t))
-        return SpikeTrains((self.unit % M)[order], t[order], M, n_in * T, dt,
-                           Presentations(np.arange(n_in), np.zeros(n_in, np.int64), np.arange(n_in) * T,
-                                         np.arange(1, n_in + 1) * T, np.full((n_in, M), np.nan)),
-                           {"model": "spiking-lca", **(meta or {})})
+    spikes: SpikeTrains  # input b is presentation b, shown during [b·T, (b+1)·T); unit m = neuron m (ON units first)
+    duration: float  # simulated time per input, s
 
 
 @quiet_brian
 def spiking_lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(threshold="nonneg"), duration: float = 0.5,
-                tau_syn: float = 0.005, seed: int = 0, target: str = "numpy") -> SpikingLCAResult:
+                tau_syn: float = 0.005, seed: int = 0, target: str = "numpy", meta: dict | None = None
+                ) -> SpikingLCAResult:
     """Spiking LCA: integrate-and-fire neurons with spike-carried inhibition (Tang, Lin & Davies 2017).
 
     Neuron ``m`` with drive ``b_m = d_mᵀx`` integrates ``τ dv/dt = b_m − λ − I_m``, spikes at
@@ -457,27 +451,43 @@ def spiking_lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(thres
     ``τ·rate = max(b − G a − λ, 0)``: the non-negative LCA solution. Signed codes (``soft``)
     use ON/OFF pairs, i.e. the non-negative problem on ``D = [Φ, −Φ]``.
 
-    Returns the rate codes ``τ·(spike count)/duration`` and the spikes.
+    Returns the rate codes ``τ·(spike count)/duration`` and the spikes as one
+    :class:`~spikevae.records.SpikeTrains` record (``meta`` is stored in it).
     """
     import brian2 as b2
 
     x, phi = check_problem(x, phi, cfg)
     if cfg.threshold == "hard":
-        raise ValueError("the spiking LCA implements the soft (ON/OFF pairs) and nonneg thresholds")
+        raise ArgumentError("the spiking LCA implements the soft (ON/OFF pairs) and nonneg thresholds")
     if not duration > 0:
-        raise ValueError(f"duration must be > 0 s, got {duration!r}")
+        raise ArgumentError(f"duration must be > 0 s, got {duration!r}")
     if not tau_syn > 0:
-        raise ValueError(f"tau_syn must be > 0 s, got {tau_syn!r}")
+        raise ArgumentError(f"tau_syn must be > 0 s, got {tau_syn!r}")
     D = np.hstack([phi, -phi]) if cfg.threshold == "soft" else phi
     B, M = x.shape[0], D.shape[1]
     if B * M * M > 1e7:
-        raise ValueError(f"{B} inputs x {M}^2 synapses is too large for the spiking LCA "
+        raise ArgumentError(f"{B} inputs x {M}^2 synapses is too large for the spiking LCA "
                          f"(limit 1e7 synapses); use at most {max(1, int(1e7 // (M * M)))} inputs at a time")
     G = D.T @ D - np.eye(M)
     bmat = x @ D
     gc.collect()
-    b2.set_device("runtime")
-    b2.prefs.codegen.target = target
+    with brian_state():
+        b2.set_device("runtime")
+        b2.prefs.codegen.target = target
+        unit, time = _spiking_lca_run(b2, bmat, G, cfg, B, M, duration, tau_syn, seed)
+    counts = np.bincount(unit, minlength=B * M).reshape(B, M)
+    rates = counts * cfg.tau / duration
+    codes = rates[:, : phi.shape[1]] - rates[:, phi.shape[1]:] if cfg.threshold == "soft" else rates
+    t = time + (unit // M) * duration  # input b is shown during [b·T, (b+1)·T)
+    order = np.lexsort((unit % M, t))
+    T = duration
+    pres = Presentations(np.arange(B), np.zeros(B, np.int64), np.arange(B) * T, np.arange(1, B + 1) * T,
+                         np.full((B, M), np.nan))
+    st = SpikeTrains((unit % M)[order], t[order], M, B * T, cfg.dt, pres, {"model": "spiking-lca", **(meta or {})})
+    return SpikingLCAResult(codes, st, duration)
+
+
+def _spiking_lca_run(b2, bmat, G, cfg, B, M, duration, tau_syn, seed) -> tuple[np.ndarray, np.ndarray]:
     b2.seed(seed)
     ns = {"tau": cfg.tau * b2.second, "lam": cfg.lam, "tau_syn": tau_syn * b2.second}
     grp = b2.NeuronGroup(B * M, """dv/dt = (b - lam - I) / tau : 1
@@ -493,14 +503,11 @@ b : 1 (constant)""", threshold="v >= 1", reset="v -= 1", method="euler", namespa
     syn.w = np.tile(G[ii, jj] * cfg.tau / tau_syn, B)
     mon = b2.SpikeMonitor(grp, name="slca_spikes")
     net = b2.Network(grp, syn, mon)
-    net.run(duration * b2.second, namespace=ns)
+    run_checked(net, duration * b2.second, namespace=ns)
     unit = np.asarray(mon.i[:], dtype=np.int64)
     time = np.asarray(mon.t_[:], dtype=np.float64)
     del net, syn, grp, mon
-    counts = np.bincount(unit, minlength=B * M).reshape(B, M)
-    rates = counts * cfg.tau / duration
-    codes = rates[:, : phi.shape[1]] - rates[:, phi.shape[1]:] if cfg.threshold == "soft" else rates
-    return SpikingLCAResult(codes, unit, time, M, duration)
+    return unit, time
 
 
 # ------------------------------------------------------- dictionary learning
@@ -516,7 +523,7 @@ def learn_dictionary(patches: np.ndarray, n_atoms: int = 512, cfg: LCAConfig = L
     x_all = np.asarray(patches, dtype=np.float64).reshape(len(patches), -1)
     D = x_all.shape[1]
     if n_atoms < 1:
-        raise ValueError(f"n_atoms must be >= 1, got {n_atoms}")
+        raise ArgumentError(f"n_atoms must be >= 1, got {n_atoms}")
     phi = normalise_atoms(rng.standard_normal((D, n_atoms)) if phi0 is None else np.array(phi0, dtype=np.float64))
     trace = []
     for _ in tqdm(range(n_updates), disable=not progress, desc="dictionary", unit="batch"):

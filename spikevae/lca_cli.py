@@ -12,41 +12,18 @@ Dictionary files are ``.npz`` (no pickles): ``phi`` (D, K) with unit-norm column
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ._cli import Parser, UserError, cli_entry
-from .checkpoint import file_sha256, load_model, provenance, write_json, write_npz
+from ._cli import ArgumentError, Parser, cli_entry, nonneg_float, positive_float, positive_int, seed
 from .data import Preprocessing, natural_patches
-from .lca import THRESHOLDS, LCAConfig, learn_dictionary, lca, lca_brian, normalise_atoms, spiking_lca
+from .io.dictionary import load_dictionary, save_dictionary
+from .io.files import file_sha256, provenance, write_json, write_npz
+from .lca import THRESHOLDS, LCAConfig, lca, lca_brian, learn_dictionary, normalise_atoms, spiking_lca
 
-__all__ = ["save_dictionary", "load_dictionary", "main"]
-
-
-def save_dictionary(path, phi: np.ndarray, prep: Preprocessing, meta: dict) -> Path:
-    """Write a dictionary (.npz, no pickles) atomically."""
-    return write_npz(path, phi=np.asarray(phi, dtype=np.float64), patch_size=np.int64(prep.patch_size),
-                     preprocessing=np.array(json.dumps(prep.to_dict())), meta=np.array(json.dumps(meta, default=str)))
-
-
-def load_dictionary(path) -> tuple[np.ndarray, Preprocessing, dict]:
-    """Read a dictionary file → (Φ (D, K), preprocessing, metadata); one clear error for bad files."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"dictionary {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            phi = np.asarray(z["phi"], dtype=np.float64)
-            prep = Preprocessing(**json.loads(str(z["preprocessing"])))
-            meta = json.loads(str(z["meta"]))
-    except Exception as exc:  # noqa: BLE001 - any damage is the same message
-        raise UserError(f"{path} is not a spikevae dictionary file ({type(exc).__name__})") from None
-    if phi.ndim != 2 or phi.shape[0] != prep.patch_size**2:
-        raise UserError(f"{path}: dictionary shape {phi.shape} does not match {prep.patch_size}x{prep.patch_size} patches")
-    return phi, prep, meta
+__all__ = ["main"]
 
 
 def _parser() -> Parser:
@@ -57,35 +34,32 @@ def _parser() -> Parser:
         s = sub.add_parser(name)
         s.error = p.error  # one-line errors
         s.add_argument("--out", required=True)
-        s.add_argument("--lam", type=float, default=0.5 if name == "learn" else d.lam, help="threshold lambda")
-        s.add_argument("--tau", type=float, default=d.tau * 1e3, help="time constant, ms")
-        s.add_argument("--dt", type=float, default=d.dt * 1e3, help="Euler step, ms")
-        s.add_argument("--steps", type=int, default=300 if name == "learn" else d.n_steps)
-        s.add_argument("--threshold", default="soft", help=" | ".join(THRESHOLDS))
-        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--lam", type=nonneg_float, default=0.5 if name == "learn" else d.lam, help="threshold lambda")
+        s.add_argument("--tau", type=positive_float, default=d.tau * 1e3, help="time constant, ms")
+        s.add_argument("--dt", type=positive_float, default=d.dt * 1e3, help="Euler step, ms")
+        s.add_argument("--steps", type=positive_int, default=300 if name == "learn" else d.n_steps)
+        s.add_argument("--threshold", default="soft", choices=THRESHOLDS)
+        s.add_argument("--seed", type=seed, default=0)
         s.add_argument("--quiet", action="store_true")
     learn = sub.choices["learn"]
-    learn.add_argument("--atoms", type=int, default=512)
-    learn.add_argument("--updates", type=int, default=300, help="dictionary updates (batches)")
-    learn.add_argument("--batch", type=int, default=250)
-    learn.add_argument("--eta", type=float, default=1.0, help="dictionary learning rate")
-    learn.add_argument("--n-train", type=int, default=100_000)
+    learn.add_argument("--atoms", type=positive_int, default=512)
+    learn.add_argument("--updates", type=positive_int, default=300, help="dictionary updates (batches)")
+    learn.add_argument("--batch", type=positive_int, default=250)
+    learn.add_argument("--eta", type=positive_float, default=1.0, help="dictionary learning rate")
+    learn.add_argument("--n-train", type=positive_int, default=100_000)
     infer = sub.choices["infer"]
     infer.add_argument("--dictionary", help="dictionary .npz from `learn`")
     infer.add_argument("--checkpoint", help="use a P-VAE checkpoint's linear decoder atoms (normalised)")
-    infer.add_argument("--n-patches", type=int, default=1000, help="held-out natural patches to encode")
-    infer.add_argument("--simulator", default="reference", help="reference | brian | spiking")
-    infer.add_argument("--duration", type=float, default=500.0, help="spiking: simulated time, ms")
-    infer.add_argument("--target", default="numpy", help="Brian2 runtime target: numpy | cython")
+    infer.add_argument("--n-patches", type=positive_int, default=1000, help="held-out natural patches to encode")
+    infer.add_argument("--simulator", default="reference", choices=("reference", "brian", "spiking"))
+    infer.add_argument("--duration", type=positive_float, default=500.0, help="spiking: simulated time, ms")
+    infer.add_argument("--target", default="numpy", choices=("numpy", "cython"), help="Brian2 runtime target")
     return p
 
 
 def _cfg(args) -> LCAConfig:
-    try:
-        return LCAConfig(lam=args.lam, tau=args.tau * 1e-3, dt=args.dt * 1e-3, n_steps=args.steps,
-                         threshold=args.threshold, tol=1e-4 if args.command == "learn" else 0.0).validate()
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    return LCAConfig(lam=args.lam, tau=args.tau * 1e-3, dt=args.dt * 1e-3, n_steps=args.steps,
+                     threshold=args.threshold, tol=1e-4 if args.command == "learn" else 0.0).validate()
 
 
 def _learn(args) -> int:
@@ -94,9 +68,11 @@ def _learn(args) -> int:
     cfg = _cfg(args)
     out = Path(args.out)
     if not out.parent.is_dir():
-        raise UserError(f"output folder {out.parent} does not exist")
-    if args.atoms < 1 or args.updates < 1 or args.batch < 1:
-        raise UserError("--atoms, --updates and --batch must be >= 1")
+        raise ArgumentError(f"output folder {out.parent} does not exist")
+    from ._cli import check_memory
+
+    check_memory(8.0 * (args.n_train + 2000) * 256 * 2 + 8.0 * args.atoms * args.atoms * 2,
+                 f"--n-train {args.n_train} with --atoms {args.atoms}")
     prep = Preprocessing()
     data = natural_patches(args.n_train, 2000, prep, seed=args.seed)
     rng = np.random.default_rng(args.seed)
@@ -127,27 +103,22 @@ def _learn(args) -> int:
 def _infer(args) -> int:
     cfg = _cfg(args)
     if bool(args.dictionary) == bool(args.checkpoint):
-        raise UserError("give exactly one of --dictionary or --checkpoint")
-    if args.simulator not in ("reference", "brian", "spiking"):
-        raise UserError(f"--simulator must be reference, brian or spiking, got {args.simulator!r}")
-    if args.n_patches < 1:
-        raise UserError("--n-patches must be >= 1")
+        raise ArgumentError("give exactly one of --dictionary or --checkpoint")
     if args.dictionary:
         phi, prep, src = load_dictionary(args.dictionary)
         source = {"dictionary": str(args.dictionary), "sha256": file_sha256(args.dictionary)}
     else:
-        model, ck = load_model(args.checkpoint)
-        if model.config.decoder != "lin":
-            raise UserError(f"{args.checkpoint}: LCA needs a linear decoder's atoms (this one is {model.config.decoder})")
-        phi = model.dictionary.detach().double().numpy()
-        prep = Preprocessing(**ck["preprocessing"])
-        source = {"checkpoint": str(args.checkpoint), "sha256": file_sha256(args.checkpoint)}
+        from .model import load_model
+
+        model = load_model(args.checkpoint)
+        phi, prep = model.dictionary, model.preprocessing
+        source = {"checkpoint": str(args.checkpoint), "sha256": model.sha256}
     phi = normalise_atoms(phi)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+        raise ArgumentError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
     x = natural_patches(1, args.n_patches, prep, seed=args.seed + 1).val.reshape(args.n_patches, -1).astype(np.float64)
     t0 = time.perf_counter()
     if args.simulator == "reference":
@@ -168,8 +139,9 @@ def _infer(args) -> int:
 
         dur = args.duration * 1e-3
         sp = spiking_lca(x, phi, dataclasses.replace(cfg, threshold="nonneg" if cfg.threshold == "nonneg" else "soft"),
-                         duration=dur, seed=args.seed, target=args.target)
-        st = sp.to_spike_trains(cfg.dt, {"seed": args.seed, **summary, "provenance": provenance(args.seed)})
+                         duration=dur, seed=args.seed, target=args.target,
+                         meta={"seed": args.seed, **summary, "provenance": provenance(args.seed)})
+        st = sp.spikes
         n_in = x.shape[0]
         (out / "figures").mkdir(exist_ok=True)
         io.write_nwb(out / "spikes.nwb", st, stimuli=x.reshape(n_in, prep.patch_size, prep.patch_size),
@@ -178,7 +150,7 @@ def _infer(args) -> int:
         plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20)), out / "figures" / "raster.png")
 
         write_npz(out / "codes.npz", codes=sp.codes, patches=x)
-        summary.update(n_spikes=int(len(sp.time)), fraction_active=float(np.mean(sp.codes != 0)),
+        summary.update(n_spikes=int(st.n_spikes), fraction_active=float(np.mean(sp.codes != 0)),
                        duration_s=dur)
     summary["wall_seconds"] = time.perf_counter() - t0
 

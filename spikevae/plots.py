@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["basis_grid", "raster", "counts_vs_expected", "nx_ny_scatter", "tuning_curves", "histograms", "recon_vs_sparsity", "save_figure"]
+__all__ = ["basis_grid", "rf_agreement", "raster", "counts_vs_expected", "nx_ny_scatter", "tuning_curves", "histograms",
+           "recon_vs_sparsity", "knn_curves", "metric_bars", "rf_mapping_figures", "save_figure"]
 
 
 def _mpl():
@@ -246,9 +247,64 @@ def recon_vs_sparsity(points: dict, curves: dict, title: str = ""):
     return fig
 
 
+def knn_curves(rows: list[dict], over_seeds: bool = False):
+    """KNN accuracy against the number of labels, one panel per K, one line per model (mean ± s.d.)."""
+    plt = _mpl()
+    labelled = [r for r in rows if any(k.startswith("knn_") for k in r)]
+    ks = sorted({r["K"] for r in labelled})
+    fig, axes = plt.subplots(1, len(ks), figsize=(5.0 * len(ks), 4.0), squeeze=False, sharey=True)
+    for ax, k in zip(axes[0], ks):
+        sub = [r for r in labelled if r["K"] == k]
+        for j, r in enumerate(sub):
+            ns = np.array(sorted(int(c[4:]) for c in r if c.startswith("knn_") and c[4:].isdigit()))
+            shift = 1.0 + 0.03 * (j - (len(sub) - 1) / 2)  # side by side on the log axis
+            ax.errorbar(ns * shift, [r[f"knn_{n}"] for n in ns], yerr=[r[f"knn_{n}_sd"] for n in ns],
+                        marker="o", ms=4, capsize=3, label=r["name"] if over_seeds else f"{r['name']} ({r['family']})")
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled samples N")
+        ax.set_title(f"K = {k}" + (" (mean ± s.d. over seeds)" if over_seeds else ""), fontsize=9)
+        ax.legend(fontsize=6)
+    axes[0, 0].set_ylabel("KNN accuracy (k = 5)")
+    fig.suptitle("sample efficiency", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(rows: list[dict], metrics: dict):
+    """One bar panel per metric (``{key: label}``), one bar per model (``row['name']``), y from 0 to 1."""
+    plt = _mpl()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(11 / 3 * len(metrics), 3.4), squeeze=False)
+    names = [r["name"] for r in rows]
+    for ax, (key, label) in zip(axes[0], metrics.items()):
+        ax.bar(range(len(rows)), [r.get(key, np.nan) for r in rows], color="0.4")
+        ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_title(label, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def rf_mapping_figures(m, label: str) -> dict:
+    """The figures of one :class:`~spikevae.rf.RFMapping`, by file stem: ``rf_grid`` (STAs), ``nx_ny``,
+    ``tuning``, ``on_off`` (sparse-noise maps) and ``agreement`` (STA beside encoder filter and decoder atom)."""
+    rows, order = m.fits, m.order
+    P = m.sta.shape[-1]
+    onoff = np.concatenate([m.on[order[:32]], m.off[order[:32]]]).reshape(-1, P, P)
+    return {
+        "rf_grid": basis_grid(m.sta, order, n_show=min(128, len(order)),
+                              title="spike-triggered averages (white noise), most active units first"),
+        "nx_ny": nx_ny_scatter(np.array([r["nx"] for r in rows]), np.array([r["ny"] for r in rows]),
+                               np.array([r["r2"] for r in rows])),
+        "tuning": tuning_curves(m.tuning, order),
+        "on_off": basis_grid(onoff, n_show=64, ncols=16, title="sparse noise: ON maps (rows 1-2), OFF maps (rows 3-4)"),
+        "agreement": rf_agreement({"STA": m.sta, "encoder": m.encoder, "decoder": m.decoder}, order,
+                                  title=f"{label}: STA against encoder filter and decoder atom, most active units first"),
+    }
+
+
 def save_figure(fig, path, dpi: int = 130) -> None:
     """Save atomically (temporary name, then rename) and close the figure."""
-    from .checkpoint import atomic_write
+    from .io.files import atomic_write
 
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi))

@@ -31,6 +31,8 @@ import math
 
 import torch
 
+from .errors import ArgumentError
+
 __all__ = [
     "n_exp_for_rate",
     "relaxed_poisson",
@@ -67,9 +69,9 @@ def n_exp_for_rate(rate: float, p_trunc: float = 1e-5) -> int:
     from scipy.stats import poisson
 
     if not (rate >= 0 and math.isfinite(rate)):
-        raise ValueError(f"rate must be finite and >= 0, got {rate!r}")
+        raise ArgumentError(f"rate must be finite and >= 0, got {rate!r}")
     if not 0 < p_trunc < 1:
-        raise ValueError(f"p_trunc must be in (0, 1), got {p_trunc!r}")
+        raise ArgumentError(f"p_trunc must be in (0, 1), got {p_trunc!r}")
     if rate == 0:
         return 1
     return int(poisson.ppf(1.0 - p_trunc, rate)) + 1
@@ -150,7 +152,7 @@ def relaxed_poisson(
         Relaxed (or hard) counts.
     """
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+        raise ArgumentError(f"temperature must be >= 0, got {temperature!r}")
     if temperature == 0:
         with torch.no_grad():
             return torch.poisson(rate.detach(), generator=generator)
@@ -158,7 +160,7 @@ def relaxed_poisson(
     dev, dt = flat.device, flat.dtype
     if n_exp is not None:
         if n_exp < 1:
-            raise ValueError(f"n_exp must be >= 1, got {n_exp!r}")
+            raise ArgumentError(f"n_exp must be >= 1, got {n_exp!r}")
         arr = _unit_arrivals((flat.numel(), int(n_exp)), generator, dev, dt)
         return _SoftCount.apply(flat, arr, temperature, hard).reshape(rate.shape)
 
@@ -167,7 +169,7 @@ def relaxed_poisson(
         bucket = torch.searchsorted(limits, flat.detach().contiguous())  # (N,)
         if int(bucket.max()) >= len(_BUCKETS):
             top = float(flat.detach().max())
-            raise ValueError(
+            raise ArgumentError(
                 f"rate {top:.4g} exceeds the largest truncation bucket "
                 f"({_BUCKETS[-1]} arrivals); pass n_exp explicitly"
             )

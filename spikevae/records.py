@@ -1,9 +1,15 @@
-"""Typed records that cross the seams between model, simulator, io and analysis."""
+"""Typed records that cross the seams between model, simulator, io and analysis.
+
+:class:`SpikeTrains` is the one record for every spike producer (the Brian2 Poisson layer, the
+spiking LCA, ...), with one window-counting rule (:meth:`SpikeTrains.counts`).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .errors import DataError
 
 __all__ = ["Presentations", "SpikeTrains"]
 
@@ -34,9 +40,9 @@ class Presentations:
         n = len(self.stimulus)
         for name in ("repeat", "onset", "offset"):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"presentation table: {name} has {len(getattr(self, name))} entries, expected {n}")
+                raise DataError(f"presentation table: {name} has {len(getattr(self, name))} entries, expected {n}")
         if self.expected.ndim != 2 or self.expected.shape[0] != n:
-            raise ValueError(f"presentation table: expected counts must be (n_presentations, K), got {self.expected.shape}")
+            raise DataError(f"presentation table: expected counts must be (n_presentations, K), got {self.expected.shape}")
 
     def __len__(self) -> int:
         return len(self.stimulus)
@@ -74,9 +80,9 @@ class SpikeTrains:
 
     def __post_init__(self):
         if len(self.unit) != len(self.time):
-            raise ValueError("spike unit and time arrays differ in length")
+            raise DataError("spike unit and time arrays differ in length")
         if len(self.unit) and (self.unit.min() < 0 or self.unit.max() >= self.n_units):
-            raise ValueError(f"spike unit index outside [0, {self.n_units})")
+            raise DataError(f"spike unit index outside [0, {self.n_units})")
 
     @property
     def n_spikes(self) -> int:
@@ -97,6 +103,12 @@ class SpikeTrains:
         ok[ok] &= self.time[ok] < off[k[ok]] - 0.5 * self.dt
         np.add.at(out, (order[k[ok]], self.unit[ok]), 1)
         return out
+
+    def to_neo(self, name: str = "spikevae run"):
+        """This record as a ``neo.Block`` (one SpikeTrain per unit, an Epoch of presentations)."""
+        from .io.neo import to_neo_block
+
+        return to_neo_block(self, name=name)
 
     def trains(self) -> list[np.ndarray]:
         """Spike times per unit (list of n_units sorted arrays), s."""

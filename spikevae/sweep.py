@@ -34,7 +34,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ._cli import Parser, UserError, cli_entry
+from ._cli import ArgumentError, Parser, cli_entry
 
 __all__ = ["expand_grid", "run_id", "run_job", "run_sweep", "main"]
 
@@ -43,8 +43,21 @@ FAMILIES_ALL = ("poisson", "gaussian", "laplace", "categorical", "gaussian-relu"
 _EXTRA = {"family": str, "latents": int, "arch": str, "patch_size": int, "lam": float, "checkpoint": str,
           "updates": int, "lca_steps": int, "n_code": int, "threads": int}
 _ALIASES = {"model": "family", "K": "latents", "k": "latents", "lambda": "lam", "n_latents": "latents"}
-DEFAULTS = {"family": "poisson", "latents": 512, "arch": "lin|lin", "dataset": "natural", "epochs": 50,
-            "method": "exact", "seed": 0}
+#: where a sweep run's defaults differ from a training run's (``make_configs``/``TrainConfig``): short runs
+#: with the closed-form objective
+SWEEP_OVERRIDES = {"epochs": 50, "method": "exact"}
+
+
+def defaults() -> dict:
+    """A sweep run's defaults: :func:`spikevae.train.make_configs`'s and TrainConfig's, then the overrides."""
+    import inspect
+
+    from .train import TrainConfig, make_configs
+
+    sig = inspect.signature(make_configs).parameters
+    tc = TrainConfig()
+    return {"family": sig["family"].default, "latents": sig["latents"].default, "arch": sig["arch"].default,
+            "dataset": tc.dataset, "seed": tc.seed, **SWEEP_OVERRIDES}
 
 
 def _field_types() -> dict:
@@ -64,9 +77,9 @@ def _parse_value(key: str, text: str, types: dict):
             return text.lower() in ("true", "1")
         v = kind(text)
     except ValueError:
-        raise UserError(f"{key}={text!r}: expected a {kind.__name__}") from None
+        raise ArgumentError(f"{key}={text!r}: expected a {kind.__name__}") from None
     if isinstance(v, float) and not math.isfinite(v):
-        raise UserError(f"{key}={text!r}: must be finite")
+        raise ArgumentError(f"{key}={text!r}: must be finite")
     return v
 
 
@@ -77,19 +90,19 @@ def _parse_assignments(items: list[str], many: bool) -> dict:
         key, eq, vals = item.partition("=")
         key = _ALIASES.get(key.strip(), key.strip())
         if not eq or not vals:
-            raise UserError(f"expected KEY=VALUE{',VALUE...' if many else ''}, got {item!r}")
+            raise ArgumentError(f"expected KEY=VALUE{',VALUE...' if many else ''}, got {item!r}")
         if key not in types:
-            raise UserError(f"unknown sweep key {key!r}; known: {', '.join(sorted(types))}")
+            raise ArgumentError(f"unknown sweep key {key!r}; known: {', '.join(sorted(types))}")
         parsed = [_parse_value(key, v.strip(), types) for v in (vals.split(",") if many else [vals])]
         if many and len(set(parsed)) != len(parsed):
-            raise UserError(f"{key}: repeated values in {vals!r}")
+            raise ArgumentError(f"{key}: repeated values in {vals!r}")
         out[key] = parsed if many else parsed[0]
     return out
 
 
 def expand_grid(grid: dict, fixed: dict | None = None) -> list[dict]:
     """Every combination of the grid's value lists, over the defaults and the fixed values."""
-    base = {**DEFAULTS, **(fixed or {})}
+    base = {**defaults(), **(fixed or {})}
     keys = list(grid)
     return [{**base, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))]
 
@@ -103,38 +116,33 @@ def run_id(config: dict, grid_keys) -> str:
 
 
 def check_config(config: dict) -> None:
-    """Validate a run's config before anything is submitted (``UserError`` naming the problem)."""
+    """Validate a run's config before anything is submitted (``ArgumentError`` naming the problem)."""
     fam = config["family"]
     if fam not in FAMILIES_ALL:
-        raise UserError(f"family must be one of {', '.join(FAMILIES_ALL)}, got {fam!r}")
+        raise ArgumentError(f"family must be one of {', '.join(FAMILIES_ALL)}, got {fam!r}")
     try:
         if fam == "lca":
             from .lca import LCAConfig
 
             LCAConfig(lam=config.get("lam", 0.5)).validate()
             if config["latents"] < 1:
-                raise ValueError(f"latents must be >= 1, got {config['latents']}")
+                raise ArgumentError(f"latents must be >= 1, got {config['latents']}")
             return
-        tc, mc = _configs(config)
-        tc.validate()
-        mc.validate()
+        _configs(config)
     except ValueError as exc:
-        raise UserError(f"run {config}: {exc}") from None
+        raise ArgumentError(f"run {config}: {exc}") from None
 
 
 def _configs(config: dict):
-    from .train import TrainConfig
-    from .vae import VAEConfig
+    """(model config, training config) of a VAE run, through the one factory."""
+    import inspect
+
+    from .train import TrainConfig, make_configs
 
     tfields = {f.name for f in dataclasses.fields(TrainConfig)}
-    targs = {k: v for k, v in config.items() if k in tfields}
-    if config["family"] == "categorical" and "temp_stop" not in config:
-        targs["temp_stop"] = 0.1
-    enc, _, dec = config["arch"].partition("|")
-    patch = {"digits": 8, "mnist": 28}.get(config["dataset"], config.get("patch_size", 16))
-    mc = VAEConfig(family=config["family"], n_latents=config["latents"], patch_size=patch, encoder=enc,
-                   decoder=dec or "lin", prior_log_high=-4.0 if (dec or "lin") == "lin" else -2.0)
-    return TrainConfig(**targs), mc
+    patch = config.get("patch_size", inspect.signature(make_configs).parameters["patch_size"].default)
+    return make_configs(config["family"], config["latents"], config["arch"], patch,
+                        **{k: v for k, v in config.items() if k in tfields})
 
 
 # ------------------------------------------------------------------ one job (runs on a worker)
@@ -142,7 +150,7 @@ def run_job(config: dict, folder: str) -> dict:
     """Run one sweep point in ``folder``; never raises: returns ``{"status": "ok"|"failed", ...}``."""
     import torch
 
-    from .checkpoint import write_json
+    from .io.files import write_json
 
     t0 = time.perf_counter()
     folder_p = Path(folder)
@@ -167,7 +175,7 @@ def _run_vae(config: dict, folder: Path) -> dict:
     from .data import load_dataset
     from .train import fit
 
-    tc, mc = _configs(config)
+    mc, tc = _configs(config)
     data = load_dataset(tc.dataset, n_train=tc.n_train, n_val=tc.n_val, patch_size=mc.patch_size,
                         images=tc.images, mnist_dir=tc.mnist, seed=tc.seed)
     res = fit(mc, tc, data, folder / "model.pt", "cpu", progress=False)
@@ -177,17 +185,16 @@ def _run_vae(config: dict, folder: Path) -> dict:
 def _run_lca(config: dict, folder: Path) -> dict:
     import numpy as np
 
-    from .checkpoint import load_model
+    from .analysis.sparsity import lifetime_sparsity
     from .data import Preprocessing, natural_patches
-    from .lca import LCAConfig, learn_dictionary, lca, normalise_atoms
-    from .lca_cli import save_dictionary
-    from .train import lifetime_sparsity
+    from .io.dictionary import save_dictionary
+    from .lca import LCAConfig, lca, learn_dictionary, normalise_atoms
+    from .model import load_model
 
     lam, seed = float(config.get("lam", 0.5)), int(config["seed"])
     if config.get("checkpoint"):
-        model, ck = load_model(config["checkpoint"])
-        prep = Preprocessing(**ck["preprocessing"])
-        phi_raw = model.dictionary.detach().double().numpy()
+        model = load_model(config["checkpoint"])
+        prep, phi_raw = model.preprocessing, model.dictionary
     else:
         prep = Preprocessing(patch_size=int(config.get("patch_size", 16)))
         train = natural_patches(config.get("n_train", 100_000), 1, prep, seed=seed).train
@@ -216,7 +223,7 @@ def _finished(folder: Path, config: dict) -> dict | None:
 
 
 def _write_manifest(out: Path, settings: dict, records: list[dict]) -> None:
-    from .checkpoint import write_csv, write_json
+    from .io.files import write_csv, write_json
 
     write_json(out / "manifest.json", {"sweep": settings, "runs": records})
     mkeys = list(dict.fromkeys(k for r in records for k in (r.get("metrics") or {})))
@@ -317,9 +324,9 @@ def main(argv=None) -> int:
     grid = _parse_assignments(args.grid, many=True)
     fixed = _parse_assignments(args.set, many=False)
     if overlap := set(grid) & set(fixed):
-        raise UserError(f"{', '.join(sorted(overlap))} is both swept (--grid) and fixed (--set)")
+        raise ArgumentError(f"{', '.join(sorted(overlap))} is both swept (--grid) and fixed (--set)")
     if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be >= 1, got {args.workers}")
+        raise ArgumentError(f"--workers must be >= 1, got {args.workers}")
     t0 = time.perf_counter()
     records = run_sweep(args.out, grid, fixed, args.scheduler, args.workers, args.serial, progress=not args.quiet)
     n_ok = sum(r["status"] == "ok" for r in records)

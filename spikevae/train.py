@@ -28,13 +28,25 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt_mod
-from ._cli import Parser, UserError, cli_entry, resolve_device
+from ._cli import (
+    Parser,
+    check_memory,
+    cli_entry,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    resolve_device,
+    seed,
+    unit_float,
+)
+from .analysis.sparsity import lifetime_sparsity, population_sparsity
 from .data import DATASETS, PatchSet, load_dataset
+from .errors import ArgumentError
+from .io.files import provenance
 from .poisson import n_exp_for_rate
-from .vae import ANNEALED, DECODERS, ENCODERS, FAMILIES, VAE, VAEConfig
+from .vae import ANNEALED, FAMILIES, VAE, VAEConfig
 
-__all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "schedule", "treves_rolls", "lifetime_sparsity",
-           "population_sparsity", "main"]
+__all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "schedule", "make_configs", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +76,18 @@ class TrainConfig:
     p_trunc: float = 1e-5  # relaxed-sampler truncation probability (poisson.n_exp_for_rate)
     seed: int = 0  # one seed; data, init, shuffling and validation draws get child seeds
 
-    def validate(self) -> "TrainConfig":
-        """Raise ``ValueError`` naming the bad field; return self."""
+    def validate(self) -> TrainConfig:
+        """Raise :class:`~spikevae.errors.ArgumentError` naming the bad field; return self."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ArgumentError(f"{f.name} must be finite, got {v!r}")
         checks = [
+            (0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
+            (self.epochs <= 10**6, f"epochs must be at most 1e6, got {self.epochs}"),
+            (self.n_train <= 10**8 and self.n_val <= 10**8, "n_train and n_val must be at most 1e8"),
+            (0 < self.p_trunc < 0.5, f"p_trunc must be in (0, 0.5), got {self.p_trunc}"),
+            (self.warmup_epochs >= 0, f"warmup epochs must be >= 0, got {self.warmup_epochs}"),
             (self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}"),
             (self.method in ("mc", "exact"), f"method must be 'mc' or 'exact', got {self.method!r}"),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
@@ -80,8 +101,51 @@ class TrainConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(msg)
+                raise ArgumentError(msg)
         return self
+
+
+#: input side per data set whose inputs have a fixed size (the others use ``patch_size``)
+DATASET_PATCH = {"digits": 8, "mnist": 28}
+#: final relaxation temperature per family where it differs from TrainConfig's
+FAMILY_TEMP_STOP = {"categorical": 0.1}
+#: upper end of the U(-6, ·) prior log-rate init per decoder (the reference: -4 for lin, -2 for conv)
+DECODER_PRIOR_LOG_HIGH = {"lin": -4.0, "conv": -2.0}
+
+
+def make_configs(family: str = "poisson", latents: int = 512, arch: str = "lin|lin", patch_size: int = 16,
+                 **train_fields) -> tuple[VAEConfig, TrainConfig]:
+    """The one factory of (model config, training config) for ``train``, ``sweep`` and notebooks.
+
+    Applies the defaults that depend on other choices: the input size of fixed-size data sets
+    (:data:`DATASET_PATCH`), the categorical family's final temperature (:data:`FAMILY_TEMP_STOP`,
+    unless ``temp_stop`` is given) and the prior-rate init per decoder (:data:`DECODER_PRIOR_LOG_HIGH`).
+    ``train_fields`` are :class:`TrainConfig` fields. Both configs are validated
+    (:class:`~spikevae.errors.ArgumentError` naming the field).
+    """
+    enc, sep, dec = str(arch).partition("|")
+    if not sep or not enc or not dec:
+        raise ArgumentError(f"arch must look like 'lin|lin' (encoder|decoder), got {arch!r}")
+    unknown = sorted(set(train_fields) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ArgumentError(f"unknown training settings {unknown}")
+    fields = dict(train_fields)
+    if fields.get("temp_stop") is None:
+        fields.pop("temp_stop", None)
+        if family in FAMILY_TEMP_STOP:
+            fields["temp_stop"] = FAMILY_TEMP_STOP[family]
+    try:
+        tc = TrainConfig(**fields).validate()
+        patch = DATASET_PATCH.get(tc.dataset, patch_size)
+        mc = VAEConfig(family=family, n_latents=latents, patch_size=patch, encoder=enc, decoder=dec,
+                       prior_log_high=DECODER_PRIOR_LOG_HIGH.get(dec, VAEConfig.prior_log_high)).validate()
+    except TypeError as exc:
+        raise ArgumentError(str(exc)) from None
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
+    if tc.method == "exact" and mc.decoder != "lin":
+        raise ArgumentError("method 'exact' needs a linear decoder (arch '...|lin')")
+    return mc, tc
 
 
 class TrainResult(NamedTuple):
@@ -106,30 +170,6 @@ def schedule(step: int, total: int, cfg: TrainConfig) -> tuple[float, float, flo
         prog = (step - warm) / max(1.0, total - warm)
         lr_f = (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * prog))) / cfg.lr
     return temp, beta, lr_f
-
-
-def treves_rolls(z: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Treves–Rolls sparsity of non-negative responses along ``axis``; an all-zero slice scores 1.
-
-    ``S = (1 - (Σz)² / (m Σz²)) / (1 - 1/m)`` over the ``m`` entries along ``axis`` (the reference's
-    ``sparse_score``): 0 when all entries are equal, 1 when one entry carries everything.
-    """
-    z = np.asarray(z, dtype=np.float64)
-    m = z.shape[axis]
-    s1, s2 = z.sum(axis), np.square(z).sum(axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = (1.0 - s1**2 / (m * s2)) / (1.0 - 1.0 / m)
-    return np.where(s2 > 0, s, 1.0)
-
-
-def lifetime_sparsity(z: np.ndarray) -> np.ndarray:
-    """Per-unit Treves–Rolls sparsity over samples (axis 0) of a (samples, units) array."""
-    return treves_rolls(z, axis=0)
-
-
-def population_sparsity(z: np.ndarray) -> np.ndarray:
-    """Per-sample Treves–Rolls sparsity across units (axis 1) of a (samples, units) array."""
-    return treves_rolls(z, axis=1)
 
 
 @torch.no_grad()
@@ -225,9 +265,9 @@ def fit(
     model_cfg.validate()
     train_cfg.validate()
     if train_cfg.method == "exact" and model_cfg.decoder != "lin":
-        raise ValueError("method 'exact' needs a linear decoder (decoder='lin')")
+        raise ArgumentError("method 'exact' needs a linear decoder (decoder='lin')")
     if data.train.shape[-1] != model_cfg.patch_size:
-        raise ValueError(f"data patches are {data.train.shape[-1]} px but the model expects {model_cfg.patch_size}")
+        raise ArgumentError(f"data patches are {data.train.shape[-1]} px but the model expects {model_cfg.patch_size}")
     device = torch.device(device)
     s_init, s_train, s_val = _child_seeds(train_cfg.seed, 3)
     model = VAE(model_cfg, torch.Generator().manual_seed(s_init)).to(device)
@@ -237,7 +277,7 @@ def fit(
     xva = torch.as_tensor(data.val, device=device).unsqueeze(1)
     n_batches = len(xtr) // train_cfg.batch_size
     if n_batches == 0:
-        raise ValueError(f"batch size {train_cfg.batch_size} is larger than the training set ({len(xtr)})")
+        raise ArgumentError(f"batch size {train_cfg.batch_size} is larger than the training set ({len(xtr)})")
     total = n_batches * train_cfg.epochs
     history: list = []
     start_epoch = 0
@@ -313,7 +353,7 @@ def fit(
         if path is not None:
             finished = epoch + 1 == train_cfg.epochs
             payload = {**payload_base, "state_dict": model.state_dict(), "metrics": metrics,
-                       "history": history, "epoch": epoch + 1, "provenance": ckpt_mod.provenance(train_cfg.seed)}
+                       "history": history, "epoch": epoch + 1, "provenance": provenance(train_cfg.seed)}
             if not finished:
                 payload["train_state"] = {"optimizer": opt.state_dict(), "rng": g_train.get_state(),
                                           "epoch": epoch + 1}
@@ -327,27 +367,28 @@ def _parser() -> Parser:
     d = TrainConfig()
     m = VAEConfig()
     p.add_argument("--out", required=True, help="checkpoint to write (e.g. pvae.pt)")
-    p.add_argument("--dataset", default=d.dataset, help=f"{' | '.join(DATASETS)} (default natural)")
+    p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
     p.add_argument("--images", help="folder of PNG/JPEG/TIFF/.iml images (implies --dataset images)")
     p.add_argument("--mnist", help="folder with MNIST IDX files (implies --dataset mnist)")
-    p.add_argument("--model", default=m.family, help=f"latent family: {' | '.join(FAMILIES)}")
+    p.add_argument("--model", default=m.family, choices=FAMILIES, help="latent family")
     p.add_argument("--arch", default="lin|lin", help="encoder|decoder, encoder in lin|conv|mlp, decoder in lin|conv")
-    p.add_argument("--latents", type=int, default=m.n_latents, help="number of latent units K")
-    p.add_argument("--patch-size", type=int, default=m.patch_size, help="patch side in pixels (natural/images)")
-    p.add_argument("--n-train", type=int, default=d.n_train)
-    p.add_argument("--n-val", type=int, default=d.n_val)
-    p.add_argument("--beta", type=float, default=d.beta, help="final KL weight")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--temp-start", type=float, default=d.temp_start)
-    p.add_argument("--temp-stop", type=float, default=None, help="final temperature (0.05 Poisson, 0.1 categorical)")
-    p.add_argument("--anneal-portion", type=float, default=d.anneal_portion,
+    p.add_argument("--latents", type=positive_int, default=m.n_latents, help="number of latent units K")
+    p.add_argument("--patch-size", type=positive_int, default=m.patch_size, help="patch side in pixels (natural/images)")
+    p.add_argument("--n-train", type=positive_int, default=d.n_train)
+    p.add_argument("--n-val", type=positive_int, default=d.n_val)
+    p.add_argument("--beta", type=nonneg_float, default=d.beta, help="final KL weight")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--lr", type=positive_float, default=d.lr)
+    p.add_argument("--temp-start", type=positive_float, default=d.temp_start)
+    p.add_argument("--temp-stop", type=positive_float, default=None,
+                   help=f"final temperature (default {d.temp_stop}; categorical {FAMILY_TEMP_STOP['categorical']})")
+    p.add_argument("--anneal-portion", type=unit_float, default=d.anneal_portion,
                    help="fraction of training over which temperature and beta are annealed")
     p.add_argument("--method", default=d.method, choices=("mc", "exact"))
     p.add_argument("--straight-through", action="store_true", help="hard counts forward after annealing (ST)")
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--grad-clip", type=positive_float, default=d.grad_clip)
+    p.add_argument("--seed", type=seed, default=d.seed)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--resume", metavar="CKPT", help="continue an interrupted run from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -363,49 +404,30 @@ def main(argv=None) -> int:
     resume = None
     if args.resume:
         resume = ckpt_mod.load_checkpoint(args.resume, map_location=device)
+        mc, _ = ckpt_mod.validate_checkpoint(resume, args.resume)
         if "train_state" not in resume:
-            raise UserError(f"{args.resume} is a finished run (epoch {resume.get('epoch')}); nothing to resume")
+            raise ArgumentError(f"{args.resume} is a finished run (epoch {resume.get('epoch')}); nothing to resume")
         tc = TrainConfig(**resume["train_config"])
-        mc = VAEConfig(**resume["model_config"])
     else:
-        dataset = args.dataset
-        if args.images:
-            dataset = "images"
-        if args.mnist:
-            dataset = "mnist"
-        enc, _, dec = args.arch.partition("|")
-        if not dec:
-            raise UserError(f"--arch must look like 'lin|lin', got {args.arch!r}")
-        try:
-            tc = TrainConfig(dataset=dataset, images=args.images, mnist=args.mnist, n_train=args.n_train,
-                             n_val=args.n_val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             beta=args.beta, temp_start=args.temp_start,
-                             temp_stop=args.temp_stop if args.temp_stop is not None else
-                             (0.1 if args.model == "categorical" else TrainConfig().temp_stop),
-                             anneal_portion=args.anneal_portion, method=args.method,
-                             straight_through=args.straight_through, grad_clip=args.grad_clip,
-                             seed=args.seed).validate()
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        patch = {"digits": 8, "mnist": 28}.get(dataset, args.patch_size)
-        try:
-            mc = VAEConfig(family=args.model, n_latents=args.latents, patch_size=patch, encoder=enc, decoder=dec,
-                           prior_log_high=-4.0 if dec == "lin" else -2.0).validate()
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        dataset = "mnist" if args.mnist else "images" if args.images else args.dataset
+        mc, tc = make_configs(args.model, args.latents, args.arch, args.patch_size, dataset=dataset,
+                              images=args.images, mnist=args.mnist, n_train=args.n_train, n_val=args.n_val,
+                              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+                              temp_start=args.temp_start, temp_stop=args.temp_stop,
+                              anneal_portion=args.anneal_portion, method=args.method,
+                              straight_through=args.straight_through, grad_clip=args.grad_clip, seed=args.seed)
+    # the training and validation inputs live in memory as float32, once on the host and once on the device
+    check_memory(2 * 4 * (tc.n_train + tc.n_val) * mc.n_pixels, f"{tc.n_train} + {tc.n_val} patches")
     out = Path(args.out)
     if not out.parent.is_dir():
-        raise UserError(f"output folder {out.parent} does not exist")
+        raise ArgumentError(f"output folder {out.parent} does not exist")
     data = load_dataset(tc.dataset, n_train=tc.n_train, n_val=tc.n_val, patch_size=mc.patch_size,
                         images=tc.images, mnist_dir=tc.mnist, seed=tc.seed)
     if mc.patch_size != data.train.shape[-1]:
         mc = dataclasses.replace(mc, patch_size=int(data.train.shape[-1])).validate()
     print(f"training {mc.family} VAE {mc.encoder}|{mc.decoder}, K={mc.n_latents}, on {data.source}: "
           f"{len(data.train)} train / {len(data.val)} validation inputs, device {device}")
-    try:
-        res = fit(mc, tc, data, out, device, resume=resume, progress=not args.quiet)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    res = fit(mc, tc, data, out, device, resume=resume, progress=not args.quiet)
     m = res.metrics
     keys = ("nelbo", "mse", "mse_map", "kl", "active_fraction", "lifetime_sparsity", "portion_zeros")
     print("validation: " + ", ".join(f"{k} {m[k]:.4g}" for k in keys if k in m))

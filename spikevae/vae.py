@@ -24,13 +24,15 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
+from .errors import ArgumentError
 from .poisson import poisson_kl, relaxed_poisson, softclamp_upper
 
 __all__ = ["VAEConfig", "Posterior", "LossTerms", "VAE", "FAMILIES", "ANNEALED", "ENCODERS", "DECODERS",
-           "gumbel_softmax"]
+           "gumbel_softmax", "posterior_array"]
 
 FAMILIES = ("poisson", "gaussian", "laplace", "gaussian-relu", "categorical")
 #: families whose relaxation temperature is annealed during training (the others keep t = 1)
@@ -56,24 +58,36 @@ class VAEConfig:
     logdr_clamp: float = 10.0  # soft upper clamp on log δr
     lograte_clamp: float = 5.3  # soft upper clamp on log λ (max rate ≈ e^5.3 ≈ 200 per window)
 
-    def validate(self) -> "VAEConfig":
-        """Raise ``ValueError`` naming the bad field; return self."""
+    def validate(self) -> VAEConfig:
+        """Raise :class:`~spikevae.errors.ArgumentError` naming the bad field; return self."""
+        for name in ("init_scale", "prior_log_high", "logdr_clamp", "lograte_clamp"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ArgumentError(f"{name} must be a finite number, got {v!r}")
+        if not 1 <= int(self.n_latents) <= 100_000:
+            raise ArgumentError(f"n_latents must be between 1 and 100,000, got {self.n_latents!r}")
+        if not 2 <= int(self.patch_size) <= 256:
+            raise ArgumentError(f"patch_size must be between 2 and 256, got {self.patch_size!r}")
+        if not 1 <= int(self.n_channels) <= 1024:
+            raise ArgumentError(f"n_channels must be between 1 and 1024, got {self.n_channels!r}")
+        if self.logdr_clamp <= 0 or self.lograte_clamp <= 0:
+            raise ArgumentError("logdr_clamp and lograte_clamp must be > 0")
         if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+            raise ArgumentError(f"family must be one of {FAMILIES}, got {self.family!r}")
         if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+            raise ArgumentError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+            raise ArgumentError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         if int(self.n_latents) <= 0:
-            raise ValueError(f"n_latents must be > 0, got {self.n_latents!r}")
+            raise ArgumentError(f"n_latents must be > 0, got {self.n_latents!r}")
         if int(self.patch_size) <= 1:
-            raise ValueError(f"patch_size must be > 1, got {self.patch_size!r}")
+            raise ArgumentError(f"patch_size must be > 1, got {self.patch_size!r}")
         if "conv" in (self.encoder, self.decoder):
             p = int(self.patch_size)
             if p < 4 or p & (p - 1):
-                raise ValueError(f"conv layers need a power-of-two patch_size >= 4, got {p}")
+                raise ArgumentError(f"conv layers need a power-of-two patch_size >= 4, got {p}")
         if self.init_scale <= 0:
-            raise ValueError(f"init_scale must be > 0, got {self.init_scale!r}")
+            raise ArgumentError(f"init_scale must be > 0, got {self.init_scale!r}")
         return self
 
     @property
@@ -207,7 +221,7 @@ class VAE(nn.Module):
     def dictionary(self) -> torch.Tensor:
         """Φ (D, K): the linear decoder's atoms as columns."""
         if self.config.decoder != "lin":
-            raise ValueError("the dictionary is defined only for a linear decoder (decoder='lin')")
+            raise ArgumentError("the dictionary is defined only for a linear decoder (decoder='lin')")
         return self.decoder.weight
 
     def posterior(self, x: torch.Tensor) -> Posterior:
@@ -276,17 +290,55 @@ class VAE(nn.Module):
             recon = (xf - self.decode(z).flatten(1)).square().sum(1)
         elif method == "exact":
             if self.config.family == "gaussian-relu":
-                raise ValueError("method 'exact' is not defined for the gaussian-relu family; use 'mc'")
+                raise ArgumentError("method 'exact' is not defined for the gaussian-relu family; use 'mc'")
             phi = self.dictionary  # (D, K)
             xhat = self.decode(post.mean).flatten(1)
             recon = (xf - xhat).square().sum(1) + post.var @ phi.square().sum(0)
         else:
-            raise ValueError(f"method must be 'mc' or 'exact', got {method!r}")
+            raise ArgumentError(f"method must be 'mc' or 'exact', got {method!r}")
         kl = post.kl.sum(1)
         return LossTerms((recon + beta * kl).mean(), recon.mean(), kl.mean())
 
     def extra_repr(self) -> str:  # noqa: D102
         return f"config={dataclasses.asdict(self.config)}"
+
+
+@torch.no_grad()
+def posterior_array(model: VAE, x, field: str = "mean", batch_size: int = 4096) -> np.ndarray:
+    """One posterior field for many inputs, batched, without gradients, on the model's device.
+
+    The one path from a model to rates: ``field='mean'`` gives the P-VAE's λ (expected counts per
+    window); ``'features'`` the reference's decoding features; ``'kl'`` the per-latent KL.
+
+    Parameters
+    ----------
+    model : VAE
+    x : array or tensor (n, P, P), (n, 1, P, P) or (n, P*P)
+    field : {'mean', 'var', 'kl', 'features'}
+    batch_size : int
+        Inputs per forward pass (bounds memory).
+
+    Returns
+    -------
+    ndarray (n, K) float64
+    """
+    if field not in Posterior._fields:
+        raise ArgumentError(f"field must be one of {Posterior._fields}, got {field!r}")
+    if batch_size < 1:
+        raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
+    p = int(model.config.patch_size)
+    dev = next(model.parameters()).device
+    xt = torch.as_tensor(x)
+    if xt.ndim == 2 and xt.shape[1] == p * p:
+        xt = xt.view(-1, p, p)
+    if xt.ndim == 3:
+        xt = xt.unsqueeze(1)
+    if xt.ndim != 4 or tuple(xt.shape[1:]) != (1, p, p):
+        raise ArgumentError(f"inputs must be (n, {p}, {p}) patches, got shape {tuple(torch.as_tensor(x).shape)}")
+    out = [getattr(model.posterior(xt[i:i + batch_size].to(dev, torch.float32)), field).double().cpu().numpy()
+           for i in range(0, len(xt), batch_size)]
+    k = model.config.n_latents
+    return np.concatenate(out) if out else np.zeros((0, k))
 
 
 def gumbel_softmax(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikevae.data import PatchSet, Preprocessing
+from spikevae.data import Preprocessing
 
 
 def run_cli(main, argv):
@@ -63,12 +63,24 @@ def tiny_checkpoint(tmp_path_factory, small_patches):
 
 @pytest.fixture(autouse=True)
 def _reset_brian_state():
-    """Brian2 global state (device, codegen target) back to defaults after every test."""
-    yield
+    """Brian2 global state (device, codegen target, clock, scope) reset before every test, checked after.
+
+    Library functions must restore what they found (``spikevae._brian.brian_state``): a test that
+    leaves the device or target changed fails here.
+    """
     import sys
 
     if "brian2" in sys.modules:
-        import brian2
+        from spikevae._brian import reset_brian
 
-        brian2.set_device("runtime")
-        brian2.prefs.codegen.target = "numpy"
+        reset_brian()
+    yield
+    if "brian2" in sys.modules:
+        import brian2
+        from brian2.devices.device import get_device
+
+        leaked = get_device().__class__.__name__ != "RuntimeDevice" or brian2.prefs.codegen.target != "auto"
+        from spikevae._brian import reset_brian
+
+        reset_brian()
+        assert not leaked, "a library call left Brian2's device or code-generation target changed"

@@ -4,8 +4,17 @@ import math
 import numpy as np
 import pytest
 
-from spikevae.analysis import (PRESETS, EnergyModel, count_correlations, fano_factors, isi_cv, metabolic_table,
-                               noise_correlations, psth, unit_rates)
+from spikevae.analysis import (
+    PRESETS,
+    EnergyModel,
+    count_correlations,
+    fano_factors,
+    isi_cv,
+    metabolic_table,
+    noise_correlations,
+    psth,
+    unit_rates,
+)
 from spikevae.records import Presentations, SpikeTrains
 
 RATE, K, N_STIM, REPEATS, WIN = 20.0, 12, 5, 40, 0.1

@@ -4,15 +4,20 @@ import torch
 
 from spikevae import checkpoint as C
 from spikevae.data import Preprocessing
+from spikevae.io.files import atomic_write
+from spikevae.model import load_model
 
 
 def test_round_trip_gives_identical_rates(tiny_checkpoint, small_patches):
-    model, data = C.load_model(tiny_checkpoint)
+    loaded = load_model(tiny_checkpoint)
+    model, data = loaded.vae, loaded.checkpoint
     x = torch.as_tensor(small_patches.val[:50]).unsqueeze(1)
     rates = model.posterior(x).mean
     C.save_checkpoint(tiny_checkpoint.parent / "copy.pt", {k: v for k, v in data.items() if k not in ("format", "version")})
-    again, data2 = C.load_model(tiny_checkpoint.parent / "copy.pt")
-    assert torch.equal(again.posterior(x).mean, rates)
+    again = load_model(tiny_checkpoint.parent / "copy.pt")
+    data2 = again.checkpoint
+    assert torch.equal(again.vae.posterior(x).mean, rates)
+    assert again.preprocessing == small_patches.preprocessing
     assert Preprocessing(**data2["preprocessing"]) == small_patches.preprocessing
     assert data2["provenance"]["packages"]["torch"].startswith("2.13")
 
@@ -67,12 +72,13 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        C.atomic_write(tmp_path / "out.pt", boom)
+        atomic_write(tmp_path / "out.pt", boom)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_shipped_checkpoint_loads():
-    model, data = C.load_model()
+    loaded = load_model()
+    model, data = loaded.vae, loaded.checkpoint
     assert data["family"] == "poisson" and model.config.n_latents == 512
     assert C.default_checkpoint_path().stat().st_size < 4_000_000
     assert "train_state" not in data

@@ -48,8 +48,8 @@ def test_patch_too_large_for_image_is_a_clear_error():
 
 
 def _write_images(folder):
-    from PIL import Image
     import tifffile
+    from PIL import Image
 
     rng = np.random.default_rng(3)
     arrs = {}

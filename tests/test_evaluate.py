@@ -4,12 +4,18 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
-from spikevae.evaluate import (gabor_likeness, knn_accuracy, main, pca_alignment, principal_components,
-                               shattering_dimensionality)
-from spikevae.train import population_sparsity, treves_rolls
 
+from spikevae.analysis import (
+    gabor_likeness,
+    knn_accuracy,
+    pca_alignment,
+    population_sparsity,
+    principal_components,
+    shattering_dimensionality,
+    treves_rolls,
+)
+from spikevae.evaluate import main
 
 CENTRES = np.random.default_rng(0).standard_normal((10, 20)) * 10  # ten classes, far apart
 
@@ -138,7 +144,7 @@ def test_group_over_seeds_averages_rows_that_differ_only_by_seed():
 
 
 def test_spatial_spread_closed_forms():
-    from spikevae.evaluate import spatial_spread
+    from spikevae.analysis import spatial_spread
 
     delta = np.zeros((1, 8, 8))
     delta[0, 3, 4] = 2.0

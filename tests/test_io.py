@@ -1,4 +1,6 @@
 """NWB and Neo export: lossless round trips, files read by pynwb / neo, nwbinspector clean."""
+from datetime import UTC
+
 import numpy as np
 import pytest
 
@@ -79,11 +81,11 @@ def test_neo_block_matches_elephant_counts(spikes):
 
 def test_read_nwb_from_another_tool(tmp_path):
     """A plain pynwb file (units with spike_times, trials without our columns) reads back."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from pynwb import NWBHDF5IO, NWBFile
 
-    nwb = NWBFile(session_description="x", identifier="y", session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    nwb = NWBFile(session_description="x", identifier="y", session_start_time=datetime(2026, 1, 1, tzinfo=UTC))
     nwb.add_unit(spike_times=[0.1, 0.5])
     nwb.add_unit(spike_times=[0.2])
     nwb.add_trial(start_time=0.0, stop_time=0.3)

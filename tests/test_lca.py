@@ -2,8 +2,20 @@
 import numpy as np
 import pytest
 
-from spikevae.lca import (LCAConfig, THRESHOLDS, energy, fista, ista, lca, lca_brian, lca_dense, learn_dictionary,
-                          normalise_atoms, spiking_lca, threshold)
+from spikevae.lca import (
+    THRESHOLDS,
+    LCAConfig,
+    energy,
+    fista,
+    ista,
+    lca,
+    lca_brian,
+    lca_dense,
+    learn_dictionary,
+    normalise_atoms,
+    spiking_lca,
+    threshold,
+)
 
 
 @pytest.fixture
@@ -127,7 +139,9 @@ def test_lca_command_learn_and_infer(tmp_path, capsys):
     import json
 
     from conftest import run_cli
-    from spikevae.lca_cli import load_dictionary, main
+
+    from spikevae.io import load_dictionary
+    from spikevae.lca_cli import main
 
     d = tmp_path / "dict.npz"
     assert run_cli(main, ["learn", "--out", str(d), "--atoms", "16", "--updates", "3", "--batch", "50",
@@ -150,12 +164,13 @@ def test_lca_command_learn_and_infer(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["--lam", "-1"], "lambda must be"),
-    (["--tau", "0"], "tau must be"),
-    (["--simulator", "gpu"], "--simulator must be"),
+    (["--lam", "-1"], "--lam: must be >= 0"),
+    (["--tau", "0"], "--tau: must be > 0"),
+    (["--simulator", "gpu"], "--simulator: invalid choice"),
 ])
 def test_lca_command_bad_input(tmp_path, capsys, tiny_checkpoint, argv, msg):
     from conftest import run_cli
+
     from spikevae.lca_cli import main
 
     code = run_cli(main, ["infer", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o")] + argv)
@@ -165,8 +180,10 @@ def test_lca_command_bad_input(tmp_path, capsys, tiny_checkpoint, argv, msg):
 
 def test_lca_command_dictionary_patch_mismatch(tmp_path, capsys):
     from conftest import run_cli
+
     from spikevae.data import Preprocessing
-    from spikevae.lca_cli import main, save_dictionary
+    from spikevae.io import save_dictionary
+    from spikevae.lca_cli import main
 
     bad = tmp_path / "bad.npz"
     save_dictionary(bad, normalise_atoms(np.ones((100, 4)) + np.eye(100, 4)), Preprocessing(patch_size=16), {})

@@ -4,8 +4,15 @@ import pytest
 import torch
 from scipy import stats
 
-from spikevae.poisson import (_BUCKETS, _SoftCount, _bucket_limits, n_exp_for_rate, poisson_kl,
-                              relaxed_poisson, relaxed_poisson_reference)
+from spikevae.poisson import (
+    _BUCKETS,
+    _bucket_limits,
+    _SoftCount,
+    n_exp_for_rate,
+    poisson_kl,
+    relaxed_poisson,
+    relaxed_poisson_reference,
+)
 
 N = 200_000
 

@@ -47,9 +47,7 @@ def test_planted_gabor_recovered_through_the_spiking_pipeline():
         lam = model.posterior(torch.as_tensor(frames).unsqueeze(1)).mean.numpy()
     cfg = PoissonLayerConfig(window=0.005, dt=1e-3, target="cython", chunk=6000)
     run = simulate_poisson(lam, cfg, seed=2)
-    k = np.searchsorted(run.onset, run.time + 1e-9, side="right") - 1
-    counts = np.zeros((len(frames), 2))
-    np.add.at(counts, (k, run.unit), 1)
+    counts = run.counts()
     est = sta(frames, counts)[0]
     corr = np.corrcoef(est.ravel(), filt.ravel())[0, 1]
     assert corr >= 0.9, corr

@@ -86,13 +86,18 @@ def test_lca_vs_pvae_smoke(tmp_path, tiny_checkpoint, capsys):
     assert sl["units"] == sl_st.n_units == 32  # ON/OFF pairs
     assert sl["mean_rate_hz"] == pytest.approx(sl_st.n_spikes / (32 * 2 * 0.040))
     assert sl["median_fano"] is None  # one presentation per patch: undefined, not invented
-    with open(out / "rf_lca" / "gabor_fits.csv") as fh:
+    # the report's LCA RF numbers are those rf_mapping.py gives for the same mapping
+    rf = _load("simulations/rf_mapping.py")
+    assert rf.main(["--model", "lca", "--checkpoint", str(tiny_checkpoint), "--lam", "0.5", "--out",
+                    str(tmp_path / "rf_lca"), "--frames", "200", "--sparse-frames", "50", "--grating-repeats", "1",
+                    "--fit-units", "4", "--quiet"]) == 0
+    with open(tmp_path / "rf_lca" / "gabor_fits.csv") as fh:
         r2 = [float(r["r2"]) for r in csv.DictReader(fh)]
     rf_lca = next(v for k, v in res["receptive_fields"].items() if k.startswith("LCA"))
     assert rf_lca["gabor_fraction"] == pytest.approx(np.mean(np.array(r2) >= 0.5))
     report = (out / "report.md").read_text()
     assert "## Spikes, spike statistics and metabolic cost" in report and "## Receptive fields" in report
-    assert (out / "rf_pvae" / "figures" / "agreement.png").stat().st_size > 1000
+    assert (out / "figures" / "agreement_pvae.png").stat().st_size > 1000
     rows = res["lca_on_pvae_dictionary"]
     assert [r["lambda"] for r in rows] == [0.01, 1.0]
     assert rows[1]["lifetime_sparsity"] >= rows[0]["lifetime_sparsity"]  # larger λ, sparser code

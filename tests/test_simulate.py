@@ -3,10 +3,11 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from spikevae.io import read_neo, read_nwb
-from spikevae.simulate import main, run_simulation
+from spikevae.pipeline import run_simulation
+from spikevae.simulate import main
 from spikevae.spiking import PoissonLayerConfig
 
 BASE = ["--n-stimuli", "4", "--repeats", "2", "--window", "20", "--dt", "1", "--target", "numpy", "--quiet"]
@@ -43,9 +44,9 @@ def test_run_simulation_counts_track_rates_and_seed_is_reproducible(tiny_checkpo
 def _rate_mse(path, res):
     import torch
 
-    from spikevae.checkpoint import load_model
+    from spikevae.model import load_model
 
-    model, _ = load_model(path)
+    model = load_model(path).vae
     x = torch.as_tensor(res.stimuli.images[res.spikes.presentations.stimulus]).unsqueeze(1)
     with torch.no_grad():
         rec = model.decode(model.posterior(x).mean)
@@ -78,7 +79,7 @@ def test_user_image_folder(tmp_path, tiny_checkpoint):
     ("hostile", "refused"),
     ("small-images", "smaller than a 8-pixel patch"),
     ("unreadable-images", "cannot read image"),
-    ("window", "--window must be > 0"),
+    ("window", "--window: must be > 0"),
     ("dt", "does not divide"),
     ("outdir", "output folder"),
     ("stimuli", "--stimuli must be"),

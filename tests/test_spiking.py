@@ -9,19 +9,11 @@ from spikevae.spiking import PoissonLayerConfig, _slot_table, rate_dt_report, si
 FAST = PoissonLayerConfig(window=0.05, dt=5e-4, target="numpy")  # 100 steps per window
 
 
-def _record(run, expected, cfg, stim=None, rep=None):
-    n = len(expected)
-    stim = np.arange(n) if stim is None else stim
-    rep = np.zeros(n, int) if rep is None else rep
-    return SpikeTrains(run.unit, run.time, expected.shape[1], run.t_stop, cfg.dt,
-                       Presentations(stim, rep, run.onset, run.offset, expected))
-
-
 def test_counts_pass_a_poisson_dispersion_test():
     rng = np.random.default_rng(0)
     lam = rng.uniform(0.2, 2.0, (200, 20))
     run = simulate_poisson(lam, FAST, seed=1)
-    c = _record(run, lam, FAST).counts()
+    c = run.counts()
     # Σ (c - λ)² / λ over 4000 independent pairs ~ χ²(4000) under Poisson (Bernoulli steps: 1 - p ≥ 0.98 of it)
     d = ((c - lam) ** 2 / lam).sum()
     p_value = 2 * min(stats.chi2.cdf(d, lam.size), stats.chi2.sf(d, lam.size))
@@ -35,7 +27,7 @@ def test_fano_factor_across_repeats_is_one():
     R = 40
     expected = np.repeat(np.tile(lam1, (5, 1)), R, axis=0)  # 5 stimuli x 40 repeats, same λ per stimulus
     run = simulate_poisson(expected, FAST, seed=2)
-    c = _record(run, expected, FAST).counts().reshape(5, R, 10)
+    c = run.counts().reshape(5, R, 10)
     fano = c.var(1, ddof=1) / c.mean(1)  # per (stimulus, unit), across repeats
     # mean of 50 Fano factors from 40 repeats: sd of one ≈ sqrt(2/39); Bernoulli steps shrink it by p <= 0.03
     assert abs(fano.mean() - 1.0) < 4 * np.sqrt(2 / 39) / np.sqrt(50) + 0.03
@@ -45,9 +37,10 @@ def test_spike_times_uniform_within_window():
     expected = np.full((100, 4), 2.0)
     cfg = PoissonLayerConfig(window=0.05, gap=0.01, dt=5e-4, target="numpy")
     run = simulate_poisson(expected, cfg, seed=3)
-    k = np.searchsorted(run.onset, run.time, side="right") - 1
-    phase = (run.time - run.onset[k]) / cfg.window
-    assert np.all(run.time < run.offset[k] - 1e-12)  # nothing in the gaps
+    on, off = run.presentations.onset, run.presentations.offset
+    k = np.searchsorted(on, run.time, side="right") - 1
+    phase = (run.time - on[k]) / cfg.window
+    assert np.all(run.time < off[k] - 1e-12)  # nothing in the gaps
     # phases live on the 100-step grid: compare with the discrete uniform law
     steps = np.rint(phase * 100).astype(int)
     obs = np.bincount(steps, minlength=100)
@@ -60,7 +53,7 @@ def test_rate_zero_silent_and_rate_one_over_dt_every_step():
     run = simulate_poisson(expected, cfg, seed=4)
     assert not np.any(run.unit != 1)
     np.testing.assert_allclose(run.time, np.arange(50) * 1e-3, atol=1e-12)
-    assert run.notes and "use --dt" in run.notes[0]
+    assert run.meta["notes"] and "use --dt" in run.meta["notes"][0]
 
 
 def test_gap_rows_and_trailing_zero_row():
@@ -94,7 +87,7 @@ def test_same_seed_same_spikes_on_every_target(tmp_path):
     runs = [simulate_poisson(lam, PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target=t, chunk=5), seed=9,
                              build_dir=tmp_path)
             for t in ("numpy", "cython", "cpp_standalone")]
-    assert [r.target for r in runs] == ["numpy", "cython", "cpp_standalone"]
+    assert [r.meta["target"] for r in runs] == ["numpy", "cython", "cpp_standalone"]
     assert len(runs[0].time) > 100
     for other in runs[1:]:
         np.testing.assert_array_equal(runs[0].unit, other.unit)

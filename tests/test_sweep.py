@@ -2,8 +2,8 @@
 import json
 
 import pytest
-
 from conftest import run_cli
+
 from spikevae.sweep import expand_grid, main, run_id, run_job
 
 
@@ -80,9 +80,9 @@ def test_bad_sweep_arguments_are_one_line(tmp_path, capsys):
 def test_lca_runs_learn_a_dictionary_or_code_on_a_checkpoint(tmp_path, tiny_checkpoint):
     import numpy as np
 
-    from spikevae.data import Preprocessing, natural_patches
+    from spikevae.data import natural_patches
     from spikevae.lca import LCAConfig, lca, normalise_atoms
-    from spikevae.lca_cli import load_dictionary
+    from spikevae.io import load_dictionary
 
     base = {**expand_grid({"lam": [0.3]}, {"family": "lca", "latents": 24, "patch_size": 8, "n_train": 2000,
                                            "updates": 3, "n_code": 40, "lca_steps": 60})[0]}

@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli
+
 from spikevae import checkpoint as C
-from spikevae.train import TrainConfig, evaluate, fit, lifetime_sparsity, main, schedule
+from spikevae.analysis import lifetime_sparsity
+from spikevae.train import TrainConfig, evaluate, fit, main, schedule
 from spikevae.vae import VAE, VAEConfig
 
 MC = VAEConfig(n_latents=64, patch_size=8, prior_log_high=-2.0)
@@ -67,16 +68,31 @@ def test_cli_trains_and_same_seed_same_trajectory(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["--dataset", "cifar"], "dataset must be one of"),
-    (["--latents", "0"], "n_latents must be > 0"),
-    (["--latents", "-3"], "n_latents must be > 0"),
+    (["--dataset", "cifar"], "--dataset: invalid choice"),
+    (["--latents", "0"], "--latents: must be between 1 and 1e9"),
+    (["--latents", "-3"], "--latents: must be between 1 and 1e9"),
     (["--images", "/nonexistent/folder"], "does not exist"),
-    (["--patch-size", "600", "--n-train", "10", "--n-val", "10"], "smaller than a 600-pixel patch"),
-    (["--arch", "lin"], "--arch must look like"),
-    (["--device", "tpu"], "--device must be"),
-    (["--epochs", "0"], "epochs must be > 0"),
+    (["--patch-size", "600", "--n-train", "10", "--n-val", "10"], "patch_size must be between 2 and 256"),
+    (["--patch-size", "200", "--images", "IMAGES", "--n-train", "10", "--n-val", "10"],
+     "smaller than a 200-pixel patch"),
+    (["--arch", "lin"], "arch must look like"),
+    (["--device", "tpu"], "device must be"),
+    (["--epochs", "0"], "--epochs: must be between 1 and 1e9"),
+    (["--beta", "inf"], "--beta: must be finite"),
+    (["--lr", "nan"], "--lr: must be finite"),
+    (["--seed", "-1"], "--seed: a seed must be in [0, 2**32)"),
+    (["--n-train", "99999999999"], "--n-train: must be between 1 and 1e9"),
+    (["--n-train", "90000000"], "would need about"),
 ])
 def test_bad_input_one_clear_line(tmp_path, capsys, argv, msg):
+    if "IMAGES" in argv:  # two small photographs: too small for the patch size asked for
+        from PIL import Image
+
+        folder = tmp_path / "imgs"
+        folder.mkdir()
+        for i in range(2):
+            Image.fromarray(np.random.default_rng(i).integers(0, 255, (100, 120), dtype=np.uint8)).save(folder / f"{i}.png")
+        argv = [str(folder) if a == "IMAGES" else a for a in argv]
     code = run_cli(main, ["--out", str(tmp_path / "x.pt"), "--quiet"] + argv)
     err = capsys.readouterr().err
     assert code == 2

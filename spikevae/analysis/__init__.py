@@ -1,7 +1,24 @@
-"""Analysis of spike trains: statistics (Elephant on Neo objects) and metabolic cost."""
+"""Analysis: spike statistics (Elephant on Neo objects), metabolic cost, receptive fields, sparsity and geometry.
+
+Everything here takes arrays or :class:`~spikevae.records.SpikeTrains` records; nothing imports torch.
+"""
+from .geometry import (
+                       R2_GOOD,
+                       KNNResult,
+                       gabor_likeness,
+                       knn_accuracy,
+                       pca_alignment,
+                       principal_components,
+                       shattering_dimensionality,
+                       spatial_spread,
+)
 from .metabolic import PRESETS, EnergyModel, metabolic_table
-from .stats import (count_correlations, fano_factors, isi_cv, noise_correlations, psth, spike_summary,
-                    unit_rates)
+from .receptive_fields import GaborFit, GratingTuning, fit_gabor, gabor, grating_tuning, sta
+from .sparsity import lifetime_sparsity, population_sparsity, treves_rolls
+from .stats import count_correlations, fano_factors, isi_cv, noise_correlations, psth, spike_summary, unit_rates
 
 __all__ = ["unit_rates", "isi_cv", "fano_factors", "count_correlations", "noise_correlations", "psth",
-           "spike_summary", "EnergyModel", "PRESETS", "metabolic_table"]
+           "spike_summary", "EnergyModel", "PRESETS", "metabolic_table", "sta", "grating_tuning", "GratingTuning",
+           "gabor", "fit_gabor", "GaborFit", "treves_rolls", "lifetime_sparsity", "population_sparsity",
+           "KNNResult", "knn_accuracy", "shattering_dimensionality", "principal_components", "gabor_likeness",
+           "spatial_spread", "pca_alignment", "R2_GOOD"]

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 __all__ = ["sta", "grating_tuning", "GratingTuning", "gabor", "fit_gabor", "GaborFit"]
 
 
@@ -35,7 +37,7 @@ def sta(stimuli: np.ndarray, counts: np.ndarray) -> np.ndarray:
     x = np.asarray(stimuli, dtype=np.float64)
     c = np.asarray(counts, dtype=np.float64)
     if len(x) != len(c):
-        raise ValueError(f"{len(x)} stimuli but {len(c)} rows of counts")
+        raise ArgumentError(f"{len(x)} stimuli but {len(c)} rows of counts")
     total = c.sum(0)  # (K,)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (c.T @ x.reshape(len(x), -1)) / total[:, None]
@@ -110,7 +112,7 @@ def fit_gabor(img: np.ndarray) -> GaborFit:
 
     img = np.asarray(img, dtype=np.float64)
     if img.ndim != 2 or not np.all(np.isfinite(img)):
-        raise ValueError("fit_gabor needs a finite 2-D image")
+        raise ArgumentError("fit_gabor needs a finite 2-D image")
     h, w = img.shape
     pad = 64
     spec = np.abs(np.fft.fft2(img - img.mean(), s=(pad, pad)))

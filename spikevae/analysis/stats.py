@@ -92,11 +92,11 @@ def count_correlations(st: SpikeTrains) -> np.ndarray:
     w = p.offset - p.onset
     contiguous = len(p) > 1 and np.allclose(w, w[0]) and np.allclose(p.onset[1:], p.offset[:-1]) and p.onset[0] == 0
     if contiguous:
+        import warnings
+
         import quantities as pq
         from elephant.conversion import BinnedSpikeTrain
         from elephant.spike_train_correlation import correlation_coefficient
-
-        import warnings
 
         binned = BinnedSpikeTrain(_neo_trains_window(st, p.offset[-1]), bin_size=w[0] * pq.s, t_start=0 * pq.s,
                                   t_stop=p.offset[-1] * pq.s)

@@ -69,7 +69,7 @@ def write_neo(path: str | os.PathLike, st: SpikeTrains) -> Path:
     """Save ``st`` as a Neo Block with NixIO (annotations kept), atomically."""
     from neo.io import NixIO
 
-    from ..checkpoint import atomic_write
+    from .files import atomic_write
 
     blk = to_neo_block(st)
 

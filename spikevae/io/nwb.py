@@ -42,17 +42,17 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
     """Write ``st`` (and optionally the stimuli, (n_stimuli, P, P)) to an NWB file, atomically."""
     from hdmf.common import DynamicTable, VectorData
     from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.base import Images, ImageReferences
+    from pynwb.base import ImageReferences, Images
     from pynwb.file import Subject
     from pynwb.image import GrayscaleImage, IndexSeries
     from pynwb.misc import Units
 
-    from ..checkpoint import atomic_write
+    from .files import atomic_write
 
     meta = dict(st.meta)
     seed = meta.get("seed")
     model = meta.get("model", "pvae")
-    start = start_time or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    start = start_time or _dt.datetime.now(_dt.UTC).replace(microsecond=0)
     nwb = NWBFile(
         session_description=description,
         identifier=meta.get("run_id") or str(uuid.uuid4()),
@@ -113,7 +113,7 @@ def read_nwb(path: str | os.PathLike) -> SpikeTrains:
     without ``stimulus_index`` get their row number; λ defaults to NaN.
     A missing or unreadable file raises :class:`~spikevae.data.DataError` with one line.
     """
-    from ..data import DataError
+    from ..errors import DataError
 
     path = Path(path)
     if not path.is_file():
@@ -129,7 +129,7 @@ def read_nwb(path: str | os.PathLike) -> SpikeTrains:
 def _read_nwb(path: Path) -> SpikeTrains:
     from pynwb import NWBHDF5IO
 
-    from ..data import DataError
+    from ..errors import DataError
 
     with NWBHDF5IO(str(path), "r") as io:
         nwb = io.read()
