@@ -67,9 +67,12 @@ def run_checked(net, duration, **kwargs) -> None:
     net.run(duration, **kwargs)
     if get_device().__class__.__name__ == "CPPStandaloneDevice":
         return  # the binary either ran to the end or failed (Brian2 raises on a non-zero exit)
-    dt = min((o.clock.dt_ for o in net.objects if hasattr(o, "clock")), default=float(defaultclock.dt))
-    if Network._globally_stopped or float(net.t_) < float(duration) - 0.5 * dt:
-        raise RunInterrupted(f"the Brian2 run stopped at {float(net.t_):.4g} s of {float(duration):.4g} s "
+    import numpy as np
+
+    dt = min((float(o.clock.dt_) for o in net.objects if hasattr(o, "clock")), default=float(defaultclock.dt))
+    t_end = float(np.asarray(net.t_, dtype=float).ravel()[0])  # a clock's VariableView after a stop
+    if Network._globally_stopped or t_end < float(duration) - 0.5 * dt:
+        raise RunInterrupted(f"the Brian2 run stopped at {t_end:.4g} s of {float(duration):.4g} s "
                              "(interrupted); nothing of it is kept")
 
 

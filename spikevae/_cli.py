@@ -35,8 +35,20 @@ class _Terminated(BaseException):
     """SIGTERM, raised in the main thread so that clean-up runs."""
 
 
+def _ignore_further_stops() -> None:
+    """A second Ctrl-C or SIGTERM must not cut the clean-up of the first one short."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+
+
 def _on_sigterm(signum, frame):
+    _ignore_further_stops()
     raise _Terminated()
+
+
+def _on_sigint(signum, frame):
+    _ignore_further_stops()
+    raise KeyboardInterrupt()
 
 
 def cli_entry(prog: str):
@@ -44,10 +56,13 @@ def cli_entry(prog: str):
     def deco(fn):
         @functools.wraps(fn)
         def wrapper(argv=None):
-            previous = None
+            previous = {}
             try:
-                previous = signal.signal(signal.SIGTERM, _on_sigterm)
-            except ValueError:  # not the main thread (e.g. a test runner's worker): leave SIGTERM alone
+                # Brian2 wraps the SIGINT handler it finds at import; with its stop-on-Ctrl-C preference off
+                # (spikevae._brian.brian_state) it passes the signal on to this one
+                previous = {s: signal.signal(s, h) for s, h in ((signal.SIGTERM, _on_sigterm),
+                                                                (signal.SIGINT, _on_sigint))}
+            except ValueError:  # not the main thread (e.g. a test runner's worker): leave the signals alone
                 pass
             try:
                 return fn(argv)
@@ -71,8 +86,10 @@ def cli_entry(prog: str):
                 print(f"{prog}: terminated (SIGTERM); no output was written as complete", file=sys.stderr)
                 return 143
             finally:
-                if previous is not None:
-                    signal.signal(signal.SIGTERM, previous)
+                # after a stop, further signals stay ignored until the process has exited
+                if previous and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+                    for s, h in previous.items():
+                        signal.signal(s, h)
 
         return wrapper
 

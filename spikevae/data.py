@@ -95,19 +95,19 @@ class Preprocessing:
             v = getattr(self, f.name)
             if f.name == "kind":
                 if v not in ("natural", "scale"):
-                    raise DataError(f"preprocessing kind must be 'natural' or 'scale', got {v!r}")
+                    raise DataError(f"field 'kind' must be 'natural' or 'scale', got {v!r}")
             elif f.name in ints:
                 if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                    raise DataError(f"preprocessing {f.name} must be an integer, got {v!r}")
+                    raise DataError(f"field {f.name!r} must be an integer, got {v!r}")
             elif isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
-                raise DataError(f"preprocessing {f.name} must be a finite number, got {v!r}")
+                raise DataError(f"field {f.name!r} must be a finite number, got {v!r}")
         limits = {"patch_size": (2, 256), "downsample": (1, 64), "lcn_size": (1, 255), "crop": (0, 256)}
         for name, (lo, hi) in limits.items():
             if not lo <= getattr(self, name) <= hi:
-                raise DataError(f"preprocessing {name} must be in [{lo}, {hi}], got {getattr(self, name)}")
+                raise DataError(f"field {name!r} must be in [{lo}, {hi}], got {getattr(self, name)}")
         for name in ("whiten_f0", "whiten_n", "lcn_sigma", "scale"):
             if not getattr(self, name) > 0:
-                raise DataError(f"preprocessing {name} must be > 0, got {getattr(self, name)}")
+                raise DataError(f"field {name!r} must be > 0, got {getattr(self, name)}")
         return self
 
     @classmethod

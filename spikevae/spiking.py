@@ -89,6 +89,8 @@ class PoissonLayerConfig:
             raise ArgumentError(f"window / dt = {self.window / self.dt:.3g} steps per presentation; at most 1e8")
         if self.chunk < 1:
             raise ArgumentError(f"chunk must be >= 1 presentation, got {self.chunk}")
+        if self.window < self.dt:
+            raise ArgumentError(f"window ({self.window!r} s) must be at least one time step dt ({self.dt!r} s)")
         self.steps(self.window, "window")
         self.steps(self.gap, "gap")
         return self

@@ -304,7 +304,9 @@ def fit(
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(len(xtr), generator=g_train, device=device)
-        run_loss = run_recon = run_kl = 0.0
+        # (loss, recon, kl) summed over the epoch's batches on the device: no host sync per step, so a GPU
+        # can queue steps ahead (float64, added in batch order: the same sums as Python floats)
+        running = torch.zeros(3, dtype=torch.float64, device=device)
         max_rate = 0.0
         for b in range(n_batches):
             step = epoch * n_batches + b
@@ -320,9 +322,7 @@ def fit(
             terms.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             opt.step()
-            run_loss += float(terms.loss.detach())
-            run_recon += float(terms.recon.detach())
-            run_kl += float(terms.kl.detach())
+            running += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()]).double()
         with torch.no_grad():
             if model_cfg.family == "poisson":
                 max_rate = float(model.posterior(xtr[:5000]).mean.max())
@@ -334,9 +334,7 @@ def fit(
             model.train()
         rec = {
             "epoch": epoch + 1,
-            "train_loss": run_loss / n_batches,
-            "train_recon": run_recon / n_batches,
-            "train_kl": run_kl / n_batches,
+            **dict(zip(("train_loss", "train_recon", "train_kl"), (running / n_batches).tolist())),
             "temperature": temp,
             "beta": beta,
             "lr": train_cfg.lr * lr_f,

@@ -81,8 +81,8 @@ def test_lca_runs_learn_a_dictionary_or_code_on_a_checkpoint(tmp_path, tiny_chec
     import numpy as np
 
     from spikevae.data import natural_patches
-    from spikevae.lca import LCAConfig, lca, normalise_atoms
     from spikevae.io import load_dictionary
+    from spikevae.lca import LCAConfig, lca, normalise_atoms
 
     base = {**expand_grid({"lam": [0.3]}, {"family": "lca", "latents": 24, "patch_size": 8, "n_train": 2000,
                                            "updates": 3, "n_code": 40, "lca_steps": 60})[0]}

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..records import SpikeTrains
 
-__all__ = ["unit_rates", "isi_cv", "fano_factors", "count_correlations", "noise_correlations", "psth",
+__all__ = ["unit_rates", "isi_cv", "trial_trains", "fano_factors", "count_correlations", "noise_correlations", "psth",
            "spike_summary"]
 
 
@@ -40,8 +40,11 @@ def isi_cv(st: SpikeTrains) -> np.ndarray:
     return out
 
 
-def _trial_trains(st: SpikeTrains, unit: int, stimulus: int):
-    """Neo trains of one unit, cut to each presentation window of one stimulus, aligned to onset."""
+def trial_trains(st: SpikeTrains, unit: int, stimulus: int):
+    """Neo trains of one unit, one per presentation of one stimulus, cut to its window and aligned to onset.
+
+    The trials Elephant's trial statistics take (``fanofactor``, PSTHs).
+    """
     import neo
     import quantities as pq
 
@@ -77,7 +80,7 @@ def fano_factors(st: SpikeTrains) -> tuple[np.ndarray, np.ndarray]:
         if rows.sum() < 2:
             continue
         for k in np.nonzero(counts[rows].sum(0) > 0)[0]:
-            out[s_i, k] = float(fanofactor(_trial_trains(st, int(k), int(s))))
+            out[s_i, k] = float(fanofactor(trial_trains(st, int(k), int(s))))
     return stims, out
 
 
