@@ -1,0 +1,48 @@
+"""Project-level checks: lint, the GPU benchmark's CPU path, and (slow) the demo end to end."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_clean():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    res = subprocess.run([ruff, "check", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:]
+
+
+def test_gpu_benchmark_runs_on_cpu(tmp_path):
+    """Without a GPU the script runs its CPU rows and says the CUDA rows were skipped."""
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--out", str(tmp_path), "--quick"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "gpu.json").read_text())
+    if not report["cuda"]:
+        assert "no CUDA device: the CUDA rows are skipped" in res.stdout
+    rows = {r["config"]: r for r in report["throughput"] if r["device"] == "cpu" and "samples_per_s" in r}
+    assert set(rows) == {"spikevae", "exact", "reference", "gaussian"}
+    assert rows["spikevae"]["samples_per_s"] > rows["reference"]["samples_per_s"]  # the sampler's whole point
+    assert np.isfinite(report["recipe"]["metrics"]["nelbo"])
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    """``spikevae-demo`` on the shipped model: the summary it writes is what its spike file holds."""
+    from spikevae.io import read_nwb
+
+    exe = Path(sys.executable).parent / "spikevae-demo"
+    res = subprocess.run([str(exe), "--out", str(tmp_path), "--device", "cpu"], capture_output=True, text=True,
+                         timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    st = read_nwb(tmp_path / "run" / "spikes.nwb")
+    assert summary["n_spikes"] == st.n_spikes and summary["per_unit_counts"] == st.counts().sum(0).tolist()
+    lam = st.presentations.expected
+    assert abs(st.n_spikes - lam.sum()) < 4 * np.sqrt(lam.sum())
+    assert (tmp_path / "basis.png").stat().st_size > 10_000
