@@ -7,12 +7,11 @@ file's provenance), the KL in nats and bits and bits per spike. Writes ``present
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
-from spikevae._cli import ArgumentError, cli_entry
+from spikevae._cli import ArgumentError, Parser, cli_entry, nonneg_float
 
 
 @cli_entry("metabolic_cost")
@@ -21,12 +20,12 @@ def main(argv=None) -> int:
     from spikevae.analysis import PRESETS, EnergyModel, metabolic_table
     from spikevae.io import read_nwb, write_csv, write_json
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(prog="metabolic_cost", description=__doc__.splitlines()[0])
     p.add_argument("nwb")
     p.add_argument("--out", default="cost")
     p.add_argument("--preset", default="lennie2003", help=" | ".join(PRESETS))
-    p.add_argument("--atp-per-spike", type=float, help="override the preset's ATP per spike")
-    p.add_argument("--resting-atp", type=float, help="override the preset's resting ATP per unit per second")
+    p.add_argument("--atp-per-spike", type=nonneg_float, help="override the preset's ATP per spike")
+    p.add_argument("--resting-atp", type=nonneg_float, help="override the preset's resting ATP per unit per second")
     args = p.parse_args(argv)
     if args.preset not in PRESETS:
         raise ArgumentError(f"--preset must be one of {', '.join(PRESETS)}, got {args.preset!r}")

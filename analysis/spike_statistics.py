@@ -6,10 +6,9 @@ and PSTHs, a trials table). Writes ``units.csv`` (rate, ISI CV, mean Fano factor
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from spikevae._cli import ArgumentError, cli_entry
+from spikevae._cli import Parser, cli_entry, positive_float
 
 
 @cli_entry("spike_statistics")
@@ -18,13 +17,11 @@ def main(argv=None) -> int:
     from spikevae.analysis import psth, spike_summary
     from spikevae.io import read_nwb, write_csv, write_json
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(prog="spike_statistics", description=__doc__.splitlines()[0])
     p.add_argument("nwb", help="NWB file with a Units table")
     p.add_argument("--out", default="stats")
-    p.add_argument("--psth-bin", type=float, default=10.0, help="PSTH bin, ms")
+    p.add_argument("--psth-bin", type=positive_float, default=10.0, help="PSTH bin, ms")
     args = p.parse_args(argv)
-    if not args.psth_bin > 0:
-        raise ArgumentError(f"--psth-bin must be > 0 ms, got {args.psth_bin}")
     path = Path(args.nwb)
     st = read_nwb(path)
     out = Path(args.out)

@@ -34,7 +34,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ._cli import ArgumentError, Parser, cli_entry
+from ._cli import ArgumentError, Parser, cli_entry, positive_int
 
 __all__ = ["expand_grid", "run_id", "run_job", "run_sweep", "main"]
 
@@ -311,7 +311,7 @@ def _parser() -> Parser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=V",
                    help="a fixed value for every run, e.g. epochs=100 dataset=digits batch_size=100")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
-    p.add_argument("--workers", type=int, help="local cluster worker processes (default: one per core)")
+    p.add_argument("--workers", type=positive_int, help="local cluster worker processes (default: one per core)")
     p.add_argument("--serial", action="store_true", help="run the jobs one after another here, without Dask")
     p.add_argument("--quiet", action="store_true")
     return p

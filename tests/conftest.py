@@ -8,6 +8,18 @@ import torch
 from spikevae.data import Preprocessing
 
 
+def load_script(rel: str):
+    """A script of the repository (``simulations/rf_mapping.py``, ...) as a module, without running it."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(rel.replace("/", "_")[:-3], root / rel)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run_cli(main, argv):
     """Run a command's ``main`` and return its exit status (argparse errors included)."""
     try:

@@ -3,28 +3,17 @@
 Each case must end in exactly one stderr line naming the problem, a non-zero exit status, and no
 output file (nothing half-written, nothing that claims more than it holds).
 """
-import importlib.util
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script(rel):
-    spec = importlib.util.spec_from_file_location(rel.replace("/", "_")[:-3], ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_script, run_cli
 
 
 def _tamper(data: dict, case: str) -> dict:
@@ -81,10 +70,10 @@ def _commands(tmp_path, ck):
         "demo": (demo.main, ["--checkpoint", ck, "--out", str(out), "--n-val", "10", "--no-spikes"]),
         "evaluate": (evaluate.main, ["--checkpoint", ck, "--out", str(out), "--quiet", "--no-gabor"]),
         "lca": (lca_cli.main, ["infer", "--checkpoint", ck, "--out", str(out), "--n-patches", "2", "--quiet"]),
-        "rf_mapping": (_script("simulations/rf_mapping.py").main,
+        "rf_mapping": (load_script("simulations/rf_mapping.py").main,
                        ["--checkpoint", ck, "--out", str(out), "--frames", "10", "--sparse-frames", "10",
                         "--grating-repeats", "1", "--fit-units", "2", *small[:-1], "--quiet"]),
-        "lca_vs_pvae": (_script("simulations/lca_vs_pvae.py").main, ["--checkpoint", ck, "--out", str(out), "--quiet"]),
+        "lca_vs_pvae": (load_script("simulations/lca_vs_pvae.py").main, ["--checkpoint", ck, "--out", str(out), "--quiet"]),
     }
 
 

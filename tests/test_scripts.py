@@ -1,23 +1,13 @@
 """Smoke tests of the runnable scripts with tiny arguments."""
 import csv
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(rel):
-    spec = importlib.util.spec_from_file_location(rel.replace("/", "_")[:-3], ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_script
 
 
 def test_rf_mapping_smoke(tmp_path, tiny_checkpoint, capsys):
-    rf = _load("simulations/rf_mapping.py")
+    rf = load_script("simulations/rf_mapping.py")
     out = tmp_path / "rf"
     assert rf.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--frames", "300", "--sparse-frames", "128",
                     "--grating-repeats", "1", "--window", "10", "--dt", "1", "--target", "numpy", "--fit-units", "4",
@@ -35,7 +25,7 @@ def test_rf_mapping_smoke(tmp_path, tiny_checkpoint, capsys):
 
 
 def test_rf_mapping_bad_input(tmp_path, capsys):
-    rf = _load("simulations/rf_mapping.py")
+    rf = load_script("simulations/rf_mapping.py")
     assert rf.main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
@@ -49,11 +39,11 @@ def test_analysis_scripts_on_a_simulated_run(tmp_path, tiny_checkpoint, capsys):
     run = tmp_path / "run"
     assert simulate(["--checkpoint", str(tiny_checkpoint), "--out", str(run), "--n-stimuli", "3", "--repeats", "4",
                      "--window", "20", "--dt", "1", "--target", "numpy", "--quiet", "--no-neo"]) == 0
-    stats = _load("analysis/spike_statistics.py")
+    stats = load_script("analysis/spike_statistics.py")
     assert stats.main([str(run / "spikes.nwb"), "--out", str(tmp_path / "stats")]) == 0
     s = json.loads((tmp_path / "stats" / "summary.json").read_text())
     assert s["n_units"] == 16 and s["n_presentations"] == 12
-    cost = _load("analysis/metabolic_cost.py")
+    cost = load_script("analysis/metabolic_cost.py")
     assert cost.main([str(run / "spikes.nwb"), "--out", str(tmp_path / "cost"), "--preset", "attwell-laughlin2001"]) == 0
     c = json.loads((tmp_path / "cost" / "summary.json").read_text())
     sim = json.loads((run / "summary.json").read_text())
@@ -67,7 +57,7 @@ def test_analysis_scripts_on_a_simulated_run(tmp_path, tiny_checkpoint, capsys):
 def test_lca_vs_pvae_smoke(tmp_path, tiny_checkpoint, capsys):
     import json
 
-    rep = _load("simulations/lca_vs_pvae.py")
+    rep = load_script("simulations/lca_vs_pvae.py")
     out = tmp_path / "report"
     assert rep.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--n-patches", "40",
                      "--lams", "0.01", "1.0", "--steps", "100", "--stimuli", "4", "--repeats", "3", "--window", "20",
@@ -87,7 +77,7 @@ def test_lca_vs_pvae_smoke(tmp_path, tiny_checkpoint, capsys):
     assert sl["mean_rate_hz"] == pytest.approx(sl_st.n_spikes / (32 * 2 * 0.040))
     assert sl["median_fano"] is None  # one presentation per patch: undefined, not invented
     # the report's LCA RF numbers are those rf_mapping.py gives for the same mapping
-    rf = _load("simulations/rf_mapping.py")
+    rf = load_script("simulations/rf_mapping.py")
     assert rf.main(["--model", "lca", "--checkpoint", str(tiny_checkpoint), "--lam", "0.5", "--out",
                     str(tmp_path / "rf_lca"), "--frames", "200", "--sparse-frames", "50", "--grating-repeats", "1",
                     "--fit-units", "4", "--quiet"]) == 0
