@@ -89,15 +89,23 @@ class SpikeTrains:
         """Total number of spikes."""
         return len(self.time)
 
-    def counts(self) -> np.ndarray:
-        """Spike counts per (presentation, unit) inside each window, (n_presentations, n_units)."""
+    def counts(self, delay: float | None = None) -> np.ndarray:
+        """Spike counts per (presentation, unit) inside each window, (n_presentations, n_units).
+
+        The one window-counting rule: a spike at time t counts for the window [onset, offset) that
+        holds it (half a time step of tolerance at both edges). ``delay`` (s) shifts every window, to
+        count a response that starts one latency after the stimulus; default: the run's response
+        latency (``meta['response_latency_s']``, 0 for the plain Poisson layer).
+        """
         p = self.presentations
         out = np.zeros((len(p), self.n_units), dtype=np.int64)
         if not self.n_spikes or not len(p):
             return out
+        if delay is None:
+            delay = float(self.meta.get("response_latency_s", 0.0))
         # presentation windows are disjoint and sorted: locate each spike's window by its onset
         order = np.argsort(p.onset, kind="stable")
-        on, off = p.onset[order], p.offset[order]
+        on, off = p.onset[order] + delay, p.offset[order] + delay
         k = np.searchsorted(on, self.time + 0.5 * self.dt, side="right") - 1  # tolerance: half a step
         ok = k >= 0
         ok[ok] &= self.time[ok] < off[k[ok]] - 0.5 * self.dt

@@ -23,6 +23,7 @@ says which it used. The same seed gives the same spikes on every target.
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import math
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 from ._brian import brian_state, quiet_brian, run_checked
 from .errors import ArgumentError
 from .records import Presentations, SpikeTrains
+from .spike_model import SpikeModel, drive_schedule, refractory_drive
 
 __all__ = [
     "PoissonLayerConfig",
@@ -63,6 +65,7 @@ class PoissonLayerConfig:
     target: str = "auto"  # Brian2 code generation: numpy | cython | cpp_standalone | auto
     chunk: int = 2000  # presentations per Brian2 network run (bounds memory)
     p_warn: float = 0.05  # warn when rate·dt exceeds this (Bernoulli counts under-dispersed by p)
+    spikes: SpikeModel = SpikeModel()  # time base, spontaneous rate, dynamics, refractoriness, variability
 
     def steps(self, seconds: float, what: str) -> int:
         """``seconds`` as a whole number of steps (error if dt does not divide it)."""
@@ -93,6 +96,9 @@ class PoissonLayerConfig:
             raise ArgumentError(f"window ({self.window!r} s) must be at least one time step dt ({self.dt!r} s)")
         self.steps(self.window, "window")
         self.steps(self.gap, "gap")
+        if not isinstance(self.spikes, SpikeModel):
+            raise ArgumentError(f"spikes must be a SpikeModel, got {type(self.spikes).__name__}")
+        self.spikes.validate()
         return self
 
 
@@ -101,9 +107,12 @@ def rates_hz(expected: np.ndarray, window: float) -> np.ndarray:
     return np.asarray(expected, dtype=np.float64) / float(window)
 
 
-def rate_dt_report(expected: np.ndarray, cfg: PoissonLayerConfig) -> str | None:
-    """A warning when some rate·dt is too large for one Bernoulli draw per step, else None."""
-    p = rates_hz(expected, cfg.window) * cfg.dt  # (n, K)
+def rate_dt_report(expected: np.ndarray, cfg: PoissonLayerConfig, hz: np.ndarray | None = None) -> str | None:
+    """A warning when some rate·dt is too large for one Bernoulli draw per step, else None.
+
+    ``hz``: the peak drive of each (presentation, unit), Hz (default λ / window).
+    """
+    p = (rates_hz(expected, cfg.window) if hz is None else np.asarray(hz)) * cfg.dt  # (n, K)
     bad = p > cfg.p_warn
     if not bad.any():
         return None
@@ -119,22 +128,49 @@ def rate_dt_report(expected: np.ndarray, cfg: PoissonLayerConfig) -> str | None:
     return msg
 
 
-def _slot_table(expected: np.ndarray, cfg: PoissonLayerConfig) -> tuple[np.ndarray, int]:
-    """Rate table (rows, K) in Hz with one row per slot, blanks as zeros, and a trailing zero row."""
+def _slot_steps(cfg: PoissonLayerConfig, sched) -> int:
+    """Steps per row of the rate table: every window, gap, kernel bin and the latency are whole rows."""
     w, g = cfg.steps(cfg.window, "window"), cfg.steps(cfg.gap, "gap")
     slot = math.gcd(w, g) if g else w
-    rw, rg = w // slot, g // slot
-    n, K = expected.shape
-    table = np.zeros((n * (rw + rg) + 1, K))
-    hz = rates_hz(expected, cfg.window)
-    rows = (np.arange(n)[:, None] * (rw + rg) + np.arange(rw)[None, :]).ravel()
-    table[rows] = np.repeat(hz, rw, axis=0)
+    if len(sched.kernel) > 1:
+        slot = math.gcd(slot, sched.bin_steps)
+    if sched.latency_steps:
+        slot = math.gcd(slot, sched.latency_steps)
+    return slot
+
+
+def _chunk_table(sched, cfg: PoissonLayerConfig, start: int, stop: int) -> tuple[np.ndarray, int]:
+    """Rate table (rows, K) in Hz for the time steps [start, stop) of the run, one row per slot, plus a
+    trailing row (past its end a 2-D TimedArray repeats its last row). Responses are placed at their
+    latency; the spontaneous rate fills everything; the refractory drive correction is applied last."""
+    w, g = cfg.steps(cfg.window, "window"), cfg.steps(cfg.gap, "gap")
+    period, slot = w + g, _slot_steps(cfg, sched)
+    n, K = sched.evoked_hz.shape
+    model = cfg.spikes
+    n_rows = (stop - start) // slot
+    table = np.full((n_rows + 1, K), float(model.spontaneous_hz))
+    L, nb, q = sched.latency_steps, len(sched.kernel), sched.bin_steps // slot
+    p_lo = max(0, (start - L - w) // period)
+    p_hi = min(n, (stop - L) // period + 1)
+    pres = np.arange(p_lo, p_hi)
+    for j in range(nb):  # bin j of every presentation's response
+        first = (pres * period + L + j * sched.bin_steps - start) // slot  # (m,) first row of the bin
+        rows = first[:, None] + np.arange(q)[None, :]  # (m, q)
+        ok = (rows >= 0) & (rows < n_rows)
+        hz = sched.evoked_hz[pres] * sched.kernel[j] if nb > 1 else sched.evoked_hz[pres]
+        if model.spontaneous_hz:
+            hz = hz + model.spontaneous_hz
+        table[rows[ok]] = np.repeat(hz, q, axis=0).reshape(len(pres), q, K)[ok]
+    if model.refractory and model.correct_refractory:
+        table, _ = refractory_drive(table, model.refractory, cfg.dt)
+    if model.spontaneous_hz == 0:
+        table[-1] = 0.0
     return table, slot
 
 
 @quiet_brian
 def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, seed: int, target: str,
-                 build_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+                 build_dir: str | None, model: SpikeModel = SpikeModel()) -> tuple[np.ndarray, np.ndarray]:
     """Run one chunk in Brian2; spikes as (unit, time step within the chunk)."""
     K = table.shape[1]
     if table.shape[0] * slot_steps < n_steps:  # guard the repeat-last-row trap
@@ -154,29 +190,69 @@ def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, se
             b2.seed(seed)
             stim = b2.TimedArray(table * b2.Hz, dt=slot_steps * dt * b2.second, name="pvae_rates")
             ns = {"stim": stim, "sim_dt": dt * b2.second}
-            # p: Bernoulli probability per step; gap to the next spiking step ~ Geometric(p)
-            # (capped at 1e9 steps, far beyond a chunk, because Brian's floor() returns a 32-bit integer)
-            geo = "floor(clip(log(rand()) / (log(clip(1 - p, 1e-300, 1)) - 1e-300), 0, 1e9))"
-            G = b2.NeuronGroup(
-                K, "next_step : 1\np = clip(stim(t, i) * sim_dt, 0, 1) : 1",
-                threshold="timestep(t, sim_dt) >= next_step",
-                reset=f"next_step = timestep(t, sim_dt) + 1 + {geo}",
-                dt=dt * b2.second, namespace=ns, name="pvae_units",
-            )
-            G.next_step = 1e300
-            G.run_regularly(f"next_step = timestep(t, sim_dt) + {geo}", dt=slot_steps * dt * b2.second,
-                            when="start", name="pvae_slot_boundary")
-            mon = b2.SpikeMonitor(G, name="pvae_spikes")
+            G = _neurons(b2, K, ns, dt, slot_steps, n_steps, model)
+            renewal = model.gamma_order > 1
+            mon = b2.SpikeMonitor(G, variables=["c"] if renewal else None, name="pvae_spikes")
             net = b2.Network(G, mon)
             run_checked(net, n_steps * dt * b2.second, namespace=ns)
             unit = np.asarray(mon.i[:], dtype=np.int64)
             steps = np.rint(np.asarray(mon.t_[:]) / dt).astype(np.int64)
+            if renewal:  # the k-th events are the spikes
+                keep = np.rint(np.asarray(mon.c[:])) == model.gamma_order - 1
+                unit, steps = unit[keep], steps[keep]
             del net, mon, G, stim
         finally:
             if standalone:
                 b2.device.reinit()
                 b2.device.activate()
     return unit, steps
+
+
+def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, model: SpikeModel):
+    """The NeuronGroup that turns the rate table ``stim(t, i)`` (Hz) into spikes, by the spike model.
+
+    Poisson (``gamma_order`` 1): one Bernoulli draw of probability p = rate·dt per step, realised by
+    drawing the geometric number of steps to the next spike, redrawn at every slot boundary (memoryless).
+    An absolute refractory period of r steps makes the earliest next spike r steps after the last one;
+    the geometric draw starts there. Gamma renewal (order k): the rate is integrated into an operational
+    time Λ (frozen while refractory), and a spike is emitted each time Λ passes a Gamma(k, 1/k) increment.
+    """
+    ref_steps = int(round(model.refractory / dt)) if model.refractory else 0
+    refractory = ref_steps * dt * b2.second if ref_steps else False
+    if model.gamma_order == 1:
+        # p: Bernoulli probability per step; gap to the next spiking step ~ Geometric(p)
+        # (capped at 1e9 steps, far beyond a chunk, because Brian's floor() returns a 32-bit integer)
+        geo = "floor(clip(log(rand()) / (log(clip(1 - p, 1e-300, 1)) - 1e-300), 0, 1e9))"
+        now = "timestep(t, sim_dt)"
+        if not ref_steps:
+            G = b2.NeuronGroup(K, "next_step : 1\np = clip(stim(t, i) * sim_dt, 0, 1) : 1",
+                               threshold=f"{now} >= next_step", reset=f"next_step = {now} + 1 + {geo}",
+                               dt=dt * b2.second, namespace=ns, name="pvae_units")
+            boundary = f"next_step = {now} + {geo}"
+        else:  # ref_end: the first step at which the unit may spike again
+            G = b2.NeuronGroup(K, "next_step : 1\nref_end : 1\np = clip(stim(t, i) * sim_dt, 0, 1) : 1",
+                               threshold=f"{now} >= next_step",
+                               reset=f"ref_end = {now} + {ref_steps}\nnext_step = ref_end + {geo}",
+                               refractory=refractory, dt=dt * b2.second, namespace=ns, name="pvae_units")
+            boundary = f"next_step = clip(ref_end, {now}, 1e300) + {geo}"
+        G.next_step = 1e300
+        G.run_regularly(boundary, dt=slot_steps * dt * b2.second, when="start", name="pvae_slot_boundary")
+        return G
+    # gamma renewal of order k: events of a Poisson process at k·ν in operational time Λ = ∫ν dt; every k-th event
+    # is a spike (event counter c; SpikeMonitor keeps c, and the spikes are the events with c = k − 1).
+    # Λ is frozen for the refractory period after a spike. One rand() per code block (Brian2's rule, and
+    # the condition for the same draws on every target).
+    k = model.gamma_order
+    ref = f"{ref_steps * dt!r} * second"
+    G = b2.NeuronGroup(K, "dLam/dt = stim(t, i) * int(t >= ref_until) : 1\nnext_L : 1\nc : 1\nref_until : second",
+                       threshold="Lam >= next_L",
+                       reset=f"ref_until = t + {ref} * int(c >= {k - 1})\nc = (c + 1) * int(c < {k - 1})\n"
+                             f"next_L = Lam - log(1 - rand()) / {k}",
+                       method="euler", dt=dt * b2.second, namespace=ns, name="pvae_units")
+    G.next_L = 1e300
+    G.run_regularly(f"next_L = Lam - log(1 - rand()) / {k}", dt=(n_steps + 1) * dt * b2.second, when="start",
+                    name="pvae_renewal_start")  # once, at the start of the chunk
+    return G
 
 
 def _check_expected(expected) -> np.ndarray:
@@ -246,15 +322,26 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
     """
     cfg.validate()
     expected = _check_expected(expected)
-    pres = _presentations(expected, cfg, stimulus, repeat)
-    notes: list = []
-    msg = rate_dt_report(expected, cfg)
+    model = cfg.spikes
+    # shared gains: one stream for the whole run, whatever the chunking
+    sched = drive_schedule(expected, cfg.window, cfg.dt, model, np.random.default_rng([seed, 0x5A1E]))
+    pres = _presentations(sched.expected, cfg, stimulus, repeat)
+    notes: list = list(sched.notes)
+    peak = None
+    if not model.is_plain:
+        peak = sched.evoked_hz * sched.kernel.max() + model.spontaneous_hz
+        if model.refractory and model.correct_refractory:
+            peak, _ = refractory_drive(peak, model.refractory, cfg.dt)
+    msg = rate_dt_report(expected, cfg, peak)
     if msg:
         notes.append(msg)
         log.warning(msg)
+    for note in sched.notes:
+        log.warning(note)
     n, K = expected.shape
     w, g = cfg.steps(cfg.window, "window"), cfg.steps(cfg.gap, "gap")
     period = w + g
+    total = n * period + sched.latency_steps  # the last response ends one latency after the last window
     n_chunks = (n + cfg.chunk - 1) // cfg.chunk
     seeds = [int(s.generate_state(1)[0] % (2**31 - 1)) for s in np.random.SeedSequence(seed).spawn(n_chunks)]
     tmp = None
@@ -267,13 +354,14 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
     try:
         starts = range(0, n, cfg.chunk)
         for c, s0 in enumerate(tqdm(starts, disable=not progress or len(starts) == 1, desc="brian2", unit="chunk")):
-            block = expected[s0:s0 + cfg.chunk]
-            table, slot = _slot_table(block, cfg)
-            n_steps = len(block) * period
+            a, b = s0 * period, (total if s0 + cfg.chunk >= n else (s0 + cfg.chunk) * period)
+            table, slot = _chunk_table(sched, cfg, a, b)
+            n_steps = b - a
             while True:
                 tgt = used or targets[0]
                 try:
-                    u, st = _brian_chunk(table, slot, n_steps, cfg.dt, seeds[c], tgt, str(Path(build_dir) / tgt))
+                    u, st = _brian_chunk(table, slot, n_steps, cfg.dt, seeds[c], tgt, str(Path(build_dir) / tgt),
+                                         model)
                     used = tgt
                     break
                 except Exception as exc:  # noqa: BLE001 - a target that cannot build falls back
@@ -294,8 +382,11 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
     unit = np.concatenate(units)
     step = np.concatenate(steps)
     order = np.lexsort((unit, step))
-    return SpikeTrains(unit[order], step[order] * cfg.dt, K, n * period * cfg.dt, cfg.dt, pres,
-                       {**(meta or {}), "target": used, "notes": notes})
+    info = {"target": used, "notes": notes}
+    if not model.is_plain:
+        info.update(spike_model=dataclasses.asdict(model), hz_per_lambda=sched.hz_per_lambda,
+                    response_latency_s=sched.latency_steps * cfg.dt)
+    return SpikeTrains(unit[order], step[order] * cfg.dt, K, total * cfg.dt, cfg.dt, pres, {**(meta or {}), **info})
 
 
 def simulate_spikes(rates: np.ndarray, window: float = 0.1, gap: float = 0.0, dt: float = 1e-4, target: str = "auto",

@@ -1,0 +1,130 @@
+"""The biologically grounded spike layer against closed forms: expected counts, ISI laws, Fano factors, PSTH."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from spikevae.errors import ArgumentError
+from spikevae.spike_model import PRESETS, SpikeModel, transient_kernel
+from spikevae.spiking import PoissonLayerConfig, simulate_poisson
+
+
+def _run(lam, model, window=0.05, gap=0.0, dt=5e-4, seed=0, target="numpy", chunk=2000):
+    cfg = PoissonLayerConfig(window=window, gap=gap, dt=dt, target=target, chunk=chunk, spikes=model)
+    return simulate_poisson(lam, cfg, seed=seed)
+
+
+def _isis(st):
+    return np.concatenate([np.diff(t) for t in st.trains() if len(t) > 1])
+
+
+COMBOS = {
+    "refractory": SpikeModel(refractory=0.002),
+    "latency+transient": SpikeModel(latency=0.020, transient_ratio=3.0, transient_tau=0.010),
+    "spontaneous": SpikeModel(spontaneous_hz=5.0),
+    "gamma-3": SpikeModel(gamma_order=3),
+    "shared-gain": SpikeModel(gain_cv=0.3),
+    "gain-hz": SpikeModel(rate_scale="gain", gain_hz=30.0),
+    "everything": SpikeModel(spontaneous_hz=2.0, latency=0.010, transient_ratio=2.0, transient_tau=0.010,
+                             refractory=0.002, gamma_order=2, gain_cv=0.2),
+}
+
+
+@pytest.mark.parametrize("name", list(COMBOS))
+def test_expected_counts_per_window_are_kept(name):
+    """Σ counts over 2,000 (presentation, unit) windows equals Σ expected within 4 s.d. (Poisson + shared gain)."""
+    model = COMBOS[name]
+    lam = np.random.default_rng(1).uniform(0.5, 4.0, (200, 10))
+    st = _run(lam, model, gap=0.01)
+    c, e = st.counts(), st.presentations.expected
+    if model.rate_scale == "gain":  # the recorded expected counts are the closed form
+        np.testing.assert_allclose(e, lam * 30.0 * 0.05)
+    elif model.gain_cv:
+        g = (e - model.spontaneous_hz * 0.05) / lam  # one gain per presentation, mean 1, s.d. gain_cv
+        np.testing.assert_allclose(g, g[:, :1] * np.ones((1, 10)), rtol=1e-12)
+        assert abs(g[:, 0].mean() - 1) < 4 * model.gain_cv / np.sqrt(200)
+    else:
+        np.testing.assert_allclose(e, lam + model.spontaneous_hz * 0.05, rtol=1e-12)
+    tot = e.sum(1)  # per presentation; a shared gain correlates the units of one presentation
+    sd = np.sqrt(tot.sum() + model.gain_cv**2 * (tot**2).sum())
+    assert abs(c.sum() - e.sum()) < 4 * sd, (c.sum(), e.sum(), sd)
+
+
+def test_refractory_isis_are_a_shifted_exponential():
+    """No interval below the refractory period; the rest Exp(ν_in) shifted by it (K–S)."""
+    tau, rate, dt = 0.002, 100.0, 2e-5
+    lam = np.full((1, 40), rate * 1.0)  # one 1-s window at 100 Hz
+    st = _run(lam, SpikeModel(refractory=tau), window=1.0, dt=dt)
+    isi = _isis(st)
+    assert isi.min() >= tau - 1e-12  # zero violations
+    nu_in = rate / (1 - rate * (tau - dt))  # the corrected drive
+    d, p = stats.kstest(isi - tau, "expon", args=(0, 1 / nu_in))
+    assert p > 1e-3, (d, p, len(isi))
+    assert abs(len(st.time) / 40 - rate) < 4 * np.sqrt(rate / 40)  # the rate asked for, not the drive
+
+
+def test_gamma_renewal_isis_and_fano():
+    k, rate = 3, 50.0
+    st = _run(np.full((1, 40), rate * 1.0), SpikeModel(gamma_order=k), window=1.0, dt=5e-5)
+    isi = _isis(st)
+    d, p = stats.kstest(isi, "gamma", args=(k, 0, 1 / (k * rate)))
+    assert p > 1e-3, (d, p, len(isi))
+    # counts in long windows: Fano → CV² = 1/k
+    lam = np.full((100, 50), 20.0)  # 100 windows of 0.4 s at 50 Hz
+    c = _run(lam, SpikeModel(gamma_order=k), window=0.4, dt=1e-3).counts()
+    fano = c.var(0, ddof=1) / c.mean(0)
+    assert abs(fano.mean() - 1 / k) < 0.1, fano.mean()
+
+
+def test_shared_gain_fano_is_one_plus_lambda_var():
+    sd_g, lam0 = 0.5, 3.0
+    lam = np.full((2000, 20), lam0)
+    c = _run(lam, SpikeModel(gain_cv=sd_g), window=0.02, dt=1e-3).counts()
+    fano = (c.var(0, ddof=1) / c.mean(0)).mean()
+    assert abs(fano - (1 + lam0 * sd_g**2)) < 0.25, fano
+    r = np.corrcoef(c.T)[np.triu_indices(20, 1)].mean()  # shared gain → positive noise correlations
+    assert abs(r - lam0 * sd_g**2 / (1 + lam0 * sd_g**2)) < 0.05, r
+
+
+def test_psth_recovers_latency_and_transient():
+    """Trial-averaged counts in 5-ms bins against the kernel placed at the latency (χ²)."""
+    model = SpikeModel(latency=0.030, transient_ratio=4.0, transient_tau=0.015, kernel_dt=0.005)
+    W, gap = 0.1, 0.1
+    lam = np.full((300, 20), 4.0)
+    st = _run(lam, model, window=W, gap=gap, dt=1e-3)
+    rel = st.time - np.floor(st.time / (W + gap) + 1e-9) * (W + gap)  # time after the last stimulus onset
+    obs = np.bincount(np.floor(rel / 0.005 + 1e-9).astype(int), minlength=40)[:40]
+    exp = np.zeros(40)
+    exp[6:26] = 4.0 / 20 * transient_kernel(W, model) * 300 * 20  # 20 bins of the response from 30 ms on
+    assert obs[:6].sum() == 0 and obs[26:].sum() == 0  # nothing before the latency or after the response
+    chi2 = ((obs[6:26] - exp[6:26]) ** 2 / exp[6:26]).sum()
+    assert stats.chi2.sf(chi2, 20) > 1e-3, (obs[6:26], exp[6:26])
+    assert obs[6] > 2.5 * obs[25]  # the onset transient is there
+
+
+@pytest.mark.parametrize("model", [COMBOS["refractory"], COMBOS["everything"]], ids=["poisson-refractory", "gamma"])
+def test_same_seed_same_spikes_on_every_target(model):
+    lam = np.random.default_rng(3).uniform(0.5, 3.0, (30, 6))
+    runs = [_run(lam, model, gap=0.01, target=t, seed=4, chunk=7) for t in ("numpy", "cython", "cpp_standalone")]
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r.unit, runs[0].unit)
+        np.testing.assert_array_equal(r.time, runs[0].time)
+
+
+def test_unreachable_rate_under_refractoriness_is_reported():
+    st = _run(np.full((2, 3), 30.0), SpikeModel(refractory=0.005), window=0.05, dt=5e-4)  # 600 Hz, 5 ms dead
+    assert any("cannot be reached" in n for n in st.meta["notes"])
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"rate_scale": "gain"}, "needs gain_hz > 0"),
+    ({"gamma_order": 0}, "gamma_order"),
+    ({"refractory": -1.0}, "refractory"),
+    ({"spontaneous_hz": float("nan")}, "finite"),
+])
+def test_bad_spike_model_is_refused(kwargs, msg):
+    with pytest.raises(ArgumentError, match=msg):
+        SpikeModel(**kwargs).validate()
+
+
+def test_cortex_preset_is_valid():
+    assert PRESETS["cortex"].validate().refractory == 0.002 and PRESETS["poisson"].is_plain
