@@ -34,13 +34,18 @@ def main(argv=None) -> int:
         _, rate_psth = psth(st, args.psth_bin * 1e-3)
         summary["psth_hz"] = rate_psth.mean(1).tolist()
 
-    write_json(out / "summary.json", summary)
     plots.save_figure(plots.histograms({"rate (Hz)": u["rate_hz"], "ISI CV": u["isi_cv"], "Fano factor": u["fano"],
                                         "count correlation (total)": u["count_correlations"],
                                         "noise correlation": u["noise_correlations"]}, title=f"spike statistics of {path.name}"),
                       out / "figures" / "statistics.png")
-    print(f"{st.n_units} units, {st.n_spikes} spikes: median rate {summary['median_rate_hz']:.3g} Hz, "
-          f"median ISI CV {summary['median_isi_cv']}, median Fano {summary['median_fano']}; wrote {out}")
+    from spikevae.analysis.reference import v1_comparison
+
+    print(f"{st.n_units} units, {st.n_spikes} spikes; wrote {out}")
+    print("the model's value next to typical values reported for V1 (ranges; see docs/spike_generation.md):")
+    for name, v, ref in v1_comparison(summary):
+        print(f"  {name:24s} {'–' if v is None else format(v, '.3g'):>8s}   {ref}")
+    summary["v1_reference"] = {name: ref for name, _, ref in v1_comparison(summary)}
+    write_json(out / "summary.json", summary)
     return 0
 
 

@@ -110,22 +110,30 @@ def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, re
     }
     meta["spikevae_version"] = meta["provenance"]["packages"].get("spikevae")
     st = simulate_poisson(expected, layer, s_spk, progress=progress, stimulus=stim_idx, repeat=rep, meta=meta)
-    counts = st.counts()
-    errs = decode_errors(model, stim.images, lam, counts, stim_idx)
+    counts = st.counts()  # in the windows shifted by the response latency, if any
+    drive = st.presentations.expected  # expected counts per window (λ itself for the plain Poisson layer)
+    z = counts
+    if not layer.spikes.is_plain:  # back to the model's scale: λ̂ = (count − spontaneous) / (Hz per λ · window)
+        z = (counts - layer.spikes.spontaneous_hz * layer.window) / (st.meta["hz_per_lambda"] * layer.window)
+    errs = decode_errors(model, stim.images, lam, z, stim_idx)
     summary = {
         "n_spikes": int(st.n_spikes),
-        "expected_spikes": float(expected.sum()),
+        "n_spikes_in_windows": int(counts.sum()),
+        "expected_spikes": float(drive.sum()),  # in the (response) windows
         "n_presentations": len(st.presentations),
         "n_units": st.n_units,
         "simulated_seconds": float(st.t_stop),
         "mean_rate_hz": float(rates_hz(counts.mean(), layer.window)),
-        "expected_mean_rate_hz": float(rates_hz(expected.mean(), layer.window)),
+        "expected_mean_rate_hz": float(rates_hz(drive.mean(), layer.window)),
         "per_unit_counts": counts.sum(0).tolist(),
         "reconstruction": errs,
         "target": st.meta["target"],
         "notes": st.meta["notes"],
         "wall_seconds": time.perf_counter() - t0,
     }
+    if not layer.spikes.is_plain:
+        summary.update(spike_model=st.meta["spike_model"], hz_per_lambda=st.meta["hz_per_lambda"],
+                       response_latency_s=st.meta["response_latency_s"])
     return SimulationResult(st, stim, lam, counts, summary)
 
 
@@ -177,7 +185,9 @@ def describe_simulation(res: SimulationResult, out: str | os.PathLike, neo: bool
     lines += [
         f"simulated {s['n_presentations']} presentations ({meta['n_stimuli']} {meta['stimuli']} stimuli x "
         f"{meta['repeats']}) of {s['n_units']} units, {s['simulated_seconds']:.1f} s, Brian2 target {s['target']}",
-        f"spikes: {s['n_spikes']} emitted, {s['expected_spikes']:.1f} expected; mean rate {s['mean_rate_hz']:.2f} Hz",
+        f"spikes: {s['n_spikes']} emitted"
+        + (f", {s['n_spikes_in_windows']} in the response windows" if s["n_spikes_in_windows"] != s["n_spikes"] else "")
+        + f", {s['expected_spikes']:.1f} expected there; mean rate in the windows {s['mean_rate_hz']:.2f} Hz",
         f"reconstruction error (sum over pixels, patch energy {r['patch_energy']:.1f}): "
         f"from spike counts {r['mse_spikes']:.1f} (R² {r['r2_spikes']:.3f}), from rates λ {r['mse_rates']:.1f} "
         f"(R² {r['r2_rates']:.3f})",

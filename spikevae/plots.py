@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["basis_grid", "rf_agreement", "raster", "counts_vs_expected", "nx_ny_scatter", "tuning_curves", "histograms",
-           "recon_vs_sparsity", "knn_curves", "metric_bars", "rf_mapping_figures", "save_figure"]
+           "recon_vs_sparsity", "knn_curves", "metric_bars", "rf_mapping_figures", "spike_generation",
+           "save_figure"]
 
 
 def _mpl():
@@ -300,6 +301,40 @@ def rf_mapping_figures(m, label: str) -> dict:
         "agreement": rf_agreement({"STA": m.sta, "encoder": m.encoder, "decoder": m.decoder}, order,
                                   title=f"{label}: STA against encoder filter and decoder atom, most active units first"),
     }
+
+
+def spike_generation(runs: dict, window: float):
+    """Spike layers side by side: population PSTH, inter-spike-interval histogram, Fano factor against mean count.
+
+    ``runs`` maps a label to ``(psth_t (s), psth_hz (bins,), isis (s), mean_count (m,), fano (m,))``.
+    """
+    plt = _mpl()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for j, (label, (t, hz, isi, mc, ff)) in enumerate(runs.items()):
+        color = f"C{j}"
+        axes[0].step(t * 1e3, hz, where="post", color=color, label=label)
+        bins = np.linspace(0, 50, 101)
+        if len(isi):
+            axes[1].hist(isi * 1e3, bins=bins, histtype="step", density=True, color=color, label=label)
+        ok = np.isfinite(ff) & (mc > 0)
+        axes[2].scatter(mc[ok], ff[ok], s=4, alpha=0.3, color=color, zorder=len(runs) - j,  # the first on top
+                        label=f"{label} (median {np.median(ff[ok]) if ok.any() else float('nan'):.2f})")
+    axes[0].axvspan(0, window * 1e3, color="0.9", zorder=0, label="stimulus")
+    axes[0].set_xlabel("time after stimulus onset (ms)")
+    axes[0].set_ylabel("population mean rate (Hz)")
+    axes[0].set_title("PSTH (all units, all presentations)", fontsize=9)
+    axes[1].set_xlabel("inter-spike interval (ms), first 50 ms")
+    axes[1].set_ylabel("density (1/ms)")
+    axes[1].set_title("ISI distribution (all units)", fontsize=9)
+    axes[2].axhline(1.0, color="k", lw=0.8, ls="--", label="Poisson (1)")
+    axes[2].set_xscale("log")
+    axes[2].set_xlabel("mean count per window (unit x stimulus)")
+    axes[2].set_ylabel("Fano factor across repeats (ddof 1)")
+    axes[2].set_title("count variability", fontsize=9)
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def save_figure(fig, path, dpi: int = 130) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._cli import Parser, cli_entry, nonneg_float, positive_float, positive_int, resolve_device, seed
+from ._cli import ArgumentError, Parser, cli_entry, nonneg_float, positive_float, positive_int, resolve_device, seed
 
 __all__ = ["main"]
 
 
 def _parser() -> Parser:
+    from .spike_model import PRESETS
     from .spiking import TARGETS
 
     p = Parser(prog="python -m spikevae.simulate", description=__doc__.splitlines()[0])
@@ -35,7 +36,45 @@ def _parser() -> Parser:
     p.add_argument("--device", default="auto", help="model device: auto | cpu | cuda")
     p.add_argument("--no-neo", action="store_true", help="skip the Neo (NixIO) file (slow for long runs)")
     p.add_argument("--quiet", action="store_true")
+    s = p.add_argument_group("spike generation (docs/spike_generation.md; all off by default: the plain Poisson "
+                             "layer, Hz = λ / window)")
+    s.add_argument("--preset", choices=sorted(PRESETS), default="poisson",
+                   help="named settings; the options below override it")
+    s.add_argument("--gain-hz", type=positive_float, help="time base: Hz per unit λ (instead of λ / window)")
+    s.add_argument("--target-rate", type=positive_float, help="time base: mean evoked rate over the run, Hz")
+    s.add_argument("--spontaneous", type=nonneg_float, help="spontaneous rate in windows and gaps, Hz")
+    s.add_argument("--latency", type=nonneg_float, help="response latency after stimulus onset, ms")
+    s.add_argument("--transient", type=positive_float, help="onset transient: peak / sustained rate (1: flat)")
+    s.add_argument("--transient-tau", type=positive_float, help="decay of the onset transient, ms")
+    s.add_argument("--refractory", type=nonneg_float, help="absolute refractory period, ms (0: off)")
+    s.add_argument("--no-refractory-correction", action="store_true",
+                   help="do not raise the drive to keep the expected counts under refractoriness")
+    s.add_argument("--gamma-order", type=positive_int, help="gamma-renewal order k (1: Poisson)")
+    s.add_argument("--gain-cv", type=nonneg_float, help="s.d. of a gain shared by all units per presentation")
     return p
+
+
+def spike_model(args):
+    """The SpikeModel the options ask for: the preset, then each option given."""
+    import dataclasses
+
+    from .spike_model import PRESETS
+
+    model = PRESETS[args.preset]
+    change = {k: v for k, v in {"spontaneous_hz": args.spontaneous, "transient_ratio": args.transient,
+                                "gamma_order": args.gamma_order, "gain_cv": args.gain_cv}.items() if v is not None}
+    for name, ms in (("latency", args.latency), ("transient_tau", args.transient_tau), ("refractory", args.refractory)):
+        if ms is not None:
+            change[name] = ms * 1e-3
+    if args.gain_hz is not None and args.target_rate is not None:
+        raise ArgumentError("give at most one of --gain-hz and --target-rate")
+    if args.gain_hz is not None:
+        change.update(rate_scale="gain", gain_hz=args.gain_hz)
+    if args.target_rate is not None:
+        change.update(rate_scale="target", target_rate_hz=args.target_rate)
+    if args.no_refractory_correction:
+        change["correct_refractory"] = False
+    return dataclasses.replace(model, **change).validate()
 
 
 @cli_entry("python -m spikevae.simulate")
@@ -48,7 +87,7 @@ def main(argv=None) -> int:
     from .spiking import PoissonLayerConfig
 
     layer = PoissonLayerConfig(window=args.window * 1e-3, gap=args.gap * 1e-3, dt=args.dt * 1e-3,
-                               target=args.target, chunk=args.chunk).validate()
+                               target=args.target, chunk=args.chunk, spikes=spike_model(args)).validate()
     device = resolve_device(args.device)
     if args.checkpoint is None:
         print(f"no --checkpoint given: using the shipped model {default_checkpoint_path()}")

@@ -127,13 +127,14 @@ def refractory_drive(hz: np.ndarray, refractory: float, dt: float) -> tuple[np.n
     """Dead-time correction: the drive ν / (1 − ν (τ_ref − dt)) whose refractory spike rate is ν.
 
     With the Bernoulli step the shortest interval is one step, so the extra dead time is τ_ref − dt.
-    Returns the drive (clipped where the target rate cannot be reached) and the number of such entries.
+    Where the rate cannot be reached (ν (τ_ref − dt) ≥ 0.99) the drive is 1 / dt: a spike at the first
+    step the refractory period allows, the highest rate there is. Returns the drive and the number of
+    such entries.
     """
     dead = max(refractory - dt, 0.0)
     x = np.asarray(hz, dtype=np.float64) * dead
     bad = x >= 0.99
-    with np.errstate(divide="ignore"):
-        out = np.where(bad, hz / 0.01, hz / (1.0 - np.minimum(x, 0.99)))
+    out = np.where(bad, 1.0 / dt, hz / (1.0 - np.minimum(x, 0.99)))
     return out, int(bad.sum())
 
 

@@ -331,7 +331,8 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
     if not model.is_plain:
         peak = sched.evoked_hz * sched.kernel.max() + model.spontaneous_hz
         if model.refractory and model.correct_refractory:
-            peak, _ = refractory_drive(peak, model.refractory, cfg.dt)
+            drive, _ = refractory_drive(peak, model.refractory, cfg.dt)
+            peak = np.where(peak * max(model.refractory - cfg.dt, 0.0) >= 0.99, 0.0, drive)  # reported apart
     msg = rate_dt_report(expected, cfg, peak)
     if msg:
         notes.append(msg)

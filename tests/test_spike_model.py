@@ -128,3 +128,33 @@ def test_bad_spike_model_is_refused(kwargs, msg):
 
 def test_cortex_preset_is_valid():
     assert PRESETS["cortex"].validate().refractory == 0.002 and PRESETS["poisson"].is_plain
+
+
+def test_simulate_options_and_script(tmp_path, tiny_checkpoint, capsys):
+    """The options reach the layer, the summary states the time base, and counts keep their expectation."""
+    import json
+
+    from conftest import load_script, run_cli
+
+    from spikevae.simulate import main
+
+    out = tmp_path / "run"
+    assert run_cli(main, ["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--n-stimuli", "30",
+                          "--repeats", "4", "--window", "50", "--gap", "20", "--dt", "0.5", "--target", "numpy",
+                          "--quiet", "--no-neo", "--gain-hz", "40", "--spontaneous", "3", "--refractory", "2",
+                          "--latency", "10"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["hz_per_lambda"] == 40.0 and s["response_latency_s"] == pytest.approx(0.010)
+    assert s["spike_model"]["refractory"] == pytest.approx(0.002)
+    sd = np.sqrt(s["expected_spikes"])
+    assert abs(s["n_spikes_in_windows"] - s["expected_spikes"]) < 4 * sd
+    assert run_cli(main, ["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--gain-hz", "4",
+                          "--target-rate", "3"]) == 2
+    assert "at most one of --gain-hz and --target-rate" in capsys.readouterr().err
+    gen = load_script("simulations/spike_generation.py")
+    assert gen.main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "gen"), "--stimuli", "6",
+                     "--repeats", "3", "--target", "numpy", "--quiet"]) == 0
+    rows = json.loads((tmp_path / "gen" / "summary.json").read_text())["layers"]
+    assert rows["cortex"]["min_isi_ms"] is None or rows["cortex"]["min_isi_ms"] >= 2.0 - 1e-9
+    assert rows["cortex"]["mean_rate_in_windows_hz"] > rows["poisson"]["mean_rate_in_windows_hz"]
+    assert (tmp_path / "gen" / "figures" / "spike_generation.png").stat().st_size > 10_000

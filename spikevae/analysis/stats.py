@@ -52,9 +52,11 @@ def trial_trains(st: SpikeTrains, unit: int, stimulus: int):
     times = st.trains()[unit]
     rows = np.nonzero(p.stimulus == stimulus)[0]
     w = float(np.min(p.offset[rows] - p.onset[rows]))  # one duration for all trials (Elephant checks it)
+    delay = float(st.meta.get("response_latency_s", 0.0))  # the counting rule's window (SpikeTrains.counts)
     out = []
     for n in rows:
-        sel = times[(times >= p.onset[n] - 0.5 * st.dt) & (times < p.offset[n] - 0.5 * st.dt)] - p.onset[n]
+        on, off = p.onset[n] + delay, p.offset[n] + delay
+        sel = times[(times >= on - 0.5 * st.dt) & (times < off - 0.5 * st.dt)] - on
         out.append(neo.SpikeTrain(np.clip(sel, 0, w) * pq.s, t_start=0 * pq.s, t_stop=w * pq.s))
     return out
 
@@ -132,13 +134,16 @@ def _neo_trains_window(st: SpikeTrains, t_stop: float):
     return [neo.SpikeTrain(t[t < t_stop] * pq.s, t_start=0 * pq.s, t_stop=t_stop * pq.s) for t in st.trains()]
 
 
-def psth(st: SpikeTrains, bin_size: float, units: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def psth(st: SpikeTrains, bin_size: float, units: np.ndarray | None = None,
+         span: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Peri-stimulus time histogram aligned to presentation onsets, averaged over presentations.
 
-    Returns bin left edges (s, relative to onset) and the rate per bin (Hz), (n_bins, n_units_selected).
+    ``span`` (s): how long after each onset to histogram (default: the window; up to the next onset
+    to see a latency, the response's tail and the gap). Returns bin left edges (s, relative to onset)
+    and the rate per bin (Hz), (n_bins, n_units_selected).
     """
     p = st.presentations
-    w = float(np.min(p.offset - p.onset))
+    w = float(np.min(p.offset - p.onset)) if span is None else float(span)
     n_bins = int(np.floor(w / bin_size + 1e-9))
     units = np.arange(st.n_units) if units is None else np.asarray(units)
     k = np.searchsorted(p.onset, st.time + 0.5 * st.dt, side="right") - 1
