@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikevae._cli import Parser, cli_entry, positive_int, seed
+from spikevae._cli import Parser, cli_entry, positive_float, positive_int, seed
 
 
 def _parser() -> Parser:
@@ -28,6 +28,7 @@ def _parser() -> Parser:
     p.add_argument("--stimuli", type=positive_int, default=40)
     p.add_argument("--repeats", type=positive_int, default=20)
     p.add_argument("--target", default="auto", choices=("auto", "cpp_standalone", "cython", "numpy"))
+    p.add_argument("--dt", type=positive_float, default=0.1, help="simulation step, ms")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--quiet", action="store_true")
     return p
@@ -51,7 +52,8 @@ def main(argv=None) -> int:
     window, gap = 0.1, 0.1
     panels, rows = {}, {}
     for label in ("poisson", args.preset):
-        layer = PoissonLayerConfig(window=window, gap=gap, dt=1e-4, target=args.target, spikes=PRESETS[label])
+        layer = PoissonLayerConfig(window=window, gap=gap, dt=args.dt * 1e-3, target=args.target,
+                                   spikes=PRESETS[label])
         res = run_simulation(model, "natural", args.stimuli, args.repeats, layer, args.seed, progress=not args.quiet)
         st = res.spikes
         t, hz = psth(st, 0.005, span=window + gap)
