@@ -12,7 +12,7 @@ import contextlib
 import functools
 import warnings
 
-from .errors import RunInterrupted
+from .errors import STOP_REQUESTED, RunInterrupted
 
 __all__ = ["quiet_brian", "brian_state", "run_checked", "reset_brian"]
 
@@ -64,7 +64,11 @@ def run_checked(net, duration, **kwargs) -> None:
     """``net.run(duration)``, then :class:`RunInterrupted` if the network stopped before its end."""
     from brian2 import Network, defaultclock, get_device
 
+    if STOP_REQUESTED.is_set():
+        raise KeyboardInterrupt
     net.run(duration, **kwargs)
+    if STOP_REQUESTED.is_set():
+        raise KeyboardInterrupt
     if get_device().__class__.__name__ == "CPPStandaloneDevice":
         return  # the binary either ran to the end or failed (Brian2 raises on a non-zero exit)
     import numpy as np

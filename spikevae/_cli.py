@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from .errors import ArgumentError, RunInterrupted, SpikeVAEError
+from .errors import STOP_REQUESTED, ArgumentError, RunInterrupted, SpikeVAEError
 
 __all__ = ["ArgumentError", "Parser", "cli_entry", "resolve_device", "seed", "positive_int", "positive_float",
            "nonneg_float", "unit_float", "check_memory"]
@@ -36,7 +36,9 @@ class _Terminated(BaseException):
 
 
 def _ignore_further_stops() -> None:
-    """A second Ctrl-C or SIGTERM must not cut the clean-up of the first one short."""
+    """A second Ctrl-C or SIGTERM must not cut the clean-up of the first one short; the run's loops see
+    :data:`~spikevae.errors.STOP_REQUESTED` even if the first exception was swallowed."""
+    STOP_REQUESTED.set()
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
 
@@ -86,6 +88,7 @@ def cli_entry(prog: str):
                 print(f"{prog}: terminated (SIGTERM); no output was written as complete", file=sys.stderr)
                 return 143
             finally:
+                STOP_REQUESTED.clear()
                 # after a stop, further signals stay ignored until the process has exited
                 if previous and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
                     for s, h in previous.items():

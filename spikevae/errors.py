@@ -6,7 +6,9 @@ turns them into one line on stderr and a non-zero exit status. Each subclass is 
 """
 from __future__ import annotations
 
-__all__ = ["SpikeVAEError", "ArgumentError", "DataError", "CheckpointError", "RunInterrupted"]
+import threading
+
+__all__ = ["SpikeVAEError", "ArgumentError", "DataError", "CheckpointError", "RunInterrupted", "STOP_REQUESTED"]
 
 
 class SpikeVAEError(Exception):
@@ -27,3 +29,9 @@ class CheckpointError(SpikeVAEError, ValueError):
 
 class RunInterrupted(SpikeVAEError):
     """A simulation was stopped before its end (Ctrl-C caught by Brian2, SIGTERM): its result is incomplete."""
+
+
+#: set by the command line's signal handlers: a stop was asked for. Long loops check it between steps
+#: (:func:`spikevae._brian.run_checked`), so a signal whose exception was swallowed (raised inside a
+#: finalizer, say) still stops the run.
+STOP_REQUESTED = threading.Event()

@@ -184,24 +184,42 @@ def test_interrupted_simulate_writes_nothing_and_cleans_up(tmp_path, signals):
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "spikevae.simulate", "--out", str(out), "--n-stimuli", "200", "--repeats", "50",
            "--chunk", "20", "--target", "numpy", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    seen = ""
-    t0 = time.time()
-    while "brian2" not in seen and time.time() - t0 < 120:  # the chunk progress bar: Brian2 is running
-        seen += proc.stderr.read(1)
-    assert "brian2" in seen, seen
-    time.sleep(1.0)
-    for s in signals:
-        proc.send_signal(s)
-        time.sleep(0.2)
-    try:
-        _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          start_new_session=True) as proc:
+        seen = ""
+        t0 = time.time()
+        while "brian2" not in seen and time.time() - t0 < 120:  # the chunk progress bar: Brian2 is starting
+            seen += proc.stderr.read(1)
+        assert "brian2" in seen, seen
+        time.sleep(2.0)
+        for s in signals:
+            proc.send_signal(s)
+            time.sleep(0.2)
+        try:
+            _, err = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError(f"still running 90 s after the signal; stderr: {err[-2000:]}") from None
     last = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip() and "brian2:" not in ln][-1]
     assert proc.returncode == (143 if signals == [signal.SIGTERM] else 130), err[-2000:]
     assert "no output was written as complete" in last, last
     assert not any(p.is_file() for p in out.rglob("*")), list(out.rglob("*"))
     assert list(tmp.iterdir()) == [], list(tmp.iterdir())  # Brian2 build folders and logs removed
+
+
+def test_a_swallowed_stop_request_still_stops_the_next_run():
+    """A signal whose KeyboardInterrupt was lost (raised in a finalizer, say) leaves the flag: the run stops."""
+    import brian2 as b2
+
+    from spikevae._brian import brian_state, run_checked
+    from spikevae.errors import STOP_REQUESTED
+
+    STOP_REQUESTED.set()
+    try:
+        with brian_state(), pytest.raises(KeyboardInterrupt):
+            b2.set_device("runtime")
+            b2.prefs.codegen.target = "numpy"
+            run_checked(b2.Network(b2.NeuronGroup(1, "v : 1", dt=1 * b2.ms)), 10 * b2.ms)
+    finally:
+        STOP_REQUESTED.clear()
