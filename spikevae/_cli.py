@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import os
 import signal
 import sys
 
+from ._resources import available_memory, check_memory
 from .errors import STOP_REQUESTED, ArgumentError, RunInterrupted, SpikeVAEError
 
 __all__ = ["ArgumentError", "Parser", "cli_entry", "resolve_device", "seed", "positive_int", "positive_float",
-           "nonneg_float", "unit_float", "check_memory"]
+           "nonneg_float", "unit_float", "check_memory", "available_memory"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -155,26 +155,3 @@ def unit_float(text: str) -> float:
     if not 0 < v <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v:g}")
     return v
-
-
-def available_memory() -> int:
-    """Bytes of memory this process may still use (MemAvailable, else physical memory)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
-
-
-def check_memory(nbytes: float, what: str) -> None:
-    """Refuse up front (:class:`ArgumentError`) work whose estimated memory exceeds what is available."""
-    avail = available_memory()
-    if nbytes > avail:
-        raise ArgumentError(f"{what} would need about {nbytes / 2**30:.3g} GiB of memory; "
-                            f"{avail / 2**30:.3g} GiB is available")

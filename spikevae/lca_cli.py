@@ -69,7 +69,7 @@ def _learn(args) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise ArgumentError(f"output folder {out.parent} does not exist")
-    from ._cli import check_memory
+    from ._resources import check_memory
 
     check_memory(8.0 * (args.n_train + 2000) * 256 * 2 + 8.0 * args.atoms * args.atoms * 2,
                  f"--n-train {args.n_train} with --atoms {args.atoms}")
@@ -119,6 +119,10 @@ def _infer(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ArgumentError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    from ._resources import check_memory
+
+    # patches (float32 and float64), and states, codes and inhibition per patch and atom (float64)
+    check_memory(args.n_patches * (12.0 * phi.shape[0] + 8.0 * 4 * phi.shape[1]), f"--n-patches {args.n_patches}")
     x = natural_patches(1, args.n_patches, prep, seed=args.seed + 1).val.reshape(args.n_patches, -1).astype(np.float64)
     t0 = time.perf_counter()
     if args.simulator == "reference":

@@ -80,7 +80,7 @@ def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, re
         model = load_model(model, device)
     model._need_poisson("spike trains")
     K = model.config.n_latents
-    from ._cli import check_memory
+    from ._resources import check_memory
 
     # λ for every presentation (float64), the Brian2 rate table of a chunk and the count matrix
     check_memory(8.0 * n_stimuli * repeats * K * 3, f"{n_stimuli} stimuli x {repeats} repeats x {K} units")

@@ -77,6 +77,8 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         raise ArgumentError("frames, sparse_frames, grating_repeats and fit_units must be >= 1")
     if space not in ("pixel", "model"):
         raise ArgumentError(f"space must be 'pixel' or 'model', got {space!r}")
+    from ._resources import check_memory
+
     rng = np.random.default_rng(seed)
     if dictionary is not None:
         if preprocessing is None:
@@ -111,7 +113,8 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         st = simulate_poisson(model.rates(x), layer, seed=s, progress=progress, meta=meta)
         return st.counts(), st
 
-    # white noise → STA
+    # white noise → STA: frames (float32, twice), rates, counts and the STA's work arrays (float64)
+    check_memory(max(frames, sparse_frames) * (8.0 * P * P + 8.0 * 3 * K), f"{frames} white-noise frames for {K} units")
     wn = rng.standard_normal((frames, P, P)).astype(np.float32)
     shown = wn
     if space == "pixel" and kind == "pvae" and prep.kind == "natural":

@@ -1,0 +1,31 @@
+"""Resource checks made before work starts: a request that cannot fit is refused with its estimate."""
+from __future__ import annotations
+
+import os
+
+from .errors import ArgumentError
+
+__all__ = ["available_memory", "check_memory"]
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may still use (MemAvailable, else physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_memory(nbytes: float, what: str) -> None:
+    """Refuse up front (:class:`ArgumentError`) work whose estimated memory exceeds what is available."""
+    avail = available_memory()
+    if nbytes > avail:
+        raise ArgumentError(f"{what} would need about {nbytes / 2**30:.3g} GiB of memory; "
+                            f"{avail / 2**30:.3g} GiB is available")
