@@ -10,6 +10,7 @@ decoder, next to the rate-based (λ) reconstruction. The work is
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ._cli import ArgumentError, Parser, cli_entry, nonneg_float, positive_float, positive_int, resolve_device, seed
@@ -40,17 +41,19 @@ def _parser() -> Parser:
                              "layer, Hz = λ / window)")
     s.add_argument("--preset", choices=sorted(PRESETS), default="poisson",
                    help="named settings; the options below override it")
-    s.add_argument("--gain-hz", type=positive_float, help="time base: Hz per unit λ (instead of λ / window)")
-    s.add_argument("--target-rate", type=positive_float, help="time base: mean evoked rate over the run, Hz")
-    s.add_argument("--spontaneous", type=nonneg_float, help="spontaneous rate in windows and gaps, Hz")
-    s.add_argument("--latency", type=nonneg_float, help="response latency after stimulus onset, ms")
-    s.add_argument("--transient", type=positive_float, help="onset transient: peak / sustained rate (1: flat)")
-    s.add_argument("--transient-tau", type=positive_float, help="decay of the onset transient, ms")
-    s.add_argument("--refractory", type=nonneg_float, help="absolute refractory period, ms (0: off)")
+    for flag, kind, text in (
+            ("--gain-hz", positive_float, "time base: Hz per unit λ (instead of λ / window)"),
+            ("--target-rate", positive_float, "time base: mean evoked rate over the run, Hz"),
+            ("--spontaneous", nonneg_float, "spontaneous rate in windows and gaps, Hz"),
+            ("--latency", nonneg_float, "response latency after stimulus onset, ms"),
+            ("--transient", positive_float, "onset transient: peak / sustained rate (1: flat)"),
+            ("--transient-tau", positive_float, "decay of the onset transient, ms"),
+            ("--refractory", nonneg_float, "absolute refractory period, ms (0: off)"),
+            ("--gamma-order", positive_int, "gamma-renewal order k (1: Poisson)"),
+            ("--gain-cv", nonneg_float, "s.d. of a gain shared by all units per presentation")):
+        s.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=f"{text} (default: the preset's)")
     s.add_argument("--no-refractory-correction", action="store_true",
                    help="do not raise the drive to keep the expected counts under refractoriness")
-    s.add_argument("--gamma-order", type=positive_int, help="gamma-renewal order k (1: Poisson)")
-    s.add_argument("--gain-cv", type=nonneg_float, help="s.d. of a gain shared by all units per presentation")
     return p
 
 
@@ -61,17 +64,19 @@ def spike_model(args):
     from .spike_model import PRESETS
 
     model = PRESETS[args.preset]
-    change = {k: v for k, v in {"spontaneous_hz": args.spontaneous, "transient_ratio": args.transient,
-                                "gamma_order": args.gamma_order, "gain_cv": args.gain_cv}.items() if v is not None}
-    for name, ms in (("latency", args.latency), ("transient_tau", args.transient_tau), ("refractory", args.refractory)):
+    opt = lambda name: getattr(args, name, None)  # noqa: E731 - options not given are absent (the preset's value)
+    change = {k: v for k, v in {"spontaneous_hz": opt("spontaneous"), "transient_ratio": opt("transient"),
+                                "gamma_order": opt("gamma_order"), "gain_cv": opt("gain_cv")}.items() if v is not None}
+    for name, ms in (("latency", opt("latency")), ("transient_tau", opt("transient_tau")),
+                     ("refractory", opt("refractory"))):
         if ms is not None:
             change[name] = ms * 1e-3
-    if args.gain_hz is not None and args.target_rate is not None:
+    if opt("gain_hz") is not None and opt("target_rate") is not None:
         raise ArgumentError("give at most one of --gain-hz and --target-rate")
-    if args.gain_hz is not None:
-        change.update(rate_scale="gain", gain_hz=args.gain_hz)
-    if args.target_rate is not None:
-        change.update(rate_scale="target", target_rate_hz=args.target_rate)
+    if opt("gain_hz") is not None:
+        change.update(rate_scale="gain", gain_hz=opt("gain_hz"))
+    if opt("target_rate") is not None:
+        change.update(rate_scale="target", target_rate_hz=opt("target_rate"))
     if args.no_refractory_correction:
         change["correct_refractory"] = False
     return dataclasses.replace(model, **change).validate()
