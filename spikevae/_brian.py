@@ -53,6 +53,13 @@ def brian_state():
     b2.prefs.core.stop_on_keyboard_interrupt = False
     try:
         yield b2
+    except BaseException:
+        # the build or run was abandoned (an error, Ctrl-C): the objects it made are dropped on purpose, and
+        # Brian2's "never included in a network" warnings at their deletion would bury the one-line message
+        from brian2.utils.logger import BrianLogger
+
+        BrianLogger.suppress_name("unused_brian_object")
+        raise
     finally:
         b2.prefs.codegen.target = prev_target
         b2.prefs.core.stop_on_keyboard_interrupt = prev_stop
