@@ -53,12 +53,25 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt()
 
 
+def _unraisable_hook(previous):
+    """Drop the report of a stop signal raised inside a finalizer or callback (Python cannot raise it there):
+    :data:`~spikevae.errors.STOP_REQUESTED` carries the stop to the next check instead."""
+    def hook(u):
+        if isinstance(u.exc_value, (KeyboardInterrupt, _Terminated)):
+            return
+        previous(u)
+
+    return hook
+
+
 def cli_entry(prog: str):
     """Decorate ``main(argv) -> int``: known errors become one stderr line and a non-zero exit status."""
     def deco(fn):
         @functools.wraps(fn)
         def wrapper(argv=None):
             previous = {}
+            hook = sys.unraisablehook
+            sys.unraisablehook = _unraisable_hook(hook)
             try:
                 # Brian2 wraps the SIGINT handler it finds at import; with its stop-on-Ctrl-C preference off
                 # (spikevae._brian.brian_state) it passes the signal on to this one
@@ -88,6 +101,7 @@ def cli_entry(prog: str):
                 print(f"{prog}: terminated (SIGTERM); no output was written as complete", file=sys.stderr)
                 return 143
             finally:
+                sys.unraisablehook = hook
                 STOP_REQUESTED.clear()
                 # after a stop, further signals stay ignored until the process has exited
                 if previous and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
