@@ -42,9 +42,10 @@ def main(argv=None) -> int:
 
     print(f"{st.n_units} units, {st.n_spikes} spikes; wrote {out}")
     print("the model's value next to typical values reported for V1 (ranges; see docs/spike_generation.md):")
-    for name, v, ref in v1_comparison(summary):
+    v1 = v1_comparison(summary)
+    for name, v, ref in v1:
         print(f"  {name:24s} {'–' if v is None else format(v, '.3g'):>8s}   {ref}")
-    summary["v1_reference"] = {name: ref for name, _, ref in v1_comparison(summary)}
+    summary["v1_reference"] = {name: ref for name, _, ref in v1}
     write_json(out / "summary.json", summary)
     return 0
 

@@ -45,6 +45,7 @@ __all__ = [
     "local_contrast_normalise",
     "preprocess_image",
     "extract_patches",
+    "patches_by_area",
     "natural_images",
     "read_image",
     "read_image_folder",
@@ -307,13 +308,17 @@ def image_patches(
         raise DataError(f"n_train and n_val must be > 0, got {n_train} and {n_val}")
 
     def cut(images, n):
-        proc = [preprocess_image(im, prep) for im in images.values()]
-        area = np.array([p.size for p in proc], dtype=float)
-        counts = np.floor(n * area / area.sum()).astype(int)
-        counts[: n - counts.sum()] += 1
-        return np.concatenate([extract_patches(p, prep.patch_size, c, rng) for p, c in zip(proc, counts)])
+        return patches_by_area([preprocess_image(im, prep) for im in images.values()], prep.patch_size, n, rng)
 
     return PatchSet(cut(train_images, n_train), cut(val_images, n_val), prep, source=source)
+
+
+def patches_by_area(images: list, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random patches (n, size, size) from preprocessed images, each image's share in proportion to its area."""
+    area = np.array([im.size for im in images], dtype=float)
+    counts = np.floor(n * area / area.sum()).astype(int)
+    counts[: n - counts.sum()] += 1
+    return np.concatenate([extract_patches(im, size, c, rng) for im, c in zip(images, counts)])
 
 
 def natural_patches(n_train: int = 100_000, n_val: int = 10_000, prep: Preprocessing | None = None,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .checkpoint import default_checkpoint_path, load_checkpoint, model_from_checkpoint
-from .data import Preprocessing, extract_patches, preprocess_image, read_image, read_image_folder
+from .data import Preprocessing, patches_by_area, preprocess_image, read_image, read_image_folder
 from .errors import ArgumentError, DataError
 from .io.files import file_sha256
 from .vae import VAE, VAEConfig, posterior_array
@@ -157,11 +157,7 @@ class TrainedModel:
             return np.ascontiguousarray(np.concatenate(tiles), dtype=np.float32)
         if n_patches < 1:
             raise ArgumentError(f"n_patches must be >= 1, got {n_patches}")
-        area = np.array([im.size for im in proc], dtype=float)
-        counts = np.floor(n_patches * area / area.sum()).astype(int)
-        counts[: n_patches - counts.sum()] += 1
-        rng = np.random.default_rng(seed)
-        return np.concatenate([extract_patches(im, P, c, rng) for im, c in zip(proc, counts)])
+        return patches_by_area(proc, P, n_patches, np.random.default_rng(seed))
 
     def _inputs(self, patches) -> np.ndarray:
         x = np.asarray(patches, dtype=np.float32)

@@ -184,7 +184,7 @@ def drive_schedule(expected: np.ndarray, window: float, dt: float, model: SpikeM
     latency_steps = int(round(model.latency / dt))
     if abs(latency_steps * dt - model.latency) > 1e-9:
         raise ArgumentError(f"dt does not divide the latency ({model.latency * 1e3:g} ms)")
-    if model.refractory and int(round(model.refractory / dt)) * dt - model.refractory > 1e-9 * max(1, model.refractory):
+    if model.refractory and abs(round(model.refractory / dt) * dt - model.refractory) > 1e-9:
         raise ArgumentError(f"dt does not divide the refractory period ({model.refractory * 1e3:g} ms)")
     if model.refractory and model.refractory < dt:
         raise ArgumentError(f"the refractory period ({model.refractory * 1e3:g} ms) is shorter than dt")
