@@ -169,9 +169,18 @@ def _chunk_table(sched, cfg: PoissonLayerConfig, start: int, stop: int) -> tuple
 
 
 @quiet_brian
-def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, seed: int, target: str,
-                 build_dir: str | None, model: SpikeModel = SpikeModel()) -> tuple[np.ndarray, np.ndarray]:
-    """Run one chunk in Brian2; spikes as (unit, time step within the chunk)."""
+def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, key: int, step0: int, target: str,
+                 build_dir: str | None, model: SpikeModel = SpikeModel(),
+                 carry: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Run one chunk (absolute steps ``step0`` .. ``step0 + n_steps``) in Brian2.
+
+    Returns spikes as (unit, time step within the chunk) and the state the next chunk starts from
+    (``carry``: what a unit remembers across the cut, in absolute steps). Every random draw is
+    :mod:`spikevae._streams`' function of (key, unit, absolute step, stream), so the spikes do not
+    depend on where the run is cut.
+    """
+    from ._streams import uniform_function
+
     K = table.shape[1]
     if table.shape[0] * slot_steps < n_steps:  # guard the repeat-last-row trap
         raise AssertionError("rate table shorter than the run")
@@ -187,10 +196,10 @@ def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, se
             b2.set_device("runtime")
             b2.prefs.codegen.target = target
         try:
-            b2.seed(seed)
             stim = b2.TimedArray(table * b2.Hz, dt=slot_steps * dt * b2.second, name="pvae_rates")
-            ns = {"stim": stim, "sim_dt": dt * b2.second}
-            G = _neurons(b2, K, ns, dt, slot_steps, n_steps, model)
+            ns = {"stim": stim, "sim_dt": dt * b2.second, "spikevae_uniform": uniform_function(b2),
+                  "rng_key": float(key), "step0": float(step0)}
+            G, state = _neurons(b2, K, ns, dt, slot_steps, n_steps, model, step0, carry)
             renewal = model.gamma_order > 1
             mon = b2.SpikeMonitor(G, variables=["c"] if renewal else None, name="pvae_spikes")
             net = b2.Network(G, mon)
@@ -200,59 +209,78 @@ def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, se
             if renewal:  # the k-th events are the spikes
                 keep = np.rint(np.asarray(mon.c[:])) == model.gamma_order - 1
                 unit, steps = unit[keep], steps[keep]
+            carry = {name: np.asarray(getattr(G, name)[:], dtype=np.float64) + (step0 if name in _ABSOLUTE else 0)
+                     for name in state}
             del net, mon, G, stim
         finally:
             if standalone:
                 b2.device.reinit()
                 b2.device.activate()
-    return unit, steps
+    return unit, steps, carry
 
 
-def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, model: SpikeModel):
-    """The NeuronGroup that turns the rate table ``stim(t, i)`` (Hz) into spikes, by the spike model.
+# state variables held in local steps inside a chunk and carried between chunks in absolute steps
+_ABSOLUTE = ("ref_end",)
+
+
+def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, model: SpikeModel, step0: int,
+             carry: dict | None):
+    """The NeuronGroup that turns the rate table ``stim(t, i)`` (Hz) into spikes, by the spike model, and the
+    names of the variables a unit carries into the next chunk.
 
     Poisson (``gamma_order`` 1): one Bernoulli draw of probability p = rate·dt per step, realised by
     drawing the geometric number of steps to the next spike, redrawn at every slot boundary (memoryless).
-    An absolute refractory period of r steps makes the earliest next spike r steps after the last one;
-    the geometric draw starts there. Gamma renewal (order k): the rate is integrated into an operational
-    time Λ (frozen while refractory), and a spike is emitted each time Λ passes a Gamma(k, 1/k) increment.
+    An absolute refractory period of r steps makes the earliest next spike r steps after the last one
+    (``ref_end``); the geometric draw starts there. Gamma renewal (order k): the rate is integrated into an
+    operational time Λ (frozen while refractory), and a spike is emitted each time Λ passes a Gamma(k, 1/k)
+    increment. Draws: stream 0 at slot boundaries (and the first renewal increment), stream 1 at spikes.
     """
     ref_steps = int(round(model.refractory / dt)) if model.refractory else 0
-    refractory = ref_steps * dt * b2.second if ref_steps else False
+    now = "timestep(t, sim_dt)"
+
+    def draw(stream):
+        return f"spikevae_uniform(rng_key, i, {now} + step0, {stream})"
+
     if model.gamma_order == 1:
         # p: Bernoulli probability per step; gap to the next spiking step ~ Geometric(p)
         # (capped at 1e9 steps, far beyond a chunk, because Brian's floor() returns a 32-bit integer)
-        geo = "floor(clip(log(rand()) / (log(clip(1 - p, 1e-300, 1)) - 1e-300), 0, 1e9))"
-        now = "timestep(t, sim_dt)"
+        def geo(stream):
+            return f"floor(clip(log({draw(stream)}) / (log(clip(1 - p, 1e-300, 1)) - 1e-300), 0, 1e9))"
+
         if not ref_steps:
             G = b2.NeuronGroup(K, "next_step : 1\np = clip(stim(t, i) * sim_dt, 0, 1) : 1",
-                               threshold=f"{now} >= next_step", reset=f"next_step = {now} + 1 + {geo}",
+                               threshold=f"{now} >= next_step", reset=f"next_step = {now} + 1 + {geo(1)}",
                                dt=dt * b2.second, namespace=ns, name="pvae_units")
-            boundary = f"next_step = {now} + {geo}"
+            boundary, state = f"next_step = {now} + {geo(0)}", ()
         else:  # ref_end: the first step at which the unit may spike again
             G = b2.NeuronGroup(K, "next_step : 1\nref_end : 1\np = clip(stim(t, i) * sim_dt, 0, 1) : 1",
                                threshold=f"{now} >= next_step",
-                               reset=f"ref_end = {now} + {ref_steps}\nnext_step = ref_end + {geo}",
-                               refractory=refractory, dt=dt * b2.second, namespace=ns, name="pvae_units")
-            boundary = f"next_step = clip(ref_end, {now}, 1e300) + {geo}"
+                               reset=f"ref_end = {now} + {ref_steps}\nnext_step = ref_end + {geo(1)}",
+                               dt=dt * b2.second, namespace=ns, name="pvae_units")
+            boundary, state = f"next_step = clip(ref_end, {now}, 1e300) + {geo(0)}", ("ref_end",)
+            G.ref_end = -1.0 if carry is None else carry["ref_end"] - step0
         G.next_step = 1e300
         G.run_regularly(boundary, dt=slot_steps * dt * b2.second, when="start", name="pvae_slot_boundary")
-        return G
+        return G, state
     # gamma renewal of order k: events of a Poisson process at k·ν in operational time Λ = ∫ν dt; every k-th event
     # is a spike (event counter c; SpikeMonitor keeps c, and the spikes are the events with c = k − 1).
-    # Λ is frozen for the refractory period after a spike. One rand() per code block (Brian2's rule, and
-    # the condition for the same draws on every target).
+    # Λ is frozen for the refractory period after a spike (until step ref_end).
     k = model.gamma_order
-    ref = f"{ref_steps * dt!r} * second"
-    G = b2.NeuronGroup(K, "dLam/dt = stim(t, i) * int(t >= ref_until) : 1\nnext_L : 1\nc : 1\nref_until : second",
+    G = b2.NeuronGroup(K, f"dLam/dt = stim(t, i) * int({now} >= ref_end) : 1\nnext_L : 1\nc : 1\nref_end : 1",
                        threshold="Lam >= next_L",
-                       reset=f"ref_until = t + {ref} * int(c >= {k - 1})\nc = (c + 1) * int(c < {k - 1})\n"
-                             f"next_L = Lam - log(1 - rand()) / {k}",
+                       reset=f"ref_end = {now} + {ref_steps} * int(c >= {k - 1})\nc = (c + 1) * int(c < {k - 1})\n"
+                             f"next_L = Lam - log(1 - {draw(1)}) / {k}",
                        method="euler", dt=dt * b2.second, namespace=ns, name="pvae_units")
-    G.next_L = 1e300
-    G.run_regularly(f"next_L = Lam - log(1 - rand()) / {k}", dt=(n_steps + 1) * dt * b2.second, when="start",
-                    name="pvae_renewal_start")  # once, at the start of the chunk
-    return G
+    state = ("Lam", "next_L", "c", "ref_end")
+    if carry is None:
+        G.next_L = 1e300
+        G.ref_end = -1.0
+        G.run_regularly(f"next_L = Lam - log(1 - {draw(0)}) / {k}", dt=(n_steps + 1) * dt * b2.second,
+                        when="start", name="pvae_renewal_start")  # once, at the start of the run
+    else:
+        for name in state:
+            setattr(G, name, carry[name] - (step0 if name in _ABSOLUTE else 0))
+    return G, state
 
 
 def _check_expected(expected) -> np.ndarray:
@@ -304,7 +332,8 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
         λ, expected spike count of each unit in each presentation window (≥ 0, finite).
     cfg : PoissonLayerConfig
     seed : int
-        Root seed; chunk ``c`` runs with a child seed, so results do not depend on the target.
+        Root seed; every draw is a function of (seed, unit, time step), so the spikes do not depend on the
+        target or on ``cfg.chunk``.
     progress : bool
         tqdm progress bar over chunks.
     build_dir : path, optional
@@ -343,8 +372,9 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
     w, g = cfg.steps(cfg.window, "window"), cfg.steps(cfg.gap, "gap")
     period = w + g
     total = n * period + sched.latency_steps  # the last response ends one latency after the last window
-    n_chunks = (n + cfg.chunk - 1) // cfg.chunk
-    seeds = [int(s.generate_state(1)[0] % (2**31 - 1)) for s in np.random.SeedSequence(seed).spawn(n_chunks)]
+    from ._streams import stream_key
+
+    key = stream_key(seed)
     tmp = None
     if build_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="spikevae-brian-")
@@ -352,17 +382,18 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
     targets = _AUTO_ORDER if cfg.target == "auto" else (cfg.target,)
     used = None
     units, steps = [], []
+    carry = None  # what each unit remembers across a chunk boundary (refractoriness, renewal state)
     try:
         starts = range(0, n, cfg.chunk)
-        for c, s0 in enumerate(tqdm(starts, disable=not progress or len(starts) == 1, desc="brian2", unit="chunk")):
+        for s0 in tqdm(starts, disable=not progress or len(starts) == 1, desc="brian2", unit="chunk"):
             a, b = s0 * period, (total if s0 + cfg.chunk >= n else (s0 + cfg.chunk) * period)
             table, slot = _chunk_table(sched, cfg, a, b)
             n_steps = b - a
             while True:
                 tgt = used or targets[0]
                 try:
-                    u, st = _brian_chunk(table, slot, n_steps, cfg.dt, seeds[c], tgt, str(Path(build_dir) / tgt),
-                                         model)
+                    u, st, state = _brian_chunk(table, slot, n_steps, cfg.dt, key, a, tgt,
+                                                str(Path(build_dir) / tgt), model, carry)
                     used = tgt
                     break
                 except Exception as exc:  # noqa: BLE001 - a target that cannot build falls back
@@ -375,6 +406,7 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
                     notes.append(note)
                     log.warning(note)
                     targets = targets[targets.index(tgt) + 1:]
+            carry = state
             units.append(u)
             steps.append(st + s0 * period)
     finally:

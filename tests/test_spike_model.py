@@ -79,10 +79,14 @@ def test_shared_gain_fano_is_one_plus_lambda_var():
     sd_g, lam0 = 0.5, 3.0
     lam = np.full((2000, 20), lam0)
     c = _run(lam, SpikeModel(gain_cv=sd_g), window=0.02, dt=1e-3).counts()
+    # exact law of the Bernoulli steps (20 per window, p = gλ0/20): Var(c | g) = gλ0 (1 − gλ0/20), so
+    # Var(c) = λ0²σ² + λ0 − λ0²(1 + σ²)/20 and Cov(c_i, c_j) = λ0²σ² (→ 1 + λ0σ² as dt → 0)
+    shared = lam0**2 * sd_g**2
+    var = shared + lam0 - lam0**2 * (1 + sd_g**2) / 20
     fano = (c.var(0, ddof=1) / c.mean(0)).mean()
-    assert abs(fano - (1 + lam0 * sd_g**2)) < 0.25, fano
+    assert abs(fano - var / lam0) < 0.15, fano
     r = np.corrcoef(c.T)[np.triu_indices(20, 1)].mean()  # shared gain → positive noise correlations
-    assert abs(r - lam0 * sd_g**2 / (1 + lam0 * sd_g**2)) < 0.05, r
+    assert abs(r - shared / var) < 0.05, r
 
 
 def test_psth_recovers_latency_and_transient():

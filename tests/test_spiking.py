@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 
 from spikevae.records import Presentations, SpikeTrains
-from spikevae.spike_model import drive_schedule
+from spikevae.spike_model import SpikeModel, drive_schedule
 from spikevae.spiking import PoissonLayerConfig, _chunk_table, rate_dt_report, simulate_poisson
 
 FAST = PoissonLayerConfig(window=0.05, dt=5e-4, target="numpy")  # 100 steps per window
@@ -109,3 +109,37 @@ def test_counts_method_matches_loop():
             if on[k] - 1e-9 <= t < off[k] - 1e-9:
                 loop[k, u] += 1
     np.testing.assert_array_equal(st.counts(), loop)
+
+
+@pytest.mark.parametrize("spikes", [SpikeModel(), SpikeModel(refractory=0.003),
+                                    SpikeModel(gamma_order=3, refractory=0.001, spontaneous_hz=4.0)],
+                         ids=["poisson", "refractory", "gamma"])
+def test_same_seed_same_spikes_for_any_chunking(spikes):
+    """Draws are a function of (seed, unit, absolute step): where the run is cut changes nothing."""
+    lam = np.random.default_rng(7).gamma(0.5, 6.0, (13, 9))  # some units near the refractory limit
+    runs = [simulate_poisson(lam, PoissonLayerConfig(window=0.02, gap=0.004, dt=5e-4, target="cython", chunk=c,
+                                                     spikes=spikes), seed=11) for c in (1, 4, 7, 2000)]
+    assert runs[0].n_spikes > 200
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r.unit, runs[0].unit)
+        np.testing.assert_array_equal(r.time, runs[0].time)
+    other = simulate_poisson(lam, PoissonLayerConfig(window=0.02, gap=0.004, dt=5e-4, target="cython", spikes=spikes),
+                             seed=12)
+    assert not np.array_equal(other.time, runs[0].time)  # and the seed does matter
+
+
+def test_stream_draws_are_uniform_and_independent():
+    from spikevae._streams import stream_key, uniform_numpy
+
+    key = stream_key(0)
+    unit, step = np.meshgrid(np.arange(500), np.arange(400))
+    u0 = uniform_numpy(key, unit, step, 0).ravel()
+    u1 = uniform_numpy(key, unit, step, 1).ravel()
+    assert 0 < u0.min() and u0.max() < 1
+    assert stats.kstest(u0, "uniform").pvalue > 1e-3 and stats.kstest(u1, "uniform").pvalue > 1e-3
+    # neighbouring units, steps and streams are uncorrelated (sd of r over 2e5 pairs ≈ 0.0022)
+    assert abs(np.corrcoef(u0, u1)[0, 1]) < 0.01
+    grid = u0.reshape(400, 500)
+    assert abs(np.corrcoef(grid[:, 1:].ravel(), grid[:, :-1].ravel())[0, 1]) < 0.01
+    assert abs(np.corrcoef(grid[1:].ravel(), grid[:-1].ravel())[0, 1]) < 0.01
+    assert not np.array_equal(uniform_numpy(stream_key(1), unit, step, 0).ravel(), u0)
