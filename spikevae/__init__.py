@@ -39,6 +39,7 @@ _LAZY = {
     "evaluate_checkpoint": "evaluate", "ModelEvaluation": "evaluate",
     "simulate_spikes": "spiking", "simulate_poisson": "spiking", "PoissonLayerConfig": "spiking",
     "run_simulation": "pipeline", "write_simulation": "pipeline", "SimulationResult": "pipeline",
+    "simulate_to_folder": "pipeline",
     "LCAConfig": "lca", "LCAResult": "lca", "lca_brian": "lca", "spiking_lca": "lca",
     "SpikingLCAResult": "lca", "learn_dictionary": "lca", "ista": "lca", "fista": "lca", "normalise_atoms": "lca",
     "map_receptive_fields": "rf", "RFMapping": "rf",

@@ -78,16 +78,16 @@ def main(argv=None) -> int:
         print(f"wrote {path}")
     if args.no_spikes:
         return 0
-    from .pipeline import describe_simulation, prepare_output_folder, run_simulation, write_simulation
+    from .pipeline import describe_simulation, simulate_to_folder
     from .spiking import PoissonLayerConfig
 
     run_dir = out / "run"
     print(f"\nreal spikes: 20 held-out patches x 5 repeats, 100 ms windows with 50 ms gaps -> {run_dir} "
           "(what `python -m spikevae.simulate --n-stimuli 20 --repeats 5 --gap 50` does)")
-    prepare_output_folder(run_dir)
-    res = run_simulation(trained, "natural", 20, 5, PoissonLayerConfig(gap=0.05), args.seed, progress=True)
-    write_simulation(run_dir, res)
-    print(describe_simulation(res, run_dir))
+    # the demo's own folder: each `make demo` replaces the previous demo run there
+    summary = simulate_to_folder(run_dir, trained, "natural", 20, 5, PoissonLayerConfig(gap=0.05), args.seed,
+                                 progress=True, overwrite=True, command="simulate")
+    print(describe_simulation(summary, run_dir))
     print(f"\nopen {run_dir / 'spikes.nwb'} with pynwb (or NWB Widgets), "
           f"{run_dir / 'spikes.nix'} with neo, and look at {run_dir / 'figures'}/*.png")
     return 0

@@ -337,11 +337,11 @@ def spike_generation(runs: dict, window: float):
     return fig
 
 
-def save_figure(fig, path, dpi: int = 130) -> None:
-    """Save atomically (temporary name, then rename) and close the figure."""
+def save_figure(fig, path, dpi: int = 130):
+    """Save atomically (temporary name, then rename) and close the figure; return the path."""
     from .io.files import atomic_write
 
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
     finally:
         _mpl().close(fig)

@@ -118,6 +118,11 @@ class SpikeTrains:
 
         return to_neo_block(self, name=name)
 
+    def unit_major(self) -> tuple[np.ndarray, np.ndarray]:
+        """Spike times sorted by unit, then time, and the end offset of each unit's run (n_units,): NWB's layout."""
+        order = np.lexsort((self.time, self.unit))
+        return self.time[order], np.cumsum(np.bincount(self.unit, minlength=self.n_units))
+
     def trains(self) -> list[np.ndarray]:
         """Spike times per unit (list of n_units sorted arrays), s."""
         order = np.lexsort((self.time, self.unit))

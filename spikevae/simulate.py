@@ -6,7 +6,8 @@ per presentation window) → Brian2 Poisson neurons, one per latent unit
 ``spikes.nwb`` (pynwb), ``spikes.nix`` (Neo NixIO), ``summary.json`` and
 figures. Each presentation's spike counts are also decoded through the model's
 decoder, next to the rate-based (λ) reconstruction. The work is
-:func:`spikevae.pipeline.run_simulation` and :func:`spikevae.pipeline.write_simulation`.
+:func:`spikevae.pipeline.simulate_to_folder` (the run streamed to disk chunk by chunk: memory does not
+grow with its length).
 """
 from __future__ import annotations
 
@@ -32,10 +33,13 @@ def _parser() -> Parser:
     p.add_argument("--gap", type=nonneg_float, default=0.0, help="blank between presentations, ms")
     p.add_argument("--dt", type=positive_float, default=0.1, help="simulation time step, ms")
     p.add_argument("--target", default="auto", choices=TARGETS, help="Brian2 code generation")
-    p.add_argument("--chunk", type=positive_int, default=2000, help="presentations per Brian2 run (memory bound)")
+    p.add_argument("--chunk", type=positive_int, default=2000,
+                   help="presentations per Brian2 run (bounds memory; the spikes do not depend on it)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="auto", help="model device: auto | cpu | cuda")
-    p.add_argument("--no-neo", action="store_true", help="skip the Neo (NixIO) file (slow for long runs)")
+    p.add_argument("--no-neo", action="store_true",
+                   help="skip the Neo (NixIO) file (it holds the whole run in memory: skip it for long runs)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier simulate run in --out")
     p.add_argument("--quiet", action="store_true")
     s = p.add_argument_group("spike generation (docs/spike_generation.md; all off by default: the plain Poisson "
                              "layer, Hz = λ / window)")
@@ -88,7 +92,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from .checkpoint import default_checkpoint_path
     from .model import load_model
-    from .pipeline import describe_simulation, prepare_output_folder, run_simulation, write_simulation
+    from .pipeline import describe_simulation, simulate_to_folder
     from .spiking import PoissonLayerConfig
 
     layer = PoissonLayerConfig(window=args.window * 1e-3, gap=args.gap * 1e-3, dt=args.dt * 1e-3,
@@ -98,11 +102,9 @@ def main(argv=None) -> int:
         print(f"no --checkpoint given: using the shipped model {default_checkpoint_path()}")
     model = load_model(args.checkpoint, device)
     out = Path(args.out)
-    prepare_output_folder(out)
-    res = run_simulation(model, args.stimuli, args.n_stimuli, args.repeats, layer, args.seed,
-                         progress=not args.quiet)
-    write_simulation(out, res, neo=not args.no_neo)
-    print(describe_simulation(res, out, neo=not args.no_neo))
+    summary = simulate_to_folder(out, model, args.stimuli, args.n_stimuli, args.repeats, layer, args.seed,
+                                 progress=not args.quiet, neo=not args.no_neo, overwrite=args.overwrite)
+    print(describe_simulation(summary, out, neo=not args.no_neo))
     return 0
 
 

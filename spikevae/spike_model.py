@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
@@ -138,45 +137,77 @@ def refractory_drive(hz: np.ndarray, refractory: float, dt: float) -> tuple[np.n
     return out, int(bad.sum())
 
 
-class DriveSchedule(NamedTuple):
-    """The rate schedule of a run, presentation by presentation (see :func:`drive_schedule`)."""
+@dataclass(frozen=True)
+class DriveSchedule:
+    """The rate schedule of a run, presentation by presentation (see :func:`drive_schedule`).
 
-    evoked_hz: np.ndarray  # (n, K) sustained-equivalent evoked rate of each (presentation, unit), Hz (gain G included)
-    expected: np.ndarray  # (n, K) expected spike count in each (latency-shifted) window
+    Held per stimulus (``lam``, (m, K)) with each presentation's row ``index`` and gain, so a long run
+    never holds an (n_presentations, K) array: :meth:`evoked_hz` and :meth:`expected` give any rows.
+    """
+
+    lam: np.ndarray  # (m, K) expected counts λ per stimulus
+    index: np.ndarray  # (n,) row of lam shown at each presentation
     kernel: np.ndarray  # (n_bins,) response kernel per bin of the window, mean 1
     bin_steps: int  # time steps per kernel bin
     latency_steps: int  # time steps from stimulus onset to response onset
     hz_per_lambda: float  # the time base: Hz per unit λ
     gains: np.ndarray  # (n,) shared gain per presentation (ones when off)
     notes: list  # what the schedule had to say (unreachable rates under refractoriness)
+    window: float
+    model: SpikeModel
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def n_units(self) -> int:
+        return self.lam.shape[1]
+
+    def evoked_hz(self, rows=slice(None)) -> np.ndarray:
+        """Sustained-equivalent evoked rate of the presentations ``rows``, Hz (gain included), (len, K)."""
+        lam = self.lam[self.index[rows]]
+        evoked = lam / self.window if self.model.rate_scale == "window" else self.hz_per_lambda * lam  # today's law
+        return evoked * self.gains[rows, None] if self.model.gain_cv > 0 else evoked
+
+    def expected(self, rows=slice(None)) -> np.ndarray:
+        """Expected spike count of the presentations ``rows`` in their (latency-shifted) windows, (len, K)."""
+        m = self.model
+        if m.rate_scale == "window":  # λ itself (bit for bit) when nothing else is on
+            lam = self.lam[self.index[rows]]
+            base = lam * self.gains[rows, None] if m.gain_cv > 0 else lam
+            return base + m.spontaneous_hz * self.window if m.spontaneous_hz else base
+        return (self.evoked_hz(rows) + m.spontaneous_hz) * self.window
+
+    def blocks(self, size: int = 4096):
+        """``(start, stop)`` of consecutive blocks of presentations (bounded memory for passes over the run)."""
+        return ((a, min(a + size, len(self))) for a in range(0, len(self), size))
 
 
 def drive_schedule(expected: np.ndarray, window: float, dt: float, model: SpikeModel,
-                   rng: np.random.Generator | None = None) -> DriveSchedule:
-    """Expected counts λ (n, K) → the evoked rates, expected counts and response kernel of a run.
+                   rng: np.random.Generator | None = None, index: np.ndarray | None = None) -> DriveSchedule:
+    """Expected counts λ → the evoked rates, expected counts and response kernel of a run.
 
-    ``rng`` draws the shared gains (needed only when ``model.gain_cv > 0``).
+    ``expected``: λ per presentation (n, K), or per stimulus (m, K) with ``index`` (n,) giving the row
+    shown at each presentation. ``rng`` draws the shared gains (needed only when ``model.gain_cv > 0``).
     """
     model.validate()
     lam = np.asarray(expected, dtype=np.float64)
+    index = np.arange(len(lam)) if index is None else np.asarray(index, dtype=np.int64)
     if model.rate_scale == "window":
         f = 1.0 / window
     elif model.rate_scale == "gain":
         f = model.gain_hz
     else:
-        m = float(lam.mean())
+        m = float((np.bincount(index, minlength=len(lam)) @ lam).sum() / (len(index) * lam.shape[1]))
         if not m > 0:
             raise ArgumentError("rate_scale 'target' needs some expected counts > 0 (their mean is 0)")
         f = model.target_rate_hz / m
-    gains = np.ones(len(lam))
+    gains = np.ones(len(index))
     if model.gain_cv > 0:
         if rng is None:
             raise ArgumentError("a shared gain (gain_cv > 0) needs a random generator")
         shape = 1.0 / model.gain_cv**2
-        gains = rng.gamma(shape, 1.0 / shape, len(lam))  # mean 1, s.d. gain_cv
-    evoked = lam / window if model.rate_scale == "window" else f * lam  # division: today's law, bit for bit
-    if model.gain_cv > 0:
-        evoked = evoked * gains[:, None]
+        gains = rng.gamma(shape, 1.0 / shape, len(index))  # mean 1, s.d. gain_cv
     kernel = transient_kernel(window, model)
     bin_steps = int(round(window / dt)) // len(kernel)
     if bin_steps * len(kernel) != int(round(window / dt)):
@@ -188,16 +219,12 @@ def drive_schedule(expected: np.ndarray, window: float, dt: float, model: SpikeM
         raise ArgumentError(f"dt does not divide the refractory period ({model.refractory * 1e3:g} ms)")
     if model.refractory and model.refractory < dt:
         raise ArgumentError(f"the refractory period ({model.refractory * 1e3:g} ms) is shorter than dt")
-    notes = []
+    sched = DriveSchedule(lam, index, kernel, bin_steps, latency_steps, f, gains, [], window, model)
     if model.refractory and model.correct_refractory:
-        peak = (evoked * kernel.max() + model.spontaneous_hz) * max(model.refractory - dt, 0.0)
-        n_bad = int((peak >= 0.99).sum())
+        dead = max(model.refractory - dt, 0.0)
+        n_bad = sum(int(((sched.evoked_hz(slice(a, b)) * kernel.max() + model.spontaneous_hz) * dead >= 0.99).sum())
+                    for a, b in sched.blocks())
         if n_bad:
-            notes.append(f"{n_bad} (presentation, unit) pairs ask for a rate near or above 1 / refractory period "
-                         f"({1 / model.refractory:.4g} Hz): their expected counts cannot be reached and are lower")
-    if model.rate_scale == "window":  # λ itself (bit for bit) when nothing else is on
-        base = lam * gains[:, None] if model.gain_cv > 0 else lam
-        exp_counts = base + model.spontaneous_hz * window if model.spontaneous_hz else base
-    else:
-        exp_counts = (evoked + model.spontaneous_hz) * window
-    return DriveSchedule(evoked, exp_counts, kernel, bin_steps, latency_steps, f, gains, notes)
+            sched.notes.append(f"{n_bad} (presentation, unit) pairs ask for a rate near or above 1 / refractory period "
+                               f"({1 / model.refractory:.4g} Hz): their expected counts cannot be reached and are lower")
+    return sched

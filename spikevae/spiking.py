@@ -46,6 +46,7 @@ __all__ = [
     "rates_hz",
     "rate_dt_report",
     "simulate_poisson",
+    "PoissonRun",
     "simulate_spikes",
     "poisson_spikes_numpy",
 ]
@@ -107,25 +108,36 @@ def rates_hz(expected: np.ndarray, window: float) -> np.ndarray:
     return np.asarray(expected, dtype=np.float64) / float(window)
 
 
+def _dt_stats(p: np.ndarray, p_warn: float) -> tuple:
+    """(bad pairs, units with a bad pair (bool, K), max p) of a block of per-step probabilities."""
+    bad = p > p_warn
+    return int(bad.sum()), bad.any(0), float(p.max()) if p.size else 0.0
+
+
+def _merge_dt_stats(stats: list) -> tuple:
+    return (sum(s[0] for s in stats), np.logical_or.reduce([s[1] for s in stats]), max(s[2] for s in stats))
+
+
+def _dt_message(stats: tuple, cfg: PoissonLayerConfig, n_units: int) -> str | None:
+    n_bad, units, pmax = stats
+    if not n_bad:
+        return None
+    rate_max = pmax / cfg.dt
+    k = math.ceil(pmax / cfg.p_warn - 1e-9)  # dt / k still divides the window and keeps rate·dt <= p_warn
+    lost = "; above 1 the rate is clipped and spikes are lost" if pmax > 1 else ""
+    msg = (f"{int(units.sum())} of {n_units} units reach rate·dt > {cfg.p_warn:g} in {n_bad} (presentation, unit) "
+           f"pairs (max rate {rate_max:.4g} Hz, rate·dt = {pmax:.3g}): one Bernoulli draw per step "
+           f"under-disperses their counts by up to {min(pmax, 1) * 100:.0f} %{lost}")
+    return msg + f"; use --dt {cfg.dt / k * 1e3:.4g} ms or smaller"
+
+
 def rate_dt_report(expected: np.ndarray, cfg: PoissonLayerConfig, hz: np.ndarray | None = None) -> str | None:
     """A warning when some rate·dt is too large for one Bernoulli draw per step, else None.
 
     ``hz``: the peak drive of each (presentation, unit), Hz (default λ / window).
     """
     p = (rates_hz(expected, cfg.window) if hz is None else np.asarray(hz)) * cfg.dt  # (n, K)
-    bad = p > cfg.p_warn
-    if not bad.any():
-        return None
-    units = int(bad.any(0).sum())
-    pmax = float(p.max())
-    rate_max = pmax / cfg.dt
-    k = math.ceil(pmax / cfg.p_warn - 1e-9)  # dt / k still divides the window and keeps rate·dt <= p_warn
-    lost = "; above 1 the rate is clipped and spikes are lost" if pmax > 1 else ""
-    msg = (f"{units} of {p.shape[1]} units reach rate·dt > {cfg.p_warn:g} in {int(bad.sum())} (presentation, unit) "
-           f"pairs (max rate {rate_max:.4g} Hz, rate·dt = {pmax:.3g}): one Bernoulli draw per step "
-           f"under-disperses their counts by up to {min(pmax, 1) * 100:.0f} %{lost}")
-    msg += f"; use --dt {cfg.dt / k * 1e3:.4g} ms or smaller"
-    return msg
+    return _dt_message(_dt_stats(p, cfg.p_warn), cfg, p.shape[1])
 
 
 def _slot_steps(cfg: PoissonLayerConfig, sched) -> int:
@@ -145,7 +157,7 @@ def _chunk_table(sched, cfg: PoissonLayerConfig, start: int, stop: int) -> tuple
     latency; the spontaneous rate fills everything; the refractory drive correction is applied last."""
     w, g = cfg.steps(cfg.window, "window"), cfg.steps(cfg.gap, "gap")
     period, slot = w + g, _slot_steps(cfg, sched)
-    n, K = sched.evoked_hz.shape
+    n, K = len(sched), sched.n_units
     model = cfg.spikes
     n_rows = (stop - start) // slot
     table = np.full((n_rows + 1, K), float(model.spontaneous_hz))
@@ -157,7 +169,7 @@ def _chunk_table(sched, cfg: PoissonLayerConfig, start: int, stop: int) -> tuple
         first = (pres * period + L + j * sched.bin_steps - start) // slot  # (m,) first row of the bin
         rows = first[:, None] + np.arange(q)[None, :]  # (m, q)
         ok = (rows >= 0) & (rows < n_rows)
-        hz = sched.evoked_hz[pres] * sched.kernel[j] if nb > 1 else sched.evoked_hz[pres]
+        hz = sched.evoked_hz(pres) * sched.kernel[j] if nb > 1 else sched.evoked_hz(pres)
         if model.spontaneous_hz:
             hz = hz + model.spontaneous_hz
         table[rows[ok]] = np.repeat(hz, q, axis=0).reshape(len(pres), q, K)[ok]
@@ -321,15 +333,143 @@ def poisson_spikes_numpy(expected: np.ndarray, cfg: PoissonLayerConfig, rng: np.
                        _presentations(expected, cfg, None, None), {"target": "numpy-exact", "notes": []})
 
 
+class PoissonRun:
+    """A Poisson-layer run prepared chunk by chunk: what :func:`simulate_poisson` does, without holding it.
+
+    ``lam`` (m, K) are expected counts per stimulus and ``index`` (n,) the row shown at each presentation
+    (default: one row per presentation). :meth:`chunks` yields ``(p0, p1, unit, step)`` for presentations
+    ``p0 .. p1`` (absolute time steps; the last chunk runs to the end of the last response); :attr:`target`
+    is the Brian2 target used, :attr:`notes` what the run had to say. Memory is one chunk, whatever ``n``.
+    """
+
+    def __init__(self, lam: np.ndarray, cfg: PoissonLayerConfig, seed: int = 0, index: np.ndarray | None = None,
+                 stimulus: np.ndarray | None = None, repeat: np.ndarray | None = None):
+        from ._streams import stream_key
+
+        self.cfg = cfg.validate()
+        lam = _check_expected(lam)
+        if index is not None:
+            index = np.asarray(index, dtype=np.int64)
+            if index.ndim != 1 or not len(index) or index.min() < 0 or index.max() >= len(lam):
+                raise ArgumentError(f"presentation index must be (n,) rows of the {len(lam)} rates")
+        model = cfg.spikes
+        # shared gains: one stream for the whole run, whatever the chunking
+        self.sched = sched = drive_schedule(lam, cfg.window, cfg.dt, model, np.random.default_rng([seed, 0x5A1E]),
+                                            index)
+        self.n, self.n_units = len(sched), sched.n_units
+        w, g = cfg.steps(cfg.window, "window"), cfg.steps(cfg.gap, "gap")
+        self.window_steps, self.period = w, w + g
+        self.total = self.n * self.period + sched.latency_steps  # the last response ends one latency after the last window
+        on = np.arange(self.n) * self.period * cfg.dt
+        self.stimulus = sched.index.copy() if stimulus is None else np.asarray(stimulus, dtype=np.int64)
+        self.repeat = np.zeros(self.n, dtype=np.int64) if repeat is None else np.asarray(repeat, dtype=np.int64)
+        self.onset, self.offset = on, on + w * cfg.dt
+        self.key = stream_key(seed)
+        self.notes: list = list(sched.notes)
+        self.target = None
+        stats = [_dt_stats(self._peak_hz(a, b) * cfg.dt, cfg.p_warn) for a, b in sched.blocks()]
+        msg = _dt_message(_merge_dt_stats(stats), cfg, self.n_units)
+        if msg:
+            self.notes.append(msg)
+        for note in self.notes:
+            log.warning(note)
+
+    def _peak_hz(self, a: int, b: int) -> np.ndarray:
+        """Peak drive of presentations a..b (what one Bernoulli draw per step must carry), Hz."""
+        model, sched = self.cfg.spikes, self.sched
+        if model.is_plain:
+            return rates_hz(sched.expected(slice(a, b)), self.cfg.window)
+        peak = sched.evoked_hz(slice(a, b)) * sched.kernel.max() + model.spontaneous_hz
+        if model.refractory and model.correct_refractory:
+            drive, _ = refractory_drive(peak, model.refractory, self.cfg.dt)
+            peak = np.where(peak * max(model.refractory - self.cfg.dt, 0.0) >= 0.99, 0.0, drive)  # reported apart
+        return peak
+
+    def presentations(self, expected=None) -> Presentations:
+        """The presentation table (``expected``: default, every row computed in memory)."""
+        return Presentations(self.stimulus, self.repeat, self.onset, self.offset,
+                             self.sched.expected() if expected is None else expected)
+
+    def meta(self) -> dict:
+        """What the run adds to a record's provenance."""
+        info = {"target": self.target, "notes": self.notes}
+        if not self.cfg.spikes.is_plain:
+            info.update(spike_model=dataclasses.asdict(self.cfg.spikes), hz_per_lambda=self.sched.hz_per_lambda,
+                        response_latency_s=self.sched.latency_steps * self.cfg.dt)
+        return info
+
+    def chunks(self, progress: bool = False, build_dir: str | os.PathLike | None = None):
+        """Yield ``(p0, p1, unit, step)`` per chunk of presentations, spikes time-sorted (absolute steps)."""
+        cfg, n, period = self.cfg, self.n, self.period
+        tmp = None
+        if build_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="spikevae-brian-")
+            build_dir = tmp.name
+        targets = _AUTO_ORDER if cfg.target == "auto" else (cfg.target,)
+        carry = None  # what each unit remembers across a chunk boundary (refractoriness, renewal state)
+        try:
+            starts = range(0, n, cfg.chunk)
+            for s0 in tqdm(starts, disable=not progress or len(starts) == 1, desc="brian2", unit="chunk"):
+                s1 = min(n, s0 + cfg.chunk)
+                a, b = s0 * period, (self.total if s1 >= n else s1 * period)
+                table, slot = _chunk_table(self.sched, cfg, a, b)
+                while True:
+                    tgt = self.target or targets[0]
+                    try:
+                        u, st, state = _brian_chunk(table, slot, b - a, cfg.dt, self.key, a, tgt,
+                                                    str(Path(build_dir) / tgt), cfg.spikes, carry)
+                        self.target = tgt
+                        break
+                    except Exception as exc:  # noqa: BLE001 - a target that cannot build falls back
+                        if self.target is not None or cfg.target != "auto" or tgt == targets[-1]:
+                            raise
+                        nxt = targets[targets.index(tgt) + 1]
+                        first = str(exc).strip().splitlines()
+                        note = (f"Brian2 target {tgt} did not work here ({type(exc).__name__}: "
+                                f"{first[0] if first else ''}); using {nxt}")
+                        self.notes.append(note)
+                        log.warning(note)
+                        targets = targets[targets.index(tgt) + 1:]
+                carry = state
+                order = np.lexsort((u, st))
+                yield s0, s1, u[order], st[order] + a
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+
+    def window_counts(self, p0: int, p1: int, unit: np.ndarray, step: np.ndarray) -> tuple[int, np.ndarray]:
+        """Counts of a chunk's spikes in the response windows they fall in: ``(k0, counts)`` for presentations
+        ``k0 .. k0 + len(counts)`` (a response may spill into the next chunk by the latency). The counting rule
+        of :meth:`SpikeTrains.counts`, on the integer step grid."""
+        L, w, period = self.sched.latency_steps, self.window_steps, self.period
+        k0 = max(0, p0 - (L + period - 1) // period)
+        rel = step - L
+        k = np.floor_divide(rel, period)
+        ok = (rel >= 0) & (rel - k * period < w) & (k < self.n)
+        out = np.zeros((p1 - k0, self.n_units), dtype=np.int64)
+        np.add.at(out, (k[ok] - k0, unit[ok]), 1)
+        return k0, out
+
+    def complete_before(self, p1: int) -> int:
+        """Presentations below this index have all their response window simulated once chunks up to p1 have run."""
+        if p1 >= self.n:
+            return self.n
+        end = p1 * self.period
+        L, w, period = self.sched.latency_steps, self.window_steps, self.period
+        return max(0, min(self.n, (end - L - w) // period + 1))
+
+
 def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 0, progress: bool = False,
                      build_dir: str | os.PathLike | None = None, stimulus: np.ndarray | None = None,
-                     repeat: np.ndarray | None = None, meta: dict | None = None) -> SpikeTrains:
+                     repeat: np.ndarray | None = None, meta: dict | None = None,
+                     index: np.ndarray | None = None) -> SpikeTrains:
     """Simulate Poisson neurons driven by expected counts per presentation.
 
     Parameters
     ----------
     expected : ndarray (n_presentations, K)
-        λ, expected spike count of each unit in each presentation window (≥ 0, finite).
+        λ, expected spike count of each unit in each presentation window (≥ 0, finite); with ``index``,
+        one row per stimulus instead.
     cfg : PoissonLayerConfig
     seed : int
         Root seed; every draw is a function of (seed, unit, time step), so the spikes do not depend on the
@@ -339,87 +479,25 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
     build_dir : path, optional
         cpp_standalone build directory (reused between chunks; default: a temporary folder).
     stimulus, repeat : ndarray (n_presentations,) int, optional
-        The presentation table's stimulus index and repeat number (default: 0..n-1 and 0).
+        The presentation table's stimulus index and repeat number (default: ``index`` or 0..n-1, and 0).
     meta : dict, optional
         Provenance stored in the record; ``target`` (the Brian2 target used) and ``notes`` (what the
         run had to say: fallbacks, rates too high for dt) are added.
+    index : ndarray (n_presentations,) int, optional
+        Row of ``expected`` shown at each presentation.
 
     Returns
     -------
     SpikeTrains
         Counting rule: :meth:`SpikeTrains.counts`.
     """
-    cfg.validate()
-    expected = _check_expected(expected)
-    model = cfg.spikes
-    # shared gains: one stream for the whole run, whatever the chunking
-    sched = drive_schedule(expected, cfg.window, cfg.dt, model, np.random.default_rng([seed, 0x5A1E]))
-    pres = _presentations(sched.expected, cfg, stimulus, repeat)
-    notes: list = list(sched.notes)
-    peak = None
-    if not model.is_plain:
-        peak = sched.evoked_hz * sched.kernel.max() + model.spontaneous_hz
-        if model.refractory and model.correct_refractory:
-            drive, _ = refractory_drive(peak, model.refractory, cfg.dt)
-            peak = np.where(peak * max(model.refractory - cfg.dt, 0.0) >= 0.99, 0.0, drive)  # reported apart
-    msg = rate_dt_report(expected, cfg, peak)
-    if msg:
-        notes.append(msg)
-        log.warning(msg)
-    for note in sched.notes:
-        log.warning(note)
-    n, K = expected.shape
-    w, g = cfg.steps(cfg.window, "window"), cfg.steps(cfg.gap, "gap")
-    period = w + g
-    total = n * period + sched.latency_steps  # the last response ends one latency after the last window
-    from ._streams import stream_key
-
-    key = stream_key(seed)
-    tmp = None
-    if build_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="spikevae-brian-")
-        build_dir = tmp.name
-    targets = _AUTO_ORDER if cfg.target == "auto" else (cfg.target,)
-    used = None
-    units, steps = [], []
-    carry = None  # what each unit remembers across a chunk boundary (refractoriness, renewal state)
-    try:
-        starts = range(0, n, cfg.chunk)
-        for s0 in tqdm(starts, disable=not progress or len(starts) == 1, desc="brian2", unit="chunk"):
-            a, b = s0 * period, (total if s0 + cfg.chunk >= n else (s0 + cfg.chunk) * period)
-            table, slot = _chunk_table(sched, cfg, a, b)
-            n_steps = b - a
-            while True:
-                tgt = used or targets[0]
-                try:
-                    u, st, state = _brian_chunk(table, slot, n_steps, cfg.dt, key, a, tgt,
-                                                str(Path(build_dir) / tgt), model, carry)
-                    used = tgt
-                    break
-                except Exception as exc:  # noqa: BLE001 - a target that cannot build falls back
-                    if used is not None or cfg.target != "auto" or tgt == targets[-1]:
-                        raise
-                    nxt = targets[targets.index(tgt) + 1]
-                    first = str(exc).strip().splitlines()
-                    note = (f"Brian2 target {tgt} did not work here ({type(exc).__name__}: "
-                            f"{first[0] if first else ''}); using {nxt}")
-                    notes.append(note)
-                    log.warning(note)
-                    targets = targets[targets.index(tgt) + 1:]
-            carry = state
-            units.append(u)
-            steps.append(st + s0 * period)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    unit = np.concatenate(units)
-    step = np.concatenate(steps)
-    order = np.lexsort((unit, step))
-    info = {"target": used, "notes": notes}
-    if not model.is_plain:
-        info.update(spike_model=dataclasses.asdict(model), hz_per_lambda=sched.hz_per_lambda,
-                    response_latency_s=sched.latency_steps * cfg.dt)
-    return SpikeTrains(unit[order], step[order] * cfg.dt, K, total * cfg.dt, cfg.dt, pres, {**(meta or {}), **info})
+    run = PoissonRun(expected, cfg, seed, index, stimulus, repeat)
+    units, steps = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for _, _, u, st in run.chunks(progress, build_dir):
+        units.append(u)
+        steps.append(st)
+    return SpikeTrains(np.concatenate(units), np.concatenate(steps) * cfg.dt, run.n_units, run.total * cfg.dt, cfg.dt,
+                       run.presentations(), {**(meta or {}), **run.meta()})
 
 
 def simulate_spikes(rates: np.ndarray, window: float = 0.1, gap: float = 0.0, dt: float = 1e-4, target: str = "auto",

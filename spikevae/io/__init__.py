@@ -5,9 +5,21 @@
 imports torch.
 """
 from .dictionary import load_dictionary, save_dictionary
-from .files import atomic_write, file_sha256, provenance, write_csv, write_json, write_npz, write_text
+from .files import (
+    MANIFEST,
+    RunFolder,
+    atomic_write,
+    check_free_space,
+    file_sha256,
+    provenance,
+    write_csv,
+    write_json,
+    write_npz,
+    write_text,
+)
 from .neo import read_neo, to_neo_block, write_neo
 from .nwb import read_nwb, write_nwb
 
 __all__ = ["write_nwb", "read_nwb", "write_neo", "read_neo", "to_neo_block", "save_dictionary", "load_dictionary",
-           "atomic_write", "write_json", "write_text", "write_npz", "write_csv", "file_sha256", "provenance"]
+           "atomic_write", "check_free_space", "RunFolder", "MANIFEST", "write_json", "write_text", "write_npz", "write_csv",
+           "file_sha256", "provenance"]

@@ -39,10 +39,16 @@ SUBJECT_NOTE = ("simulated network (spikevae); no animal. species is a schema pl
 
 def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | None = None,
               description: str = "spikevae simulated spike trains", start_time: _dt.datetime | None = None) -> Path:
-    """Write ``st`` (and optionally the stimuli, (n_stimuli, P, P)) to an NWB file, atomically."""
-    from hdmf.common import DynamicTable, VectorData
+    """Write ``st`` (and optionally the stimuli, (n_stimuli, P, P)) to an NWB file, atomically.
+
+    ``st`` is a :class:`SpikeTrains` or any record with its fields whose ``unit_major()`` and
+    ``presentations.expected`` may be h5py datasets (a long run spilled to disk,
+    :class:`spikevae.pipeline.SpilledSpikes`): those are copied into the file without being loaded.
+    """
+    from hdmf.common import DynamicTable, VectorData, VectorIndex
     from pynwb import NWBHDF5IO, NWBFile
     from pynwb.base import ImageReferences, Images
+    from pynwb.epoch import TimeIntervals
     from pynwb.file import Subject
     from pynwb.image import GrayscaleImage, IndexSeries
     from pynwb.misc import Units
@@ -67,17 +73,28 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
         subject=Subject(subject_id=f"sim-{model}-seed{seed}", species="Homo sapiens", age="P0D", sex="U",
                         description=SUBJECT_NOTE),
     )
-    nwb.units = Units(name="units", description="model units simulated as Brian2 Poisson neurons", resolution=st.dt)
-    nwb.add_unit_column(name="latent_index", description="index of the unit in the model's latent vector")
+    # columns built whole (an h5py dataset is copied by HDF5 without being read into memory), not row by row
+    times, ends = st.unit_major()
+    K = st.n_units
+    spike_times = VectorData(name="spike_times", description="the spike times for each unit in seconds", data=times)
+    obs = VectorData(name="obs_intervals", description="the observation intervals for each unit",
+                     data=np.tile([[0.0, float(st.t_stop)]], (K, 1)))
+    nwb.units = Units(name="units", description="model units simulated as Brian2 Poisson neurons", resolution=st.dt,
+                      id=np.arange(K), columns=[
+                          spike_times, VectorIndex(name="spike_times_index", data=np.asarray(ends, np.int64),
+                                                   target=spike_times),
+                          obs, VectorIndex(name="obs_intervals_index", data=np.arange(1, K + 1), target=obs),
+                          VectorData(name="latent_index", description="index of the unit in the model's latent vector",
+                                     data=np.arange(K))])
     p = st.presentations
-    trains = st.trains()
-    for k in range(st.n_units):
-        nwb.add_unit(spike_times=trains[k], latent_index=k, obs_intervals=[[0.0, st.t_stop]])
-    nwb.add_trial_column(name="stimulus_index", description="index of the stimulus shown (into stimuli)")
-    nwb.add_trial_column(name="repeat", description="repeat number of this stimulus (0-based)")
-    for n in range(len(p)):
-        nwb.add_trial(start_time=float(p.onset[n]), stop_time=float(p.offset[n]),
-                      stimulus_index=int(p.stimulus[n]), repeat=int(p.repeat[n]))
+    nwb.trials = TimeIntervals(name="trials", description="presentations of the stimuli", id=np.arange(len(p)),
+                               columns=[
+        VectorData(name="start_time", description="start of the presentation window, s", data=p.onset),
+        VectorData(name="stop_time", description="end of the presentation window, s", data=p.offset),
+        VectorData(name="stimulus_index", description="index of the stimulus shown (into stimuli)",
+                   data=np.asarray(p.stimulus, np.int64)),
+        VectorData(name="repeat", description="repeat number of this stimulus (0-based)",
+                   data=np.asarray(p.repeat, np.int64))])
     if stimuli is not None and len(p):
         imgs = [GrayscaleImage(name=f"stimulus_{j:06d}", data=np.asarray(s, dtype=np.float32),
                                description="model-input patch (whitened, contrast-normalised)")
@@ -94,14 +111,14 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
                                      indexed_images=images, unit="N/A", **timing,
                                      description="index of the stimulus shown at each presentation onset"))
     mod = nwb.create_processing_module("model", "model outputs that drove the simulated units")
-    lam = VectorData(name="expected_counts", data=np.asarray(p.expected, dtype=np.float64),
+    lam = VectorData(name="expected_counts", data=p.expected,
                      description="expected spike count λ per unit in the presentation window (rate × window)")
     mod.add(DynamicTable(name="expected_counts", description="λ per (presentation, unit); row n = trial n",
                          columns=[lam]))
 
     def _write(tmp):
         with NWBHDF5IO(tmp, "w") as io:
-            io.write(nwb)
+            io.write(nwb, link_data=False)  # copy on-disk columns into the file
 
     return atomic_write(path, _write)
 
