@@ -68,6 +68,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a directory, not a file")
+    _check_archive(path)
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -93,6 +94,33 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return data
+
+
+def _check_archive(path: Path):
+    """Refuse, before anything is decompressed, an archive that would take more memory than its own size.
+
+    ``torch.save`` writes a zip whose entries are stored, not compressed: a compressed entry, or entries
+    declaring more bytes than the file holds, is not a torch-written checkpoint (a zip bomb is both).
+    """
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # torch.load reports what it is
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise CheckpointError(f"{path} is truncated or not a torch file (damaged zip archive)") from None
+    size = path.stat().st_size
+    packed = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED]
+    declared = sum(i.file_size for i in infos)
+    if packed:
+        raise CheckpointError(f"{path} is not a spikevae checkpoint: {len(packed)} entries are compressed "
+                              f"(torch.save stores them), declaring {declared / 2**20:.1f} MB in a "
+                              f"{size / 2**20:.1f} MB file; refused before decompressing")
+    if declared > size:
+        raise CheckpointError(f"{path} is not a spikevae checkpoint: its entries declare {declared / 2**20:.1f} MB "
+                              f"in a {size / 2**20:.1f} MB file; refused before reading")
 
 
 def _typed_config(cls, d, where: str):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import logging
 import os
 import struct
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import DataError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Preprocessing",
@@ -44,6 +47,7 @@ __all__ = [
     "whiten",
     "local_contrast_normalise",
     "preprocess_image",
+    "preprocess_images",
     "extract_patches",
     "patches_by_area",
     "natural_images",
@@ -181,6 +185,8 @@ def preprocess_image(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
         raise DataError(f"expected a grey image (H, W), got shape {img.shape}")
     if not np.all(np.isfinite(img)):
         raise DataError("image contains non-finite values")
+    if img.size and float(img.max() - img.min()) <= 1e-9 * max(1.0, float(np.abs(img).max())):
+        raise DataError(f"image of shape {img.shape} is constant (no contrast to whiten)")
     if prep.kind == "scale":
         return (img / prep.scale).astype(np.float32)
     c = int(prep.crop)
@@ -240,6 +246,18 @@ def natural_images(names: tuple[str, ...] = NATURAL_TRAIN + NATURAL_VAL) -> dict
     return out
 
 
+#: the largest image read, in pixels (a 48-megapixel photograph fits); ``SPIKEVAE_MAX_PIXELS`` changes it.
+#: Preprocessing holds about 60 bytes per pixel, so the limit also bounds memory (about 3 GB).
+MAX_PIXELS = int(float(os.environ.get("SPIKEVAE_MAX_PIXELS", 50e6)))
+
+
+def _check_pixels(path, shape):
+    h, w = int(shape[0]), int(shape[1])
+    if h * w > MAX_PIXELS:
+        raise DataError(f"{path}: {w} x {h} pixels ({h * w / 1e6:.0f} MP) exceeds the limit of {MAX_PIXELS / 1e6:.0f} MP "
+                        "(set SPIKEVAE_MAX_PIXELS to raise it, or downsample the image)")
+
+
 def read_image(path: str | os.PathLike, iml_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read one image file as a grey float64 array.
 
@@ -250,7 +268,26 @@ def read_image(path: str | os.PathLike, iml_shape: tuple[int, int] | None = None
     path = Path(path)
     suffix = path.suffix.lower()
     try:
-        if suffix in (".iml", ".imc"):
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                _check_pixels(path, tif.pages[0].shape)
+                return _grey(tif.pages[0].asarray())
+        if suffix not in (".iml", ".imc"):
+            from PIL import Image
+
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our limit (with its message) instead
+            try:
+                im = Image.open(path)  # the header only: pixels are decoded below, after the size check
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+            with im:
+                _check_pixels(path, im.size[::-1])
+                if im.mode in ("P", "PA", "CMYK", "YCbCr", "LA"):
+                    im = im.convert("RGB")
+                return _grey(np.asarray(im))
+        else:
             raw = np.fromfile(path, dtype=">u2")
             shape = iml_shape
             if shape is None:
@@ -263,17 +300,8 @@ def read_image(path: str | os.PathLike, iml_shape: tuple[int, int] | None = None
                                     "pass the image shape")
             if raw.size != shape[0] * shape[1]:
                 raise DataError(f"{path}: {raw.size} pixels do not fill a {shape[0]} x {shape[1]} image")
+            _check_pixels(path, shape)
             return raw.reshape(shape).astype(np.float64)
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            return _grey(tifffile.imread(path))
-        from PIL import Image
-
-        with Image.open(path) as im:
-            if im.mode in ("P", "PA", "CMYK", "YCbCr", "LA"):
-                im = im.convert("RGB")
-            return _grey(np.asarray(im))
     except DataError:
         raise
     except Exception as exc:  # any reader failure becomes one clear line
@@ -308,9 +336,24 @@ def image_patches(
         raise DataError(f"n_train and n_val must be > 0, got {n_train} and {n_val}")
 
     def cut(images, n):
-        return patches_by_area([preprocess_image(im, prep) for im in images.values()], prep.patch_size, n, rng)
+        return patches_by_area(list(preprocess_images(images, prep).values()), prep.patch_size, n, rng)
 
     return PatchSet(cut(train_images, n_train), cut(val_images, n_val), prep, source=source)
+
+
+def preprocess_images(images: dict[str, np.ndarray], prep: Preprocessing) -> dict[str, np.ndarray]:
+    """:func:`preprocess_image` for each image; one that cannot give a patch (constant, too small) is skipped
+    with a warning, and :class:`DataError` (one line) if none can."""
+    out, skipped = {}, []
+    for name, im in images.items():
+        try:
+            out[name] = preprocess_image(im, prep)
+        except DataError as exc:
+            skipped.append(f"{name}: {exc}")
+            log.warning("skipping image %s: %s", name, exc)
+    if not out:
+        raise DataError(f"no usable image: {'; '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''}")
+    return out
 
 
 def patches_by_area(images: list, size: int, n: int, rng: np.random.Generator) -> np.ndarray:

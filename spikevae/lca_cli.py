@@ -41,6 +41,7 @@ def _parser() -> Parser:
         s.add_argument("--threshold", default="soft", choices=THRESHOLDS)
         s.add_argument("--seed", type=seed, default=0)
         s.add_argument("--quiet", action="store_true")
+    sub.choices["infer"].add_argument("--overwrite", action="store_true", help="replace an earlier lca infer run in --out")
     learn = sub.choices["learn"]
     learn.add_argument("--atoms", type=positive_int, default=512)
     learn.add_argument("--updates", type=positive_int, default=300, help="dictionary updates (batches)")
@@ -67,6 +68,8 @@ def _learn(args) -> int:
 
     cfg = _cfg(args)
     out = Path(args.out)
+    if out.suffix != ".npz":  # the figure's name derives from it and must never be the dictionary's
+        raise ArgumentError(f"--out is the dictionary file and must end in .npz, got {out.name}")
     if not out.parent.is_dir():
         raise ArgumentError(f"output folder {out.parent} does not exist")
     from ._resources import check_memory
@@ -93,7 +96,7 @@ def _learn(args) -> int:
     order = np.argsort(-np.abs(res.codes).mean(0))
     fig = plots.basis_grid(phi.T.reshape(-1, prep.patch_size, prep.patch_size), order, n_show=min(256, args.atoms),
                            title=f"LCA dictionary (lambda {args.lam}), ordered by mean |a| on held-out patches")
-    fig_path = out.with_suffix(".png")
+    fig_path = out.with_name(f"{out.stem}_basis.png")
     plots.save_figure(fig, fig_path)
     print(f"held-out energy {e0:.2f} -> {res.energy[-1]:.2f}, fraction active {res.fraction_active:.3f}, "
           f"{wall:.0f} s; wrote {out} and {fig_path}")
@@ -114,16 +117,18 @@ def _infer(args) -> int:
         phi, prep = model.dictionary, model.preprocessing
         source = {"checkpoint": str(args.checkpoint), "sha256": model.sha256}
     phi = normalise_atoms(phi)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArgumentError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
     from ._resources import check_memory
+    from .io import RunFolder
 
     # patches (float32 and float64), and states, codes and inhibition per patch and atom (float64)
     check_memory(args.n_patches * (12.0 * phi.shape[0] + 8.0 * 4 * phi.shape[1]), f"--n-patches {args.n_patches}")
     x = natural_patches(1, args.n_patches, prep, seed=args.seed + 1).val.reshape(args.n_patches, -1).astype(np.float64)
+    with RunFolder(args.out, "lca infer", args.overwrite) as files:
+        return _infer_into(files, args, cfg, x, phi, prep, source)
+
+
+def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
+    out = files.path
     t0 = time.perf_counter()
     if args.simulator == "reference":
         res = lca(x, phi, dataclasses.replace(cfg, record_every=10), progress=not args.quiet)
@@ -134,6 +139,7 @@ def _infer(args) -> int:
     summary = {"simulator": args.simulator, "lca_config": dataclasses.asdict(cfg), "source": source,
                "n_patches": args.n_patches, "seed": args.seed}
     if res is not None:
+        files.add(out / "codes.npz")
         write_npz(out / "codes.npz", codes=res.codes, states=res.states, energy=res.energy,
                   energy_steps=res.energy_steps, recon_error=res.recon_error, patches=x)
         summary.update(energy=float(res.energy[-1]), fraction_active=res.fraction_active,
@@ -147,18 +153,17 @@ def _infer(args) -> int:
                          meta={"seed": args.seed, **summary, "provenance": provenance(args.seed)})
         st = sp.spikes
         n_in = x.shape[0]
-        (out / "figures").mkdir(exist_ok=True)
-        io.write_nwb(out / "spikes.nwb", st, stimuli=x.reshape(n_in, prep.patch_size, prep.patch_size),
-                     description="spikevae spiking LCA")
-        io.write_neo(out / "spikes.nix", st)
-        plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20)), out / "figures" / "raster.png")
-
-        write_npz(out / "codes.npz", codes=sp.codes, patches=x)
+        files.add(io.write_nwb(out / "spikes.nwb", st, stimuli=x.reshape(n_in, prep.patch_size, prep.patch_size),
+                               description="spikevae spiking LCA"))
+        files.add(plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20)), out / "figures" / "raster.png"))
+        files.add(write_npz(out / "codes.npz", codes=sp.codes, patches=x))
+        io.check_free_space(out, 64 * 2**20 + 24 * st.n_spikes, "the Neo (NIX) file")
+        files.add(io.write_neo(out / "spikes.nix", st))  # last: NixIO cannot fail cleanly on a full disk
         summary.update(n_spikes=int(st.n_spikes), fraction_active=float(np.mean(sp.codes != 0)),
                        duration_s=dur)
     summary["wall_seconds"] = time.perf_counter() - t0
 
-    write_json(out / "summary.json", summary)
+    files.add(write_json(out / "summary.json", summary))
     print(f"LCA ({args.simulator}) on {args.n_patches} held-out patches: " +
           ", ".join(f"{k} {summary[k]:.4g}" for k in ("energy", "recon_error", "fraction_active", "n_spikes")
                     if k in summary) + f"; wrote {out}")

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .data import DataError, Preprocessing, extract_patches, natural_patches, preprocess_image, read_image_folder
+from .data import DataError, Preprocessing, extract_patches, natural_patches, preprocess_images, read_image_folder
 
 __all__ = ["StimulusSet", "natural", "white_noise", "gratings", "from_folder", "make_stimuli"]
 
@@ -59,7 +59,7 @@ def gratings(n: int, size: int, n_orientations: int = 8, frequencies=(0.0625, 0.
 def from_folder(folder: str | os.PathLike, n: int, prep: Preprocessing, rng: np.random.Generator) -> StimulusSet:
     """Random patches from the user's images, preprocessed with the checkpoint's stored preprocessing."""
     imgs = read_image_folder(folder)
-    proc = {name: preprocess_image(im, prep) for name, im in imgs.items()}
+    proc = preprocess_images(imgs, prep)
     names = list(proc)
     which = rng.integers(0, len(names), n)
     out = np.empty((n, prep.patch_size, prep.patch_size), np.float32)

@@ -148,7 +148,10 @@ def test_lca_command_learn_and_infer(tmp_path, capsys):
                           "--steps", "50", "--n-train", "500", "--quiet"]) == 0
     phi, prep, meta = load_dictionary(d)
     assert phi.shape == (256, 16) and np.allclose(np.linalg.norm(phi, axis=0), 1)
-    assert (tmp_path / "dict.png").stat().st_size > 1000 and meta["atoms"] == 16
+    assert (tmp_path / "dict_basis.png").stat().st_size > 1000 and meta["atoms"] == 16
+    # a figure-like --out would have been overwritten by the figure: refused, nothing written
+    assert run_cli(main, ["learn", "--out", str(tmp_path / "x.png"), "--quiet"]) == 2
+    assert "must end in .npz" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
     for sim in ("reference", "brian", "spiking"):
         out = tmp_path / sim
         assert run_cli(main, ["infer", "--dictionary", str(d), "--out", str(out), "--n-patches", "3", "--steps", "100",

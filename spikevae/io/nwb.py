@@ -184,6 +184,54 @@ def _read_nwb(path: Path) -> SpikeTrains:
         t_stop = float(max(time.max() if len(time) else 0.0, offset.max() if len(offset) else 0.0))
         if "obs_intervals" in units.colnames and n_units:
             t_stop = max(t_stop, float(np.max(units["obs_intervals"][0])))
+    n_out = int(ids.max()) + 1 if n_units else 0
+    onset, offset, stim, rep, expected = _check_foreign(path, ids, time, onset, offset, stim, rep, expected, meta, n_out)
     order = np.lexsort((unit, time))
     pres = Presentations(stim.astype(np.int64), rep.astype(np.int64), onset, offset, expected)
-    return SpikeTrains(unit[order], time[order], int(ids.max()) + 1 if n_units else 0, t_stop, dt, pres, meta)
+    return SpikeTrains(unit[order], time[order], n_out, t_stop, dt, pres, meta)
+
+
+def _check_foreign(path, ids, time, onset, offset, stim, rep, expected, meta, n_units):
+    """What a file from another tool (or a damaged one) must satisfy before any number is computed from it.
+
+    Trials out of time order are sorted (with their λ rows); overlapping trials, duplicate or negative unit
+    ids, non-finite or negative spike times, and malformed model fields are refused with one line.
+    """
+    from ..errors import DataError
+
+    ids = np.asarray(ids)
+    if len(ids) and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0):
+        raise DataError(f"{path}: unit ids (latent_index) must be integers >= 0")
+    if len(np.unique(ids)) != len(ids):
+        values, n_seen = np.unique(ids, return_counts=True)
+        dup = values[n_seen > 1]
+        raise DataError(f"{path}: unit ids (latent_index) repeat ({', '.join(map(str, dup[:5]))}): two units would "
+                        "be merged")
+    if len(time) and not (np.all(np.isfinite(time)) and time.min() >= 0):
+        bad = "NaN or infinite" if not np.all(np.isfinite(time)) else f"{time.min():g} s"
+        raise DataError(f"{path}: spike times must be finite and >= 0 (found {bad})")
+    if len(onset):
+        if not (np.all(np.isfinite(onset)) and np.all(np.isfinite(offset)) and np.all(offset > onset)):
+            raise DataError(f"{path}: every trial needs finite start and stop times with stop > start")
+        order = np.argsort(onset, kind="stable")
+        if np.any(order != np.arange(len(onset))):  # documented handling: trials in time order
+            onset, offset, stim, rep = onset[order], offset[order], stim[order], rep[order]
+            if len(expected) == len(order):
+                expected = expected[order]
+        overlap = np.flatnonzero(offset[:-1] > onset[1:] + 1e-12)
+        if len(overlap):
+            k = int(overlap[0])
+            raise DataError(f"{path}: trials overlap ({len(overlap)} pairs, first: [{onset[k]:g}, {offset[k]:g}) and "
+                            f"[{onset[k + 1]:g}, {offset[k + 1]:g}) s): spikes per trial would be counted twice")
+    if expected.shape != (len(onset), n_units) and expected.size:
+        raise DataError(f"{path}: expected_counts is {expected.shape}, not (trials, units) = ({len(onset)}, {n_units})")
+    if expected.size and not np.all(np.isnan(expected)) and not (np.all(np.isfinite(expected)) and expected.min() >= 0):
+        raise DataError(f"{path}: expected_counts must be finite and >= 0")
+    if "prior_rates" in meta:
+        try:
+            r = np.asarray(meta["prior_rates"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: model field prior_rates is not a list of numbers") from None
+        if r.ndim != 1 or len(r) != n_units or not np.all(np.isfinite(r)) or r.min() <= 0:
+            raise DataError(f"{path}: model field prior_rates must be {n_units} finite rates > 0")
+    return onset, offset, stim, rep, expected

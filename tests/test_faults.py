@@ -1,0 +1,206 @@
+"""Faults outside bad options: reused folders, full disks, resource bombs, degenerate images, foreign NWB files,
+and a long run whose memory and spikes must not depend on how it is cut."""
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from spikevae.errors import CheckpointError, DataError
+from spikevae.spike_model import SpikeModel
+from spikevae.spiking import PoissonLayerConfig
+
+LAYER = PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target="cython", chunk=7,
+                           spikes=SpikeModel(latency=0.01, spontaneous_hz=40.0))  # responses spill over chunk cuts
+
+
+def test_streamed_run_writes_the_spikes_of_the_in_memory_run(tmp_path, tiny_checkpoint):
+    """simulate_to_folder (spill file, counting sort on disk, counts reduced per chunk) = run_simulation."""
+    from spikevae.io import read_nwb
+    from spikevae.pipeline import run_simulation, simulate_to_folder
+
+    mem = run_simulation(tiny_checkpoint, "white-noise", 9, 4, LAYER, seed=3)
+    summary = simulate_to_folder(tmp_path / "run", tiny_checkpoint, "white-noise", 9, 4, LAYER, seed=3, neo=False)
+    back = read_nwb(tmp_path / "run" / "spikes.nwb")
+    assert mem.spikes.n_spikes > 300
+    np.testing.assert_array_equal(back.unit, mem.spikes.unit)
+    np.testing.assert_array_equal(back.time, mem.spikes.time)
+    np.testing.assert_array_equal(back.presentations.expected, mem.spikes.presentations.expected)
+    np.testing.assert_array_equal(back.counts(), mem.counts)
+    for key in ("n_spikes", "n_spikes_in_windows", "per_unit_counts"):
+        assert summary[key] == mem.summary[key], key
+    for key, value in mem.summary["reconstruction"].items():
+        assert summary["reconstruction"][key] == pytest.approx(value, rel=1e-12), key
+    assert not list((tmp_path / "run").glob(".spikes-spill-*"))  # the spill file is gone
+
+
+def test_one_run_per_folder(tmp_path, tiny_checkpoint, capsys):
+    from spikevae.simulate import main
+
+    out = tmp_path / "run"
+    base = ["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--stimuli", "white-noise", "--n-stimuli", "3",
+            "--repeats", "1", "--target", "numpy", "--window", "10", "--quiet"]
+    assert run_cli(main, base + ["--seed", "1"]) == 0
+    assert (out / "spikes.nix").is_file()
+    (out / ".spikes.tmp-abc.nix").write_bytes(b"left by a killed run")
+    assert run_cli(main, base + ["--seed", "2", "--no-neo"]) == 2  # an earlier run: refused without --overwrite
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--overwrite" in err, err
+    assert json.loads((out / "summary.json").read_text())["n_units"] == 16  # untouched
+    assert run_cli(main, base + ["--seed", "2", "--no-neo", "--overwrite"]) == 0
+    assert not (out / "spikes.nix").exists()  # the old run is replaced as a whole
+    assert not (out / ".spikes.tmp-abc.nix").exists()  # temporary files of killed runs are cleaned
+    listed = json.loads((out / ".spikevae-run.json").read_text())["files"]
+    assert sorted(listed) == sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
+                                    and p.name != ".spikevae-run.json")
+    (out / "notes.txt").write_text("mine")
+    assert run_cli(main, base + ["--overwrite"]) == 2  # a file the run did not write is never deleted
+    assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.csv").write_text("1")
+    assert run_cli(main, base[:2] + ["--out", str(other)] + base[4:]) == 2
+    assert "holds no spikevae run" in capsys.readouterr().err
+
+
+def _small_fs(tmp_path, size="3m"):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.decode().strip() or 'not permitted'})")
+    return mnt
+
+
+@pytest.mark.parametrize("neo", [True, False], ids=["neo", "no-neo"])
+def test_full_disk_one_line_and_nothing_left(tmp_path, tiny_checkpoint, neo):
+    mnt = _small_fs(tmp_path)
+    try:
+        out = mnt / "run"
+        cmd = [sys.executable, "-m", "spikevae.simulate", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+               "--stimuli", "white-noise", "--n-stimuli", "200", "--repeats", "20", "--window", "20", "--dt", "1",
+               "--target", "cython", "--quiet"] + ([] if neo else ["--no-neo"])
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and ("No space left" in lines[0] or "not enough space" in lines[0]), r.stderr[-2000:]
+        assert not [p for p in out.rglob("*") if p.is_file()]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_checkpoint_zip_bomb_refused_before_decompressing(tmp_path, tiny_checkpoint):
+    from spikevae.checkpoint import load_checkpoint
+
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(tiny_checkpoint) as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+        with zout.open(zin.infolist()[0].filename.split("/")[0] + "/data/99", "w", force_zip64=True) as f:
+            for _ in range(64):
+                f.write(bytes(1 << 24))  # 1 GiB of zeros, ~1 MB on disk
+    assert bomb.stat().st_size < 3e6
+    with pytest.raises(CheckpointError, match="refused before decompressing"):
+        load_checkpoint(bomb)
+    load_checkpoint(tiny_checkpoint)  # torch.save's own stored entries pass
+
+
+def test_image_above_the_pixel_limit_refused_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from spikevae import data
+
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((12000, 12000), np.uint8)).save(big)  # 144 MP in a few hundred kB
+    assert big.stat().st_size < 2e6
+    with pytest.raises(DataError, match=r"12000 x 12000 pixels \(144 MP\) exceeds the limit"):
+        data.read_image(big)
+    monkeypatch.setattr(data, "MAX_PIXELS", 10_000)  # configurable
+    Image.fromarray(np.zeros((50, 300), np.uint8)).save(tmp_path / "wide.png")
+    with pytest.raises(DataError, match="300 x 50 pixels"):
+        data.read_image(tmp_path / "wide.png")
+
+
+def test_degenerate_images_skipped_or_refused(tmp_path, tiny_checkpoint, capsys, caplog):
+    from PIL import Image
+
+    from spikevae.simulate import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.full((200, 200), 9, np.uint8)).save(folder / "constant.png")
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(folder / "tiny.png")
+    base = ["--checkpoint", str(tiny_checkpoint), "--stimuli", str(folder), "--n-stimuli", "4", "--repeats", "1",
+            "--target", "numpy", "--window", "10", "--quiet", "--no-neo"]
+    assert run_cli(main, base + ["--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no usable image" in err and "constant" in err, err
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((120, 120)) * 255).astype(np.uint8)).save(folder / "noise.png")
+    assert run_cli(main, base + ["--out", str(tmp_path / "b")]) == 0
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert np.isfinite(summary["reconstruction"]["r2_rates"])
+    assert "skipping image constant.png" in caplog.text and "skipping image tiny.png" in caplog.text
+
+
+def _foreign_nwb(path, spike_times=((0.1, 0.2), (0.3,)), ids=(0, 1), trials=((0.0, 0.25), (0.25, 0.5)),
+                 notes=None):
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.file import Subject
+
+    nwb = NWBFile(session_description="foreign", identifier="x", session_start_time=dt.datetime.now(dt.UTC),
+                  subject=Subject(subject_id="s", species="Mus musculus", age="P90D", sex="F"), notes=notes)
+    nwb.add_unit_column(name="latent_index", description="id")
+    for k, t in zip(ids, spike_times):
+        nwb.add_unit(spike_times=list(t), latent_index=k)
+    for a, b in trials:
+        nwb.add_trial(start_time=a, stop_time=b)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"trials": ((0.0, 0.3), (0.25, 0.5))}, "trials overlap"),
+    ({"ids": (3, 3)}, r"unit ids \(latent_index\) repeat \(3\)"),
+    ({"spike_times": ((0.1, float("nan")), (0.3,))}, "spike times must be finite and >= 0"),
+    ({"spike_times": ((-0.1, 0.2), (0.3,))}, "spike times must be finite and >= 0"),
+    ({"notes": json.dumps({"prior_rates": [0.5, -1.0]})}, "prior_rates must be 2 finite rates > 0"),
+    ({"notes": json.dumps({"prior_rates": ["a", "b"]})}, "prior_rates is not a list of numbers"),
+], ids=["overlap", "duplicate-unit", "nan-time", "negative-time", "negative-prior", "text-prior"])
+def test_foreign_nwb_defects_refused(tmp_path, kwargs, msg):
+    from spikevae.io import read_nwb
+
+    path = _foreign_nwb(tmp_path / "f.nwb", **kwargs)
+    with pytest.raises(DataError, match=msg):
+        read_nwb(path)
+
+
+def test_foreign_nwb_unsorted_trials_are_sorted(tmp_path):
+    from spikevae.io import read_nwb
+
+    st = read_nwb(_foreign_nwb(tmp_path / "f.nwb", trials=((0.25, 0.5), (0.0, 0.25))))
+    np.testing.assert_array_equal(st.presentations.onset, [0.0, 0.25])
+    np.testing.assert_array_equal(st.counts(), [[2, 0], [0, 1]])  # a loop over the sorted windows by hand
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_run(tmp_path):
+    """Peak RSS of simulate --no-neo at 50,000 presentations within 1.25x that at 2,000 (benchmarks/memory.py)."""
+    from conftest import load_script
+
+    bench = load_script("benchmarks/memory.py")
+    rss = []
+    for n in (2_000, 50_000):
+        out = tmp_path / f"run{n}"
+        _, mb = bench.peak_rss_mb([sys.executable, "-m", "spikevae.simulate", "--out", str(out), "--no-neo", "--quiet",
+                                   "--n-stimuli", "50", "--repeats", str(n // 50), "--chunk", "2000",
+                                   "--target", "cython"])
+        rss.append(mb)
+    assert rss[1] < 1.25 * rss[0], rss
+    assert os.path.getsize(tmp_path / "run50000" / "spikes.nwb") > 10 * os.path.getsize(tmp_path / "run2000" / "spikes.nwb")
