@@ -185,8 +185,6 @@ def preprocess_image(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
         raise DataError(f"expected a grey image (H, W), got shape {img.shape}")
     if not np.all(np.isfinite(img)):
         raise DataError("image contains non-finite values")
-    if img.size and float(img.max() - img.min()) <= 1e-9 * max(1.0, float(np.abs(img).max())):
-        raise DataError(f"image of shape {img.shape} is constant (no contrast to whiten)")
     if prep.kind == "scale":
         return (img / prep.scale).astype(np.float32)
     c = int(prep.crop)
@@ -195,6 +193,8 @@ def preprocess_image(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
     if min(img.shape) < need:
         raise DataError(f"image of shape {img.shape} is smaller than a {prep.patch_size}-pixel patch "
                         f"plus a {c}-pixel border on each side ({need} pixels)")
+    if img.size and float(img.max() - img.min()) <= 1e-9 * max(1.0, float(np.abs(img).max())):
+        raise DataError(f"image of shape {img.shape} is constant (no contrast to whiten)")
     if f > 1:
         h, w = (img.shape[0] // f) * f, (img.shape[1] // f) * f
         img = img[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
