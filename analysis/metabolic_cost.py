@@ -18,11 +18,11 @@ from spikevae._cli import ArgumentError, Parser, cli_entry, nonneg_float
 def main(argv=None) -> int:
     from spikevae import plots
     from spikevae.analysis import PRESETS, EnergyModel, metabolic_table
-    from spikevae.io import read_nwb, write_csv, write_json
+    from spikevae.io import RunFolder, read_nwb, write_csv, write_json
 
     p = Parser(prog="metabolic_cost", description=__doc__.splitlines()[0])
     p.add_argument("nwb")
-    p.add_argument("--out", default="cost")
+    p.add_output("metabolic_cost", "cost")
     p.add_argument("--preset", default="lennie2003", help=" | ".join(PRESETS))
     p.add_argument("--atp-per-spike", type=nonneg_float, help="override the preset's ATP per spike")
     p.add_argument("--resting-atp", type=nonneg_float, help="override the preset's resting ATP per unit per second")
@@ -39,24 +39,24 @@ def main(argv=None) -> int:
                     e.source if args.atp_per_spike is None and args.resting_atp is None else "custom")
     prior = st.meta.get("prior_rates")
     t = metabolic_table(st, prior=np.asarray(prior) if prior is not None else None, energy=e)
-    out = Path(args.out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    cols = [k for k, v in t.items() if isinstance(v, np.ndarray)]
-    write_csv(out / "presentations.csv", ["presentation", "stimulus"] + cols,
-              ([n, int(st.presentations.stimulus[n])] + [float(t[c][n]) for c in cols]
-               for n in range(len(st.presentations))))
-    write_json(out / "summary.json", {"file": str(path), "energy_model": t["energy_model"],
-                                      "atp_per_spike": e.atp_per_spike, "resting_atp_per_s": e.resting_atp_per_s,
-                                      "mean_per_presentation": t["mean"]})
-    panels = {"emitted spikes / presentation": t["emitted_spikes"], "ATP / presentation": t["atp"]}
-    if "bits_per_spike" in t:
-        panels["bits per expected spike"] = t["bits_per_spike"]
-    plots.save_figure(plots.histograms(panels, title=f"metabolic cost of {path.name} ({args.preset})"),
-                      out / "figures" / "metabolic.png")
-    m = t["mean"]
-    print(f"per presentation: {m['emitted_spikes']:.3g} spikes emitted ({m['expected_spikes']:.3g} expected), "
-          f"{m['atp']:.3g} ATP" + (f", {m['kl_bits']:.3g} bits, {m['bits_per_spike']:.3g} bits/spike"
-                                   if "kl_bits" in m else "") + f"; wrote {out}")
+    with RunFolder(args.out, "metabolic_cost", args.overwrite) as run:
+        out = run.path
+        cols = [k for k, v in t.items() if isinstance(v, np.ndarray)]
+        write_csv(out / "presentations.csv", ["presentation", "stimulus"] + cols,
+                  ([n, int(st.presentations.stimulus[n])] + [float(t[c][n]) for c in cols]
+                   for n in range(len(st.presentations))))
+        write_json(out / "summary.json", {"file": str(path), "energy_model": t["energy_model"],
+                                          "atp_per_spike": e.atp_per_spike, "resting_atp_per_s": e.resting_atp_per_s,
+                                          "mean_per_presentation": t["mean"]})
+        panels = {"emitted spikes / presentation": t["emitted_spikes"], "ATP / presentation": t["atp"]}
+        if "bits_per_spike" in t:
+            panels["bits per expected spike"] = t["bits_per_spike"]
+        plots.save_figure(plots.histograms(panels, title=f"metabolic cost of {path.name} ({args.preset})"),
+                          out / "figures" / "metabolic.png")
+        m = t["mean"]
+        print(f"per presentation: {m['emitted_spikes']:.3g} spikes emitted ({m['expected_spikes']:.3g} expected), "
+              f"{m['atp']:.3g} ATP" + (f", {m['kl_bits']:.3g} bits, {m['bits_per_spike']:.3g} bits/spike"
+                                       if "kl_bits" in m else "") + f"; wrote {out}")
     return 0
 
 

@@ -15,38 +15,38 @@ from spikevae._cli import Parser, cli_entry, positive_float
 def main(argv=None) -> int:
     from spikevae import plots
     from spikevae.analysis import psth, spike_summary
-    from spikevae.io import read_nwb, write_csv, write_json
+    from spikevae.io import RunFolder, read_nwb, write_csv, write_json
 
     p = Parser(prog="spike_statistics", description=__doc__.splitlines()[0])
     p.add_argument("nwb", help="NWB file with a Units table")
-    p.add_argument("--out", default="stats")
+    p.add_output("spike_statistics", "stats")
     p.add_argument("--psth-bin", type=positive_float, default=10.0, help="PSTH bin, ms")
     args = p.parse_args(argv)
     path = Path(args.nwb)
     st = read_nwb(path)
-    out = Path(args.out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    u, summary = spike_summary(st)
-    summary = {"file": str(path), **summary}
-    write_csv(out / "units.csv", ["unit", "rate_hz", "isi_cv", "fano_mean_over_stimuli", "spikes"],
-              ([k, u["rate_hz"][k], u["isi_cv"][k], u["fano"][k], int(u["spikes"][k])] for k in range(st.n_units)))
-    if len(st.presentations) > 1:
-        _, rate_psth = psth(st, args.psth_bin * 1e-3)
-        summary["psth_hz"] = rate_psth.mean(1).tolist()
+    with RunFolder(args.out, "spike_statistics", args.overwrite) as run:
+        out = run.path
+        u, summary = spike_summary(st)
+        summary = {"file": str(path), **summary}
+        write_csv(out / "units.csv", ["unit", "rate_hz", "isi_cv", "fano_mean_over_stimuli", "spikes"],
+                  ([k, u["rate_hz"][k], u["isi_cv"][k], u["fano"][k], int(u["spikes"][k])] for k in range(st.n_units)))
+        if len(st.presentations) > 1:
+            _, rate_psth = psth(st, args.psth_bin * 1e-3)
+            summary["psth_hz"] = rate_psth.mean(1).tolist()
 
-    plots.save_figure(plots.histograms({"rate (Hz)": u["rate_hz"], "ISI CV": u["isi_cv"], "Fano factor": u["fano"],
-                                        "count correlation (total)": u["count_correlations"],
-                                        "noise correlation": u["noise_correlations"]}, title=f"spike statistics of {path.name}"),
-                      out / "figures" / "statistics.png")
-    from spikevae.analysis.reference import v1_comparison
+        panels = {"rate (Hz)": u["rate_hz"], "ISI CV": u["isi_cv"], "Fano factor": u["fano"],
+                  "count correlation (total)": u["count_correlations"], "noise correlation": u["noise_correlations"]}
+        plots.save_figure(plots.histograms(panels, title=f"spike statistics of {path.name}"),
+                          out / "figures" / "statistics.png")
+        from spikevae.analysis.reference import v1_comparison
 
-    print(f"{st.n_units} units, {st.n_spikes} spikes; wrote {out}")
-    print("the model's value next to typical values reported for V1 (ranges; see docs/spike_generation.md):")
-    v1 = v1_comparison(summary)
-    for name, v, ref in v1:
-        print(f"  {name:24s} {'–' if v is None else format(v, '.3g'):>8s}   {ref}")
-    summary["v1_reference"] = {name: ref for name, _, ref in v1}
-    write_json(out / "summary.json", summary)
+        print(f"{st.n_units} units, {st.n_spikes} spikes; wrote {out}")
+        print("the model's value next to typical values reported for V1 (ranges; see docs/spike_generation.md):")
+        v1 = v1_comparison(summary)
+        for name, v, ref in v1:
+            print(f"  {name:24s} {'–' if v is None else format(v, '.3g'):>8s}   {ref}")
+        summary["v1_reference"] = {name: ref for name, _, ref in v1}
+        write_json(out / "summary.json", summary)
     return 0
 
 

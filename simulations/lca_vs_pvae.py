@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -93,7 +92,7 @@ def _fmt(v, spec=".3g"):
 def _parser() -> Parser:
     p = Parser(prog="lca_vs_pvae", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="P-VAE checkpoint with a linear decoder (default: the shipped model)")
-    p.add_argument("--out", default="report")
+    p.add_output("lca_vs_pvae", "report")
     p.add_argument("--n-patches", type=positive_int, default=1000, help="patches for reconstruction against sparsity")
     p.add_argument("--lams", type=nonneg_float, nargs="+", default=[0.001, 0.01, 0.1, 0.5, 1.0])
     p.add_argument("--steps", type=positive_int, default=900, help="LCA Euler steps (tau = 100 steps)")
@@ -124,7 +123,7 @@ def main(argv=None) -> int:
     from spikevae import plots
     from spikevae.analysis import lifetime_sparsity
     from spikevae.data import natural_patches
-    from spikevae.io import write_json, write_text
+    from spikevae.io import RunFolder, write_json, write_text
     from spikevae.lca import LCAConfig, lca
     from spikevae.model import load_model
 
@@ -136,121 +135,121 @@ def main(argv=None) -> int:
     if model.family != "poisson" or model.config.decoder != "lin":
         raise ArgumentError("the comparison needs a Poisson VAE with a linear decoder")
     ck_path = model.path
-    out = Path(args.out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    prep = model.preprocessing
+    with RunFolder(args.out, "lca_vs_pvae", args.overwrite) as run:
+        out = run.path
+        prep = model.preprocessing
 
-    # 1. reconstruction against sparsity
-    x = natural_patches(1, args.n_patches, prep, seed=args.seed + 1).val.reshape(args.n_patches, -1)
-    x = x.astype(np.float64)
-    phi = model.dictionary  # (D, K)
-    norms = np.linalg.norm(phi, axis=0)
-    lam = model.rates(x)
-    z = np.random.default_rng(args.seed).poisson(lam)  # exact spike counts in one window
-    pvae = {"mse_map": float(((x - lam @ phi.T) ** 2).sum(1).mean()),
-            "mse_counts": float(((x - z @ phi.T) ** 2).sum(1).mean()),
-            "lifetime_sparsity": float(lifetime_sparsity(z).mean()),
-            "fraction_active": float((z > 0).mean()), "expected_spikes": float(lam.sum(1).mean())}
-    rows = []
-    for lam_lca in args.lams:
-        res = lca(x, phi / norms, LCAConfig(lam=lam_lca, tau=0.01, dt=1e-4, n_steps=args.steps))
-        a = res.codes / norms  # back to the P-VAE's atom scale: Φ a = (Φ/‖φ‖)(‖φ‖ a)
-        rows.append({"lambda": lam_lca, "mse": float(((x - a @ phi.T) ** 2).sum(1).mean()),
-                     "lifetime_sparsity": float(lifetime_sparsity(np.abs(res.codes)).mean()),
-                     "fraction_active": res.fraction_active, "l1": float(np.abs(res.codes).sum(1).mean())})
-    results = {"n_patches": args.n_patches, "pvae": pvae, "lca_on_pvae_dictionary": rows,
-               "checkpoint": model.checkpoint.get("provenance", {})}
-    plots.save_figure(plots.recon_vs_sparsity(
-        {"P-VAE encoder (posterior mean)": (pvae["lifetime_sparsity"], pvae["mse_map"])},
-        {"LCA on the P-VAE dictionary (λ)": ([r["lifetime_sparsity"] for r in rows], [r["mse"] for r in rows],
-                                              [r["lambda"] for r in rows])},
-        title="amortization gap: one-pass encoder against iterative inference"), out / "figures" / "recon_vs_sparsity.png")
-    lines = ["# Amortized (P-VAE) against iterative (LCA) inference", "",
-             f"Checkpoint `{ck_path}`; held-out natural patches; LCA on the P-VAE's decoder atoms (normalised).", "",
-             "## Reconstruction against sparsity", "",
-             f"{args.n_patches} patches; LCA {args.steps} Euler steps, τ = 100 steps. Errors are squared errors "
-             "summed over the pixels of a patch.", "",
-             "| model | squared error | lifetime sparsity | fraction active | cost per patch |", "|---|---|---|---|---|",
-             f"| P-VAE encoder, rates λ | {pvae['mse_map']:.1f} | {pvae['lifetime_sparsity']:.3f} (counts) | "
-             f"{pvae['fraction_active']:.3f} | {pvae['expected_spikes']:.1f} expected spikes |",
-             f"| P-VAE, one window of Poisson counts | {pvae['mse_counts']:.1f} | | | |"]
-    for r in rows:
-        lines.append(f"| LCA, λ = {r['lambda']:g} | {r['mse']:.1f} | {r['lifetime_sparsity']:.3f} | "
-                     f"{r['fraction_active']:.3f} | ℓ1 {r['l1']:.1f} |")
-    lines += ["", "![reconstruction vs sparsity](figures/recon_vs_sparsity.png)", ""]
+        # 1. reconstruction against sparsity
+        x = natural_patches(1, args.n_patches, prep, seed=args.seed + 1).val.reshape(args.n_patches, -1)
+        x = x.astype(np.float64)
+        phi = model.dictionary  # (D, K)
+        norms = np.linalg.norm(phi, axis=0)
+        lam = model.rates(x)
+        z = np.random.default_rng(args.seed).poisson(lam)  # exact spike counts in one window
+        pvae = {"mse_map": float(((x - lam @ phi.T) ** 2).sum(1).mean()),
+                "mse_counts": float(((x - z @ phi.T) ** 2).sum(1).mean()),
+                "lifetime_sparsity": float(lifetime_sparsity(z).mean()),
+                "fraction_active": float((z > 0).mean()), "expected_spikes": float(lam.sum(1).mean())}
+        rows = []
+        for lam_lca in args.lams:
+            res = lca(x, phi / norms, LCAConfig(lam=lam_lca, tau=0.01, dt=1e-4, n_steps=args.steps))
+            a = res.codes / norms  # back to the P-VAE's atom scale: Φ a = (Φ/‖φ‖)(‖φ‖ a)
+            rows.append({"lambda": lam_lca, "mse": float(((x - a @ phi.T) ** 2).sum(1).mean()),
+                         "lifetime_sparsity": float(lifetime_sparsity(np.abs(res.codes)).mean()),
+                         "fraction_active": res.fraction_active, "l1": float(np.abs(res.codes).sum(1).mean())})
+        results = {"n_patches": args.n_patches, "pvae": pvae, "lca_on_pvae_dictionary": rows,
+                   "checkpoint": model.checkpoint.get("provenance", {})}
+        plots.save_figure(plots.recon_vs_sparsity(
+            {"P-VAE encoder (posterior mean)": (pvae["lifetime_sparsity"], pvae["mse_map"])},
+            {"LCA on the P-VAE dictionary (λ)": ([r["lifetime_sparsity"] for r in rows], [r["mse"] for r in rows],
+                                                  [r["lambda"] for r in rows])},
+            title="amortization gap: one-pass encoder against iterative inference"), out / "figures" / "recon_vs_sparsity.png")
+        lines = ["# Amortized (P-VAE) against iterative (LCA) inference", "",
+                 f"Checkpoint `{ck_path}`; held-out natural patches; LCA on the P-VAE's decoder atoms (normalised).", "",
+                 "## Reconstruction against sparsity", "",
+                 f"{args.n_patches} patches; LCA {args.steps} Euler steps, τ = 100 steps. Errors are squared errors "
+                 "summed over the pixels of a patch.", "",
+                 "| model | squared error | lifetime sparsity | fraction active | cost per patch |", "|---|---|---|---|---|",
+                 f"| P-VAE encoder, rates λ | {pvae['mse_map']:.1f} | {pvae['lifetime_sparsity']:.3f} (counts) | "
+                 f"{pvae['fraction_active']:.3f} | {pvae['expected_spikes']:.1f} expected spikes |",
+                 f"| P-VAE, one window of Poisson counts | {pvae['mse_counts']:.1f} | | | |"]
+        for r in rows:
+            lines.append(f"| LCA, λ = {r['lambda']:g} | {r['mse']:.1f} | {r['lifetime_sparsity']:.3f} | "
+                         f"{r['fraction_active']:.3f} | ℓ1 {r['l1']:.1f} |")
+        lines += ["", "![reconstruction vs sparsity](figures/recon_vs_sparsity.png)", ""]
 
-    # 2. spikes, statistics and metabolic cost
-    if not args.no_spikes:
-        spk, extra = _spiking_rows(args, model, out, not args.quiet)
-        results["spikes"], results["spikes_extra"] = spk, extra
-        names = list(spk)
-        table = [("units", "units", "d"), ("presentations", "presentations", "d"),
-                 ("window_s", "window or duration (s)", "g"), ("mean_rate_hz", "mean rate (Hz)", ".3g"),
-                 ("fraction_units_spiking", "units that spiked", ".3f"),
-                 ("fraction_active_per_presentation", "units active per presentation", ".3f"),
-                 ("median_isi_cv", "median ISI CV", ".3f"), ("median_fano", "median Fano factor", ".3f"),
-                 ("mean_count_correlation", "mean count correlation (total)", ".3f"),
-                 ("mean_noise_correlation", "mean noise correlation", ".3f"),
-                 ("spikes_per_presentation", "spikes per presentation", ".1f"),
-                 ("spikes_per_unit_per_s", "spikes per unit per s", ".3g"),
-                 ("atp_per_unit_per_s", "ATP per unit per s (Lennie 2003)", ".3g"),
-                 ("kl_bits_per_presentation", "information (KL, bits) per presentation", ".1f"),
-                 ("bits_per_spike", "bits per spike", ".3f")]
-        lines += ["## Spikes, spike statistics and metabolic cost", "",
-                  f"P-VAE: {args.stimuli} of the patches × {args.repeats} repeats, {args.window:g} ms windows, "
-                  f"Brian2 Poisson neurons driven by λ. Spiking LCA: the first {min(args.slca_patches, args.stimuli)} "
-                  f"of those patches, {args.slca_duration:g} ms each, λ = {args.lam_spiking:g}, integrate-and-fire "
-                  "neurons with spike-carried inhibition, ON/OFF pairs (2K units); the network has no noise, so a "
-                  "repeat gives the same spikes and Fano factors and noise correlations are not defined (–).", "",
-                  "| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        for key, label, spec in table:
-            lines.append(f"| {label} | " + " | ".join(_fmt(spk[n].get(key), spec) for n in names) + " |")
-        lines += ["", f"The P-VAE expects {extra['pvae_expected_spikes_same_patches']:.1f} spikes per 100-ms-window "
-                  f"presentation of the spiking-LCA patches; the spiking LCA's rate code (τ·rate) has ℓ1 "
-                  f"{extra['slca_rate_code_l1']:.2f} per patch.", "",
-                  "![spike statistics](figures/spike_statistics.png)", ""]
+        # 2. spikes, statistics and metabolic cost
+        if not args.no_spikes:
+            spk, extra = _spiking_rows(args, model, out, not args.quiet)
+            results["spikes"], results["spikes_extra"] = spk, extra
+            names = list(spk)
+            table = [("units", "units", "d"), ("presentations", "presentations", "d"),
+                     ("window_s", "window or duration (s)", "g"), ("mean_rate_hz", "mean rate (Hz)", ".3g"),
+                     ("fraction_units_spiking", "units that spiked", ".3f"),
+                     ("fraction_active_per_presentation", "units active per presentation", ".3f"),
+                     ("median_isi_cv", "median ISI CV", ".3f"), ("median_fano", "median Fano factor", ".3f"),
+                     ("mean_count_correlation", "mean count correlation (total)", ".3f"),
+                     ("mean_noise_correlation", "mean noise correlation", ".3f"),
+                     ("spikes_per_presentation", "spikes per presentation", ".1f"),
+                     ("spikes_per_unit_per_s", "spikes per unit per s", ".3g"),
+                     ("atp_per_unit_per_s", "ATP per unit per s (Lennie 2003)", ".3g"),
+                     ("kl_bits_per_presentation", "information (KL, bits) per presentation", ".1f"),
+                     ("bits_per_spike", "bits per spike", ".3f")]
+            lines += ["## Spikes, spike statistics and metabolic cost", "",
+                      f"P-VAE: {args.stimuli} of the patches × {args.repeats} repeats, {args.window:g} ms windows, "
+                      f"Brian2 Poisson neurons driven by λ. Spiking LCA: the first {min(args.slca_patches, args.stimuli)} "
+                      f"of those patches, {args.slca_duration:g} ms each, λ = {args.lam_spiking:g}, integrate-and-fire "
+                      "neurons with spike-carried inhibition, ON/OFF pairs (2K units); the network has no noise, so a "
+                      "repeat gives the same spikes and Fano factors and noise correlations are not defined (–).", "",
+                      "| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+            for key, label, spec in table:
+                lines.append(f"| {label} | " + " | ".join(_fmt(spk[n].get(key), spec) for n in names) + " |")
+            lines += ["", f"The P-VAE expects {extra['pvae_expected_spikes_same_patches']:.1f} spikes per 100-ms-window "
+                      f"presentation of the spiking-LCA patches; the spiking LCA's rate code (τ·rate) has ℓ1 "
+                      f"{extra['slca_rate_code_l1']:.2f} per patch.", "",
+                      "![spike statistics](figures/spike_statistics.png)", ""]
 
-    # 3. receptive fields
-    if not args.no_rf:
-        from spikevae.rf import map_receptive_fields, rf_summary
+        # 3. receptive fields
+        if not args.no_rf:
+            from spikevae.rf import map_receptive_fields, rf_summary
 
-        common = dict(frames=args.rf_frames, sparse_frames=max(1, args.rf_frames // 4), grating_repeats=1,
-                      fit_units=args.rf_fit_units, seed=args.seed, progress=not args.quiet)
-        maps = {"pvae": map_receptive_fields(model, target=args.target, **common),
-                "lca": map_receptive_fields(dictionary=phi, preprocessing=prep, lam=args.lam_spiking, **common)}
-        for name, m in maps.items():
-            figs = plots.rf_mapping_figures(m, name)
-            for fig in ("rf_grid", "agreement"):
-                plots.save_figure(figs[fig], out / "figures" / f"{fig}_{name}.png")
-        rfs = {"P-VAE (spikes, pixel-space white noise)": rf_summary(maps["pvae"]),
-               f"LCA, λ = {args.lam_spiking:g} (codes, model-space white noise)": rf_summary(maps["lca"])}
-        results["receptive_fields"] = rfs
-        names = list(rfs)
-        table = [("units_fitted", "units fitted (most active)", "d"), ("gabor_fraction", "Gabor fit R² ≥ 0.5", ".3f"),
-                 ("median_r2", "median R²", ".3f"), ("median_osi", "median OSI", ".3f"),
-                 ("median_frequency", "median frequency (c/px), good fits", ".3f"),
-                 ("median_nx", "median nx, good fits", ".3f"), ("median_ny", "median ny, good fits", ".3f"),
-                 ("median_corr_sta_encoder", "median corr(STA, encoder filter)", ".3f"),
-                 ("median_corr_sta_decoder", "median corr(STA, decoder atom)", ".3f")]
-        lines += ["## Receptive fields", "",
-                  f"{args.rf_frames} white-noise frames, {max(1, args.rf_frames // 4)} sparse-noise frames, 128 "
-                  "gratings; Gabor fits to the STAs of the most active units (`spikevae.rf.map_receptive_fields`, "
-                  "as `simulations/rf_mapping.py` runs it). The LCA has no encoder filter: its units' feed-forward "
-                  "filter is its own atom.", "",
-                  "| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        for key, label, spec in table:
-            lines.append(f"| {label} | " + " | ".join(_fmt(rfs[n].get(key), spec) for n in names) + " |")
-        lines += ["", "P-VAE: STA, encoder filter and decoder atom per unit", "",
-                  "![agreement](figures/agreement_pvae.png)", "",
-                  "| P-VAE STAs | LCA STAs |", "|---|---|",
-                  "| ![](figures/rf_grid_pvae.png) | ![](figures/rf_grid_lca.png) |", ""]
+            common = dict(frames=args.rf_frames, sparse_frames=max(1, args.rf_frames // 4), grating_repeats=1,
+                          fit_units=args.rf_fit_units, seed=args.seed, progress=not args.quiet)
+            maps = {"pvae": map_receptive_fields(model, target=args.target, **common),
+                    "lca": map_receptive_fields(dictionary=phi, preprocessing=prep, lam=args.lam_spiking, **common)}
+            for name, m in maps.items():
+                figs = plots.rf_mapping_figures(m, name)
+                for fig in ("rf_grid", "agreement"):
+                    plots.save_figure(figs[fig], out / "figures" / f"{fig}_{name}.png")
+            rfs = {"P-VAE (spikes, pixel-space white noise)": rf_summary(maps["pvae"]),
+                   f"LCA, λ = {args.lam_spiking:g} (codes, model-space white noise)": rf_summary(maps["lca"])}
+            results["receptive_fields"] = rfs
+            names = list(rfs)
+            table = [("units_fitted", "units fitted (most active)", "d"), ("gabor_fraction", "Gabor fit R² ≥ 0.5", ".3f"),
+                     ("median_r2", "median R²", ".3f"), ("median_osi", "median OSI", ".3f"),
+                     ("median_frequency", "median frequency (c/px), good fits", ".3f"),
+                     ("median_nx", "median nx, good fits", ".3f"), ("median_ny", "median ny, good fits", ".3f"),
+                     ("median_corr_sta_encoder", "median corr(STA, encoder filter)", ".3f"),
+                     ("median_corr_sta_decoder", "median corr(STA, decoder atom)", ".3f")]
+            lines += ["## Receptive fields", "",
+                      f"{args.rf_frames} white-noise frames, {max(1, args.rf_frames // 4)} sparse-noise frames, 128 "
+                      "gratings; Gabor fits to the STAs of the most active units (`spikevae.rf.map_receptive_fields`, "
+                      "as `simulations/rf_mapping.py` runs it). The LCA has no encoder filter: its units' feed-forward "
+                      "filter is its own atom.", "",
+                      "| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+            for key, label, spec in table:
+                lines.append(f"| {label} | " + " | ".join(_fmt(rfs[n].get(key), spec) for n in names) + " |")
+            lines += ["", "P-VAE: STA, encoder filter and decoder atom per unit", "",
+                      "![agreement](figures/agreement_pvae.png)", "",
+                      "| P-VAE STAs | LCA STAs |", "|---|---|",
+                      "| ![](figures/rf_grid_pvae.png) | ![](figures/rf_grid_lca.png) |", ""]
 
-    results["wall_seconds"] = time.perf_counter() - t0
-    write_json(out / "results.json", results)
-    write_text(out / "report.md", "\n".join(lines))
-    print(f"P-VAE {pvae['mse_map']:.1f} at sparsity {pvae['lifetime_sparsity']:.3f}; LCA " +
-          ", ".join(f"λ {r['lambda']:g}: {r['mse']:.1f} at {r['lifetime_sparsity']:.3f}" for r in rows) +
-          f"; wrote {out / 'report.md'} ({results['wall_seconds']:.0f} s)")
+        results["wall_seconds"] = time.perf_counter() - t0
+        write_json(out / "results.json", results)
+        write_text(out / "report.md", "\n".join(lines))
+        print(f"P-VAE {pvae['mse_map']:.1f} at sparsity {pvae['lifetime_sparsity']:.3f}; LCA " +
+              ", ".join(f"λ {r['lambda']:g}: {r['mse']:.1f} at {r['lifetime_sparsity']:.3f}" for r in rows) +
+              f"; wrote {out / 'report.md'} ({results['wall_seconds']:.0f} s)")
     return 0
 
 

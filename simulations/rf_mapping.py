@@ -15,7 +15,6 @@ distributions of their correlations).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -28,7 +27,7 @@ def _parser() -> Parser:
     p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model); with --model lca, "
                    "LCA runs on its normalised decoder atoms")
     p.add_argument("--dictionary", help="LCA dictionary .npz (for --model lca)")
-    p.add_argument("--out", default="rf")
+    p.add_output("rf_mapping", "rf")
     p.add_argument("--frames", type=positive_int, default=20_000, help="white-noise frames")
     p.add_argument("--sparse-frames", type=positive_int, default=5_000, help="sparse-noise frames")
     p.add_argument("--grating-repeats", type=positive_int, default=4, help="repeats of the 128 gratings")
@@ -50,7 +49,7 @@ def _parser() -> Parser:
 @cli_entry("rf_mapping")
 def main(argv=None) -> int:
     from spikevae import plots
-    from spikevae.io import atomic_write, load_dictionary, write_csv, write_npz, write_nwb
+    from spikevae.io import RunFolder, atomic_write, load_dictionary, write_csv, write_npz, write_nwb
     from spikevae.model import load_model
     from spikevae.rf import map_receptive_fields, rf_summary
     from spikevae.spiking import PoissonLayerConfig
@@ -74,30 +73,27 @@ def main(argv=None) -> int:
             vae = load_model(args.checkpoint)
             phi, prep = vae.dictionary, vae.preprocessing
         source = dict(dictionary=phi, preprocessing=prep, lam=args.lam)
-    out = Path(args.out)
-    try:
-        (out / "figures").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArgumentError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-    m = map_receptive_fields(**source, **kw)
-    atomic_write(out / "sta.npy", lambda tmp: np.save(tmp, m.sta))
-    if m.white_noise_spikes is not None:
-        write_nwb(out / "white_noise.nwb", m.white_noise_spikes, stimuli=m.shown,
-                  description="spikevae white-noise RF mapping")
-    write_npz(out / "sparse_noise.npz", on=m.on, off=m.off)
-    write_npz(out / "tuning.npz", **m.tuning._asdict())
-    rows = m.fits
-    write_csv(out / "gabor_fits.csv", list(rows[0]), (list(r.values()) for r in rows))
-    r2 = np.array([r["r2"] for r in rows])
-    for name, fig in plots.rf_mapping_figures(m, args.model).items():
-        plots.save_figure(fig, out / "figures" / f"{name}.png")
-    s = rf_summary(m)
-    corr_txt = "; ".join(f"median corr(STA, {name}) {s[f'median_corr_sta_{name}']:.2f}"
-                         for name in ("encoder", "decoder") if s[f"median_corr_sta_{name}"] is not None)
-    print(f"mapped {m.sta.shape[0]} {args.model} units with {args.frames} white-noise, {args.sparse_frames} "
-          f"sparse-noise and {m.n_gratings} grating frames in {time.perf_counter() - t0:.0f} s; Gabor fit R² ≥ 0.5 "
-          f"for {int((r2 >= 0.5).sum())} of {len(rows)} units; median OSI {np.nanmedian(m.tuning.osi):.2f}; "
-          f"{corr_txt}; wrote {out}")
+    with RunFolder(args.out, "rf_mapping", args.overwrite) as run:
+        out = run.path
+        m = map_receptive_fields(**source, **kw)
+        atomic_write(out / "sta.npy", lambda tmp: np.save(tmp, m.sta))
+        if m.white_noise_spikes is not None:
+            write_nwb(out / "white_noise.nwb", m.white_noise_spikes, stimuli=m.shown,
+                      description="spikevae white-noise RF mapping")
+        write_npz(out / "sparse_noise.npz", on=m.on, off=m.off)
+        write_npz(out / "tuning.npz", **m.tuning._asdict())
+        rows = m.fits
+        write_csv(out / "gabor_fits.csv", list(rows[0]), (list(r.values()) for r in rows))
+        r2 = np.array([r["r2"] for r in rows])
+        for name, fig in plots.rf_mapping_figures(m, args.model).items():
+            plots.save_figure(fig, out / "figures" / f"{name}.png")
+        s = rf_summary(m)
+        corr_txt = "; ".join(f"median corr(STA, {name}) {s[f'median_corr_sta_{name}']:.2f}"
+                             for name in ("encoder", "decoder") if s[f"median_corr_sta_{name}"] is not None)
+        print(f"mapped {m.sta.shape[0]} {args.model} units with {args.frames} white-noise, {args.sparse_frames} "
+              f"sparse-noise and {m.n_gratings} grating frames in {time.perf_counter() - t0:.0f} s; Gabor fit R² ≥ 0.5 "
+              f"for {int((r2 >= 0.5).sum())} of {len(rows)} units; median OSI {np.nanmedian(m.tuning.osi):.2f}; "
+              f"{corr_txt}; wrote {out}")
     return 0
 
 

@@ -11,7 +11,6 @@ count), ``summary.json`` (per layer: rate, ISI CV, Fano factor medians and the V
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +22,7 @@ def _parser() -> Parser:
 
     p = Parser(prog="spike_generation", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model)")
-    p.add_argument("--out", default="spikegen")
+    p.add_output("spike_generation", "spikegen")
     p.add_argument("--preset", default="cortex", choices=sorted(PRESETS), help="compared with the plain layer")
     p.add_argument("--stimuli", type=positive_int, default=40)
     p.add_argument("--repeats", type=positive_int, default=20)
@@ -39,7 +38,7 @@ def main(argv=None) -> int:
     from spikevae import plots
     from spikevae.analysis import isi_cv, psth
     from spikevae.analysis.reference import V1_SPIKE_STATISTICS
-    from spikevae.io import write_json, write_text
+    from spikevae.io import RunFolder, write_json, write_text
     from spikevae.model import load_model
     from spikevae.pipeline import run_simulation
     from spikevae.spike_model import PRESETS
@@ -47,43 +46,43 @@ def main(argv=None) -> int:
 
     args = _parser().parse_args(argv)
     model = load_model(args.checkpoint)
-    out = Path(args.out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    window, gap = 0.1, 0.1
-    panels, rows = {}, {}
-    for label in ("poisson", args.preset):
-        layer = PoissonLayerConfig(window=window, gap=gap, dt=args.dt * 1e-3, target=args.target,
-                                   spikes=PRESETS[label])
-        res = run_simulation(model, "natural", args.stimuli, args.repeats, layer, args.seed, progress=not args.quiet)
-        st = res.spikes
-        t, hz = psth(st, 0.005, span=window + gap)
-        isis = np.concatenate([np.diff(x) for x in st.trains() if len(x) > 1] or [np.zeros(0)])
-        c = res.counts.reshape(args.repeats, args.stimuli, -1)  # repeat-major presentations
-        mean = c.mean(0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            fano = c.var(0, ddof=1) / mean  # (stimuli, units), unbiased variance across repeats
-        panels[label] = (t, hz.mean(1), isis, mean.ravel(), fano.ravel())
-        cv = isi_cv(st)
-        rows[label] = {"spike_model": dataclasses.asdict(PRESETS[label]),
-                       "mean_rate_in_windows_hz": float(res.counts.mean() / window),
-                       "mean_rate_overall_hz": float(st.n_spikes / (st.n_units * st.t_stop)),
-                       "median_isi_cv": float(np.nanmedian(cv)) if np.isfinite(cv).any() else None,
-                       # pairs with at least one spike per window on average
-                       "mean_fano_ddof1": float(np.nanmean(fano[mean >= 1])) if (mean >= 1).any() else None,
-                       "min_isi_ms": float(isis.min() * 1e3) if len(isis) else None,
-                       "r2_spikes": res.summary["reconstruction"]["r2_spikes"]}
-    plots.save_figure(plots.spike_generation(panels, window), out / "figures" / "spike_generation.png")
-    v1 = {k: V1_SPIKE_STATISTICS[k] for k in ("rate_hz", "isi_cv", "fano", "refractory_ms")}
-    write_json(out / "summary.json", {"layers": rows, "v1": v1, "stimuli": args.stimuli, "repeats": args.repeats})
-    lines = ["| measure | " + " | ".join(rows) + " | V1 (range) |", "|---|" + "---|" * (len(rows) + 1)]
-    for key, ref in (("mean_rate_in_windows_hz", "rate_hz"), ("median_isi_cv", "isi_cv"),
-                     ("mean_fano_ddof1", "fano"), ("min_isi_ms", "refractory_ms"), ("r2_spikes", None)):
-        r = f"{v1[ref][0]:g}-{v1[ref][1]:g}" if ref else "–"
-        lines.append(f"| {key} | " + " | ".join("–" if rows[n][key] is None else f"{rows[n][key]:.3g}" for n in rows)
-                     + f" | {r} |")
-    write_text(out / "summary.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out / 'figures' / 'spike_generation.png'}, {out / 'summary.json'} and {out / 'summary.md'}")
+    with RunFolder(args.out, "spike_generation", args.overwrite) as run:
+        out = run.path
+        window, gap = 0.1, 0.1
+        panels, rows = {}, {}
+        for label in ("poisson", args.preset):
+            layer = PoissonLayerConfig(window=window, gap=gap, dt=args.dt * 1e-3, target=args.target,
+                                       spikes=PRESETS[label])
+            res = run_simulation(model, "natural", args.stimuli, args.repeats, layer, args.seed, progress=not args.quiet)
+            st = res.spikes
+            t, hz = psth(st, 0.005, span=window + gap)
+            isis = np.concatenate([np.diff(x) for x in st.trains() if len(x) > 1] or [np.zeros(0)])
+            c = res.counts.reshape(args.repeats, args.stimuli, -1)  # repeat-major presentations
+            mean = c.mean(0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                fano = c.var(0, ddof=1) / mean  # (stimuli, units), unbiased variance across repeats
+            panels[label] = (t, hz.mean(1), isis, mean.ravel(), fano.ravel())
+            cv = isi_cv(st)
+            rows[label] = {"spike_model": dataclasses.asdict(PRESETS[label]),
+                           "mean_rate_in_windows_hz": float(res.counts.mean() / window),
+                           "mean_rate_overall_hz": float(st.n_spikes / (st.n_units * st.t_stop)),
+                           "median_isi_cv": float(np.nanmedian(cv)) if np.isfinite(cv).any() else None,
+                           # pairs with at least one spike per window on average
+                           "mean_fano_ddof1": float(np.nanmean(fano[mean >= 1])) if (mean >= 1).any() else None,
+                           "min_isi_ms": float(isis.min() * 1e3) if len(isis) else None,
+                           "r2_spikes": res.summary["reconstruction"]["r2_spikes"]}
+        plots.save_figure(plots.spike_generation(panels, window), out / "figures" / "spike_generation.png")
+        v1 = {k: V1_SPIKE_STATISTICS[k] for k in ("rate_hz", "isi_cv", "fano", "refractory_ms")}
+        write_json(out / "summary.json", {"layers": rows, "v1": v1, "stimuli": args.stimuli, "repeats": args.repeats})
+        lines = ["| measure | " + " | ".join(rows) + " | V1 (range) |", "|---|" + "---|" * (len(rows) + 1)]
+        for key, ref in (("mean_rate_in_windows_hz", "rate_hz"), ("median_isi_cv", "isi_cv"),
+                         ("mean_fano_ddof1", "fano"), ("min_isi_ms", "refractory_ms"), ("r2_spikes", None)):
+            r = f"{v1[ref][0]:g}-{v1[ref][1]:g}" if ref else "–"
+            lines.append(f"| {key} | " + " | ".join("–" if rows[n][key] is None else f"{rows[n][key]:.3g}" for n in rows)
+                         + f" | {r} |")
+        write_text(out / "summary.md", "\n".join(lines) + "\n")
+        print("\n".join(lines))
+        print(f"wrote {out / 'figures' / 'spike_generation.png'}, {out / 'summary.json'} and {out / 'summary.md'}")
     return 0
 
 

@@ -30,6 +30,13 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):  # noqa: D102
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def add_output(self, command: str, default: str | None = None):
+        """``--out`` (a folder holding one run, :class:`spikevae.io.RunFolder`) and ``--overwrite``."""
+        self.add_argument("--out", default=default, required=default is None,
+                          help="output folder: new or empty, or an earlier run of this command (with --overwrite)")
+        self.add_argument("--overwrite", action="store_true",
+                          help=f"replace an earlier `{command}` run in --out as a whole (kept if this run fails)")
+
 
 class _Terminated(BaseException):
     """SIGTERM, raised in the main thread so that clean-up runs."""

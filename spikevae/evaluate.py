@@ -41,7 +41,7 @@ from .analysis.geometry import (
 )
 from .checkpoint import load_checkpoint, validate_checkpoint
 from .data import load_dataset
-from .io.files import write_csv, write_json, write_text
+from .io.files import RunFolder, write_csv, write_json, write_text
 from .model import TrainedModel, load_model
 from .train import _child_seeds, _fingerprint, evaluate
 from .vae import VAE
@@ -221,7 +221,7 @@ def _figures(rows: list[dict], evals: list[ModelEvaluation] | None, out: Path, s
 def _parser() -> Parser:
     p = Parser(prog="python -m spikevae.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", nargs="+", required=True, metavar="CKPT", help="one or more VAE checkpoints")
-    p.add_argument("--out", default="out/evaluate", help="folder for the table and figures (default out/evaluate)")
+    p.add_output("evaluate", "out/evaluate")
     p.add_argument("--n-val", type=positive_int, help="evaluate on the first N validation inputs only")
     p.add_argument("--knn-draws", type=positive_int, default=20, help="random labelled subsets per N (reference: 100)")
     p.add_argument("--n-labels", type=positive_int, nargs="+", help="numbers of labels for KNN (default by data set)")
@@ -246,32 +246,32 @@ def main(argv=None) -> int:
     if len(set(stems)) < len(stems):  # e.g. sweep folders runs/<id>/model.pt: name models by their folder
         stems = [Path(c).parent.name or s for c, s in zip(args.checkpoint, stems)]
     names = [s if stems.count(s) == 1 else f"{s}_{i}" for i, s in enumerate(stems)]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    evals = []
-    for name, ck in zip(names, tqdm(args.checkpoint, disable=args.quiet, desc="models", unit="model")):
-        ev = evaluate_checkpoint(ck, device=device, n_val=args.n_val, knn_draws=args.knn_draws,
-                                 n_labels=args.n_labels, mnist=args.mnist, images=args.images,
-                                 gabor=not args.no_gabor, max_atoms=args.max_atoms, seed=args.seed,
-                                 progress=not args.quiet)
-        ev.metrics["name"] = name
-        evals.append(ev)
-    public = [e.metrics for e in evals]
-    figs = _figures(public, evals, out)
-    keys = list(dict.fromkeys(k for r in public for k in r))
-    write_csv(out / "table.csv", keys, [[r.get(k, "") for k in keys] for r in public])
-    md = markdown_table(public)
-    grouped = group_over_seeds(public)
-    if len(grouped) < len(public):  # some models differ only by seed: add the mean over seeds
-        gkeys = list(dict.fromkeys(k for r in grouped for k in r))
-        write_csv(out / "summary.csv", gkeys, [[r.get(k, "") for k in gkeys] for r in grouped])
-        md += "\n## Mean over seeds\n\n" + markdown_table(grouped)
-        figs += _figures(grouped, None, out, suffix="_over_seeds")
-    write_text(out / "table.md", md)
-    write_json(out / "metrics.json", public)
-    print(md, end="")
-    print(f"wrote {out / 'table.csv'}, {out / 'table.md'}, {out / 'metrics.json'} and "
-          f"{len(figs)} figures in {out}")
+    with RunFolder(args.out, "evaluate", args.overwrite) as run:
+        out = run.path
+        evals = []
+        for name, ck in zip(names, tqdm(args.checkpoint, disable=args.quiet, desc="models", unit="model")):
+            ev = evaluate_checkpoint(ck, device=device, n_val=args.n_val, knn_draws=args.knn_draws,
+                                     n_labels=args.n_labels, mnist=args.mnist, images=args.images,
+                                     gabor=not args.no_gabor, max_atoms=args.max_atoms, seed=args.seed,
+                                     progress=not args.quiet)
+            ev.metrics["name"] = name
+            evals.append(ev)
+        public = [e.metrics for e in evals]
+        figs = _figures(public, evals, out)
+        keys = list(dict.fromkeys(k for r in public for k in r))
+        write_csv(out / "table.csv", keys, [[r.get(k, "") for k in keys] for r in public])
+        md = markdown_table(public)
+        grouped = group_over_seeds(public)
+        if len(grouped) < len(public):  # some models differ only by seed: add the mean over seeds
+            gkeys = list(dict.fromkeys(k for r in grouped for k in r))
+            write_csv(out / "summary.csv", gkeys, [[r.get(k, "") for k in gkeys] for r in grouped])
+            md += "\n## Mean over seeds\n\n" + markdown_table(grouped)
+            figs += _figures(grouped, None, out, suffix="_over_seeds")
+        write_text(out / "table.md", md)
+        write_json(out / "metrics.json", public)
+        print(md, end="")
+        print(f"wrote {out / 'table.csv'}, {out / 'table.md'}, {out / 'metrics.json'} and "
+              f"{len(figs)} figures in {out}")
     return 0
 
 

@@ -33,7 +33,10 @@ def _parser() -> Parser:
     for name in ("learn", "infer"):
         s = sub.add_parser(name)
         s.error = p.error  # one-line errors
-        s.add_argument("--out", required=True)
+        if name == "learn":
+            s.add_argument("--out", required=True, help="dictionary file (.npz); its figure is <stem>_basis.png")
+        else:
+            s.add_output("lca infer")
         s.add_argument("--lam", type=nonneg_float, default=0.5 if name == "learn" else d.lam, help="threshold lambda")
         s.add_argument("--tau", type=positive_float, default=d.tau * 1e3, help="time constant, ms")
         s.add_argument("--dt", type=positive_float, default=d.dt * 1e3, help="Euler step, ms")
@@ -41,7 +44,6 @@ def _parser() -> Parser:
         s.add_argument("--threshold", default="soft", choices=THRESHOLDS)
         s.add_argument("--seed", type=seed, default=0)
         s.add_argument("--quiet", action="store_true")
-    sub.choices["infer"].add_argument("--overwrite", action="store_true", help="replace an earlier lca infer run in --out")
     learn = sub.choices["learn"]
     learn.add_argument("--atoms", type=positive_int, default=512)
     learn.add_argument("--updates", type=positive_int, default=300, help="dictionary updates (batches)")
@@ -139,7 +141,6 @@ def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
     summary = {"simulator": args.simulator, "lca_config": dataclasses.asdict(cfg), "source": source,
                "n_patches": args.n_patches, "seed": args.seed}
     if res is not None:
-        files.add(out / "codes.npz")
         write_npz(out / "codes.npz", codes=res.codes, states=res.states, energy=res.energy,
                   energy_steps=res.energy_steps, recon_error=res.recon_error, patches=x)
         summary.update(energy=float(res.energy[-1]), fraction_active=res.fraction_active,
@@ -153,17 +154,17 @@ def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
                          meta={"seed": args.seed, **summary, "provenance": provenance(args.seed)})
         st = sp.spikes
         n_in = x.shape[0]
-        files.add(io.write_nwb(out / "spikes.nwb", st, stimuli=x.reshape(n_in, prep.patch_size, prep.patch_size),
-                               description="spikevae spiking LCA"))
-        files.add(plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20)), out / "figures" / "raster.png"))
-        files.add(write_npz(out / "codes.npz", codes=sp.codes, patches=x))
+        io.write_nwb(out / "spikes.nwb", st, stimuli=x.reshape(n_in, prep.patch_size, prep.patch_size),
+                     description="spikevae spiking LCA")
+        plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20)), out / "figures" / "raster.png")
+        write_npz(out / "codes.npz", codes=sp.codes, patches=x)
         io.check_free_space(out, 64 * 2**20 + 24 * st.n_spikes, "the Neo (NIX) file")
-        files.add(io.write_neo(out / "spikes.nix", st))  # last: NixIO cannot fail cleanly on a full disk
+        io.write_neo(out / "spikes.nix", st)  # last: NixIO cannot fail cleanly on a full disk
         summary.update(n_spikes=int(st.n_spikes), fraction_active=float(np.mean(sp.codes != 0)),
                        duration_s=dur)
     summary["wall_seconds"] = time.perf_counter() - t0
 
-    files.add(write_json(out / "summary.json", summary))
+    write_json(out / "summary.json", summary)
     print(f"LCA ({args.simulator}) on {args.n_patches} held-out patches: " +
           ", ".join(f"{k} {summary[k]:.4g}" for k in ("energy", "recon_error", "fraction_active", "n_spikes")
                     if k in summary) + f"; wrote {out}")

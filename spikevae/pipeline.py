@@ -23,7 +23,7 @@ from .spiking import PoissonLayerConfig, rates_hz
 from .stimuli import StimulusSet, make_stimuli
 
 __all__ = ["SimulationResult", "run_simulation", "decode_errors", "write_simulation", "simulate_to_folder",
-           "prepare_output_folder", "describe_simulation", "SpilledSpikes"]
+           "describe_simulation", "SpilledSpikes"]
 
 
 class SimulationResult(NamedTuple):
@@ -323,19 +323,19 @@ def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, re
     return SimulationResult(st, stim, lam, counts, summary)
 
 
-def _write_outputs(out: Path, st, stimuli, raster, counts, expected, summary, neo: bool, files) -> dict:
+def _write_outputs(out: Path, st, stimuli, raster, counts, expected, summary, neo: bool) -> dict:
     from . import io, plots
 
-    paths = {"nwb": files.add(io.write_nwb(out / "spikes.nwb", st, stimuli=stimuli))}
-    paths["raster"] = files.add(plots.save_figure(plots.raster(raster), out / "figures" / "raster.png"))
-    paths["counts_vs_expected"] = files.add(plots.save_figure(plots.counts_vs_expected(counts, expected),
-                                                              out / "figures" / "counts_vs_expected.png"))
+    paths = {"nwb": io.write_nwb(out / "spikes.nwb", st, stimuli=stimuli)}
+    paths["raster"] = plots.save_figure(plots.raster(raster), out / "figures" / "raster.png")
+    paths["counts_vs_expected"] = plots.save_figure(plots.counts_vs_expected(counts, expected),
+                                                   out / "figures" / "counts_vs_expected.png")
     if neo:  # NIX last: its writer cannot fail cleanly on a full disk, so the space is checked first
         full = st.load() if hasattr(st, "load") else st
         io.check_free_space(out, 64 * 2**20 + 24 * full.n_spikes + 8 * full.presentations.expected.size * 2,
                             "the Neo (NIX) file")
-        paths["nix"] = files.add(io.write_neo(out / "spikes.nix", full))
-    paths["summary"] = files.add(write_json(out / "summary.json", summary))
+        paths["nix"] = io.write_neo(out / "spikes.nix", full)
+    paths["summary"] = write_json(out / "summary.json", summary)
     return paths
 
 
@@ -353,7 +353,7 @@ def write_simulation(out: str | os.PathLike, result: SimulationResult, neo: bool
     with RunFolder(out, command, overwrite) as files:
         counts, expected = result.counts, result.spikes.presentations.expected
         return _write_outputs(files.path, result.spikes, result.stimuli.images, result.spikes, counts, expected,
-                              result.summary, neo, files)
+                              result.summary, neo)
 
 
 def simulate_to_folder(out: str | os.PathLike, model=None, stimuli: str = "natural", n_stimuli: int = 50,
@@ -372,26 +372,10 @@ def simulate_to_folder(out: str | os.PathLike, model=None, stimuli: str = "natur
         st, stim, _, counts, expected, raster, summary = _simulate(model, stimuli, n_stimuli, repeats, layer, seed,
                                                                    device, progress, spill_dir=files.path)
         try:
-            _write_outputs(files.path, st, stim.images, raster, counts, expected, summary, neo, files)
+            _write_outputs(files.path, st, stim.images, raster, counts, expected, summary, neo)
         finally:
             st.close()
     return summary
-
-
-def prepare_output_folder(out: str | os.PathLike) -> Path:
-    """Create ``out`` (and ``out/figures``) and check that it is writable (:class:`ArgumentError` otherwise)."""
-    out = Path(out)
-    try:
-        (out / "figures").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArgumentError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-    probe = out / f".write-test-{uuid.uuid4().hex}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ArgumentError(f"output folder {out} is not writable: {exc.strerror or exc}") from None
-    return out
 
 
 def describe_simulation(res: SimulationResult | dict, out: str | os.PathLike, neo: bool = True) -> str:

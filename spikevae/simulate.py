@@ -25,7 +25,7 @@ def _parser() -> Parser:
 
     p = Parser(prog="python -m spikevae.simulate", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model)")
-    p.add_argument("--out", default="run", help="output folder")
+    p.add_output("simulate", "run")
     p.add_argument("--stimuli", default="natural", help="natural | white-noise | gratings | DIR of images")
     p.add_argument("--n-stimuli", type=positive_int, default=50)
     p.add_argument("--repeats", type=positive_int, default=5, help="presentations of each stimulus")
@@ -39,7 +39,6 @@ def _parser() -> Parser:
     p.add_argument("--device", default="auto", help="model device: auto | cpu | cuda")
     p.add_argument("--no-neo", action="store_true",
                    help="skip the Neo (NixIO) file (it holds the whole run in memory: skip it for long runs)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier simulate run in --out")
     p.add_argument("--quiet", action="store_true")
     s = p.add_argument_group("spike generation (docs/spike_generation.md; all off by default: the plain Poisson "
                              "layer, Hz = λ / window)")

@@ -68,6 +68,44 @@ def test_one_run_per_folder(tmp_path, tiny_checkpoint, capsys):
     assert "holds no spikevae run" in capsys.readouterr().err
 
 
+def test_a_failed_or_killed_replacement_keeps_the_earlier_run(tmp_path):
+    from spikevae.io import MANIFEST, RunFolder, write_json
+
+    out = tmp_path / "run"
+    with RunFolder(out, "simulate"):
+        write_json(out / "summary.json", {"seed": 1})
+        write_json(out / "figures" / "a.json", [1])
+    earlier = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert set(earlier) == {"summary.json", "figures/a.json", MANIFEST}
+
+    def files():
+        return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    with pytest.raises(KeyboardInterrupt):  # interrupted half way: the earlier run comes back unchanged
+        with RunFolder(out, "simulate", overwrite=True):
+            write_json(out / "summary.json", {"seed": 2})
+            write_json(out / "spikes.json", [2])
+            raise KeyboardInterrupt
+    assert files() == earlier
+    killed = RunFolder(out, "simulate", overwrite=True).__enter__()  # a process killed before its __exit__
+    write_json(out / "spikes.json", [2])
+    del killed
+    assert "summary.json" not in files()  # moved aside, and restored by the next run into the folder:
+    with pytest.raises(DataError, match="--overwrite"):
+        RunFolder(out, "simulate").__enter__()
+    assert files() == earlier
+    with RunFolder(out, "simulate", overwrite=True):  # a replacement that succeeds replaces everything
+        write_json(out / "summary.json", {"seed": 3})
+    assert set(files()) == {"summary.json", MANIFEST}
+    assert json.loads((out / MANIFEST).read_text())["files"] == ["summary.json"]
+    new = tmp_path / "new"
+    with pytest.raises(RuntimeError):
+        with RunFolder(new, "simulate"):
+            write_json(new / "summary.json", {})
+            raise RuntimeError
+    assert not new.exists()  # a failed run into a new folder leaves nothing, not even the folder
+
+
 def _small_fs(tmp_path, size="3m"):
     mnt = tmp_path / "small"
     mnt.mkdir()

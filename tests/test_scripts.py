@@ -22,6 +22,13 @@ def test_rf_mapping_smoke(tmp_path, tiny_checkpoint, capsys):
 
     assert len(read_nwb(out / "white_noise.nwb").presentations) == 300
     assert "mapped 16 pvae units" in capsys.readouterr().out
+    # the LCA's mapping into the same folder replaces the P-VAE's as a whole: no white_noise.nwb survives beside it
+    lca = ["--model", "lca", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--frames", "300",
+           "--sparse-frames", "128", "--grating-repeats", "1", "--fit-units", "4", "--quiet"]
+    assert rf.main(lca) == 2 and "--overwrite" in capsys.readouterr().err
+    assert (out / "white_noise.nwb").is_file()
+    assert rf.main(lca + ["--overwrite"]) == 0
+    assert not (out / "white_noise.nwb").exists() and np.load(out / "sta.npy").shape == (16, 8, 8)
 
 
 def test_rf_mapping_bad_input(tmp_path, capsys):
@@ -49,6 +56,10 @@ def test_analysis_scripts_on_a_simulated_run(tmp_path, tiny_checkpoint, capsys):
     sim = json.loads((run / "summary.json").read_text())
     assert c["mean_per_presentation"]["emitted_spikes"] * 12 == sim["n_spikes"]
     assert "kl_bits" in c["mean_per_presentation"]  # prior rates travel in the NWB provenance
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*"))
+    assert cost.main([str(run / "spikes.nwb"), "--out", str(run), "--overwrite"]) == 2  # another command's run
+    assert "holds a `simulate` run" in capsys.readouterr().err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*")) == before
     assert (tmp_path / "cost" / "figures" / "metabolic.png").stat().st_size > 1000
     assert cost.main([str(tmp_path / "missing.nwb")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -106,39 +106,73 @@ def check_free_space(folder: str | os.PathLike, need: float, what: str):
 
 MANIFEST = ".spikevae-run.json"
 _OURS = (".*.tmp-*", ".spikes-spill-*.h5", ".write-test-*")  # temporary names our writers use
+_BACKUP = ".spikevae-replaced"  # the earlier run while --overwrite replaces it
 
 
 class RunFolder:
-    """One run per output folder: ``with RunFolder(out, command, overwrite) as files: files.add(path)``.
+    """One run per output folder: ``with RunFolder(out, command, overwrite): ...write files into out...``.
 
     The folder must be new or empty, or hold an earlier run of the same ``command`` (its manifest,
-    ``.spikevae-run.json``, lists what it wrote), which ``overwrite`` removes first, as a whole;
-    anything else is refused with one line. Temporary files of killed runs are removed. If the
-    block fails, every file it added is removed (no half run); on success the manifest is written.
+    ``.spikevae-run.json``, lists what that run wrote), which ``overwrite`` replaces as a whole; anything
+    else is refused with one line before any work. The earlier run is moved aside (a rename in the
+    same folder) and comes back unchanged if the new run fails, is interrupted or is killed (the next
+    run into the folder restores it first); temporary files of killed runs are removed. Since the
+    folder is empty when the block starts, everything in it at the end is this run's: on success the
+    manifest lists it, on failure it is removed.
     """
 
     def __init__(self, out: str | os.PathLike, command: str, overwrite: bool = False):
         self.path, self.command, self.overwrite = Path(out), command, overwrite
-        self.files: list[Path] = []
+        self._created = False
 
-    def _previous(self) -> list[Path]:
+    @property
+    def _backup(self) -> Path:
+        return self.path / _BACKUP
+
+    def _files(self) -> list[Path]:
+        """The run's files now in the folder (not the manifest, temporary files or the moved-aside run)."""
+        return sorted(p for p in self.path.rglob("*") if (p.is_file() or p.is_symlink()) and p.name != MANIFEST
+                      and _BACKUP not in p.relative_to(self.path).parts
+                      and not any(p.match(pattern) for pattern in _OURS))
+
+    def _clear(self):
+        """Remove every file and (now empty) sub-folder, except the moved-aside run."""
+        for p in sorted(self.path.rglob("*"), key=lambda q: len(q.parts), reverse=True):
+            if p == self._backup or self._backup in p.parents:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                try:
+                    p.rmdir()
+                except OSError:
+                    pass
+            else:
+                p.unlink(missing_ok=True)
+
+    def _move(self, src: Path, dst: Path):
+        for p in sorted(q for q in src.rglob("*") if q.is_file() or q.is_symlink()):
+            target = dst / p.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, target)
+
+    def _restore(self):
+        """Put a moved-aside run back (after a failed, interrupted or killed replacement)."""
+        if self._backup.is_dir():
+            self._clear()
+            self._move(self._backup, self.path)
+            shutil.rmtree(self._backup, ignore_errors=True)
+
+    def _check(self):
+        """Refuse (one line) a folder that is neither empty nor an earlier run of this command."""
         import json
 
         out = self.path
-        if not out.exists():
-            return []
-        if not out.is_dir():
-            raise DataError(f"output folder {out} is a file")
-        for pattern in _OURS:  # leftovers of a killed run
-            for p in out.rglob(pattern):
-                p.unlink(missing_ok=True)
-        entries = [p for p in out.rglob("*") if p.is_file()]
-        if not entries:
-            return []
+        entries = self._files()
         manifest = out / MANIFEST
+        if not entries and not manifest.exists():
+            return False
         try:
             old = json.loads(manifest.read_text())
-            command, listed = old["command"], [out / f for f in old["files"]]
+            command, listed = old["command"], {out / f for f in old["files"]}
         except (OSError, ValueError, KeyError, TypeError):
             raise DataError(f"output folder {out} is not empty and holds no spikevae run: choose a new or empty "
                             "folder") from None
@@ -148,37 +182,59 @@ class RunFolder:
         if not self.overwrite:
             raise DataError(f"output folder {out} holds an earlier `{command}` run: pass --overwrite to replace it "
                             "or choose another folder")
-        stray = sorted(str(p.relative_to(out)) for p in entries if p not in listed and p != manifest)
+        stray = [str(p.relative_to(out)) for p in entries if p not in listed]
         if stray:
             raise DataError(f"output folder {out} holds files the earlier run did not write ({', '.join(stray[:3])}"
                             f"{', ...' if len(stray) > 3 else ''}): move them or choose another folder")
-        return listed + [manifest]
+        return True
 
     def __enter__(self) -> RunFolder:
-        old = self._previous()
-        for p in old:
-            p.unlink(missing_ok=True)
+        out = self.path
+        if out.exists() and not out.is_dir():
+            raise DataError(f"output folder {out} is a file")
+        self._created = not out.exists()
         try:
-            (self.path / "figures").mkdir(parents=True, exist_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DataError(f"cannot create output folder {self.path}: {exc.strerror or exc}") from None
-        if not os.access(self.path, os.W_OK):
-            raise DataError(f"output folder {self.path} is not writable")
+            raise DataError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise DataError(f"output folder {out} is not writable")
+        for pattern in _OURS:  # leftovers of a killed run
+            for p in out.rglob(pattern):
+                p.unlink(missing_ok=True)
+        self._restore()  # a replacement that was killed: the earlier run is still the folder's run
+        if self._check():
+            try:
+                self._move(out, self._backup)
+            except OSError as exc:
+                self._restore()
+                raise DataError(f"cannot replace the earlier run in {out}: {exc.strerror or exc}") from None
+        self._clear()  # empty sub-folders of the earlier run
+        (out / "figures").mkdir(exist_ok=True)
         return self
 
-    def add(self, path: str | os.PathLike) -> Path:
-        """Record a file the run wrote (returned unchanged)."""
-        self.files.append(Path(path))
-        return Path(path)
-
     def __exit__(self, kind, exc, tb):
-        if kind is not None:
-            for p in self.files:
-                p.unlink(missing_ok=True)
+        if kind is None:
+            try:
+                rel = [str(p.relative_to(self.path)) for p in self._files()]
+                write_json(self.path / MANIFEST, {"command": self.command, "files": rel, "date": provenance()["date"]})
+            except BaseException:
+                self._fail()
+                raise
+            shutil.rmtree(self._backup, ignore_errors=True)
             return False
-        rel = [str(p.relative_to(self.path)) for p in self.files]
-        write_json(self.path / MANIFEST, {"command": self.command, "files": rel, "date": provenance()["date"]})
+        self._fail()
         return False
+
+    def _fail(self):
+        """Remove what this run wrote; bring the earlier run back (or the folder, if this run made it, away)."""
+        self._clear()
+        self._restore()
+        if self._created:
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:
