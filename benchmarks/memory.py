@@ -5,7 +5,7 @@ model, 512 units, 100 ms windows, 50 stimuli repeated to reach the length. Print
 seconds, wall time, peak RSS and the ratio to the shortest run.
 
     python benchmarks/memory.py                       # 10,000 and 100,000 presentations
-    python benchmarks/memory.py --lengths 10000 1000000   # about 20 minutes on 2 cores
+    python benchmarks/memory.py --lengths 10000 100000 1000000 --dt 1 --target cython   # about 40 minutes
 """
 from __future__ import annotations
 
@@ -34,13 +34,15 @@ def main(argv=None) -> int:
     p.add_argument("--stimuli", type=int, default=50)
     p.add_argument("--target", default="auto")
     p.add_argument("--chunk", type=int, default=10_000, help="presentations per Brian2 run (one C++ build each)")
+    p.add_argument("--dt", type=float, default=0.1, help="simulation step, ms (1 ms makes a million presentations "
+                   "take about half an hour on one core; memory does not depend on it)")
     args = p.parse_args(argv)
     rows = []
     for n in sorted(args.lengths):
         with tempfile.TemporaryDirectory(prefix="spikevae-mem-") as out:
             cmd = [sys.executable, "-m", "spikevae.simulate", "--out", out, "--no-neo", "--quiet",
                    "--n-stimuli", str(args.stimuli), "--repeats", str(max(1, n // args.stimuli)),
-                   "--target", args.target, "--chunk", str(args.chunk)]
+                   "--target", args.target, "--chunk", str(args.chunk), "--dt", str(args.dt)]
             wall, mb = peak_rss_mb(cmd)
         rows.append((n, n * 0.1, wall, mb))
         print(f"{n:>10,d} presentations  {n * 0.1:>10,.0f} s simulated  {wall:8.1f} s wall  "

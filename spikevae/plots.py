@@ -5,7 +5,7 @@ import numpy as np
 
 __all__ = ["basis_grid", "rf_agreement", "raster", "counts_vs_expected", "nx_ny_scatter", "tuning_curves", "histograms",
            "recon_vs_sparsity", "knn_curves", "metric_bars", "rf_mapping_figures", "spike_generation",
-           "save_figure"]
+           "patch_statistics", "save_figure"]
 
 
 def _mpl():
@@ -333,6 +333,34 @@ def spike_generation(runs: dict, window: float):
     axes[2].set_title("count variability", fontsize=9)
     for ax in axes:
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def patch_statistics(stats: dict):
+    """Radially averaged power spectra and covariance eigenvalue spectra of patch sets, side by side.
+
+    Parameters
+    ----------
+    stats : dict
+        name → :func:`spikevae.data.patch_statistics` result.
+    """
+    plt = _mpl()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, s in stats.items():
+        a.plot(s["spectrum_f"], s["spectrum"], "o-", ms=3, label=name)
+    for f in (0.125, 0.25):
+        a.axvline(f, color="0.8", lw=0.8, zorder=0)
+    a.set(xlabel="spatial frequency (cycles/pixel)", ylabel="power (mean 1)", yscale="log",
+          title="power spectrum of the patches (JPEG blocks would add 1/8, 1/4)")
+    a.legend(fontsize=8)
+    for name, s in stats.items():
+        ev = np.asarray(s["eigenvalues"])
+        b.plot(np.arange(1, len(ev) + 1), ev / ev.sum(), label=f"{name}: PR {s['participation_ratio']:.0f}, "
+               f"{s['pcs_for_90']} PCs for 90 %")
+    b.set(xlabel="principal component", ylabel="fraction of variance", xscale="log", yscale="log",
+          title="covariance eigenvalues")
+    b.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -248,6 +248,9 @@ def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, mod
     increment. Draws: stream 0 at slot boundaries (and the first renewal increment), stream 1 at spikes.
     """
     ref_steps = int(round(model.refractory / dt)) if model.refractory else 0
+    # parameters are namespace values, not literals in the code, so that one compiled (cython) object serves
+    # every refractory period and gamma order
+    ns.update(ref_steps=float(ref_steps), k_order=float(model.gamma_order))
     now = "timestep(t, sim_dt)"
 
     def draw(stream):
@@ -267,7 +270,7 @@ def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, mod
         else:  # ref_end: the first step at which the unit may spike again
             G = b2.NeuronGroup(K, "next_step : 1\nref_end : 1\np = clip(stim(t, i) * sim_dt, 0, 1) : 1",
                                threshold=f"{now} >= next_step",
-                               reset=f"ref_end = {now} + {ref_steps}\nnext_step = ref_end + {geo(1)}",
+                               reset=f"ref_end = {now} + ref_steps\nnext_step = ref_end + {geo(1)}",
                                dt=dt * b2.second, namespace=ns, name="pvae_units")
             boundary, state = f"next_step = clip(ref_end, {now}, 1e300) + {geo(0)}", ("ref_end",)
             G.ref_end = -1.0 if carry is None else carry["ref_end"] - step0
@@ -277,17 +280,16 @@ def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, mod
     # gamma renewal of order k: events of a Poisson process at k·ν in operational time Λ = ∫ν dt; every k-th event
     # is a spike (event counter c; SpikeMonitor keeps c, and the spikes are the events with c = k − 1).
     # Λ is frozen for the refractory period after a spike (until step ref_end).
-    k = model.gamma_order
     G = b2.NeuronGroup(K, f"dLam/dt = stim(t, i) * int({now} >= ref_end) : 1\nnext_L : 1\nc : 1\nref_end : 1",
                        threshold="Lam >= next_L",
-                       reset=f"ref_end = {now} + {ref_steps} * int(c >= {k - 1})\nc = (c + 1) * int(c < {k - 1})\n"
-                             f"next_L = Lam - log(1 - {draw(1)}) / {k}",
+                       reset=f"ref_end = {now} + ref_steps * int(c >= k_order - 1)\nc = (c + 1) * int(c < k_order - 1)\n"
+                             f"next_L = Lam - log(1 - {draw(1)}) / k_order",
                        method="euler", dt=dt * b2.second, namespace=ns, name="pvae_units")
     state = ("Lam", "next_L", "c", "ref_end")
     if carry is None:
         G.next_L = 1e300
         G.ref_end = -1.0
-        G.run_regularly(f"next_L = Lam - log(1 - {draw(0)}) / {k}", dt=(n_steps + 1) * dt * b2.second,
+        G.run_regularly(f"next_L = Lam - log(1 - {draw(0)}) / k_order", dt=(n_steps + 1) * dt * b2.second,
                         when="start", name="pvae_renewal_start")  # once, at the start of the run
     else:
         for name in state:

@@ -4,7 +4,9 @@ The P-VAE (Vafaii, Galor & Yates 2024): prior ``Pois(r)`` with learnable
 log-rates ``log r`` (K,), an encoder that outputs ``log δr(x)``, and posterior
 rates ``λ = r · δr(x)`` with the reference's soft clamps (``log δr ≤ 10``,
 ``log λ ≤ 5.3``, both smooth). ``λ`` is the expected spike count per
-presentation window. KL per latent ``r·f(δr)``, ``f(y) = 1 - y + y log y``.
+presentation window. KL per latent ``r·f(δr)``, ``f(y) = 1 - y + y log y``, with
+``δr = λ / r`` of the rate the model emits (after the clamps; the reference uses the
+unclamped δr, which overstates the KL of clamped high-rate latents).
 
 The comparison families share the encoders and decoders (anchor §1.5):
 ``gaussian`` (prior N(0, 1), closed-form KL), ``laplace`` (prior Lap(0, 1),
@@ -231,7 +233,8 @@ class VAE(nn.Module):
             log_dr = softclamp_upper(h, self.config.logdr_clamp)
             log_rate = softclamp_upper(self.log_r + log_dr, self.config.lograte_clamp)
             rate = torch.exp(log_rate) + _EPS  # λ, expected counts per window
-            return Posterior(rate, rate, poisson_kl(self.log_r, log_dr), log_dr)
+            # the KL of the rate the model emits (after the clamp on log λ), not of the unclamped δr
+            return Posterior(rate, rate, poisson_kl(self.log_r, log_rate - self.log_r), log_dr)
         if self.config.family == "categorical":
             logp = torch.log_softmax(h, dim=-1)  # (B, K): one latent, K categories
             p = logp.exp()

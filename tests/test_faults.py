@@ -15,7 +15,7 @@ from spikevae.errors import CheckpointError, DataError
 from spikevae.spike_model import SpikeModel
 from spikevae.spiking import PoissonLayerConfig
 
-LAYER = PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target="cython", chunk=7,
+LAYER = PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target="numpy", chunk=7,
                            spikes=SpikeModel(latency=0.01, spontaneous_hz=40.0))  # responses spill over chunk cuts
 
 

@@ -12,6 +12,7 @@ from spikevae.poisson import (
     poisson_kl,
     relaxed_poisson,
     relaxed_poisson_reference,
+    truncation_bias,
 )
 
 N = 200_000
@@ -62,6 +63,46 @@ def test_bucket_limits_respect_the_bound():
     for n, lim in zip(_BUCKETS, _bucket_limits(1e-5)):
         assert stats.poisson.sf(n - 1, lim) <= 1e-5 * (1 + 1e-6)
         assert n_exp_for_rate(lim * (1 - 1e-9)) <= n
+
+
+def _mean_and_gradient(rate, temperature, n, gen, n_exp=None):
+    lam = torch.full((n,), rate, dtype=torch.float64, requires_grad=True)
+    z = relaxed_poisson(lam, temperature, gen, n_exp=n_exp)
+    z.sum().backward()
+    z, g = z.detach().numpy(), lam.grad.numpy()
+    return z.mean(), z.std() / np.sqrt(n), g.mean(), g.std() / np.sqrt(n)
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.5, 1.0])
+@pytest.mark.parametrize("rate", [0.05, 0.5, 3.0, 20.0, 50.0])
+def test_relaxed_count_and_gradient_unbiased_at_every_temperature(rate, temperature):
+    """E[z] and E[dz/dλ] of the untruncated relaxed count are λ·t·softplus(1/t) and t·softplus(1/t)
+    (arrivals form a Poisson process of intensity λ: E[Σ σ((1 − T_k)/t)] = λ ∫ σ((1 − u)/t) du); the
+    truncated sampler must match both within 3 standard errors."""
+    gen = torch.Generator().manual_seed(int(rate * 100) + int(temperature * 1000))
+    n = 20_000
+    mean, se, grad, se_g = _mean_and_gradient(rate, temperature, n, gen)
+    slope = temperature * np.logaddexp(0.0, 1.0 / temperature)
+    assert abs(mean - rate * slope) < 3 * se, (mean, rate * slope, se)
+    assert abs(grad - slope) < 3 * se_g, (grad, slope, se_g)
+
+
+def test_hard_count_truncation_is_biased_at_high_temperature():
+    """The test above can fail: truncating at the hard-count bound (43 arrivals for λ = 20) at t = 1."""
+    gen = torch.Generator().manual_seed(0)
+    mean, se, grad, se_g = _mean_and_gradient(20.0, 1.0, 20_000, gen, n_exp=n_exp_for_rate(20.0))
+    slope = np.logaddexp(0.0, 1.0)
+    assert (20 * slope - mean) / se > 20 and (slope - grad) / se_g > 20  # E[z] −17.5 %, E[dz/dλ] −53 %
+    bz, bg = truncation_bias(43, 20.0, 1.0)
+    assert bz >= 20 * slope - mean - 3 * se and bg >= slope - grad - 3 * se_g  # the bounds hold there too
+
+
+@pytest.mark.parametrize("temperature", [0.05, 1.0])
+def test_relaxed_bucket_limits_respect_the_bound(temperature):
+    for n, lim in zip(_BUCKETS, _bucket_limits(1e-5, temperature)):
+        assert max(truncation_bias(n, lim, temperature)) <= 1e-5
+        assert n_exp_for_rate(lim, temperature=temperature) <= n
+        assert n_exp_for_rate(lim * 1.01, temperature=temperature) > n * 0.9  # and not far below the limit
 
 
 def test_mixed_rates_match_reference_formulation(gen):

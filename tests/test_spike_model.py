@@ -53,7 +53,7 @@ def test_refractory_isis_are_a_shifted_exponential():
     """No interval below the refractory period; the rest Exp(ν_in) shifted by it (K–S)."""
     tau, rate, dt = 0.002, 100.0, 2e-5
     lam = np.full((1, 40), rate * 1.0)  # one 1-s window at 100 Hz
-    st = _run(lam, SpikeModel(refractory=tau), window=1.0, dt=dt)
+    st = _run(lam, SpikeModel(refractory=tau), window=1.0, dt=dt, target="cython")
     isi = _isis(st)
     assert isi.min() >= tau - 1e-12  # zero violations
     nu_in = rate / (1 - rate * (tau - dt))  # the corrected drive
@@ -64,13 +64,13 @@ def test_refractory_isis_are_a_shifted_exponential():
 
 def test_gamma_renewal_isis_and_fano():
     k, rate = 3, 50.0
-    st = _run(np.full((1, 40), rate * 1.0), SpikeModel(gamma_order=k), window=1.0, dt=5e-5)
+    st = _run(np.full((1, 40), rate * 1.0), SpikeModel(gamma_order=k), window=1.0, dt=5e-5, target="cython")
     isi = _isis(st)
     d, p = stats.kstest(isi, "gamma", args=(k, 0, 1 / (k * rate)))
     assert p > 1e-3, (d, p, len(isi))
     # counts in long windows: Fano → CV² = 1/k
     lam = np.full((100, 50), 20.0)  # 100 windows of 0.4 s at 50 Hz
-    c = _run(lam, SpikeModel(gamma_order=k), window=0.4, dt=1e-3).counts()
+    c = _run(lam, SpikeModel(gamma_order=k), window=0.4, dt=1e-3, target="cython").counts()
     fano = c.var(0, ddof=1) / c.mean(0)
     assert abs(fano.mean() - 1 / k) < 0.1, fano.mean()
 
@@ -78,7 +78,7 @@ def test_gamma_renewal_isis_and_fano():
 def test_shared_gain_fano_is_one_plus_lambda_var():
     sd_g, lam0 = 0.5, 3.0
     lam = np.full((2000, 20), lam0)
-    c = _run(lam, SpikeModel(gain_cv=sd_g), window=0.02, dt=1e-3).counts()
+    c = _run(lam, SpikeModel(gain_cv=sd_g), window=0.02, dt=1e-3, target="cython").counts()
     # exact law of the Bernoulli steps (20 per window, p = gλ0/20): Var(c | g) = gλ0 (1 − gλ0/20), so
     # Var(c) = λ0²σ² + λ0 − λ0²(1 + σ²)/20 and Cov(c_i, c_j) = λ0²σ² (→ 1 + λ0σ² as dt → 0)
     shared = lam0**2 * sd_g**2
@@ -109,9 +109,9 @@ def test_psth_recovers_latency_and_transient():
                                            (COMBOS["everything"], ("numpy", "cython"))],
                          ids=["poisson-refractory", "gamma"])
 def test_same_seed_same_spikes_on_every_target(model, targets):
-    """Each new code path on the numpy target and a compiled one (a C++ build costs ~15 s per call)."""
+    """Each new code path on the numpy target and a compiled one (a C++ build costs ~15 s per chunk)."""
     lam = np.random.default_rng(3).uniform(0.5, 3.0, (30, 6))
-    runs = [_run(lam, model, gap=0.01, target=t, seed=4, chunk=16) for t in targets]
+    runs = [_run(lam, model, gap=0.01, target=t, seed=4) for t in targets]
     for r in runs[1:]:
         np.testing.assert_array_equal(r.unit, runs[0].unit)
         np.testing.assert_array_equal(r.time, runs[0].time)
