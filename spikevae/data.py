@@ -5,10 +5,15 @@ Natural images
 The photographs that scikit-image and scikit-learn ship (no download) are made
 grey, then processed as Olshausen & Field (1996) and the P-VAE reference do:
 
+0. downsampling: block-average ``downsample`` x ``downsample`` pixels (default 4,
+   as van Hateren-based pipelines downsample their frames): the shipped photographs
+   are 8-bit JPEGs whose top octave at native resolution is blur and compression
+   noise, and their flat regions (sky, walls) would fill the data with near-blank
+   patches; at 4x the validation patches have participation ratio ~140 and ~4 %
+   near-blank, against 64 and 20 % at native resolution (``analysis/patch_statistics.py``);
 1. whitening: multiply the spectrum by ``R(f) = f · exp(-(f/f0)^n)`` with ``f``
-   in cycles/pixel (``n = 4``; ``f0 = 0.3``, a little below O&F's 200
-   cycles/picture on 512-pixel images (0.39), because the shipped photographs
-   are 8-bit JPEGs whose top octave is mostly compression noise);
+   in cycles/pixel of the downsampled image (``n = 4``; ``f0 = 0.5``, the
+   reference's value);
 2. local contrast normalisation (Jarrett et al. 2009, as the reference's
    ``LocContrastNorm``): subtract a Gaussian-weighted local mean (σ = 3 px,
    13-tap kernel), divide by the Gaussian-weighted local standard deviation
@@ -61,6 +66,8 @@ __all__ = [
     "read_idx",
     "mnist",
     "load_dataset",
+    "patch_statistics",
+    "NEAR_BLANK_ENERGY",
 ]
 
 #: shipped photographs used for training, research/stack.md §5. Left out: the textures (brick is a
@@ -81,8 +88,8 @@ class Preprocessing:
 
     kind: str = "natural"  # natural (whiten + LCN) | scale (divide by `scale`, for digits/MNIST)
     patch_size: int = 16  # patch side, pixels
-    downsample: int = 1  # block-average the raw image by this factor first (1 = none)
-    whiten_f0: float = 0.3  # whitening roll-off frequency, cycles/pixel
+    downsample: int = 4  # block-average the raw image by this factor first (1 = none)
+    whiten_f0: float = 0.5  # whitening roll-off frequency, cycles/pixel (of the downsampled image)
     whiten_n: float = 4.0  # whitening roll-off exponent
     lcn_sigma: float = 3.0  # local contrast normalisation Gaussian sigma, pixels
     lcn_size: int = 13  # local contrast normalisation kernel size, pixels (odd)
@@ -192,7 +199,8 @@ def preprocess_image(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
     need = (int(prep.patch_size) + 2 * c) * f
     if min(img.shape) < need:
         raise DataError(f"image of shape {img.shape} is smaller than a {prep.patch_size}-pixel patch "
-                        f"plus a {c}-pixel border on each side ({need} pixels)")
+                        f"plus a {c}-pixel border on each side ({need} pixels"
+                        + (f" at {f}x downsampling)" if f > 1 else ")"))
     if img.size and float(img.max() - img.min()) <= 1e-9 * max(1.0, float(np.abs(img).max())):
         raise DataError(f"image of shape {img.shape} is constant (no contrast to whiten)")
     if f > 1:
@@ -448,14 +456,19 @@ DATASETS = ("natural", "digits", "mnist", "images")
 
 
 def load_dataset(name: str, *, n_train: int = 100_000, n_val: int = 10_000, patch_size: int = 16,
-                 images: str | None = None, mnist_dir: str | None = None, seed: int = 0) -> PatchSet:
-    """One entry point for the command line: ``natural | digits | mnist | images``."""
+                 images: str | None = None, mnist_dir: str | None = None, seed: int = 0,
+                 prep: Preprocessing | None = None) -> PatchSet:
+    """One entry point for the command line: ``natural | digits | mnist | images``.
+
+    ``prep`` (natural and images): the preprocessing; default ``Preprocessing(patch_size=patch_size)``.
+    """
+    prep = prep or Preprocessing(patch_size=patch_size)
     if name == "natural":
-        return natural_patches(n_train, n_val, Preprocessing(patch_size=patch_size), seed)
+        return natural_patches(n_train, n_val, prep, seed)
     if name == "images":
         if not images:
             raise DataError("dataset 'images' needs an image folder (--images DIR)")
-        return folder_patches(images, n_train, n_val, Preprocessing(patch_size=patch_size), seed)
+        return folder_patches(images, n_train, n_val, prep, seed)
     if name == "digits":
         return digits(seed)
     if name == "mnist":
@@ -463,3 +476,61 @@ def load_dataset(name: str, *, n_train: int = 100_000, n_val: int = 10_000, patc
             raise DataError("dataset 'mnist' needs the folder of IDX files (--mnist DIR)")
         return mnist(mnist_dir)
     raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+# ------------------------------------------------------------- statistics
+#: a patch whose energy (sum of squares over its pixels) is below this is "near-blank"; after the z-score a
+#: 16 x 16 patch has energy 256 on average
+NEAR_BLANK_ENERGY = 10.0
+
+
+def patch_statistics(patches: np.ndarray, blank_energy: float = NEAR_BLANK_ENERGY) -> dict:
+    """How rich a set of patches is: dimensionality, near-blank share and power spectrum.
+
+    Parameters
+    ----------
+    patches : ndarray (n, P, P)
+    blank_energy : float
+        Energy (sum of squares) below which a patch counts as near-blank.
+
+    Returns
+    -------
+    dict
+        ``pcs_for_90``: principal components needed for 90 % of the variance; ``participation_ratio``
+        (Σλ)² / Σλ² of the covariance eigenvalues; ``near_blank_fraction``; ``spectrum_f`` and
+        ``spectrum`` (radially averaged power of the patches' 2-D DFT in bins of 1/P cycles/pixel, DC
+        left out, normalised to mean 1); ``eigenvalues`` (descending); ``axis_excess``: power on the
+        frequency axes over the power at the same |f| off the axes, at 1/8 and 1/4 cycles/pixel
+        (JPEG's 8-pixel blocks add power on the axes there; 1 when there is none).
+
+    Examples
+    --------
+    >>> s = patch_statistics(np.random.default_rng(0).normal(size=(20_000, 8, 8)))
+    >>> round(s["participation_ratio"]), s["near_blank_fraction"]
+    (64, 0.0)
+    """
+    x = np.asarray(patches, dtype=np.float64)
+    if x.ndim != 3 or x.shape[1] != x.shape[2] or len(x) < 2:
+        raise DataError(f"patches must be (n >= 2, P, P), got shape {x.shape}")
+    n, p, _ = x.shape
+    flat = x.reshape(n, -1)
+    ev = np.clip(np.linalg.eigvalsh(np.cov(flat, rowvar=False))[::-1], 0, None)
+    power = (np.abs(np.fft.fft2(x)) ** 2).mean(0)  # (P, P)
+    f = np.fft.fftfreq(p)
+    fy, fx = np.meshgrid(f, f, indexing="ij")
+    radius = np.rint(np.hypot(fx, fy) * p).astype(int)  # |f| in bins of 1/P
+    keep = (radius > 0) & (radius <= p // 2)
+    ring = np.bincount(radius[keep], power[keep], p // 2 + 1)[1:] / np.bincount(radius[keep], minlength=p // 2 + 1)[1:]
+    on_axis = (fx == 0) | (fy == 0)
+    excess = {}
+    for cyc in (1 / 8, 1 / 4):
+        if (cyc * p) % 1:  # not on the DFT grid of this patch size
+            continue
+        sel = radius == int(cyc * p)
+        excess[f"{cyc:g}"] = float(power[sel & on_axis].mean() / power[sel & ~on_axis].mean())
+    return {"n_patches": n, "dims": p * p,
+            "pcs_for_90": int(np.searchsorted(np.cumsum(ev) / ev.sum(), 0.9) + 1),
+            "participation_ratio": float(ev.sum() ** 2 / (ev**2).sum()),
+            "near_blank_fraction": float(((flat**2).sum(1) < blank_energy).mean()),
+            "spectrum_f": (np.arange(1, p // 2 + 1) / p).tolist(), "spectrum": (ring / ring.mean()).tolist(),
+            "eigenvalues": ev.tolist(), "axis_excess": excess}

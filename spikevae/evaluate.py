@@ -101,7 +101,8 @@ def evaluate_checkpoint(path: str | Path | TrainedModel, *, device="cpu", n_val:
     dataset = tc.get("dataset", "natural")
     data = load_dataset(dataset, n_train=int(tc.get("n_train", 100_000)), n_val=int(tc.get("n_val", 10_000)),
                         patch_size=cfg.patch_size, images=images or tc.get("images"),
-                        mnist_dir=mnist or tc.get("mnist"), seed=int(tc.get("seed", 0)))
+                        mnist_dir=mnist or tc.get("mnist"), seed=int(tc.get("seed", 0)),
+                        prep=trained.preprocessing if trained.preprocessing.kind == "natural" else None)
     if data.train.shape[-1] != cfg.patch_size:
         raise ArgumentError(f"{path}: the model takes {cfg.patch_size}-px inputs but its data set gives "
                         f"{data.train.shape[-1]} px")

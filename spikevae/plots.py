@@ -217,7 +217,10 @@ def histograms(panels: dict, title: str = "", bins: int = 40):
     for ax, (name, v) in zip(axes[0], panels.items()):
         v = np.asarray(v, dtype=float).ravel()
         v = v[np.isfinite(v)]
-        ax.hist(v, bins=bins, color="0.3")
+        lo, hi = (float(v.min()), float(v.max())) if len(v) else (0.0, 1.0)
+        # (nearly) constant values: numpy cannot cut a range narrower than float spacing into bins
+        span = (lo - 0.5, hi + 0.5) if hi - lo <= 1e-9 * max(1.0, abs(lo), abs(hi)) else None
+        ax.hist(v, bins=bins, range=span, color="0.3")
         ax.set_xlabel(name, fontsize=8)
         ax.set_title(f"n = {len(v)}, median {np.median(v) if len(v) else float('nan'):.3g}", fontsize=8)
         ax.tick_params(labelsize=7)

@@ -40,8 +40,8 @@ from ._cli import (
     unit_float,
 )
 from .analysis.sparsity import lifetime_sparsity, population_sparsity
-from .data import DATASETS, PatchSet, load_dataset
-from .errors import ArgumentError
+from .data import DATASETS, PatchSet, Preprocessing, load_dataset
+from .errors import ArgumentError, DataError
 from .io.files import provenance
 from .poisson import n_exp_for_rate
 from .vae import ANNEALED, FAMILIES, VAE, VAEConfig
@@ -372,6 +372,11 @@ def _parser() -> Parser:
     p.add_argument("--arch", default="lin|lin", help="encoder|decoder, encoder in lin|conv|mlp, decoder in lin|conv")
     p.add_argument("--latents", type=positive_int, default=m.n_latents, help="number of latent units K")
     p.add_argument("--patch-size", type=positive_int, default=m.patch_size, help="patch side in pixels (natural/images)")
+    pp = Preprocessing()
+    p.add_argument("--downsample", type=positive_int, default=pp.downsample,
+                   help="block-average each image by this factor before whitening (natural/images)")
+    p.add_argument("--whiten-f0", type=positive_float, default=pp.whiten_f0,
+                   help="whitening roll-off, cycles/pixel of the downsampled image (natural/images)")
     p.add_argument("--n-train", type=positive_int, default=d.n_train)
     p.add_argument("--n-val", type=positive_int, default=d.n_val)
     p.add_argument("--beta", type=nonneg_float, default=d.beta, help="final KL weight")
@@ -419,8 +424,16 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise ArgumentError(f"output folder {out.parent} does not exist")
+    if resume is not None:  # the data of the run being continued, whatever today's defaults are
+        prep = Preprocessing.from_dict(resume["preprocessing"])
+    else:
+        prep = Preprocessing(patch_size=mc.patch_size, downsample=args.downsample, whiten_f0=args.whiten_f0)
+        try:
+            prep.validate()
+        except DataError as exc:
+            raise ArgumentError(str(exc)) from None
     data = load_dataset(tc.dataset, n_train=tc.n_train, n_val=tc.n_val, patch_size=mc.patch_size,
-                        images=tc.images, mnist_dir=tc.mnist, seed=tc.seed)
+                        images=tc.images, mnist_dir=tc.mnist, seed=tc.seed, prep=prep)
     if mc.patch_size != data.train.shape[-1]:
         mc = dataclasses.replace(mc, patch_size=int(data.train.shape[-1])).validate()
     print(f"training {mc.family} VAE {mc.encoder}|{mc.decoder}, K={mc.n_latents}, on {data.source}: "

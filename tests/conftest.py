@@ -39,7 +39,7 @@ def small_patches():
     from spikevae.data import image_patches, natural_images
 
     imgs = natural_images(("camera", "moon", "grass"))
-    prep = Preprocessing(patch_size=8)
+    prep = Preprocessing(patch_size=8, downsample=1, whiten_f0=0.3)  # native resolution: small images, fast fits
     return image_patches({k: imgs[k] for k in ("camera", "moon")}, {"grass": imgs["grass"]}, prep,
                          4000, 1000, np.random.default_rng(0), source="test")
 

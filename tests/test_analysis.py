@@ -123,3 +123,13 @@ def test_metabolic_numbers_by_hand():
     np.testing.assert_allclose(t["atp"], [3e9 + 3 * 0.1 * 2e8, 1e9 + 3 * 0.1 * 2e8])
     np.testing.assert_allclose(t["fraction_active"], [2 / 3, 1 / 3])
     assert PRESETS["lennie2003"].atp_per_spike == 2.4e9
+
+
+def test_histograms_of_constant_or_empty_values():
+    """A silent model gives (nearly) constant per-presentation values: one bar, every value counted."""
+    from spikevae import plots
+
+    fig = plots.histograms({"constant": np.full(12, 0.1) + np.arange(12) * 1e-17, "empty": [], "nan": [np.nan, 3.0]})
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert sum(heights) == 12 and max(heights) == 12
+    assert sum(p.get_height() for p in fig.axes[2].patches) == 1

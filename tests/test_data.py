@@ -35,9 +35,9 @@ def test_local_contrast_normalisation_against_direct_convolution():
 
 def test_preprocess_gives_zero_mean_unit_variance_and_crops():
     img = np.random.default_rng(2).uniform(0, 255, (60, 70))
-    out = D.preprocess_image(img, D.Preprocessing(patch_size=8, crop=4))
+    out = D.preprocess_image(img, D.Preprocessing(patch_size=8, crop=4, downsample=1, whiten_f0=0.3))
     assert out.shape == (52, 62) and out.dtype == np.float32
-    full = D.local_contrast_normalise(D.whiten(img, 0.3, 4), 3.0, 13)  # the defaults
+    full = D.local_contrast_normalise(D.whiten(img, 0.3, 4), 3.0, 13)
     expect = ((full - full.mean()) / full.std())[4:-4, 4:-4]
     np.testing.assert_allclose(out, expect, atol=1e-5)
 
@@ -89,7 +89,7 @@ def test_iml_standard_shape(tmp_path):
 
 def test_folder_split_is_by_image(tmp_path):
     _write_images(tmp_path)
-    prep = D.Preprocessing(patch_size=8, crop=2)
+    prep = D.Preprocessing(patch_size=8, crop=2, downsample=1)  # small files
     ps = D.folder_patches(tmp_path, 300, 100, prep, seed=0, val_fraction=0.25)  # val = d.iml (last by name)
     val_img = D.preprocess_image(D.read_image(tmp_path / "d.iml"), prep)
     win = np.lib.stride_tricks.sliding_window_view(val_img, (8, 8)).reshape(-1, 64)
@@ -162,3 +162,42 @@ def test_digits():
 def test_unknown_dataset():
     with pytest.raises(D.DataError, match="unknown dataset 'cifar'"):
         D.load_dataset("cifar")
+
+
+def test_downsample_block_averages_before_filtering():
+    img = np.random.default_rng(4).uniform(0, 255, (203, 250))
+    prep = D.Preprocessing(patch_size=8, crop=2, downsample=4)
+    small = img[:200, :248].reshape(50, 4, 62, 4).mean(axis=(1, 3))
+    full = D.local_contrast_normalise(D.whiten(small, prep.whiten_f0, prep.whiten_n), prep.lcn_sigma, prep.lcn_size)
+    expect = ((full - full.mean()) / full.std())[2:-2, 2:-2]
+    np.testing.assert_allclose(D.preprocess_image(img, prep), expect, atol=1e-5)
+
+
+def test_patch_statistics_against_closed_forms():
+    rng = np.random.default_rng(5)
+    n, p = 40_000, 8
+    white = D.patch_statistics(rng.normal(size=(n, p, p)))
+    # white noise: sample-covariance eigenvalues spread (Marchenko-Pastur), PR = D / (1 + D/n) to O(1/n)
+    assert white["participation_ratio"] == pytest.approx(p * p / (1 + p * p / n), rel=0.01)
+    assert white["pcs_for_90"] in range(55, 60) and white["near_blank_fraction"] == 0.0
+    np.testing.assert_allclose(white["spectrum"], 1.0, atol=0.03)  # flat
+    # planted: 15 equal directions carry all the variance → PR 15, 14 PCs for 90 % (13.5 rounded up)
+    basis = np.linalg.qr(rng.normal(size=(p * p, 15)))[0]
+    planted = (rng.normal(size=(n, 15)) @ basis.T).reshape(n, p, p)
+    s = D.patch_statistics(planted)
+    assert s["participation_ratio"] == pytest.approx(15, rel=0.02) and s["pcs_for_90"] == 14
+    # near-blank: a known share of patches scaled to energy < 10
+    mixed = rng.normal(size=(1000, p, p))
+    mixed[:130] *= 0.1  # energy ≈ 0.64
+    assert D.patch_statistics(mixed)["near_blank_fraction"] == pytest.approx(0.13)
+    # an 8-pixel block grid (JPEG) adds power on the axes at 1/8 c/px
+    grid = rng.normal(size=(5000, 16, 16)) + 2.0 * (np.arange(16) % 8 == 0)[None, None, :]
+    assert D.patch_statistics(grid)["axis_excess"]["0.125"] > 3
+    assert D.patch_statistics(rng.normal(size=(5000, 16, 16)))["axis_excess"]["0.125"] == pytest.approx(1, abs=0.1)
+
+
+def test_default_natural_patches_are_rich():
+    """The issue's targets on the held-out photographs: participation ratio >= 120, near-blank <= 5 %."""
+    s = D.patch_statistics(D.natural_patches(1, 10_000, seed=0).val)
+    assert s["participation_ratio"] >= 120 and s["near_blank_fraction"] <= 0.05, s
+    assert max(s["axis_excess"].values()) < 1.3  # no JPEG block peaks

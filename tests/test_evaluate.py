@@ -152,3 +152,17 @@ def test_spatial_spread_closed_forms():
     two = np.zeros((1, 8, 8))
     two[0, 0, :2] = [1.0, 1.0]  # energy on 2 of 64 pixels: (2)²/(64·2) = 1/32
     np.testing.assert_allclose(spatial_spread(np.concatenate([delta, flat, two])), [1 / 64, 1.0, 1 / 32])
+
+
+def test_a_checkpoint_is_evaluated_on_the_data_of_its_own_preprocessing():
+    """The shipped model was trained before the default preprocessing changed: its own recipe (stored in
+    the checkpoint) rebuilds its validation set, fingerprint and all."""
+    from spikevae.checkpoint import default_checkpoint_path
+    from spikevae.data import Preprocessing
+    from spikevae.evaluate import evaluate_checkpoint
+    from spikevae.model import load_model
+
+    shipped = load_model(default_checkpoint_path())
+    assert shipped.preprocessing != Preprocessing(patch_size=shipped.preprocessing.patch_size)
+    ev = evaluate_checkpoint(shipped, n_val=200, gabor=False)
+    assert ev.metrics["same_validation_set"] is True
