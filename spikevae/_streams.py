@@ -60,8 +60,11 @@ def _mix(z: np.ndarray) -> np.ndarray:
 
 def uniform_numpy(key, unit, step, stream) -> np.ndarray:
     """The draw in numpy (the oracle for the compiled versions); arguments are whole numbers ≥ 0."""
-    args = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (key, unit, step, stream)))
-    k, u, s, r = (a.astype(np.uint64) for a in args)
+    arrays = [np.asarray(a, dtype=np.float64) for a in (key, unit, step, stream)]
+    shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    if 0 in shape:  # Brian2's numpy target calls the resetter every step, mostly with no spike
+        return np.zeros(shape)
+    k, u, s, r = (a.astype(np.uint64) for a in np.broadcast_arrays(*arrays))
     with np.errstate(over="ignore"):
         h = _mix(k)
         h = _mix(h ^ u)
