@@ -74,7 +74,7 @@ __all__ = [
 #: near-periodic pattern whose spectral peak is 16,000x the median, gravel and grass are isotropic
 #: blob textures, moon a crater field) and hubble_deep_field (a star field on flat sky): they are
 #: not natural scenes, and in trials they filled the dictionary with texture atoms.
-NATURAL_TRAIN = ("astronaut", "chelsea", "rocket", "stereo_motorcycle", "china", "flower")
+NATURAL_TRAIN = ("astronaut", "chelsea", "rocket", "stereo_motorcycle", "china", "flower", "grace_hopper")
 #: held-out photographs (no patch of these is in training)
 NATURAL_VAL = ("camera", "coffee")
 
@@ -235,7 +235,8 @@ def _grey(img: np.ndarray) -> np.ndarray:
 
 
 def natural_images(names: tuple[str, ...] = NATURAL_TRAIN + NATURAL_VAL) -> dict[str, np.ndarray]:
-    """The shipped photographs as grey float64 arrays (no download)."""
+    """The photographs the pinned stack ships (scikit-image, scikit-learn, matplotlib) as grey float64 arrays
+    (no download)."""
     import skimage.data
     from sklearn.datasets import load_sample_images
 
@@ -247,6 +248,10 @@ def natural_images(names: tuple[str, ...] = NATURAL_TRAIN + NATURAL_VAL) -> dict
                 sk = load_sample_images()
             idx = [Path(f).stem for f in sk.filenames].index(name)
             out[name] = _grey(sk.images[idx])
+        elif name == "grace_hopper":  # matplotlib's sample photograph (a portrait, 600 x 512)
+            from matplotlib import cbook
+
+            out[name] = _grey(read_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
         elif name == "stereo_motorcycle":
             out[name] = _grey(skimage.data.stereo_motorcycle()[0])  # left view; right is a near duplicate
         else:
@@ -379,7 +384,7 @@ def natural_patches(n_train: int = 100_000, n_val: int = 10_000, prep: Preproces
     imgs = natural_images()
     rng = np.random.default_rng(seed)
     return image_patches({k: imgs[k] for k in NATURAL_TRAIN}, {k: imgs[k] for k in NATURAL_VAL},
-                         prep, n_train, n_val, rng, source="natural (scikit-image/scikit-learn photographs)")
+                         prep, n_train, n_val, rng, source="natural (scikit-image/scikit-learn/matplotlib photographs)")
 
 
 def folder_patches(folder: str | os.PathLike, n_train: int, n_val: int, prep: Preprocessing | None = None,
