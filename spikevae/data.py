@@ -517,9 +517,11 @@ def patch_statistics(patches: np.ndarray, blank_energy: float = NEAR_BLANK_ENERG
     x = np.asarray(patches, dtype=np.float64)
     if x.ndim != 3 or x.shape[1] != x.shape[2] or len(x) < 2:
         raise DataError(f"patches must be (n >= 2, P, P), got shape {x.shape}")
+    from .analysis.geometry import principal_components
+
     n, p, _ = x.shape
     flat = x.reshape(n, -1)
-    ev = np.clip(np.linalg.eigvalsh(np.cov(flat, rowvar=False))[::-1], 0, None)
+    ev = principal_components(x)[1]  # covariance eigenvalues, largest first
     power = (np.abs(np.fft.fft2(x)) ** 2).mean(0)  # (P, P)
     f = np.fft.fftfreq(p)
     fy, fx = np.meshgrid(f, f, indexing="ij")
