@@ -67,8 +67,11 @@ def brian_state():
             b2.set_device(prev_device, build_on_run=getattr(prev_device, "build_on_run", True))
 
 
-def run_checked(net, duration, **kwargs) -> None:
-    """``net.run(duration)``, then :class:`RunInterrupted` if the network stopped before its end."""
+def run_checked(net, duration, finished=None, **kwargs) -> None:
+    """``net.run(duration)``, then :class:`RunInterrupted` if the network stopped before its end.
+
+    ``finished``: a callable that returns True when the network stopped itself on purpose (``net.stop()``
+    from a network operation, e.g. on convergence); such an early end is kept."""
     from brian2 import Network, defaultclock, get_device
 
     if STOP_REQUESTED.is_set():
@@ -82,7 +85,8 @@ def run_checked(net, duration, **kwargs) -> None:
 
     dt = min((float(o.clock.dt_) for o in net.objects if hasattr(o, "clock")), default=float(defaultclock.dt))
     t_end = float(np.asarray(net.t_, dtype=float).ravel()[0])  # a clock's VariableView after a stop
-    if Network._globally_stopped or t_end < float(duration) - 0.5 * dt:
+    early = t_end < float(duration) - 0.5 * dt and not (finished is not None and finished())
+    if Network._globally_stopped or early:
         raise RunInterrupted(f"the Brian2 run stopped at {t_end:.4g} s of {float(duration):.4g} s "
                              "(interrupted); nothing of it is kept")
 

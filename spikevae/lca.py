@@ -21,7 +21,9 @@ atoms (columns of Φ). Thresholds: ``soft`` (ℓ1, the LASSO), ``hard`` (ℓ0-li
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
+import logging
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -39,9 +41,12 @@ __all__ = [
     "THRESHOLDS",
     "threshold",
     "energy",
+    "optimality",
+    "duality_gap",
     "check_problem",
     "lca",
     "lca_dense",
+    "lca_fixed_point",
     "ista",
     "fista",
     "lca_brian",
@@ -56,15 +61,24 @@ THRESHOLDS = ("soft", "hard", "nonneg")
 
 @dataclass(frozen=True)
 class LCAConfig:
-    """LCA inference settings (time in seconds; τ/dt steps per time constant)."""
+    """LCA inference settings (time in seconds; τ/dt steps per time constant).
+
+    Integration stops, input by input, on an optimality certificate: for the convex thresholds
+    (soft, nonneg) the relative duality gap ``(E(a) − D(ν)) / E(a) ≤ tol``, which bounds the energy's
+    distance from the optimum, ``E(a) − E* ≤ tol·E(a)``; for the hard threshold (not convex) the
+    fixed-point residual ``‖b − G·a − u‖ / ‖u‖ ≤ tol``. ``n_steps`` is a cap: inputs still above
+    ``tol`` when it is reached are reported (``LCAResult.converged``) and a warning is logged.
+    ``tol = 0`` runs exactly ``n_steps`` steps (fixed-length transients, benchmarks).
+    """
 
     lam: float = 0.1  # threshold λ (same units as b = Φᵀx)
     tau: float = 0.010  # membrane time constant, s
     dt: float = 0.0001  # Euler step, s (τ/dt = 100 steps per time constant, the lcapt default)
-    n_steps: int = 900  # maximum Euler steps (9 τ)
+    n_steps: int = 200_000  # cap on the Euler steps (2,000 τ)
     threshold: str = "soft"  # soft | hard | nonneg
-    tol: float = 0.0  # early stop when max over inputs of ‖Δu‖/‖u‖ < tol (0: never)
+    tol: float = 1e-4  # relative duality gap (soft, nonneg) or fixed-point residual (hard) to stop at; 0: never stop
     record_every: int = 0  # record the energy every this many steps (0: only at the end)
+    check_every: int = 0  # test the stopping rule every this many steps (0: every τ/4)
 
     def validate(self) -> LCAConfig:
         """Raise ``ValueError`` naming the bad field; return self."""
@@ -80,7 +94,20 @@ class LCAConfig:
             raise ArgumentError(f"n_steps must be >= 1, got {self.n_steps}")
         if self.threshold not in THRESHOLDS:
             raise ArgumentError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {self.threshold!r}")
+        if not (self.tol == 0 or MIN_TOL <= self.tol < 1):
+            raise ArgumentError(f"tolerance {self.tol!r} cannot be met: use 0 (fixed steps) or a value in "
+                                f"[{MIN_TOL:g}, 1) (float64 energies resolve about 1e-13 of their size)")
+        if self.check_every < 0 or self.record_every < 0:
+            raise ArgumentError("check_every and record_every must be >= 0")
         return self
+
+    @property
+    def check_interval(self) -> int:
+        """Steps between two tests of the stopping rule."""
+        return self.check_every or max(1, round(0.25 * self.tau / self.dt))
+
+
+MIN_TOL = 1e-11
 
 
 class LCAResult(NamedTuple):
@@ -92,7 +119,10 @@ class LCAResult(NamedTuple):
     energy_steps: np.ndarray  # (n_records,) step index of each energy record
     recon_error: np.ndarray  # (B,) ½‖x − Φa‖²
     fraction_active: float  # mean of a ≠ 0
-    n_steps: int  # steps taken (early stopping may end before n_steps)
+    n_steps: int  # steps taken by the slowest input (early stopping may end before the cap)
+    steps: np.ndarray | None = None  # (B,) steps each input took
+    residual: np.ndarray | None = None  # (B,) relative duality gap (soft, nonneg) or fixed-point residual (hard)
+    converged: np.ndarray | None = None  # (B,) residual <= tol
 
 
 def threshold(u: np.ndarray, lam: float, kind: str = "soft") -> np.ndarray:
@@ -110,6 +140,40 @@ def energy(x: np.ndarray, phi: np.ndarray, a: np.ndarray, lam: float, kind: str 
     if kind == "hard":
         return rec + 0.5 * lam**2 * np.count_nonzero(a, axis=1)
     return rec + lam * np.abs(a).sum(1)
+
+
+def optimality(x: np.ndarray, phi: np.ndarray, u: np.ndarray, lam: float, kind: str = "soft") -> np.ndarray:
+    """Per-input stopping residual of the state ``u`` (B,), the quantity ``LCAConfig.tol`` bounds.
+
+    Soft and nonneg (convex): the relative duality gap ``(E(a) − D(ν)) / E(a)`` with ``a = T_λ(u)``,
+    ``r = x − Φa`` and the dual point ``ν = s·r`` scaled into the dual feasible set
+    (``‖Φᵀν‖∞ ≤ λ`` for soft, ``Φᵀν ≤ λ`` for nonneg); ``D(ν) = ½‖x‖² − ½‖x − ν‖²``. Since
+    ``D(ν) ≤ E* ≤ E(a)``, the energy is within ``gap·E(a)`` of the optimum. Hard (not convex): the
+    fixed-point residual ``‖b − G·a − u‖ / ‖u‖ = ‖Φᵀr + a − u‖ / ‖u‖`` of the dynamics.
+    """
+    a = threshold(u, lam, kind)
+    if kind == "hard":
+        c = (x - a @ phi.T) @ phi  # Φᵀ(x − Φa), (B, K)
+        return np.linalg.norm(c + a - u, axis=1) / np.maximum(np.linalg.norm(u, axis=1), 1e-300)
+    return duality_gap(x, phi, a, lam, kind)
+
+
+def duality_gap(x: np.ndarray, phi: np.ndarray, a: np.ndarray, lam: float, kind: str = "soft") -> np.ndarray:
+    """Relative duality gap (B,) of codes ``a`` for ``½‖x − Φa‖² + λ‖a‖₁`` (soft; nonneg adds ``a ≥ 0``).
+
+    An upper bound on ``(E(a) − E*) / E(a)``, with a dual point scaled from the residual (see :func:`optimality`)."""
+    if kind not in ("soft", "nonneg"):
+        raise ArgumentError("the duality gap is defined for the convex thresholds soft and nonneg")
+    r = x - a @ phi.T
+    c = r @ phi  # Φᵀ(x − Φa), (B, K)
+    rr = np.einsum("bd,bd->b", r, r)
+    primal = 0.5 * rr + lam * np.abs(a).sum(1)
+    top = np.abs(c).max(1) if kind == "soft" else np.maximum(c.max(1), 0.0)
+    s = np.where(top > lam, lam / np.maximum(top, 1e-300), 1.0)
+    # ½‖x‖² − ½‖x − s r‖² = s⟨x, r⟩ − ½ s²‖r‖²
+    dual = s * np.einsum("bd,bd->b", x, r) - 0.5 * s * s * rr
+    gap = np.maximum(primal - dual, 0.0)
+    return np.where(primal > 0, gap / np.where(primal > 0, primal, 1.0), 0.0)
 
 
 def normalise_atoms(phi: np.ndarray) -> np.ndarray:
@@ -144,6 +208,7 @@ def check_problem(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig | None = None) 
 
 
 _POOL = None
+log = logging.getLogger(__name__)
 
 
 def _threshold_into(u: np.ndarray, lam: float, kind: str, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
@@ -224,7 +289,11 @@ def _kernel_steps(kern, kb: np.ndarray, Gk: np.ndarray, u: np.ndarray, lam: floa
 
 def lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), u0: np.ndarray | None = None,
         sparse: bool = True, progress: bool = False, compiled: bool = True) -> LCAResult:
-    """Reference LCA: forward Euler ``u += dt/τ (b − u − G·a)``, batched.
+    """Reference LCA: forward Euler ``u += dt/τ (b − u − G·a)``, batched, run to convergence.
+
+    Each input stops when its :func:`optimality` residual is at most ``cfg.tol`` (tested every
+    ``cfg.check_interval`` steps; converged inputs are frozen while the others go on), or at the
+    cap ``cfg.n_steps``, where the inputs still above ``tol`` are logged as a warning.
 
     Parameters
     ----------
@@ -243,80 +312,146 @@ def lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), u0: np.nda
         block of steps and only its active units' rows of G are read.
     """
     x, phi = check_problem(x, phi, cfg)
-    K = phi.shape[1]
+    B, K = x.shape[0], phi.shape[1]
     k = cfg.dt / cfg.tau
     Gk = k * (phi.T @ phi - np.eye(K))  # (K, K) lateral inhibition, times dt/τ
     kb = k * (x @ phi)  # (B, K) feed-forward drive Φᵀx, times dt/τ
     u = np.zeros_like(kb) if u0 is None else np.array(u0, dtype=np.float64)
-    a, tmp, du = np.empty_like(u), np.empty_like(u), np.empty_like(u)
-    energies, steps = [], []
-    check_every = 10
     kern = _kernel() if (sparse and compiled) else None
-    if kern is not None:
-        kb, Gk, u = np.ascontiguousarray(kb), np.ascontiguousarray(Gk), np.ascontiguousarray(u)
 
-    def advance(m: int) -> None:
-        """``m`` Euler steps of every input in place; ``du`` holds the last step's Δu."""
+    def advance(ul: np.ndarray, kbl: np.ndarray, m: int) -> None:
+        """``m`` Euler steps of the rows of ``ul`` in place."""
         if kern is not None:
-            if m > 1:
-                _kernel_steps(kern, kb, Gk, u, cfg.lam, k, m - 1, cfg.threshold)
-            np.copyto(tmp, u)
-            _kernel_steps(kern, kb, Gk, u, cfg.lam, k, 1, cfg.threshold)
-            np.subtract(u, tmp, out=du)
+            _kernel_steps(kern, kbl, Gk, ul, cfg.lam, k, m, cfg.threshold)
             return
+        a, tmp, du = np.empty_like(ul), np.empty_like(ul), np.empty_like(ul)
         for _ in range(m):
-            _threshold_into(u, cfg.lam, cfg.threshold, a, tmp)
+            _threshold_into(ul, cfg.lam, cfg.threshold, a, tmp)
             inh = _inhibition(a, Gk) if sparse else a @ Gk
-            np.subtract(kb, inh, out=du)  # du = dt/τ (b − G a − u)
-            np.multiply(u, k, out=tmp)
+            np.subtract(kbl, inh, out=du)  # du = dt/τ (b − G a − u)
+            np.multiply(ul, k, out=tmp)
             np.subtract(du, tmp, out=du)
-            np.add(u, du, out=u)
+            np.add(ul, du, out=ul)
 
-    # steps run in blocks that end on every energy record, stopping check and progress update
-    intervals = [v for v, on in ((cfg.record_every, cfg.record_every > 0), (check_every, cfg.tol > 0),
-                                 (100, progress)) if on]
+    # steps run in blocks that end on every energy record, stopping test and progress update
+    check = cfg.check_interval
+    intervals = [v for v, on in ((cfg.record_every, cfg.record_every > 0), (check, cfg.tol > 0), (100, progress)) if on]
     block = math.gcd(*intervals) if intervals else cfg.n_steps
+    live = np.arange(B)  # inputs still integrating
+    ul, kbl = np.ascontiguousarray(u), np.ascontiguousarray(kb)
+    steps = np.full(B, cfg.n_steps, dtype=np.int64)
+    residual = np.full(B, np.inf)
+    energies, rec_steps = [], []
     n = 0
     bar = tqdm(total=cfg.n_steps, disable=not progress, desc="lca", unit="step")
-    while n < cfg.n_steps:
+    while n < cfg.n_steps and live.size:
         m = min(block, cfg.n_steps - n)
-        advance(m)
+        advance(ul, kbl, m)
         n += m
         bar.update(m)
         if cfg.record_every and n % cfg.record_every == 0:
+            u[live] = ul
             energies.append(energy(x, phi, threshold(u, cfg.lam, cfg.threshold), cfg.lam, cfg.threshold).mean())
-            steps.append(n)
-        if cfg.tol > 0 and n % check_every == 0:
-            rel = np.linalg.norm(du, axis=1) / np.maximum(np.linalg.norm(u, axis=1), 1e-12)
-            if rel.max() < cfg.tol:
-                break
+            rec_steps.append(n)
+        if cfg.tol > 0 and n % check == 0:
+            res = optimality(x[live], phi, ul, cfg.lam, cfg.threshold)
+            residual[live] = res
+            done = res <= cfg.tol
+            if done.any():
+                u[live] = ul
+                steps[live[done]] = n
+                live, ul, kbl = live[~done], np.ascontiguousarray(ul[~done]), np.ascontiguousarray(kbl[~done])
     bar.close()
-    a = threshold(u, cfg.lam, cfg.threshold)
+    u[live] = ul
+    if live.size:
+        steps[live] = n
+        residual[live] = optimality(x[live], phi, ul, cfg.lam, cfg.threshold)
+    return _result(x, phi, u, cfg, energies, rec_steps, steps, residual)
+
+
+def _result(x, phi, u, cfg, energies, rec_steps, steps, residual, codes=None) -> LCAResult:
+    """The :class:`LCAResult` of final states ``u`` (codes ``T_λ(u)`` unless given); logs the inputs that did not
+    converge."""
+    a = threshold(u, cfg.lam, cfg.threshold) if codes is None else codes
     e = energy(x, phi, a, cfg.lam, cfg.threshold)
-    if not steps or steps[-1] != n:
-        energies.append(e.mean())
-        steps.append(n)
+    n = int(steps.max()) if steps.size else 0
+    if not rec_steps or rec_steps[-1] != n:
+        energies, rec_steps = [*energies, e.mean()], [*rec_steps, n]
+    converged = residual <= cfg.tol if cfg.tol > 0 else np.ones(len(u), bool)
+    if not converged.all():
+        log.warning("LCA: %d of %d inputs did not converge within %d steps (%.0f tau): %s up to %.3g > tol %g; "
+                    "raise the step cap", int((~converged).sum()), len(u), cfg.n_steps, cfg.n_steps * cfg.dt / cfg.tau,
+                    "fixed-point residual" if cfg.threshold == "hard" else "relative duality gap",
+                    float(residual[~converged].max()), cfg.tol)
     r = x - a @ phi.T
-    return LCAResult(a, u, np.array(energies), np.array(steps), 0.5 * np.einsum("bd,bd->b", r, r),
-                     float(np.count_nonzero(a) / a.size), n)
+    return LCAResult(a, u, np.array(energies), np.array(rec_steps), 0.5 * np.einsum("bd,bd->b", r, r),
+                     float(np.count_nonzero(a) / a.size), n, steps, residual, converged)
+
+
+def lca_fixed_point(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), tol: float = 1e-9) -> LCAResult:
+    """The LCA's limit, computed directly: the state ``u* = b − G·a*`` with ``a* = T_λ(u*)`` that the dynamics
+    of :func:`lca` converge to (Rozell et al. 2008; Balavoine et al. 2012), for the convex thresholds.
+
+    ``a*`` minimises the energy: for ``soft`` the LASSO, for ``nonneg`` the non-negative LASSO. It is found by
+    coordinate descent (scikit-learn's ``Lasso`` on the Gram matrix, ``α = λ/D``) and certified input by input:
+    its :func:`optimality` residual (relative duality gap) must be at most ``tol`` (default 1e-9, far below
+    ``cfg.tol``); inputs above are reported in ``converged`` and logged. ``steps`` are coordinate-descent epochs
+    (``cfg.dt``/``cfg.tau`` play no part). Use it where only the converged code matters (receptive fields,
+    comparisons, sweeps): on coherent dictionaries the dynamics need thousands of τ to get there.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import Lasso
+
+    x, phi = check_problem(x, phi, cfg)
+    if cfg.threshold == "hard":
+        raise ArgumentError("the hard threshold has no unique fixed point (its energy is not convex); "
+                            "run the dynamics (lca) instead")
+    D, K = phi.shape
+    B = x.shape[0]
+    gram = phi.T @ phi
+    a = np.zeros((B, K))
+    epochs = np.zeros(B, dtype=np.int64)
+    if cfg.lam == 0:
+        raise ArgumentError("lambda = 0 has no sparse fixed point (the energy is the least-squares error); use lam > 0")
+    model = Lasso(alpha=cfg.lam / D, fit_intercept=False, precompute=gram, positive=cfg.threshold == "nonneg",
+                  tol=1e-12, max_iter=100_000, selection="cyclic")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the certificate below decides
+        for i in range(B):
+            model.fit(phi, x[i])
+            a[i] = model.coef_
+            epochs[i] = model.n_iter_
+    u = x @ phi - a @ (gram - np.eye(K))  # u* = b − G a*
+    residual = duality_gap(x, phi, a, cfg.lam, cfg.threshold)
+    return _result(x, phi, u, dataclasses.replace(cfg, tol=tol, n_steps=100_000), [], [], epochs, residual,
+                   codes=a)
 
 
 def lca_dense(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig()) -> LCAResult:
     """The plain dense formulation (lca-pytorch's way): ``u += dt/τ (b − u − G·T(u))`` with ``G·a`` over all
-    units every step, for ``cfg.n_steps`` steps (no early stop). The baseline of ``benchmarks/lca.py``."""
+    units every step, stopped when every input meets ``cfg.tol`` (same test and interval as :func:`lca`) or at
+    the cap. The baseline of ``benchmarks/lca.py``."""
     x, phi = check_problem(x, phi, cfg)
     K = phi.shape[1]
     G = phi.T @ phi - np.eye(K)
     b = x @ phi
     u = np.zeros_like(b)
     k = cfg.dt / cfg.tau
-    for _ in range(cfg.n_steps):
+    check = cfg.check_interval
+    n = 0
+    residual = np.full(len(u), np.inf)
+    while n < cfg.n_steps:
         u = u + k * (b - u - threshold(u, cfg.lam, cfg.threshold) @ G)
-    a = threshold(u, cfg.lam, cfg.threshold)
-    e = energy(x, phi, a, cfg.lam, cfg.threshold)
-    r = x - a @ phi.T
-    return LCAResult(a, u, np.array([e.mean()]), np.array([cfg.n_steps]), 0.5 * np.einsum("bd,bd->b", r, r),
-                     float(np.count_nonzero(a) / a.size), cfg.n_steps)
+        n += 1
+        if cfg.tol > 0 and n % check == 0:
+            residual = optimality(x, phi, u, cfg.lam, cfg.threshold)
+            if residual.max() <= cfg.tol:
+                break
+    if cfg.tol > 0 and n % check:
+        residual = optimality(x, phi, u, cfg.lam, cfg.threshold)
+    return _result(x, phi, u, cfg, [], [], np.full(len(u), n), residual)
 
 
 def ista(x: np.ndarray, phi: np.ndarray, lam: float, n_iter: int = 500, kind: str = "soft",
@@ -342,7 +477,8 @@ def ista(x: np.ndarray, phi: np.ndarray, lam: float, n_iter: int = 500, kind: st
         energies.append(energy(x, phi, a, lam, kind).mean())
     r = x - a @ phi.T
     return LCAResult(a, y, np.array(energies), np.arange(1, n_iter + 1), 0.5 * np.einsum("bd,bd->b", r, r),
-                     float(np.count_nonzero(a) / a.size), n_iter)
+                     float(np.count_nonzero(a) / a.size), n_iter, np.full(len(a), n_iter),
+                     duality_gap(x, phi, a, lam, kind))
 
 
 def fista(x: np.ndarray, phi: np.ndarray, lam: float, n_iter: int = 500, kind: str = "soft") -> LCAResult:
@@ -385,19 +521,19 @@ def lca_brian(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), inhi
     with brian_state():
         b2.set_device("runtime")
         b2.prefs.codegen.target = target
-        u = _lca_brian_run(b2, bmat, G, cfg, inhibition, B, K)
-    a = threshold(u, cfg.lam, cfg.threshold)
-    e = energy(x, phi, a, cfg.lam, cfg.threshold)
-    r = x - a @ phi.T
-    return LCAResult(a, u, np.array([e.mean()]), np.array([cfg.n_steps]), 0.5 * np.einsum("bd,bd->b", r, r),
-                     float(np.count_nonzero(a) / a.size), cfg.n_steps)
+        u, steps, residual = _lca_brian_run(b2, x, phi, bmat, G, cfg, inhibition, B, K)
+    return _result(x, phi, u, cfg, [], [], steps, residual)
 
 
-def _lca_brian_run(b2, bmat, G, cfg, inhibition, B, K) -> np.ndarray:
+def _lca_brian_run(b2, x, phi, bmat, G, cfg, inhibition, B, K):
+    """Run the network with the stopping rule of :func:`lca` as a network operation: every
+    ``cfg.check_interval`` steps an input that meets ``cfg.tol`` is frozen (``live = 0``); the run stops when
+    all are. Returns the final states (B, K), steps and residuals per input."""
     ns = {"tau": cfg.tau * b2.second, "lam": cfg.lam}
-    eqs = f"""du/dt = (b - u - inh) / tau : 1
+    eqs = f"""du/dt = live * (b - u - inh) / tau : 1
 a = {_THRESHOLD_EXPR[cfg.threshold]} : 1
 b : 1 (constant)
+live : 1
 """
     clock_dt = cfg.dt * b2.second
     objs = []
@@ -423,11 +559,41 @@ b : 1 (constant)
 
         objs = [grp, _inhibit]
     grp.b = bmat.ravel()
+    grp.live = 1.0
+    live = np.ones(B, bool)
+    steps = np.full(B, cfg.n_steps, dtype=np.int64)
+    residual = np.full(B, np.inf)
+    check = cfg.check_interval
+    state = {"done": False}
     net = b2.Network(*objs)
-    run_checked(net, cfg.n_steps * clock_dt, namespace=ns)
+    u_view = grp.variables["u"].get_value()
+    live_view = grp.variables["live"].get_value()
+
+    @b2.network_operation(when="start", order=-1, dt=check * clock_dt, name="lca_stopping_rule")
+    def _stopping_rule(t):
+        n = int(round(float(np.asarray(t).ravel()[0]) / float(clock_dt)))  # steps taken so far
+        if n == 0:
+            return
+        rows = np.flatnonzero(live)
+        u = u_view.reshape(B, K)
+        residual[rows] = optimality(x[rows], phi, u[rows], cfg.lam, cfg.threshold)
+        done = rows[residual[rows] <= cfg.tol]
+        if done.size:
+            steps[done] = n
+            live[done] = False
+            live_view.reshape(B, K)[done] = 0.0
+        if not live.any():
+            state["done"] = True
+            net.stop()
+
+    if cfg.tol > 0:
+        net.add(_stopping_rule)
+    run_checked(net, cfg.n_steps * clock_dt, finished=lambda: state["done"], namespace=ns)
     u = np.array(grp.u[:]).reshape(B, K)
-    del net, objs, grp
-    return u
+    if live.any():
+        residual[live] = optimality(x[live], phi, u[live], cfg.lam, cfg.threshold)
+    del objs, grp  # the network and its stopping rule refer to each other; the collector frees both
+    return u, steps, residual
 
 
 class SpikingLCAResult(NamedTuple):
@@ -511,7 +677,7 @@ b : 1 (constant)""", threshold="v >= 1", reset="v -= 1", method="euler", namespa
 
 
 # ------------------------------------------------------- dictionary learning
-def learn_dictionary(patches: np.ndarray, n_atoms: int = 512, cfg: LCAConfig = LCAConfig(n_steps=300, tol=1e-4),
+def learn_dictionary(patches: np.ndarray, n_atoms: int = 512, cfg: LCAConfig = LCAConfig(n_steps=300, tol=0.0),
                      n_updates: int = 200, batch_size: int = 250, eta: float = 1.0,
                      rng: np.random.Generator | None = None, phi0: np.ndarray | None = None,
                      progress: bool = False) -> tuple[np.ndarray, list]:

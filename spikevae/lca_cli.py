@@ -21,7 +21,7 @@ from ._cli import ArgumentError, Parser, cli_entry, nonneg_float, positive_float
 from .data import Preprocessing, natural_patches
 from .io.dictionary import load_dictionary, save_dictionary
 from .io.files import file_sha256, provenance, write_json, write_npz
-from .lca import THRESHOLDS, LCAConfig, lca, lca_brian, learn_dictionary, normalise_atoms, spiking_lca
+from .lca import THRESHOLDS, LCAConfig, lca, lca_brian, lca_fixed_point, learn_dictionary, normalise_atoms, spiking_lca
 
 __all__ = ["main"]
 
@@ -40,7 +40,12 @@ def _parser() -> Parser:
         s.add_argument("--lam", type=nonneg_float, default=0.5 if name == "learn" else d.lam, help="threshold lambda")
         s.add_argument("--tau", type=positive_float, default=d.tau * 1e3, help="time constant, ms")
         s.add_argument("--dt", type=positive_float, default=d.dt * 1e3, help="Euler step, ms")
-        s.add_argument("--steps", type=positive_int, default=300 if name == "learn" else d.n_steps)
+        s.add_argument("--steps", type=positive_int, default=300 if name == "learn" else d.n_steps,
+                       help="cap on the Euler steps (learning: steps per batch)")
+        s.add_argument("--tol", type=nonneg_float, default=0.0 if name == "learn" else d.tol,
+                       help="stop an input when its relative duality gap (soft, nonneg) or fixed-point residual "
+                            "(hard) is at most this; 0: run exactly --steps (learning's default: Olshausen-Field "
+                            "updates from codes after a fixed number of steps)")
         s.add_argument("--threshold", default="soft", choices=THRESHOLDS)
         s.add_argument("--seed", type=seed, default=0)
         s.add_argument("--quiet", action="store_true")
@@ -54,7 +59,10 @@ def _parser() -> Parser:
     infer.add_argument("--dictionary", help="dictionary .npz from `learn`")
     infer.add_argument("--checkpoint", help="use a P-VAE checkpoint's linear decoder atoms (normalised)")
     infer.add_argument("--n-patches", type=positive_int, default=1000, help="held-out natural patches to encode")
-    infer.add_argument("--simulator", default="reference", choices=("reference", "brian", "spiking"))
+    infer.add_argument("--simulator", default="fixed-point", choices=("fixed-point", "reference", "brian", "spiking"),
+                       help="fixed-point: the converged codes directly (certified by the duality gap); reference, "
+                            "brian: the LCA dynamics (numpy/compiled or Brian2), run until --tol; spiking: "
+                            "integrate-and-fire LCA for --duration")
     infer.add_argument("--duration", type=positive_float, default=500.0, help="spiking: simulated time, ms")
     infer.add_argument("--target", default="numpy", choices=("numpy", "cython"), help="Brian2 runtime target")
     return p
@@ -62,7 +70,7 @@ def _parser() -> Parser:
 
 def _cfg(args) -> LCAConfig:
     return LCAConfig(lam=args.lam, tau=args.tau * 1e-3, dt=args.dt * 1e-3, n_steps=args.steps,
-                     threshold=args.threshold, tol=1e-4 if args.command == "learn" else 0.0).validate()
+                     threshold=args.threshold, tol=args.tol).validate()
 
 
 def _learn(args) -> int:
@@ -84,12 +92,13 @@ def _learn(args) -> int:
     x = data.train.reshape(len(data.train), -1)
     xv = data.val.reshape(len(data.val), -1)
     phi0 = normalise_atoms(rng.standard_normal((x.shape[1], args.atoms)))
-    e0 = float(lca(xv, phi0, cfg).energy[-1])
+    heldout = (lambda p: lca_fixed_point(xv, p, cfg)) if cfg.threshold != "hard" else (lambda p: lca(xv, p, cfg))
+    e0 = float(heldout(phi0).energy[-1])
     t0 = time.perf_counter()
     phi, trace = learn_dictionary(x, args.atoms, cfg, args.updates, args.batch, args.eta, rng, phi0,
                                   progress=not args.quiet)
     wall = time.perf_counter() - t0
-    res = lca(xv, phi, cfg)
+    res = heldout(phi)  # converged codes (soft, nonneg) on the held-out patches
     meta = {"lca_config": dataclasses.asdict(cfg), "atoms": args.atoms, "updates": args.updates, "batch": args.batch,
             "eta": args.eta, "seed": args.seed, "data": data.source, "heldout_energy_initial": e0,
             "heldout_energy_final": float(res.energy[-1]), "heldout_fraction_active": res.fraction_active,
@@ -132,7 +141,9 @@ def _infer(args) -> int:
 def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
     out = files.path
     t0 = time.perf_counter()
-    if args.simulator == "reference":
+    if args.simulator == "fixed-point":
+        res = lca_fixed_point(x, phi, cfg)
+    elif args.simulator == "reference":
         res = lca(x, phi, dataclasses.replace(cfg, record_every=10), progress=not args.quiet)
     elif args.simulator == "brian":
         res = lca_brian(x, phi, cfg, inhibition="dense", target=args.target)
@@ -144,7 +155,9 @@ def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
         write_npz(out / "codes.npz", codes=res.codes, states=res.states, energy=res.energy,
                   energy_steps=res.energy_steps, recon_error=res.recon_error, patches=x)
         summary.update(energy=float(res.energy[-1]), fraction_active=res.fraction_active,
-                       recon_error=float(res.recon_error.mean()), l1=float(np.abs(res.codes).sum(1).mean()))
+                       recon_error=float(res.recon_error.mean()), l1=float(np.abs(res.codes).sum(1).mean()),
+                       converged=int(res.converged.sum()), max_residual=float(res.residual.max()),
+                       steps_median=float(np.median(res.steps)), steps_max=int(res.steps.max()))
     else:
         from . import io, plots
 

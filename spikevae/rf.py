@@ -103,10 +103,10 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     def respond(x, s, meta=None):
         """(responses (n, K), spike trains or None)."""
         if kind == "lca":
-            from .lca import LCAConfig, lca
+            from .lca import LCAConfig, lca_fixed_point
 
-            xf = x.reshape(len(x), -1).astype(np.float64)
-            return np.concatenate([lca(xf[i:i + 500], phi, LCAConfig(lam=lam, n_steps=300)).codes
+            xf = x.reshape(len(x), -1).astype(np.float64)  # the converged codes (the LCA's fixed point)
+            return np.concatenate([lca_fixed_point(xf[i:i + 500], phi, LCAConfig(lam=lam)).codes
                                    for i in range(0, len(xf), 500)]), None
         from .spiking import simulate_poisson
 

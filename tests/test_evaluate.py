@@ -154,15 +154,22 @@ def test_spatial_spread_closed_forms():
     np.testing.assert_allclose(spatial_spread(np.concatenate([delta, flat, two])), [1 / 64, 1.0, 1 / 32])
 
 
-def test_a_checkpoint_is_evaluated_on_the_data_of_its_own_preprocessing():
-    """The shipped model was trained before the default preprocessing changed: its own recipe (stored in
-    the checkpoint) rebuilds its validation set, fingerprint and all."""
-    from spikevae.checkpoint import default_checkpoint_path
+def test_a_checkpoint_is_evaluated_on_the_data_of_its_own_preprocessing(tmp_path):
+    """A checkpoint trained with another preprocessing than today's defaults (no downsampling, f0 0.3, the
+    recipe of the model shipped before #13): its own recipe (stored in the checkpoint) rebuilds its validation
+    set, fingerprint and all."""
+    from conftest import run_cli
+
     from spikevae.data import Preprocessing
     from spikevae.evaluate import evaluate_checkpoint
     from spikevae.model import load_model
+    from spikevae.train import main
 
-    shipped = load_model(default_checkpoint_path())
+    path = tmp_path / "old_recipe.pt"
+    assert run_cli(main, ["--out", str(path), "--latents", "16", "--patch-size", "8", "--epochs", "1", "--n-train", "2000",
+                          "--n-val", "400", "--downsample", "1", "--whiten-f0", "0.3", "--method", "exact",
+                          "--device", "cpu", "--quiet"]) == 0
+    shipped = load_model(path)
     assert shipped.preprocessing != Preprocessing(patch_size=shipped.preprocessing.patch_size)
     ev = evaluate_checkpoint(shipped, n_val=200, gabor=False)
     assert ev.metrics["same_validation_set"] is True

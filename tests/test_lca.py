@@ -11,6 +11,7 @@ from spikevae.lca import (
     lca,
     lca_brian,
     lca_dense,
+    lca_fixed_point,
     learn_dictionary,
     normalise_atoms,
     spiking_lca,
@@ -32,7 +33,8 @@ def planted():
 def test_planted_support_recovery_and_kkt(planted):
     phi, s, x = planted
     lam = 0.05
-    res = lca(x, phi, LCAConfig(lam=lam, n_steps=6000, threshold="soft"))
+    res = lca(x, phi, LCAConfig(lam=lam, threshold="soft", tol=1e-8))  # a tight certificate: KKT to 1e-6
+    assert res.converged.all()
     true = s != 0
     found = res.codes != 0
     assert (true & found).sum() / true.sum() >= 0.95  # recall
@@ -49,7 +51,7 @@ def test_brian_network_matches_reference(planted, kind, inhibition):
     phi, _, x = planted
     phi, x = phi[:32, :40], x[:3, :32]
     phi = normalise_atoms(phi)
-    cfg = LCAConfig(lam=0.1, n_steps=200, threshold=kind)
+    cfg = LCAConfig(lam=0.1, n_steps=200, threshold=kind, tol=0)  # a fixed-length transient
     ref = lca(x, phi, cfg)
     br = lca_brian(x, phi, cfg, inhibition=inhibition)
     assert np.max(np.abs(br.states - ref.states)) <= 1e-9
@@ -58,7 +60,7 @@ def test_brian_network_matches_reference(planted, kind, inhibition):
 
 def test_sparse_inhibition_equals_dense(planted):
     phi, _, x = planted
-    cfg = LCAConfig(lam=0.1, n_steps=300)
+    cfg = LCAConfig(lam=0.1, n_steps=300, tol=0)
     np.testing.assert_allclose(lca(x, phi, cfg).states, lca_dense(x, phi, cfg).states, rtol=0, atol=1e-12)
     from spikevae.lca import _inhibition
 
@@ -72,7 +74,7 @@ def test_sparse_inhibition_equals_dense(planted):
 @pytest.mark.parametrize("kind", ["soft", "nonneg"])
 def test_energy_non_increasing_for_small_dt(planted, kind):
     phi, _, x = planted
-    res = lca(x, phi, LCAConfig(lam=0.1, dt=1e-5, tau=0.01, n_steps=3000, threshold=kind, record_every=10))
+    res = lca(x, phi, LCAConfig(lam=0.1, dt=1e-5, tau=0.01, n_steps=3000, threshold=kind, record_every=10, tol=0))
     d = np.diff(res.energy)
     assert np.all(d <= 1e-9 * np.abs(res.energy[:-1]).max()), d.max()
 
@@ -104,7 +106,7 @@ def test_dictionary_learning_lowers_heldout_energy(small_patches):
     rng = np.random.default_rng(0)
     x = small_patches.train.reshape(len(small_patches.train), -1)
     xv = small_patches.val.reshape(len(small_patches.val), -1)[:300]
-    cfg = LCAConfig(lam=0.5, n_steps=200, tol=1e-4)
+    cfg = LCAConfig(lam=0.5, n_steps=200, tol=0)
     phi0 = normalise_atoms(rng.standard_normal((64, 96)))
     phi, trace = learn_dictionary(x, 96, cfg, n_updates=60, batch_size=200, eta=0.1, rng=rng, phi0=phi0)
     np.testing.assert_allclose(np.linalg.norm(phi, axis=0), 1.0, atol=1e-12)
@@ -204,7 +206,7 @@ def test_compiled_kernel_equals_numpy_and_dense(kind):
     rng = np.random.default_rng(7)
     phi = normalise_atoms(rng.standard_normal((36, 90)))
     x = rng.standard_normal((23, 36))
-    cfg = LCAConfig(lam=0.3, n_steps=250, threshold=kind)
+    cfg = LCAConfig(lam=0.3, n_steps=250, threshold=kind, tol=0)
     a = lca(x, phi, cfg)
     b = lca(x, phi, cfg, compiled=False)
     c = lca_dense(x, phi, cfg)
@@ -217,9 +219,10 @@ def test_compiled_kernel_keeps_early_stop_and_energy_records():
     rng = np.random.default_rng(8)
     phi = normalise_atoms(rng.standard_normal((25, 50)))
     x = rng.standard_normal((9, 25))
-    cfg = LCAConfig(lam=0.2, n_steps=2000, tol=1e-4, record_every=30)
+    cfg = LCAConfig(lam=0.2, n_steps=20_000, tol=1e-4, record_every=30)
     a, b = lca(x, phi, cfg), lca(x, phi, cfg, compiled=False)
-    assert a.n_steps == b.n_steps < 2000  # same stopping step
+    np.testing.assert_array_equal(a.steps, b.steps)  # same stopping step, input by input
+    assert a.steps.min() < 20_000 and a.n_steps == b.n_steps
     np.testing.assert_array_equal(a.energy_steps, b.energy_steps)
     np.testing.assert_allclose(a.energy, b.energy, rtol=1e-12)
 
@@ -234,15 +237,87 @@ def test_lca_falls_back_to_numpy_without_a_compiler(monkeypatch):
     from spikevae.lca import _kernel, lca_dense
 
     assert _kernel() is None
-    np.testing.assert_allclose(lca(x, phi, LCAConfig(n_steps=100)).states,
-                               lca_dense(x, phi, LCAConfig(n_steps=100)).states, atol=1e-12)
+    np.testing.assert_allclose(lca(x, phi, LCAConfig(n_steps=100, tol=0)).states,
+                               lca_dense(x, phi, LCAConfig(n_steps=100, tol=0)).states, atol=1e-12)
 
 
 def test_energy_records_fall_on_their_steps_with_early_stop_checks():
     rng = np.random.default_rng(10)
     phi = normalise_atoms(rng.standard_normal((16, 30)))
     x = rng.standard_normal((4, 16))
-    cfg = LCAConfig(lam=0.2, n_steps=75, tol=1e-12, record_every=15)  # 15 is not a multiple of the check interval
+    cfg = LCAConfig(lam=0.2, n_steps=75, tol=1e-11, record_every=15)  # 15 is not a multiple of the check interval
     for compiled in (True, False):
         res = lca(x, phi, cfg, compiled=compiled)
         np.testing.assert_array_equal(res.energy_steps, [15, 30, 45, 60, 75])
+
+
+@pytest.mark.parametrize("kind", ["soft", "nonneg"])
+def test_default_lca_stops_converged_and_matches_sklearn_lasso(planted, kind):
+    """The default run stops on its certificate; codes and energy agree with scikit-learn's Lasso."""
+    from sklearn.linear_model import Lasso
+
+    phi, _, x = planted
+    lam = 0.05
+    res = lca(x, phi, LCAConfig(lam=lam, threshold=kind))
+    assert res.converged.all() and res.residual.max() <= 1e-4 and res.n_steps < LCAConfig().n_steps
+    D = phi.shape[0]
+    sk = np.stack([Lasso(alpha=lam / D, fit_intercept=False, positive=kind == "nonneg", tol=1e-12, max_iter=100_000)
+                   .fit(phi, xi).coef_ for xi in x])
+    e, e_sk = energy(x, phi, res.codes, lam), energy(x, phi, sk, lam)
+    assert np.all(e - e_sk <= 1e-4 * e_sk)  # the target: within 1e-4 of the optimal energy, input by input
+    np.testing.assert_allclose(res.codes, sk, atol=1e-3)
+    fp = lca_fixed_point(x, phi, LCAConfig(lam=lam, threshold=kind))
+    assert fp.converged.all() and fp.residual.max() <= 1e-9
+    np.testing.assert_allclose(energy(x, phi, fp.codes, lam), energy(x, phi, fista(x, phi, lam, 20_000, kind).codes, lam),
+                               rtol=1e-8)
+    # the fixed point is a fixed point of the dynamics: one more Euler step does not move it
+    np.testing.assert_allclose(threshold(fp.states, lam, kind), fp.codes, atol=1e-7)
+
+
+def test_lca_on_real_patches_matches_sklearn_lasso(small_patches):
+    from sklearn.linear_model import Lasso
+
+    rng = np.random.default_rng(3)
+    x = small_patches.val.reshape(len(small_patches.val), -1)[:12].astype(np.float64)
+    phi = normalise_atoms(rng.standard_normal((64, 96)))
+    lam = 0.5
+    res = lca(x, phi, LCAConfig(lam=lam))
+    sk = np.stack([Lasso(alpha=lam / 64, fit_intercept=False, tol=1e-12, max_iter=100_000).fit(phi, xi).coef_
+                   for xi in x])
+    e, e_sk = energy(x, phi, res.codes, lam), energy(x, phi, sk, lam)
+    assert res.converged.all() and np.all(e - e_sk <= 1e-4 * e_sk) and np.all(e_sk - e <= 1e-9 * e_sk)
+    # the old default (900 steps, 9 tau) is a transient, not the code
+    early = lca(x, phi, LCAConfig(lam=lam, n_steps=100, tol=0))
+    assert energy(x, phi, early.codes, lam).mean() > (1 + 1e-3) * e_sk.mean()
+
+
+def test_step_cap_is_reported(planted, caplog):
+    phi, _, x = planted
+    with caplog.at_level("WARNING", logger="spikevae.lca"):
+        res = lca(x, phi, LCAConfig(lam=0.05, n_steps=100))
+    assert not res.converged.any() and np.all(res.residual > 1e-4)
+    msgs = [r.getMessage() for r in caplog.records if r.name == "spikevae.lca"]
+    assert len(msgs) == 1 and "20 of 20 inputs did not converge within 100 steps" in msgs[0]
+
+
+def test_brian_network_stops_where_the_reference_stops(planted):
+    phi, _, x = planted
+    phi, x = normalise_atoms(phi[:32, :40]), x[:3, :32]
+    cfg = LCAConfig(lam=0.1, tol=1e-6)
+    ref = lca(x, phi, cfg)
+    br = lca_brian(x, phi, cfg, inhibition="dense")
+    np.testing.assert_array_equal(br.steps, ref.steps)
+    assert br.converged.all() and np.max(np.abs(br.states - ref.states)) <= 1e-9
+
+
+@pytest.mark.parametrize("tol", [-1e-3, 1e-14, 1.0])
+def test_a_tolerance_that_cannot_be_met_is_refused(planted, tol):
+    phi, _, x = planted
+    with pytest.raises(ValueError, match="cannot be met"):
+        lca(x, phi, LCAConfig(tol=tol))
+
+
+def test_fixed_point_refuses_the_hard_threshold(planted):
+    phi, _, x = planted
+    with pytest.raises(ValueError, match="no unique fixed point"):
+        lca_fixed_point(x, phi, LCAConfig(threshold="hard"))

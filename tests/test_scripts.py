@@ -71,7 +71,7 @@ def test_lca_vs_pvae_smoke(tmp_path, tiny_checkpoint, capsys):
     rep = load_script("simulations/lca_vs_pvae.py")
     out = tmp_path / "report"
     assert rep.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--n-patches", "40",
-                     "--lams", "0.01", "1.0", "--steps", "100", "--stimuli", "4", "--repeats", "3", "--window", "20",
+                     "--lams", "0.01", "1.0", "--stimuli", "4", "--repeats", "3", "--window", "20",
                      "--slca-patches", "2", "--slca-duration", "40", "--rf-frames", "200", "--rf-fit-units", "4",
                      "--target", "numpy", "--quiet"]) == 0
     res = json.loads((out / "results.json").read_text())
