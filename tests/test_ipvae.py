@@ -1,0 +1,84 @@
+"""iP-VAE: the update against a hand-computed step, the KL against the pmf, checkpoints, bad input.
+
+Still to come with the training command (#14): a short training lowers the held-out loss."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from spikevae.ipvae import IPVAE, IPVAEConfig, IPVAETrainConfig, load, save, scu
+
+
+def _small(seed=0):
+    m = IPVAE(IPVAEConfig(n_latents=3, patch_size=2), seed=seed)
+    with torch.no_grad():
+        m.phi.copy_(torch.tensor([[0.5, -0.2, 0.1], [0.3, 0.4, -0.6], [-0.1, 0.2, 0.7], [0.8, 0.0, 0.3]]))
+        m.dec_log_sigma.copy_(torch.tensor([[0.1, -0.3, 0.0, 0.5]]))
+        m.log_bias.copy_(torch.tensor([[-3.0, -2.0, -1.0]]))
+        m.log_lr.copy_(torch.tensor([-0.5]))
+    return m
+
+
+def test_update_matches_a_hand_computed_step():
+    m = _small()
+    x = np.array([[1.0, -0.5, 0.25, 2.0]])
+    u = np.array([[-1.0, 0.5, 9.5]])
+    z = np.array([[2.0, 0.0, 1.0]])
+    phi = m.phi.detach().numpy().astype(np.float64)
+    ls = 3.45 * np.tanh(m.dec_log_sigma.detach().numpy() / 3.45)
+    # du = η [Φᵀ Σ⁻¹ (x − Φz) − b], then the reference's clamps: SCU(max(·, −8), c)
+    du = math.exp(-0.5) * (((x - z @ phi.T) / np.exp(2 * ls)) @ phi - np.exp([[-3.0, -2.0, -1.0]]))
+
+    def scu_np(v, c):
+        return c - np.log1p(np.exp(c - v))
+
+    for progress in (0.0, 1.0):  # ceilings 2 (start of training) and 10 (final)
+        m.clamp_progress = progress
+        c = 2.0 + progress * 8.0
+        want = scu_np(np.maximum(u + scu_np(np.maximum(du, -8), c), -8), c)
+        got = m.step(torch.tensor(x, dtype=torch.float32), torch.tensor(u, dtype=torch.float32),
+                     torch.tensor(z, dtype=torch.float32))
+        np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-5, atol=1e-5)
+    # the floor: a large negative step stops at −8
+    big = m.step(torch.tensor(x, dtype=torch.float32) * 0, torch.full((1, 3), -7.9), torch.full((1, 3), 50.0))
+    assert float(big.detach().min()) >= -8.0 - 1e-6 and float(scu(torch.tensor(-8.0), 10.0)) < -8.0 + 1e-3
+
+
+@pytest.mark.parametrize("u_prev,u_new", [(-1.0, 0.7), (1.5, -0.3), (0.2, 0.2), (-4.0, -6.0)])
+def test_kl_is_the_exact_poisson_kl_with_the_prior_rate(u_prev, u_new):
+    from spikevae.poisson import poisson_kl
+
+    lam, r = math.exp(u_new), math.exp(u_prev)
+    k = np.arange(0, 200)
+    lp, lq = stats.poisson.logpmf(k, lam), stats.poisson.logpmf(k, r)
+    want = float(np.sum(np.exp(lp) * (lp - lq)))
+    got = float(poisson_kl(torch.tensor(u_prev, dtype=torch.float64), torch.tensor(u_new - u_prev, dtype=torch.float64)))
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_checkpoint_round_trip(small_patches, tmp_path):
+    """Same parameters and, for the same seed, the same spikes after save and load (no code runs on load)."""
+    xv = torch.tensor(small_patches.val.reshape(len(small_patches.val), -1)[:20], dtype=torch.float32)
+    model = IPVAE(IPVAEConfig(n_latents=32, patch_size=8, init_scale=0.05), seed=4)
+    path = tmp_path / "ip.pt"
+    save(model, path, [{"epoch": 0}])
+    back = load(path)
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    a = model.infer(xv, 5, 0.0, torch.Generator().manual_seed(3)).spikes[-1]
+    b = back.infer(xv, 5, 0.0, torch.Generator().manual_seed(3)).spikes[-1]
+    assert torch.equal(a, b) and float(a.sum()) > 0
+
+
+def test_bad_input_and_foreign_checkpoints(tmp_path, tiny_checkpoint):
+    from spikevae.errors import ArgumentError, CheckpointError
+
+    m = IPVAE(IPVAEConfig(n_latents=4, patch_size=2))
+    with pytest.raises(ArgumentError, match="iterations must be >= 1"):
+        m.infer(torch.zeros(1, 4), 0)
+    with pytest.raises(ArgumentError, match="T must be >= 1"):
+        IPVAETrainConfig(n_iter=0).validate()
+    with pytest.raises(CheckpointError, match="not an iP-VAE checkpoint"):
+        load(tiny_checkpoint)  # a P-VAE checkpoint
