@@ -407,7 +407,7 @@ def lca_fixed_point(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig()
     x, phi = check_problem(x, phi, cfg)
     if cfg.threshold == "hard":
         raise ArgumentError("the hard threshold has no unique fixed point (its energy is not convex); "
-                            "run the dynamics (lca) instead")
+                            "run the dynamics (lca(), or --simulator reference) instead")
     D, K = phi.shape
     B = x.shape[0]
     gram = phi.T @ phi

@@ -172,6 +172,8 @@ def test_lca_command_learn_and_infer(tmp_path, capsys):
     (["--lam", "-1"], "--lam: must be >= 0"),
     (["--tau", "0"], "--tau: must be > 0"),
     (["--simulator", "gpu"], "--simulator: invalid choice"),
+    (["--tol", "1e-14"], "cannot be met"),
+    (["--threshold", "hard"], "no unique fixed point"),
 ])
 def test_lca_command_bad_input(tmp_path, capsys, tiny_checkpoint, argv, msg):
     from conftest import run_cli
