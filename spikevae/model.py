@@ -2,10 +2,10 @@
 
 >>> import spikevae
 >>> model = spikevae.load_model()                       # the shipped P-VAE
->>> patches = model.preprocess(spikevae.data.natural_images(("camera",))["camera"])[:100]
->>> lam = model.rates(patches)                          # (100, 512) expected counts per window
+>>> patches = model.preprocess(spikevae.data.natural_images(("camera",))["camera"])[:40]
+>>> lam = model.rates(patches)                          # (40, 512) expected counts per window
 >>> lam.shape
-(100, 512)
+(40, 512)
 """
 from __future__ import annotations
 
