@@ -21,7 +21,6 @@ atoms (columns of Φ). Thresholds: ``soft`` (ℓ1, the LASSO), ``hard`` (ℓ0-li
 """
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 import math
@@ -369,20 +368,22 @@ def lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), u0: np.nda
     return _result(x, phi, u, cfg, energies, rec_steps, steps, residual)
 
 
-def _result(x, phi, u, cfg, energies, rec_steps, steps, residual, codes=None) -> LCAResult:
+def _result(x, phi, u, cfg, energies, rec_steps, steps, residual, codes=None, tol=None, budget=None) -> LCAResult:
     """The :class:`LCAResult` of final states ``u`` (codes ``T_λ(u)`` unless given); logs the inputs that did not
-    converge."""
+    converge to ``tol`` (default ``cfg.tol``) within ``budget`` (default: ``cfg.n_steps`` Euler steps)."""
+    tol = cfg.tol if tol is None else tol
+    budget = budget or f"{cfg.n_steps} steps ({cfg.n_steps * cfg.dt / cfg.tau:.0f} tau)"
     a = threshold(u, cfg.lam, cfg.threshold) if codes is None else codes
     e = energy(x, phi, a, cfg.lam, cfg.threshold)
     n = int(steps.max()) if steps.size else 0
     if not rec_steps or rec_steps[-1] != n:
         energies, rec_steps = [*energies, e.mean()], [*rec_steps, n]
-    converged = residual <= cfg.tol if cfg.tol > 0 else np.ones(len(u), bool)
+    converged = residual <= tol if tol > 0 else np.ones(len(u), bool)
     if not converged.all():
-        log.warning("LCA: %d of %d inputs did not converge within %d steps (%.0f tau): %s up to %.3g > tol %g; "
-                    "raise the step cap", int((~converged).sum()), len(u), cfg.n_steps, cfg.n_steps * cfg.dt / cfg.tau,
+        log.warning("LCA: %d of %d inputs did not converge within %s: %s up to %.3g > tol %g; raise the cap",
+                    int((~converged).sum()), len(u), budget,
                     "fixed-point residual" if cfg.threshold == "hard" else "relative duality gap",
-                    float(residual[~converged].max()), cfg.tol)
+                    float(residual[~converged].max()), tol)
     r = x - a @ phi.T
     return LCAResult(a, u, np.array(energies), np.array(rec_steps), 0.5 * np.einsum("bd,bd->b", r, r),
                      float(np.count_nonzero(a) / a.size), n, steps, residual, converged)
@@ -425,8 +426,8 @@ def lca_fixed_point(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig()
             epochs[i] = model.n_iter_
     u = x @ phi - a @ (gram - np.eye(K))  # u* = b − G a*
     residual = duality_gap(x, phi, a, cfg.lam, cfg.threshold)
-    return _result(x, phi, u, dataclasses.replace(cfg, tol=tol, n_steps=100_000), [], [], epochs, residual,
-                   codes=a)
+    return _result(x, phi, u, cfg, [], [], epochs, residual, codes=a, tol=tol,
+                   budget="100000 coordinate-descent epochs")
 
 
 def lca_dense(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig()) -> LCAResult:
