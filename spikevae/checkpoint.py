@@ -38,6 +38,8 @@ __all__ = [
 FORMAT = "spikevae.checkpoint"
 VERSION = 1
 _REQUIRED = ("format", "version", "model_config", "state_dict", "preprocessing", "train_config")
+#: the family tag of iP-VAE checkpoints (same container, own configs: :mod:`spikevae.ipvae`)
+IPVAE_FAMILY = "ipvae"
 _OPTIONAL = ("family", "data", "metrics", "history", "epoch", "provenance", "train_state")
 
 
@@ -167,6 +169,9 @@ def validate_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> t
     """
     from .train import TrainConfig
 
+    if data.get("family") == IPVAE_FAMILY:
+        raise CheckpointError(f"{path} holds an iP-VAE (inference by iterated spiking dynamics, no encoder); this "
+                              "command needs an amortized VAE checkpoint (P-VAE or a comparison family)")
     unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
         raise CheckpointError(f"{path}: unknown checkpoint fields {unknown}")

@@ -31,13 +31,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from .errors import ArgumentError
 from .poisson import poisson_kl, relaxed_poisson
 
-__all__ = ["IPVAEConfig", "IPVAE", "IPVAETrainConfig", "IterationTrace", "scu", "schedule", "fit", "save", "load"]
+__all__ = ["IPVAEConfig", "IPVAE", "IPVAETrainConfig", "IterationTrace", "scu", "schedule", "fit", "save", "load",
+           "evaluate", "r_squared", "SAVE_T"]
 
 U_FLOOR = -8.0  # hard floor of u and Δu (the reference's clamp_(min=-8))
 SIGMA_BOUND = 3.45  # log σ = 3.45·tanh(p/3.45)
@@ -56,7 +58,9 @@ class IPVAEConfig:
     patch_size: int = 16
     clamp_u: float = 10.0  # final soft ceilings c_u and c_du (they rise from CLAMP_START with the KL schedule)
     clamp_du: float = 10.0
-    init_scale: float = 1e-4  # s.d. of Φ at initialisation
+    init_scale: float = 0.01  # s.d. of Φ at initialisation (the reference: 1e-4)
+    u0_low: float = -2.0  # prior log-rates start U(u0_low, u0_high): rates 0.14-1 per iteration
+    u0_high: float = 0.0  # (the reference: U(-6, -4), rates 0.0025-0.018)
 
     def validate(self) -> IPVAEConfig:
         if self.n_latents < 1 or self.patch_size < 1:
@@ -65,6 +69,8 @@ class IPVAEConfig:
             raise ArgumentError(f"clamp_u and clamp_du must exceed {CLAMP_START}")
         if not (self.init_scale > 0 and math.isfinite(self.init_scale)):
             raise ArgumentError("init_scale must be > 0")
+        if not (U_FLOOR <= self.u0_low <= self.u0_high < CLAMP_START):
+            raise ArgumentError(f"need {U_FLOOR} <= u0_low <= u0_high < {CLAMP_START}")
         return self
 
     def to_dict(self) -> dict:
@@ -95,7 +101,7 @@ class IPVAE(nn.Module):
         M, K = config.patch_size**2, config.n_latents
         self.phi = nn.Parameter(torch.randn(M, K, generator=g) * config.init_scale)
         self.dec_log_sigma = nn.Parameter(torch.zeros(1, M))
-        self.u0 = nn.Parameter(torch.rand(1, K, generator=g) * 2.0 - 6.0)  # U(−6, −4): rates 0.0025–0.018
+        self.u0 = nn.Parameter(torch.rand(1, K, generator=g) * (config.u0_high - config.u0_low) + config.u0_low)
         self.log_bias = nn.Parameter(torch.full((1, K), -3.0))
         self.log_lr = nn.Parameter(torch.zeros(1))
         self.clamp_progress = 1.0  # 0 → 1 with the KL schedule during training: ceilings from 2 to their final value
@@ -165,6 +171,82 @@ class IPVAE(nn.Module):
         return per_iter.mean(), {"nll": nll.detach(), "kl": kl.detach(), "loss_per_iteration": per_iter.detach()}
 
 
+# ------------------------------------------------------------------ evaluation to any T
+#: the iterations the reference reports (its Fig. 3 and df_convergence)
+SAVE_T = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
+
+
+def r_squared(x: torch.Tensor, xhat: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``1 − Σ(x − x̂)² / Σ(x − x̄)²`` (x̄ the sample's pixel mean), the reference's R² (B,)."""
+    return 1.0 - ((x - xhat) ** 2).sum(-1) / ((x - x.mean(-1, keepdim=True)) ** 2).sum(-1).clamp_min(1e-12)
+
+
+@torch.no_grad()
+def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int = 1000, seed: int = 0,
+             device: str | torch.device = "cpu") -> list[dict]:
+    """Run inference on ``x`` (n, M) to ``t_max`` iterations with hard Poisson spikes; one row per saved t.
+
+    Each row holds, for the spike read-out ``z′`` (draw b) and the rate read-out ``e^u``, the metrics of that
+    code alone: ``r2``/``mse``/``zeros``/``lifetime_sparsity``/``population_sparsity``/``distance`` of the
+    spikes, ``r2_rates``/``mse_rates``/``distance_rates`` of the rates (whose zeros are 0, so their distance
+    is at least 1), plus the reference's mixed ``distance_map`` (rate R² with the spikes' zeros), the spikes
+    per patch in that iteration, the cumulative spikes that drove inference up to t (draw a: the circuit's
+    spikes) and ``‖u_t − u_{t−1}‖``. MSE is the squared error summed over the pixels of a patch.
+
+    R² is pooled over patches, ``1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²`` (the fraction of the patches' variance
+    explained); ``r2_per_patch`` is the reference's mean of per-patch R², which a few near-blank patches
+    (4.8 % of ours) drive far below zero whenever a spike lands on them.
+    """
+    from .analysis.sparsity import lifetime_sparsity, population_sparsity
+
+    if t_max < 1:
+        raise ArgumentError(f"the number of iterations T must be >= 1, got {t_max}")
+    saves = sorted({int(t) for t in save_t if 1 <= int(t) <= t_max} | {t_max})
+    dev = torch.device(device)
+    model = model.to(dev)
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(len(x), -1)
+    if x.shape[1] != model.phi.shape[0]:
+        raise ArgumentError(f"inputs have {x.shape[1]} pixels, the model {model.phi.shape[0]}")
+    g = torch.Generator(device=dev).manual_seed(seed)
+    acc = {t: {"sq": [], "sq_rates": [], "var": [], "r2": [], "z": [], "du": [], "cum": []} for t in saves}
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].to(dev)
+        u = model.u0.expand(len(xb), -1)
+        cum = torch.zeros(len(xb), device=dev)
+        for t in range(1, t_max + 1):
+            z = torch.poisson(torch.exp(u), generator=g)  # draw a: the spikes that drive the update
+            cum += z.sum(-1)
+            u_new = model.step(xb, u, z)
+            if t in acc:
+                lam = torch.exp(u_new)
+                zo = torch.poisson(lam, generator=g)  # draw b: the read-out
+                rec, rec_r = zo @ model.phi.T, lam @ model.phi.T
+                a = acc[t]
+                a["sq"].append(((xb - rec) ** 2).sum(-1).cpu())
+                a["sq_rates"].append(((xb - rec_r) ** 2).sum(-1).cpu())
+                a["var"].append(((xb - xb.mean(-1, keepdim=True)) ** 2).sum(-1).cpu())
+                a["r2"].append(r_squared(xb, rec).cpu())
+                a["z"].append(zo.cpu())
+                a["du"].append((u_new - u).norm(dim=-1).cpu())
+                a["cum"].append(cum.cpu().clone())
+            u = u_new
+    rows = []
+    for t in saves:
+        a = {k: torch.cat(v).double().numpy() for k, v in acc[t].items()}
+        var = a["var"].sum()
+        r2, r2r, zeros = 1 - a["sq"].sum() / var, 1 - a["sq_rates"].sum() / var, float((a["z"] == 0).mean())
+        rows.append({"t": t, "r2": float(r2), "mse": float(a["sq"].mean()), "zeros": zeros,
+                     "lifetime_sparsity": float(np.mean(lifetime_sparsity(a["z"]))),
+                     "population_sparsity": float(np.mean(population_sparsity(a["z"]))),
+                     "distance": math.hypot(1 - r2, 1 - zeros),
+                     "r2_rates": float(r2r), "mse_rates": float(a["sq_rates"].mean()),
+                     "distance_rates": math.hypot(1 - r2r, 1.0), "distance_map": math.hypot(1 - r2r, 1 - zeros),
+                     "r2_per_patch": float(a["r2"].mean()),
+                     "spikes_per_patch": float(a["z"].sum(1).mean()), "cumulative_spikes": float(a["cum"].mean()),
+                     "du_norm": float(a["du"].mean())})
+    return rows
+
+
 # ------------------------------------------------------------------ training (the reference's recipe, §2 of the digest)
 @dataclass(frozen=True)
 class IPVAETrainConfig:
@@ -207,21 +289,29 @@ def schedule(step: int, total: int, cfg: IPVAETrainConfig) -> tuple[float, float
 
 
 def fit(model: IPVAE, x_train: torch.Tensor, cfg: IPVAETrainConfig = IPVAETrainConfig(),
-        progress: bool = False) -> list[dict]:
+        progress: bool = False, device: str | torch.device = "cpu") -> list[dict]:
     """Train ``model`` on patches ``x_train`` (N, M) with the reference's recipe; returns per-epoch history."""
+    import time
+
     from tqdm.auto import tqdm
 
     cfg.validate()
-    x_train = x_train.reshape(len(x_train), -1).to(torch.float32)
-    g = torch.Generator().manual_seed(cfg.seed)
+    dev = torch.device(device)
+    model.to(dev)
+    x_train = torch.as_tensor(x_train).reshape(len(x_train), -1).to(dev, torch.float32)
+    if len(x_train) < cfg.batch_size:
+        raise ArgumentError(f"batch size {cfg.batch_size} is larger than the training set ({len(x_train)})")
+    g = torch.Generator(device=dev).manual_seed(cfg.seed)
     opt = torch.optim.Adamax(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                              weight_decay=cfg.weight_decay)
     n_batches = max(len(x_train) // cfg.batch_size, 1)
     total = n_batches * cfg.epochs
     history, step = [], 0
-    for epoch in tqdm(range(cfg.epochs), disable=not progress, desc="ipvae", unit="epoch"):
-        order = torch.randperm(len(x_train), generator=g)
-        sums = torch.zeros(3)
+    bar = tqdm(range(cfg.epochs), disable=not progress, desc="train ipvae", unit="epoch")
+    for epoch in bar:
+        t0 = time.perf_counter()
+        order = torch.randperm(len(x_train), generator=g, device=dev)
+        sums = torch.zeros(3, device=dev)
         for b in range(n_batches):
             lr_f, temp, beta, ramp = schedule(step, total, cfg)
             for group in opt.param_groups:
@@ -237,47 +327,89 @@ def fit(model: IPVAE, x_train: torch.Tensor, cfg: IPVAETrainConfig = IPVAETrainC
             step += 1
         loss_m, nll_m, kl_m = (sums / n_batches).tolist()
         history.append({"epoch": epoch + 1, "loss": loss_m, "nll": nll_m, "kl": kl_m, "temperature": temp,
-                        "beta": beta})
+                        "beta": beta, "eta": float(model.log_lr.detach().exp()), "seconds": time.perf_counter() - t0})
+        bar.set_postfix(loss=f"{loss_m:.1f}", nll=f"{nll_m:.1f}", kl=f"{kl_m:.2f}")
+        if not math.isfinite(loss_m):
+            raise ArgumentError(f"the iP-VAE's loss became {loss_m} in epoch {epoch + 1}; lower --lr or --beta")
     model.clamp_progress = 1.0
     return history
 
 
+@torch.no_grad()
+def init_from_pvae(model: IPVAE, pvae) -> IPVAE:
+    """Start an iP-VAE from a trained P-VAE's generative model (the same model: Poisson prior, linear
+    Gaussian decoder): its atoms Φ, its prior log-rates as ``u0``, σ² = ½ (the P-VAE's loss is the summed
+    squared error, i.e. a Gaussian NLL at σ² = ½) and the step ``η = σ² / (2 λ_max(ΦᵀΦ))``, half the
+    stable gradient step of the quadratic ``‖x − Φλ‖²/2σ²`` at unit rates (η = 1, the reference's initial
+    step, makes these atoms' dynamics diverge within a few iterations)."""
+    phi = torch.as_tensor(pvae.dictionary, dtype=torch.float32)
+    if phi.shape != model.phi.shape:
+        raise ArgumentError(f"the P-VAE's dictionary is {tuple(phi.shape)}, the iP-VAE's {tuple(model.phi.shape)}")
+    model.phi.copy_(phi)
+    model.u0.copy_(torch.log(torch.as_tensor(pvae.prior_rates, dtype=torch.float32))[None])
+    var = 0.5
+    model.dec_log_sigma.fill_(0.5 * math.log(var))
+    model.log_lr.fill_(math.log(var / (2.0 * float(torch.linalg.eigvalsh(phi.T @ phi).max()))))
+    return model
+
+
 # ------------------------------------------------------------------ checkpoints (their own family)
-FORMAT = "spikevae-ipvae"
+def save(model: IPVAE, path, history: list | None = None, train_config: IPVAETrainConfig | None = None,
+         preprocessing: dict | None = None, data: dict | None = None, metrics: dict | None = None,
+         seed: int = 0) -> None:
+    """Write an iP-VAE checkpoint atomically: the project's checkpoint container (tensors and plain data
+    only) with ``family = "ipvae"``, the iP-VAE's own configs, the preprocessing of its training data, the
+    final metrics and the per-epoch history."""
+    from .checkpoint import IPVAE_FAMILY, save_checkpoint
+    from .data import Preprocessing
+    from .io.files import provenance
 
-
-def save(model: IPVAE, path, history: list | None = None, train_config: IPVAETrainConfig | None = None) -> None:
-    """Write an iP-VAE checkpoint (tensors and plain data only; atomically)."""
-    from .io.files import atomic_write
-
-    ck = {"format": FORMAT, "version": 1, "config": model.config.to_dict(),
-          "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-          "train_config": asdict(train_config) if train_config else {}, "history": history or []}
-    atomic_write(path, lambda tmp: torch.save(ck, tmp))
+    prep = preprocessing if preprocessing is not None else Preprocessing(patch_size=model.config.patch_size).to_dict()
+    save_checkpoint(path, {
+        "family": IPVAE_FAMILY, "model_config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "train_config": asdict(train_config or IPVAETrainConfig()), "preprocessing": prep,
+        "data": data or {}, "metrics": metrics or {}, "history": history or [], "provenance": provenance(seed)})
 
 
 def load(path) -> IPVAE:
-    """Read an iP-VAE checkpoint without running code (``weights_only``); every field is checked."""
-    from .errors import CheckpointError
+    """Read an iP-VAE checkpoint without running code (``weights_only``); every field is checked.
 
+    The returned model carries the stored fields other than the weights as ``model.checkpoint`` and the
+    preprocessing of its training data as ``model.preprocessing``.
+    """
+    from .checkpoint import _OPTIONAL, _REQUIRED, IPVAE_FAMILY, _typed_config, load_checkpoint
+    from .data import Preprocessing
+    from .errors import CheckpointError, DataError
+
+    ck = load_checkpoint(path)
+    if ck.get("family") != IPVAE_FAMILY:
+        raise CheckpointError(f"{path} holds a {ck.get('family', 'poisson')} VAE, not an iP-VAE "
+                              "(train one with python -m spikevae.train --model ipvae)")
+    unknown = sorted(set(ck) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown checkpoint fields {unknown}")
+    cfg = _typed_config(IPVAEConfig, ck["model_config"], f"{path}: model_config")
+    _typed_config(IPVAETrainConfig, ck["train_config"], f"{path}: train_config")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is one message
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an iP-VAE checkpoint (format {ck.get('format') if isinstance(ck, dict) else None!r})")
-    try:
-        cfg = IPVAEConfig(**ck["config"])
-    except (TypeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: bad iP-VAE config ({exc})") from None
+        prep = Preprocessing.from_dict(ck["preprocessing"], where=f"{path}: preprocessing")
+    except DataError as exc:
+        raise CheckpointError(str(exc)) from None
+    if prep.patch_size != cfg.patch_size:
+        raise CheckpointError(f"{path}: preprocessing patch_size {prep.patch_size} does not match the model's "
+                              f"patch_size {cfg.patch_size}")
+    for k, kind in {"data": dict, "metrics": dict, "history": list, "provenance": dict}.items():
+        if k in ck and not isinstance(ck[k], kind):
+            raise CheckpointError(f"{path}: field {k!r} must be a {kind.__name__}, got {type(ck[k]).__name__}")
     model = IPVAE(cfg)
-    sd = ck.get("state_dict")
-    expect = model.state_dict()
+    sd, expect = ck["state_dict"], model.state_dict()
     if not isinstance(sd, dict) or set(sd) != set(expect):
-        raise CheckpointError(f"{path}: parameters {sorted(sd) if isinstance(sd, dict) else sd!r} do not match "
-                              f"{sorted(expect)}")
+        raise CheckpointError(f"{path}: parameters {sorted(sd) if isinstance(sd, dict) else type(sd).__name__} do "
+                              f"not match {sorted(expect)}")
     for k, v in sd.items():
-        if not isinstance(v, torch.Tensor) or v.shape != expect[k].shape or not torch.isfinite(v).all():
-            raise CheckpointError(f"{path}: parameter {k} has the wrong shape or non-finite values")
+        if not isinstance(v, torch.Tensor) or v.shape != expect[k].shape or not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{path}: parameter {k!r} has the wrong shape or non-finite values")
     model.load_state_dict(sd)
-    return model
+    model.checkpoint = {k: v for k, v in ck.items() if k != "state_dict"}
+    model.preprocessing = prep
+    return model.eval()

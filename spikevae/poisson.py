@@ -22,10 +22,12 @@ reference uses ``n = 263`` for every element whatever the temperature.
 Rather than applying the ``n`` of the largest rate in the batch to every element,
 :func:`relaxed_poisson` groups the elements into buckets of ``n ∈ {4, 8, 16, ..., 4096}`` by their
 own rate, so each element carries the same guarantee as under the max-rate rule while the work is
-``Σ n_i`` instead of ``N · n_max``. The bucket limits depend on the temperature; they are computed
-for a grid of temperatures (4 per octave, ≤ 1 s each, once per process) and the grid point at or
-above ``t`` is used (the dropped share grows with ``t``). Passing ``n_exp=<int>`` reproduces the
-reference's single fixed truncation.
+``Σ n_i`` instead of ``N · n_max``. A rate past the largest bucket's limit (about 227 at ``t = 0.85``,
+3,800 at ``t → 0``) draws its first 256 arrivals one by one and the rest as a Gaussian with their exact
+mean and variance (:func:`_count_with_tail`), so E[z] and E[dz/dλ] stay those of the untruncated count.
+The bucket limits depend on the temperature; they are computed for a grid of temperatures (4 per
+octave, ≤ 1 s each, once per process) and the grid point at or above ``t`` is used (the dropped
+share grows with ``t``). Passing ``n_exp=<int>`` reproduces the reference's single fixed truncation.
 
 Gradients flow to the rate only: the unit-rate arrival times are drawn without
 gradient and divided by the rate (``T = cumsum(E) / λ``), and the derivative of
@@ -52,7 +54,7 @@ __all__ = [
 ]
 
 #: truncation buckets (number of exponentials drawn per element); 4096 carries the largest rate the
-#: P-VAE emits (e^5.3 ≈ 200) at t = 1
+#: P-VAE emits (e^5.3 ≈ 200) at t = 1. Larger rates (the iP-VAE's reach e^10) take :func:`_count_with_tail`
 _BUCKETS = (4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 
 
@@ -250,25 +252,57 @@ def relaxed_poisson(
     grid_t = _temperature_grid(float(temperature))
     limits = torch.tensor(_bucket_limits(p_trunc, grid_t), device=dev, dtype=dt)
     with torch.no_grad():
-        bucket = torch.searchsorted(limits, flat.detach().contiguous())  # (N,)
-        if int(bucket.max()) >= len(_BUCKETS):
-            top = float(flat.detach().max())
-            raise ArgumentError(
-                f"rate {top:.4g} exceeds the largest truncation bucket ({_BUCKETS[-1]} arrivals, rates up to "
-                f"{_bucket_limits(p_trunc, grid_t)[-1]:.4g} at temperature {temperature:g}); pass n_exp explicitly"
-            )
+        bucket = torch.searchsorted(limits, flat.detach().contiguous())  # (N,); len(_BUCKETS): past every bucket
     # one bucket for all: no gather / scatter. On an accelerator always: memory bandwidth is plentiful and
     # every gather, scatter and host sync of the per-bucket loop costs more than the extra arrivals
     # (the largest bucket still holds each element's guarantee at this temperature)
-    if dev.type != "cpu" or int(bucket.min()) == int(bucket.max()):
-        arr = _unit_arrivals((flat.numel(), _BUCKETS[int(bucket.max())]), generator, dev, dt)
+    top = int(bucket.max())
+    if top < len(_BUCKETS) and (dev.type != "cpu" or int(bucket.min()) == top):
+        arr = _unit_arrivals((flat.numel(), _BUCKETS[top]), generator, dev, dt)
         return _SoftCount.apply(flat, arr, temperature, hard).reshape(rate.shape)
     out = torch.zeros_like(flat)
     for b in torch.unique(bucket).tolist():
         idx = torch.nonzero(bucket == b).squeeze(1)
-        arr = _unit_arrivals((idx.numel(), _BUCKETS[b]), generator, dev, dt)
-        out = out.index_put((idx,), _SoftCount.apply(flat[idx], arr, temperature, hard))
+        if b == len(_BUCKETS):
+            z = _count_with_tail(flat[idx], temperature, generator, hard)
+        else:
+            z = _SoftCount.apply(flat[idx], _unit_arrivals((idx.numel(), _BUCKETS[b]), generator, dev, dt),
+                                 temperature, hard)
+        out = out.index_put((idx,), z)
     return out.reshape(rate.shape)
+
+
+#: arrivals drawn one by one for a rate past the largest bucket; the rest is the Gaussian tail
+TAIL_AFTER = 256
+
+
+def _count_with_tail(rate: torch.Tensor, temperature: float, generator, hard: bool) -> torch.Tensor:
+    """Relaxed count of a rate too large for the buckets: the first ``TAIL_AFTER`` arrivals one by one, the
+    rest as a Gaussian with the exact mean and variance of their contribution.
+
+    Given the last drawn arrival ``T_n``, the later arrivals are a Poisson process of rate λ on (T_n, ∞)
+    (memorylessness), so by Campbell's theorem their soft count has mean ``λ t softplus(y)`` and variance
+    ``λ t (softplus(y) − σ(y))``, ``y = (1 − T_n)/t`` (using ``∫σ² = softplus − σ``); both are in the
+    thousands here (λ ≥ ~200), where the sum of that many small terms is Gaussian. The mean and its
+    derivative in λ are therefore those of the untruncated count. In ``hard`` mode the forward value of
+    the tail is the exact hard count ``Pois(λ·max(1 − T_n, 0))`` and its gradient that of the soft tail.
+    """
+    n = TAIL_AFTER
+    arr = _unit_arrivals((rate.numel(), n), generator, rate.device, rate.dtype)
+    gamma_n = arr[:, -1].clone()
+    head = _SoftCount.apply(rate, arr, temperature, hard)
+    t = float(temperature)
+    y = (1.0 - gamma_n / rate) / t  # gradient flows to the rate through T_n = Γ_n / λ
+    sp = torch.nn.functional.softplus(y)
+    mean = rate * t * sp
+    var = (rate * t * (sp - torch.sigmoid(y))).clamp_min(0.0)
+    eps = torch.randn(rate.shape, generator=generator, device=rate.device, dtype=rate.dtype)
+    tail = (mean + var.sqrt() * eps).clamp_min(0.0)
+    if hard:
+        with torch.no_grad():
+            exact = torch.poisson((rate * (1.0 - gamma_n / rate).clamp_min(0.0)).detach(), generator=generator)
+        tail = tail + (exact - tail).detach()
+    return head + tail
 
 
 def relaxed_poisson_reference(

@@ -43,6 +43,7 @@ from .analysis.sparsity import lifetime_sparsity, population_sparsity
 from .data import DATASETS, PatchSet, Preprocessing, load_dataset
 from .errors import ArgumentError, DataError
 from .io.files import provenance
+from .ipvae import IPVAETrainConfig
 from .poisson import n_exp_for_rate
 from .vae import ANNEALED, FAMILIES, VAE, VAEConfig
 
@@ -368,7 +369,8 @@ def _parser() -> Parser:
     p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
     p.add_argument("--images", help="folder of PNG/JPEG/TIFF/.iml images (implies --dataset images)")
     p.add_argument("--mnist", help="folder with MNIST IDX files (implies --dataset mnist)")
-    p.add_argument("--model", default=m.family, choices=FAMILIES, help="latent family")
+    p.add_argument("--model", default=m.family, choices=(*FAMILIES, "ipvae"),
+                   help="latent family; ipvae: the iterative Poisson VAE (inference by spiking dynamics, no encoder)")
     p.add_argument("--arch", default="lin|lin", help="encoder|decoder, encoder in lin|conv|mlp, decoder in lin|conv")
     p.add_argument("--latents", type=positive_int, default=m.n_latents, help="number of latent units K")
     p.add_argument("--patch-size", type=positive_int, default=m.patch_size, help="patch side in pixels (natural/images)")
@@ -379,18 +381,24 @@ def _parser() -> Parser:
                    help="whitening roll-off, cycles/pixel of the downsampled image (natural/images)")
     p.add_argument("--n-train", type=positive_int, default=d.n_train)
     p.add_argument("--n-val", type=positive_int, default=d.n_val)
-    p.add_argument("--beta", type=nonneg_float, default=d.beta, help="final KL weight")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs)
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    p.add_argument("--lr", type=positive_float, default=d.lr)
+    ip = IPVAETrainConfig()
+    p.add_argument("--beta", type=nonneg_float, default=None, help=f"final KL weight (default {d.beta}; ipvae {ip.beta})")
+    p.add_argument("--epochs", type=positive_int, default=None, help=f"default {d.epochs}; ipvae {ip.epochs}")
+    p.add_argument("--batch-size", type=positive_int, default=None, help=f"default {d.batch_size}; ipvae {ip.batch_size}")
+    p.add_argument("--lr", type=positive_float, default=None, help=f"default {d.lr}; ipvae {ip.lr}")
+    p.add_argument("--iterations", type=positive_int, default=ip.n_iter,
+                   help="ipvae: inference iterations unrolled in training (T)")
+    p.add_argument("--init-from", metavar="CKPT",
+                   help="ipvae: start from a P-VAE checkpoint's generative model (its atoms Φ and prior rates)")
     p.add_argument("--temp-start", type=positive_float, default=d.temp_start)
     p.add_argument("--temp-stop", type=positive_float, default=None,
-                   help=f"final temperature (default {d.temp_stop}; categorical {FAMILY_TEMP_STOP['categorical']})")
+                   help=f"final temperature (default {d.temp_stop}; categorical {FAMILY_TEMP_STOP['categorical']}; "
+                        f"ipvae {ip.temp_stop})")
     p.add_argument("--anneal-portion", type=unit_float, default=d.anneal_portion,
                    help="fraction of training over which temperature and beta are annealed")
     p.add_argument("--method", default=d.method, choices=("mc", "exact"))
     p.add_argument("--straight-through", action="store_true", help="hard counts forward after annealing (ST)")
-    p.add_argument("--grad-clip", type=positive_float, default=d.grad_clip)
+    p.add_argument("--grad-clip", type=positive_float, default=None, help=f"default {d.grad_clip}; ipvae {ip.grad_clip}")
     p.add_argument("--seed", type=seed, default=d.seed)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--resume", metavar="CKPT", help="continue an interrupted run from its checkpoint")
@@ -403,6 +411,13 @@ def main(argv=None) -> int:
     """Command-line entry point."""
     args = _parser().parse_args(argv)
     device = resolve_device(args.device)
+    if args.model == "ipvae":
+        return _main_ipvae(args, device)
+    d = TrainConfig()
+    args.beta, args.epochs, args.batch_size, args.lr = (d.beta if args.beta is None else args.beta,
+                                                        args.epochs or d.epochs, args.batch_size or d.batch_size,
+                                                        args.lr or d.lr)
+    args.grad_clip = args.grad_clip or d.grad_clip
     torch.set_num_threads(max(1, torch.get_num_threads()))
     resume = None
     if args.resume:
@@ -444,6 +459,66 @@ def main(argv=None) -> int:
     print("validation: " + ", ".join(f"{k} {m[k]:.4g}" for k in keys if k in m))
     print(f"wrote {out}")
     return 0
+
+
+def _main_ipvae(args, device) -> int:
+    """``--model ipvae``: the iterative Poisson VAE, trained with the reference's recipe (:func:`spikevae.ipvae.fit`)."""
+    from . import ipvae
+
+    if args.resume or args.straight_through or args.arch != "lin|lin" or args.method != "mc":
+        raise ArgumentError("--model ipvae takes no --resume, --straight-through, --arch or --method "
+                            "(its decoder is linear and its inference is iterative)")
+    d = IPVAETrainConfig()
+    tc = IPVAETrainConfig(epochs=args.epochs or d.epochs, batch_size=args.batch_size or d.batch_size,
+                          lr=args.lr or d.lr, beta=d.beta if args.beta is None else args.beta, n_iter=args.iterations,
+                          temp_start=args.temp_start, temp_stop=args.temp_stop or d.temp_stop,
+                          grad_clip=args.grad_clip or d.grad_clip,
+                          seed=args.seed).validate()
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise ArgumentError(f"output folder {out.parent} does not exist")
+    init = load_model_for_init(args.init_from, args.latents) if args.init_from else None
+    prep = (init.preprocessing if init is not None else
+            Preprocessing(patch_size=args.patch_size, downsample=args.downsample, whiten_f0=args.whiten_f0))
+    try:
+        prep.validate()
+    except DataError as exc:
+        raise ArgumentError(str(exc)) from None
+    dataset = "mnist" if args.mnist else "images" if args.images else args.dataset
+    check_memory(2 * 4 * (args.n_train + args.n_val) * prep.patch_size**2, f"{args.n_train} + {args.n_val} patches")
+    data = load_dataset(dataset, n_train=args.n_train, n_val=args.n_val, patch_size=prep.patch_size,
+                        images=args.images, mnist_dir=args.mnist, seed=args.seed, prep=prep)
+    side = int(data.train.shape[-1])
+    model = ipvae.IPVAE(ipvae.IPVAEConfig(n_latents=args.latents, patch_size=side), seed=args.seed)
+    if init is not None:
+        ipvae.init_from_pvae(model, init)
+    print(f"training iP-VAE, K={args.latents}, T={tc.n_iter}, on {data.source}: {len(data.train)} train / "
+          f"{len(data.val)} validation inputs, device {device}")
+    xtr = torch.as_tensor(data.train).reshape(len(data.train), -1)
+    history = ipvae.fit(model, xtr, tc, progress=not args.quiet, device=device)
+    rows = ipvae.evaluate(model, data.val, t_max=tc.n_iter, save_t=(tc.n_iter,), seed=args.seed, device=device)
+    metrics = {k: v for k, v in rows[-1].items()}
+    ipvae.save(model, out, history, tc, preprocessing=data.preprocessing.to_dict(),
+               data={"source": data.source, "n_train": len(data.train), "n_val": len(data.val),
+                     "train_sha256_16": _fingerprint(data.train), "val_sha256_16": _fingerprint(data.val)},
+               metrics=metrics, seed=args.seed)
+    print(f"validation at T = {tc.n_iter}: " + ", ".join(f"{k} {metrics[k]:.4g}" for k in
+                                                          ("r2", "r2_rates", "mse", "zeros", "distance", "spikes_per_patch")))
+    print(f"wrote {out}")
+    return 0
+
+
+def load_model_for_init(path, n_latents: int):
+    """The P-VAE whose generative model starts an iP-VAE (``--init-from``): Poisson, linear decoder, same K."""
+    from .model import load_model
+
+    m = load_model(path)
+    if m.family != "poisson" or m.config.decoder != "lin":
+        raise ArgumentError(f"--init-from needs a P-VAE with a linear decoder; {path} holds a {m.family} VAE "
+                            f"with a {m.config.decoder} decoder")
+    if m.config.n_latents != n_latents:
+        raise ArgumentError(f"--init-from {path} has K = {m.config.n_latents} latents; pass --latents {m.config.n_latents}")
+    return m
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """iP-VAE: the update against a hand-computed step, the KL against the pmf, checkpoints, bad input.
 
-Still to come with the training command (#14): a short training lowers the held-out loss."""
+A short training lowers the held-out loss; the training command writes a loadable checkpoint."""
 import math
 
 import numpy as np
@@ -80,5 +80,53 @@ def test_bad_input_and_foreign_checkpoints(tmp_path, tiny_checkpoint):
         m.infer(torch.zeros(1, 4), 0)
     with pytest.raises(ArgumentError, match="T must be >= 1"):
         IPVAETrainConfig(n_iter=0).validate()
-    with pytest.raises(CheckpointError, match="not an iP-VAE checkpoint"):
+    with pytest.raises(CheckpointError, match="not an iP-VAE"):
         load(tiny_checkpoint)  # a P-VAE checkpoint
+    path = tmp_path / "ip.pt"
+    save(m, path)
+    import spikevae
+
+    with pytest.raises(CheckpointError, match="holds an iP-VAE"):  # and the other way round
+        spikevae.load_model(path)
+    ck = torch.load(path, weights_only=True)
+    ck["model_config"]["clamp_u"] = 1.0  # below the initial ceiling
+    torch.save(ck, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="clamp_u"):
+        load(tmp_path / "bad.pt")
+
+
+def test_a_short_training_lowers_the_held_out_loss(small_patches):
+    """40 Adamax steps from the default start: the held-out sequence loss (hard spikes, the final β, same
+    seed) falls and the rates explain part of the patches' variance (measured: 89.8 → 84.2 nats, R² .39)."""
+    from spikevae.ipvae import evaluate, fit
+
+    xtr = torch.as_tensor(small_patches.train[:2000]).reshape(2000, -1)
+    xv = torch.as_tensor(small_patches.val[:500]).reshape(500, -1)
+    model = IPVAE(IPVAEConfig(n_latents=32, patch_size=8), seed=0)
+    cfg = IPVAETrainConfig(epochs=2, batch_size=100, beta=1.0, n_iter=4, temp_start=0.1, temp_stop=0.1)
+
+    def held_out():
+        with torch.no_grad():
+            return float(model.loss(xv, cfg.n_iter, cfg.beta, 0.0, torch.Generator().manual_seed(5))[0])
+
+    before = held_out()
+    hist = fit(model, xtr, cfg)
+    after = held_out()
+    assert len(hist) == 2 and all(math.isfinite(h["loss"]) for h in hist)
+    assert after < before - 3.0  # nats per patch
+    row = evaluate(model, xv, t_max=4, save_t=(4,))[-1]
+    assert row["r2_rates"] > 0.2 and 0 < row["zeros"] < 1
+
+
+def test_train_command_writes_an_ipvae_checkpoint(tmp_path, capsys):
+    from spikevae.train import main
+
+    out = tmp_path / "ip.pt"
+    assert main(["--model", "ipvae", "--dataset", "digits", "--latents", "16", "--epochs", "1", "--batch-size", "200",
+                 "--iterations", "2", "--temp-start", "0.1", "--temp-stop", "0.1", "--out", str(out), "--quiet"]) == 0
+    m = load(out)
+    assert m.config.n_latents == 16 and m.preprocessing.patch_size == 8
+    assert m.checkpoint["train_config"]["n_iter"] == 2 and "r2" in m.checkpoint["metrics"]
+    assert "validation at T = 2" in capsys.readouterr().out
+    assert main(["--model", "ipvae", "--dataset", "digits", "--arch", "mlp|lin", "--out", str(tmp_path / "x.pt")]) == 2
+    assert not (tmp_path / "x.pt").exists()

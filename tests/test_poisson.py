@@ -140,5 +140,23 @@ def test_bad_arguments_raise():
         relaxed_poisson(torch.ones(3), -1.0)
     with pytest.raises(ValueError, match="rate"):
         n_exp_for_rate(float("nan"))
-    with pytest.raises(ValueError, match="largest truncation bucket"):
-        relaxed_poisson(torch.tensor([1e4]), 0.1)
+
+
+@pytest.mark.parametrize("rate,temperature", [(1e4, 0.05), (1e4, 1.0), (2500.0, 0.5)])
+def test_rates_past_the_buckets_keep_the_relaxed_counts_moments(rate, temperature, gen):
+    """Past the largest bucket the tail is Gaussian: mean, variance and mean gradient are still those of the
+    untruncated relaxed count (Campbell: λ t softplus(1/t), λ t (softplus(1/t) − σ(1/t)), t softplus(1/t))."""
+    n, t = 20_000, temperature
+    lam = torch.full((n,), rate, dtype=torch.float64, requires_grad=True)
+    z = relaxed_poisson(lam, t, gen)
+    sp, sg = np.logaddexp(0, 1 / t), 1 / (1 + np.exp(-1 / t))
+    mean, var = rate * t * sp, rate * t * (sp - sg)
+    zn = z.detach().numpy()
+    assert abs(zn.mean() - mean) < 4 * np.sqrt(var / n)
+    assert abs(zn.var() / var - 1) < 4 * np.sqrt(2 / n)
+    z.sum().backward()
+    g = lam.grad.numpy()
+    assert abs(g.mean() - t * sp) < 4 * g.std() / np.sqrt(n)
+    z_hard = relaxed_poisson(torch.full((n,), rate, dtype=torch.float64), t, gen, hard=True).numpy()
+    assert np.array_equal(z_hard, np.round(z_hard))
+    assert abs(z_hard.mean() - rate) < 4 * np.sqrt(rate / n) and abs(z_hard.var() / rate - 1) < 4 * np.sqrt(2 / n)
