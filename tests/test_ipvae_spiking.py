@@ -1,0 +1,81 @@
+"""The iP-VAE's Brian2 circuit against the torch iteration: equal in distribution, same seed → same spikes."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from spikevae.errors import ArgumentError
+from spikevae.ipvae import IPVAE, IPVAEConfig
+from spikevae.ipvae_spiking import IPVAECircuitConfig, ipvae_brian, iteration_counts
+
+
+def _model():
+    m = IPVAE(IPVAEConfig(n_latents=24, patch_size=4, init_scale=0.15), seed=1)
+    with torch.no_grad():
+        m.log_lr.fill_(math.log(0.5))
+    return m
+
+
+def _patches(n, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 16)).astype(np.float32)
+
+
+def test_circuit_matches_the_torch_iteration_in_distribution():
+    """Per iteration, the read-out's squared error and fraction of zeros (means over 300 patches) of the Brian2
+    circuit and of the torch iteration agree within 3 standard errors; every drawn spike was emitted."""
+    model, x, T = _model(), _patches(300), 6
+    res = ipvae_brian(model, x, T, IPVAECircuitConfig(substeps=40), seed=0)
+    assert res.clipped_spikes == 0
+    assert np.array_equal(iteration_counts(res.spikes, T), res.counts)  # the spike times carry the counts
+    with torch.no_grad():
+        tr = model.infer(torch.as_tensor(x), T, 0.0, torch.Generator().manual_seed(0))
+    phi = model.phi.detach().double().numpy()
+
+    def per_patch(z):
+        return ((x - z @ phi.T) ** 2).sum(1), (z == 0).mean(1)
+
+    for t in range(1, T + 1):
+        for a, b in zip(per_patch(res.counts[t].astype(float)), per_patch(tr.spikes[t - 1].double().numpy())):
+            se = math.hypot(a.std(ddof=1), b.std(ddof=1)) / math.sqrt(len(a))
+            assert abs(a.mean() - b.mean()) < 3 * se, (t, a.mean(), b.mean(), se)
+    assert 0.3 < (res.counts[1:] == 0).mean() < 0.9  # a regime where both spikes and silence occur
+
+
+def test_synapses_and_dense_inhibition_give_the_same_spikes():
+    model, x = _model(), _patches(6, seed=2)
+    a = ipvae_brian(model, x, 4, IPVAECircuitConfig(substeps=20, inhibition="dense"), seed=5)
+    b = ipvae_brian(model, x, 4, IPVAECircuitConfig(substeps=20, inhibition="synapses"), seed=5)
+    assert len(a.spikes.time) > 50
+    assert np.array_equal(a.spikes.unit, b.spikes.unit) and np.array_equal(a.spikes.time, b.spikes.time)
+    np.testing.assert_allclose(a.u, b.u, rtol=0, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_same_seed_same_spikes_on_numpy_and_cython():
+    model, x = _model(), _patches(20, seed=3)
+    a = ipvae_brian(model, x, 5, IPVAECircuitConfig(substeps=20, target="numpy"), seed=7)
+    b = ipvae_brian(model, x, 5, IPVAECircuitConfig(substeps=20, target="cython"), seed=7)
+    assert np.array_equal(a.spikes.unit, b.spikes.unit) and np.array_equal(a.spikes.time, b.spikes.time)
+
+
+def test_counts_beyond_the_substeps_are_reported_and_the_spikes_export(tmp_path):
+    from spikevae.io import read_nwb, write_nwb
+
+    model, x = _model(), _patches(4, seed=4) * 3
+    with torch.no_grad():
+        model.u0.fill_(2.0)  # e² ≈ 7.4 spikes per period at the start
+    res = ipvae_brian(model, x, 2, IPVAECircuitConfig(substeps=2), seed=0)
+    assert res.clipped_spikes > 0 and res.counts.max() <= 2
+    back = read_nwb(write_nwb(tmp_path / "ip.nwb", res.spikes))
+    assert np.array_equal(back.unit, res.spikes.unit) and np.allclose(back.time, res.spikes.time, atol=1e-9)
+
+
+def test_bad_arguments():
+    model = _model()
+    with pytest.raises(ArgumentError, match="T must be >= 1"):
+        ipvae_brian(model, _patches(1), 0)
+    with pytest.raises(ArgumentError, match="period"):
+        ipvae_brian(model, _patches(1), 1, IPVAECircuitConfig(period=0.0))
+    with pytest.raises(ArgumentError, match="pixels"):
+        ipvae_brian(model, np.zeros((1, 9)), 1)
