@@ -251,6 +251,30 @@ def recon_vs_sparsity(points: dict, curves: dict, title: str = ""):
     return fig
 
 
+def convergence(runs: dict, r2_key: str = "r2", title: str = "iterative inference: read-out against iterations"):
+    """R² and fraction of zero counts of a read-out against inference iterations (log axis), one line per run.
+
+    ``runs``: name -> rows with ``t``, ``r2`` (pooled over patches) and ``zeros``; a row without ``zeros``
+    (a rate read-out) is drawn in the R² panel only.
+    """
+    plt = _mpl()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    for name, rows in runs.items():
+        t = [r["t"] for r in rows]
+        line, = a1.plot(t, [r[r2_key] for r in rows], "o-", ms=3, label=name)
+        if all("zeros" in r for r in rows):
+            a2.plot(t, [r["zeros"] for r in rows], "o-", ms=3, color=line.get_color(), label=name)
+    for ax, lab in ((a1, "R² (variance explained, pooled over patches)"), (a2, "fraction of zero counts")):
+        ax.set_xscale("log")
+        ax.set_xlabel("inference iteration t")
+        ax.set_ylabel(lab)
+        ax.grid(alpha=0.3)
+    a1.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def knn_curves(rows: list[dict], over_seeds: bool = False):
     """KNN accuracy against the number of labels, one panel per K, one line per model (mean ± s.d.)."""
     plt = _mpl()

@@ -24,7 +24,7 @@ def _parser() -> Parser:
     from .spiking import TARGETS
 
     p = Parser(prog="python -m spikevae.simulate", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model)")
+    p.add_argument("--checkpoint", help="P-VAE or iP-VAE checkpoint (default: the shipped P-VAE)")
     p.add_output("simulate", "run")
     p.add_argument("--stimuli", default="natural", help="natural | white-noise | gratings | DIR of images")
     p.add_argument("--n-stimuli", type=positive_int, default=50)
@@ -40,6 +40,12 @@ def _parser() -> Parser:
     p.add_argument("--no-neo", action="store_true",
                    help="skip the Neo (NixIO) file (it holds the whole run in memory: skip it for long runs)")
     p.add_argument("--quiet", action="store_true")
+    c = p.add_argument_group("iP-VAE checkpoints (the circuit infers by spiking: its spikes over the iterations; "
+                             "--window, --gap, --dt, --chunk and the spike-generation options do not apply)")
+    c.add_argument("--iterations", type=positive_int, default=64, help="inference iterations per presentation")
+    c.add_argument("--period", type=positive_float, default=10.0, help="ms per inference iteration")
+    c.add_argument("--substeps", type=positive_int, default=50,
+                   help="Brian2 steps per iteration (at most this many spikes per unit per iteration)")
     s = p.add_argument_group("spike generation (docs/spike_generation.md; all off by default: the plain Poisson "
                              "layer, Hz = λ / window)")
     s.add_argument("--preset", choices=sorted(PRESETS), default="poisson",
@@ -89,8 +95,11 @@ def spike_model(args):
 def main(argv=None) -> int:
     """Command-line entry point."""
     args = _parser().parse_args(argv)
-    from .checkpoint import default_checkpoint_path
+    from .checkpoint import IPVAE_FAMILY, default_checkpoint_path, load_checkpoint
     from .model import load_model
+
+    if args.checkpoint is not None and load_checkpoint(args.checkpoint).get("family") == IPVAE_FAMILY:
+        return _simulate_ipvae(args)
     from .pipeline import describe_simulation, simulate_to_folder
     from .spiking import PoissonLayerConfig
 
@@ -104,6 +113,31 @@ def main(argv=None) -> int:
     summary = simulate_to_folder(out, model, args.stimuli, args.n_stimuli, args.repeats, layer, args.seed,
                                  progress=not args.quiet, neo=not args.no_neo, overwrite=args.overwrite)
     print(describe_simulation(summary, out, neo=not args.no_neo))
+    return 0
+
+
+def _simulate_ipvae(args) -> int:
+    """The iP-VAE's inference as a Brian2 circuit (:mod:`spikevae.ipvae_spiking`)."""
+    from .ipvae import load
+    from .ipvae_spiking import IPVAECircuitConfig, simulate_circuit_to_folder
+
+    target = "numpy" if args.target in ("auto", "numpy") else "cython" if args.target == "cython" else None
+    if target is None:
+        raise ArgumentError("the iP-VAE circuit runs on Brian2's runtime targets: --target auto, numpy or cython")
+    cfg = IPVAECircuitConfig(period=args.period * 1e-3, substeps=args.substeps, target=target).validate()
+    model = load(args.checkpoint)
+    model.path = Path(args.checkpoint)
+    out = Path(args.out)
+    s = simulate_circuit_to_folder(out, model, args.stimuli, args.n_stimuli, args.repeats, args.iterations, cfg,
+                                   args.seed, neo=not args.no_neo, overwrite=args.overwrite)
+    last = s["readout"][-1]
+    print(f"iP-VAE circuit: {s['n_presentations']} presentations ({s['n_stimuli']} {s['stimuli']} stimuli x "
+          f"{s['repeats']}) of {s['n_units']} units, {s['n_iter']} iterations of {args.period:g} ms, target {target}")
+    print(f"spikes: {s['n_spikes']} ({s['mean_rate_hz']:.2f} Hz per unit); read-out at t = {last['t']}: R² "
+          f"{last['r2']:.3f}, zeros {last['zeros']:.3f}, {last['spikes_per_patch']:.1f} spikes per patch per iteration"
+          + (f"; {s['clipped_spikes']} spikes did not fit their period (raise --substeps)" if s["clipped_spikes"] else ""))
+    print(f"wrote {out / 'spikes.nwb'}" + ("" if args.no_neo else f", {out / 'spikes.nix'}") +
+          f", {out / 'summary.json'} and figures in {out / 'figures'}")
     return 0
 
 

@@ -79,3 +79,31 @@ def test_bad_arguments():
         ipvae_brian(model, _patches(1), 1, IPVAECircuitConfig(period=0.0))
     with pytest.raises(ArgumentError, match="pixels"):
         ipvae_brian(model, np.zeros((1, 9)), 1)
+
+
+def test_simulate_runs_an_ipvae_checkpoint_as_its_circuit(tmp_path, capsys):
+    """``simulate --checkpoint ipvae.pt``: the circuit's spikes over the iterations, in NWB with the stimuli;
+    a command that needs an encoder refuses the same file in one line."""
+    import json
+
+    from spikevae.data import Preprocessing
+    from spikevae.evaluate import main as evaluate_main
+    from spikevae.io import read_nwb
+    from spikevae.ipvae import save
+    from spikevae.simulate import main
+
+    model = IPVAE(IPVAEConfig(n_latents=16, patch_size=8, init_scale=0.05), seed=2)
+    ck = tmp_path / "ip.pt"
+    save(model, ck, preprocessing=Preprocessing(patch_size=8, downsample=1, whiten_f0=0.3).to_dict())
+    out = tmp_path / "run"
+    assert main(["--checkpoint", str(ck), "--out", str(out), "--stimuli", "white-noise", "--n-stimuli", "3",
+                 "--repeats", "2", "--iterations", "5", "--substeps", "20", "--no-neo", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    st = read_nwb(out / "spikes.nwb")
+    assert summary["n_presentations"] == 6 and summary["n_iter"] == 5 and len(st.time) == summary["n_spikes"] > 0
+    assert list(st.presentations.stimulus) == [0, 1, 2, 0, 1, 2] and list(st.presentations.repeat) == [0] * 3 + [1] * 3
+    assert st.t_stop == pytest.approx(6 * 6 * 0.01)  # 6 presentations of 5 + 1 periods of 10 ms
+    assert "iP-VAE circuit: 6 presentations" in capsys.readouterr().out
+    assert evaluate_main(["--checkpoint", str(ck), "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds an iP-VAE" in err[0]
