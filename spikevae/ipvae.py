@@ -191,7 +191,8 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
     spikes, ``r2_rates``/``mse_rates``/``distance_rates`` of the rates (whose zeros are 0, so their distance
     is at least 1), plus the reference's mixed ``distance_map`` (rate R² with the spikes' zeros), the spikes
     per patch in that iteration, the cumulative spikes that drove inference up to t (draw a: the circuit's
-    spikes) and ``‖u_t − u_{t−1}‖``. MSE is the squared error summed over the pixels of a patch.
+    spikes), ``‖u_t − u_{t−1}‖`` and the KL of ``Pois(e^{u_t})`` from the prior ``Pois(e^{u0})`` (nats per patch,
+    the rate code's information cost). MSE is the squared error summed over the pixels of a patch.
 
     R² is pooled over patches, ``1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²`` (the fraction of the patches' variance
     explained); ``r2_per_patch`` is the reference's mean of per-patch R², which a few near-blank patches
@@ -208,7 +209,7 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
     if x.shape[1] != model.phi.shape[0]:
         raise ArgumentError(f"inputs have {x.shape[1]} pixels, the model {model.phi.shape[0]}")
     g = torch.Generator(device=dev).manual_seed(seed)
-    acc = {t: {"sq": [], "sq_rates": [], "var": [], "r2": [], "z": [], "du": [], "cum": []} for t in saves}
+    acc = {t: {"sq": [], "sq_rates": [], "var": [], "r2": [], "z": [], "du": [], "cum": [], "kl": []} for t in saves}
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(dev)
         u = model.u0.expand(len(xb), -1)
@@ -229,6 +230,7 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
                 a["z"].append(zo.cpu())
                 a["du"].append((u_new - u).norm(dim=-1).cpu())
                 a["cum"].append(cum.cpu().clone())
+                a["kl"].append(poisson_kl(model.u0, u_new - model.u0).sum(-1).cpu())  # KL(posterior ‖ prior)
             u = u_new
     rows = []
     for t in saves:
@@ -243,7 +245,7 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
                      "distance_rates": math.hypot(1 - r2r, 1.0), "distance_map": math.hypot(1 - r2r, 1 - zeros),
                      "r2_per_patch": float(a["r2"].mean()),
                      "spikes_per_patch": float(a["z"].sum(1).mean()), "cumulative_spikes": float(a["cum"].mean()),
-                     "du_norm": float(a["du"].mean())})
+                     "du_norm": float(a["du"].mean()), "kl_to_prior": float(a["kl"].mean())})
     return rows
 
 

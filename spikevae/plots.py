@@ -275,6 +275,36 @@ def convergence(runs: dict, r2_key: str = "r2", title: str = "iterative inferenc
     return fig
 
 
+def rate_distortion(rows: list[dict], title: str = "every code: variance explained against fraction of zeros"):
+    """R² against the fraction of zero entries, one marker per (model, read-out), iterations labelled; the
+    reference's ideal is the corner (1, 1) and its distance is the distance to that corner."""
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(f"{r['model'].split(' λ=')[0]} ({r['readout']})", []).append(r)
+    for name, rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["zeros"])
+        line, = ax.plot([r["zeros"] for r in rs], [r["r2"] for r in rs], "o-" if len(rs) > 1 else "*",
+                        ms=4 if len(rs) > 1 else 11, label=name, alpha=0.85)
+        for r in rs:
+            lab = r["iterations"] if r["model"].startswith("iP-VAE") else r["model"].split("λ=")[-1] if "λ=" in r["model"] else ""
+            if lab not in ("", None):
+                ax.annotate(str(lab), (r["zeros"], r["r2"]), fontsize=6, xytext=(3, 3), textcoords="offset points",
+                            color=line.get_color())
+    ax.plot([1], [1], "k+", ms=12)
+    ax.set_xlabel("fraction of zero entries in the code")
+    ax.set_ylabel("R² (variance explained, pooled over patches)")
+    lo = min(0.0, min(r["r2"] for r in rows))
+    ax.set_ylim(max(lo, -0.5), 1.02)
+    ax.set_xlim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title + "\n(labels: iterations for the iP-VAE, λ for the LCA)", fontsize=9)
+    ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
 def knn_curves(rows: list[dict], over_seeds: bool = False):
     """KNN accuracy against the number of labels, one panel per K, one line per model (mean ± s.d.)."""
     plt = _mpl()

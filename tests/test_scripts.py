@@ -107,3 +107,39 @@ def test_lca_vs_pvae_smoke(tmp_path, tiny_checkpoint, capsys):
     assert (out / "figures" / "recon_vs_sparsity.png").stat().st_size > 1000
     assert rep.main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_inference_comparison_smoke(tmp_path, tiny_checkpoint, capsys):
+    """Every model's row on the same patches; the P-VAE's rate row recomputed here from the model itself."""
+    from spikevae.data import natural_patches
+    from spikevae.ipvae import IPVAE, IPVAEConfig, save
+    from spikevae.model import load_model
+
+    pvae = load_model(tiny_checkpoint)
+    ip = tmp_path / "ip.pt"
+    save(IPVAE(IPVAEConfig(n_latents=16, patch_size=8, init_scale=0.1), seed=0), ip,
+         preprocessing=pvae.preprocessing.to_dict())
+    cmp = load_script("simulations/inference_comparison.py")
+    out = tmp_path / "cmp"
+    assert cmp.main(["--ipvae", str(ip), "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--n-patches", "30",
+                     "--iterations", "1", "4", "--lams", "0.5", "--circuit-patches", "5", "--circuit-iterations", "4",
+                     "--substeps", "20", "--slca-patches", "1", "--slca-duration", "30"]) == 0
+    with open(out / "comparison.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:8] == ["model", "readout", "iterations", "r2", "mse", "zeros", "distance", "spikes_per_patch"]
+    kinds = {(r["model"], r["readout"], r["iterations"]) for r in rows}
+    assert {("iP-VAE (torch)", "spikes", "4"), ("iP-VAE (Brian2 circuit)", "spikes", "4"),
+            ("P-VAE (amortized)", "counts", "1")} <= kinds
+    assert {(r["model"], r["readout"]) for r in rows if "LCA" in r["model"]} == {
+        ("LCA λ=0.5", "signed"), ("LCA λ=0.5", "nonneg"), ("spiking LCA λ=0.5", "signed (ON/OFF)"),
+        ("spiking LCA λ=0.5", "nonneg")}
+    x = natural_patches(1, 30, pvae.preprocessing, seed=1).val.reshape(30, -1).astype(np.float64)
+    xhat = pvae.rates(x) @ pvae.dictionary.T
+    r2 = 1 - ((x - xhat) ** 2).sum() / ((x - x.mean(1, keepdims=True)) ** 2).sum()
+    rates = next(r for r in rows if r["readout"] == "rates" and r["model"].startswith("P-VAE"))
+    assert float(rates["r2"]) == pytest.approx(r2, rel=1e-6) and float(rates["distance"]) == pytest.approx(np.hypot(1 - r2, 1))
+    assert "closest to (R² 1, zeros 1)" in capsys.readouterr().out
+    other = tmp_path / "other.pt"  # an iP-VAE trained on other data is refused in one line
+    save(IPVAE(IPVAEConfig(n_latents=16, patch_size=8)), other)
+    assert cmp.main(["--ipvae", str(other), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o2")]) == 2
+    assert "other data" in capsys.readouterr().err

@@ -1,0 +1,255 @@
+"""Amortized against iterative inference on the same held-out patches, every row the metrics of one code.
+
+    python simulations/inference_comparison.py --ipvae ipvae.pt --out cmp/ [--checkpoint pvae.pt]
+
+Rows (``comparison.csv``; columns ``model, readout, iterations, r2, mse, zeros, distance, spikes_per_patch`` and
+more):
+
+- **P-VAE, amortized** (``--checkpoint``, default the shipped model): one encoder pass; read-outs ``counts`` (one
+  exact Poisson draw of λ: a window of spikes) and ``rates`` (λ itself).
+- **iP-VAE** (``--ipvae``): the torch iteration at each of ``--iterations``; read-outs ``spikes`` (one draw
+  ``z′ ~ Pois(e^u)``) and ``rates`` (``e^u``).
+- **iP-VAE circuit**: the same model as a Brian2 spiking network (:mod:`spikevae.ipvae_spiking`) on the first
+  ``--circuit-patches`` patches, read-out ``spikes`` (the counts of an iteration period), beside the torch
+  iteration on the same patches.
+- **LCA**, converged (:func:`spikevae.lca.lca_fixed_point`, relative duality gap ≤ 1e-9) on the P-VAE's atoms
+  (normalised; codes rescaled to the atoms' scale), λ swept, ``signed`` (soft threshold) and ``nonneg``.
+- **Spiking LCA** (integrate-and-fire ON/OFF pairs, or non-negative units), rate code ``τ·rate``.
+
+Metrics of one code: R² pooled over patches (``1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²``), MSE (squared error summed over a
+patch's pixels), fraction of zero entries, lifetime and population sparsity (Treves–Rolls, of |code|), the
+reference's distance ``√((1 − R²)² + (1 − zeros)²)``, spikes per patch (per window, per iteration, or over the
+spiking LCA's run) and the code's cost (KL from the prior in nats for the Poisson models, ℓ1 for the LCA).
+Writes ``comparison.csv``, ``results.json``, ``report.md`` and ``figures/`` (R² and zeros against iterations;
+R² against zeros for every row).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from spikevae._cli import ArgumentError, Parser, cli_entry, positive_float, positive_int, seed
+
+COLUMNS = ("model", "readout", "iterations", "r2", "mse", "zeros", "distance", "spikes_per_patch",
+           "lifetime_sparsity", "population_sparsity", "cost", "cost_unit", "cumulative_spikes", "n_patches", "wall_s")
+
+
+def code_metrics(x: np.ndarray, xhat: np.ndarray, code: np.ndarray) -> dict:
+    """R² (pooled), MSE, zeros, sparsities and distance of one code ``code`` (n, K) reconstructing ``x`` as ``xhat``."""
+    from spikevae.analysis import lifetime_sparsity, population_sparsity
+
+    sq = ((x - xhat) ** 2).sum(1)
+    r2 = 1.0 - sq.sum() / ((x - x.mean(1, keepdims=True)) ** 2).sum()
+    zeros = float((code == 0).mean())
+    a = np.abs(code)
+    return {"r2": float(r2), "mse": float(sq.mean()), "zeros": zeros, "distance": math.hypot(1 - r2, 1 - zeros),
+            "lifetime_sparsity": float(np.mean(lifetime_sparsity(a))),
+            "population_sparsity": float(np.mean(population_sparsity(a)))}
+
+
+def _row(model, readout, iterations, metrics, n, wall, **extra) -> dict:
+    row = {c: None for c in COLUMNS}
+    row.update(model=model, readout=readout, iterations=iterations, n_patches=n, wall_s=wall, **metrics, **extra)
+    return row
+
+
+def _pvae_rows(model, x, rng):
+    import torch
+
+    t0 = time.perf_counter()
+    lam = model.rates(x)
+    with torch.no_grad():
+        kl = model.vae.posterior(torch.as_tensor(x.reshape(-1, 1, *model_shape(model)), dtype=torch.float32)).kl
+    kl = float(kl.sum(1).mean())
+    wall = time.perf_counter() - t0
+    z = rng.poisson(lam).astype(np.float64)
+    phi = model.dictionary
+    return [_row("P-VAE (amortized)", "counts", 1, code_metrics(x, z @ phi.T, z), len(x), wall,
+                 spikes_per_patch=float(z.sum(1).mean()), cost=kl, cost_unit="KL nats"),
+            _row("P-VAE (amortized)", "rates", 1, code_metrics(x, lam @ phi.T, lam), len(x), wall,
+                 spikes_per_patch=float(lam.sum(1).mean()), cost=kl, cost_unit="KL nats")]
+
+
+def model_shape(model):
+    p = model.config.patch_size
+    return p, p
+
+
+def _ipvae_rows(ip, x, iterations, seed):
+    from spikevae.ipvae import evaluate
+
+    t0 = time.perf_counter()
+    rows = evaluate(ip, x, t_max=max(iterations), save_t=iterations, seed=seed)
+    wall = time.perf_counter() - t0
+    out = []
+    for r in rows:
+        wall_t = wall * r["t"] / max(iterations)  # the run to max(iterations) passed every t on the way
+        spikes = {k: r[k] for k in ("r2", "mse", "zeros", "distance", "lifetime_sparsity", "population_sparsity")}
+        out.append(_row("iP-VAE (torch)", "spikes", r["t"], spikes, len(x), wall_t, spikes_per_patch=r["spikes_per_patch"],
+                        cost=r["kl_to_prior"], cost_unit="KL nats", cumulative_spikes=r["cumulative_spikes"]))
+        rates = {"r2": r["r2_rates"], "mse": r["mse_rates"], "zeros": 0.0, "distance": r["distance_rates"]}
+        out.append(_row("iP-VAE (torch)", "rates", r["t"], rates, len(x), wall_t, cost=r["kl_to_prior"],
+                        cost_unit="KL nats", distance_map=r["distance_map"]))
+    return out, rows
+
+
+def _circuit_rows(ip, x, iterations, args):
+    from spikevae.ipvae import evaluate
+    from spikevae.ipvae_spiking import IPVAECircuitConfig, circuit_readout, ipvae_brian
+
+    T = max(iterations)
+    t0 = time.perf_counter()
+    res = ipvae_brian(ip, x, T, IPVAECircuitConfig(period=args.period * 1e-3, substeps=args.substeps,
+                                                   target=args.circuit_target), seed=args.seed)
+    wall = time.perf_counter() - t0
+    rows = circuit_readout(ip, x, res.counts, save_t=iterations)
+    torch_rows = {r["t"]: r for r in evaluate(ip, x, t_max=T, save_t=iterations, seed=args.seed + 1)}
+    out = []
+    for r in rows:
+        z = res.counts[r["t"]].astype(np.float64)
+        phi = ip.phi.detach().double().numpy()
+        m = code_metrics(x, z @ phi.T, z)
+        out.append(_row("iP-VAE (Brian2 circuit)", "spikes", r["t"], m, len(x), wall * r["t"] / T,
+                        spikes_per_patch=float(z.sum(1).mean()),
+                        cumulative_spikes=float(res.counts[:r["t"]].sum((0, 2)).mean()),
+                        torch_r2=torch_rows[r["t"]]["r2"], torch_zeros=torch_rows[r["t"]]["zeros"]))
+    return out, res
+
+
+def _lca_rows(x, phi, lams):
+    from spikevae.lca import LCAConfig, lca_fixed_point
+
+    norms = np.linalg.norm(phi, axis=0)
+    out = []
+    for kind, label in (("soft", "signed"), ("nonneg", "nonneg")):
+        for lam in lams:
+            t0 = time.perf_counter()
+            res = lca_fixed_point(x, phi / norms, LCAConfig(lam=lam, threshold=kind))
+            wall = time.perf_counter() - t0
+            a = res.codes / norms  # on the P-VAE's atom scale: Φ a = (Φ/‖φ‖)(‖φ‖ a)
+            out.append(_row(f"LCA λ={lam:g}", label, int(np.max(res.steps)), code_metrics(x, a @ phi.T, a), len(x),
+                            wall, cost=float(np.abs(res.codes).sum(1).mean()), cost_unit="l1 (unit atoms)",
+                            max_duality_gap=float(np.max(res.residual))))
+    return out
+
+
+def _spiking_lca_rows(x, phi, lam, duration, seed):
+    from spikevae.lca import LCAConfig, spiking_lca
+
+    norms = np.linalg.norm(phi, axis=0)
+    out = []
+    for kind, label in (("soft", "signed (ON/OFF)"), ("nonneg", "nonneg")):
+        t0 = time.perf_counter()
+        res = spiking_lca(x, phi / norms, LCAConfig(lam=lam, threshold=kind), duration=duration, seed=seed)
+        wall = time.perf_counter() - t0
+        a = res.codes / norms
+        out.append(_row(f"spiking LCA λ={lam:g}", label, None, code_metrics(x, a @ phi.T, a), len(x), wall,
+                        spikes_per_patch=len(res.spikes.time) / len(x), cost=float(np.abs(res.codes).sum(1).mean()),
+                        cost_unit="l1 (unit atoms)"))
+    return out
+
+
+def _parser() -> Parser:
+    p = Parser(prog="inference_comparison", description=__doc__.splitlines()[0])
+    p.add_argument("--ipvae", required=True, help="iP-VAE checkpoint (python -m spikevae.train --model ipvae)")
+    p.add_argument("--checkpoint", help="P-VAE checkpoint with a linear decoder (default: the shipped model)")
+    p.add_output("inference_comparison", "comparison")
+    p.add_argument("--n-patches", type=positive_int, default=1000, help="held-out patches")
+    p.add_argument("--iterations", type=positive_int, nargs="+", default=[1, 4, 16, 64, 256, 1000],
+                   help="iP-VAE iterations at which every metric is read out")
+    p.add_argument("--lams", type=positive_float, nargs="+", default=[0.05, 0.1, 0.25, 0.5, 1.0],
+                   help="LCA sparsity penalties (unit-norm atoms)")
+    p.add_argument("--circuit-patches", type=int, default=100, help="patches for the Brian2 iP-VAE circuit (0: skip)")
+    p.add_argument("--circuit-iterations", type=positive_int, default=64, help="iterations of the circuit run")
+    p.add_argument("--period", type=positive_float, default=10.0, help="circuit: ms per iteration")
+    p.add_argument("--substeps", type=positive_int, default=50, help="circuit: Brian2 steps per iteration")
+    p.add_argument("--circuit-target", default="numpy", choices=("numpy", "cython"))
+    p.add_argument("--slca-patches", type=int, default=8, help="patches for the spiking LCA (0: skip)")
+    p.add_argument("--slca-lam", type=positive_float, default=0.5, help="λ of the spiking LCA")
+    p.add_argument("--slca-duration", type=positive_float, default=500.0, help="spiking LCA: ms per patch")
+    p.add_argument("--seed", type=seed, default=0)
+    return p
+
+
+@cli_entry("inference_comparison")
+def main(argv=None) -> int:
+    from spikevae import plots
+    from spikevae.data import natural_patches
+    from spikevae.io import RunFolder, write_csv, write_json, write_text
+    from spikevae.ipvae import load as load_ipvae
+    from spikevae.model import load_model
+
+    args = _parser().parse_args(argv)
+    t_start = time.perf_counter()
+    if args.n_patches < 2:
+        raise ArgumentError("--n-patches must be >= 2")
+    pvae = load_model(args.checkpoint)
+    if pvae.family != "poisson" or pvae.config.decoder != "lin":
+        raise ArgumentError("the comparison needs a P-VAE with a linear decoder as --checkpoint")
+    ip = load_ipvae(args.ipvae)
+    if ip.preprocessing != pvae.preprocessing:
+        raise ArgumentError(f"{args.ipvae} was trained on other data than {pvae.path} (preprocessing "
+                            f"{ip.preprocessing.to_dict()} against {pvae.preprocessing.to_dict()})")
+    iterations = sorted(set(args.iterations))
+    with RunFolder(args.out, "inference_comparison", args.overwrite) as run:
+        out = run.path
+        x = natural_patches(1, args.n_patches, pvae.preprocessing, seed=args.seed + 1).val
+        x = x.reshape(len(x), -1).astype(np.float64)
+        rng = np.random.default_rng(args.seed)
+        rows = _pvae_rows(pvae, x, rng)
+        ip_rows, ip_trace = _ipvae_rows(ip, x, iterations, args.seed)
+        rows += ip_rows
+        circuit = None
+        if args.circuit_patches > 0:
+            c_iter = [t for t in iterations if t <= args.circuit_iterations] or [args.circuit_iterations]
+            c_rows, circuit = _circuit_rows(ip, x[:args.circuit_patches], c_iter, args)
+            rows += c_rows
+        rows += _lca_rows(x, pvae.dictionary, args.lams)
+        if args.slca_patches > 0:
+            rows += _spiking_lca_rows(x[:args.slca_patches], pvae.dictionary, args.slca_lam,
+                                      args.slca_duration * 1e-3, args.seed)
+        write_csv(out / "comparison.csv", list(COLUMNS), [["" if r.get(c) is None else r[c] for c in COLUMNS] for r in rows])
+        runs = {"iP-VAE spikes (torch)": [{"t": r["t"], "r2": r["r2"], "zeros": r["zeros"]} for r in ip_trace],
+                "iP-VAE rates (torch)": [{"t": r["t"], "r2": r["r2_rates"]} for r in ip_trace]}
+        if circuit is not None:
+            runs["iP-VAE spikes (Brian2 circuit)"] = [{"t": r["iterations"], "r2": r["r2"], "zeros": r["zeros"]}
+                                                     for r in rows if r["model"] == "iP-VAE (Brian2 circuit)"]
+        plots.save_figure(plots.convergence(runs), out / "figures" / "convergence.png")
+        plots.save_figure(plots.rate_distortion(rows), out / "figures" / "rate_distortion.png")
+        results = {"n_patches": len(x), "checkpoint": str(pvae.path), "ipvae": str(args.ipvae), "rows": rows,
+                   "ipvae_trace": ip_trace, "wall_seconds": time.perf_counter() - t_start}
+        write_json(out / "results.json", results)
+        write_text(out / "report.md", _report(rows, args, len(x)))
+        best = min((r for r in rows if r["readout"] != "rates"), key=lambda r: r["distance"])
+        print(f"{len(rows)} rows on {len(x)} patches; closest to (R² 1, zeros 1): {best['model']} {best['readout']} "
+              f"(t = {best['iterations']}) R² {best['r2']:.3f}, zeros {best['zeros']:.3f}, distance "
+              f"{best['distance']:.3f}; wrote {out / 'comparison.csv'} ({results['wall_seconds']:.0f} s)")
+    return 0
+
+
+def _fmt(v, spec=".3f"):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return format(v, spec) if not isinstance(v, str) else v
+
+
+def _report(rows, args, n) -> str:
+    lines = ["# Amortized against iterative inference", "",
+             f"{n} held-out natural patches. R² pooled over patches; MSE summed over a patch's pixels; zeros: fraction "
+             "of zero entries of the code; distance √((1−R²)² + (1−zeros)²). iP-VAE circuit: the first "
+             f"{min(args.circuit_patches, n)} patches, {args.period:g} ms per iteration.", "",
+             "| model | read-out | iterations | R² | MSE | zeros | distance | spikes / patch | lifetime sp. | cost |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cost = "–" if r["cost"] is None else f"{r['cost']:.3g} {r['cost_unit']}"
+        lines.append(f"| {r['model']} | {r['readout']} | {_fmt(r['iterations'], 'd') if r['iterations'] else '–'} | "
+                     f"{_fmt(r['r2'])} | {_fmt(r['mse'], '.1f')} | {_fmt(r['zeros'])} | {_fmt(r['distance'])} | "
+                     f"{_fmt(r['spikes_per_patch'], '.1f')} | {_fmt(r['lifetime_sparsity'])} | {cost} |")
+    lines += ["", "![convergence](figures/convergence.png)", "", "![rate-distortion](figures/rate_distortion.png)", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
