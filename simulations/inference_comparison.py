@@ -8,7 +8,7 @@ more):
 - **P-VAE, amortized** (``--checkpoint``, default the shipped model): one encoder pass; read-outs ``counts`` (one
   exact Poisson draw of λ: a window of spikes) and ``rates`` (λ itself).
 - **iP-VAE** (``--ipvae``): the torch iteration at each of ``--iterations``; read-outs ``spikes`` (one draw
-  ``z′ ~ Pois(e^u)``) and ``rates`` (``e^u``).
+  ``z ~ Pois(e^u)``) and ``rates`` (``e^u``).
 - **iP-VAE circuit**: the same model as a Brian2 spiking network (:mod:`spikevae.ipvae_spiking`) on the first
   ``--circuit-patches`` patches, read-out ``spikes`` (the counts of an iteration period), beside the torch
   iteration on the same patches.
@@ -113,7 +113,7 @@ def _circuit_rows(ip, x, iterations, args):
         m = code_metrics(x, z @ phi.T, z)
         out.append(_row("iP-VAE (Brian2 circuit)", "spikes", r["t"], m, len(x), wall * r["t"] / T,
                         spikes_per_patch=float(z.sum(1).mean()),
-                        cumulative_spikes=float(res.counts[:r["t"]].sum((0, 2)).mean()),
+                        cumulative_spikes=float(res.counts[:r["t"] + 1].sum((0, 2)).mean()),
                         torch_r2=torch_rows[r["t"]]["r2"], torch_zeros=torch_rows[r["t"]]["zeros"]))
     return out, res
 

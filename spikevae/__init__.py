@@ -19,6 +19,8 @@ Public names (imported on first use, so ``import spikevae`` is light):
   :class:`Presentations`; the whole pipeline: :func:`run_simulation`, :func:`write_simulation`;
 - sparse coding: :mod:`lca` (the solver is ``spikevae.lca.lca``), :class:`LCAConfig`, :func:`lca_brian`, :func:`spiking_lca`,
   :func:`learn_dictionary`, :func:`fista`, :func:`normalise_atoms`;
+- iterative Poisson VAE: :class:`IPVAE` (:mod:`spikevae.ipvae`: ``fit``, ``evaluate``, ``load``), its Brian2
+  spiking circuit :func:`ipvae_brian` (:mod:`spikevae.ipvae_spiking`);
 - receptive fields: :func:`map_receptive_fields` and :mod:`spikevae.analysis` (STA, gratings, Gabor fits,
   spike statistics, metabolic cost, sparsity, decoding geometry);
 - files: :mod:`spikevae.io`; figures: :mod:`spikevae.plots`; data: :mod:`spikevae.data`;
@@ -43,8 +45,11 @@ _LAZY = {
     "LCAConfig": "lca", "LCAResult": "lca", "lca_brian": "lca", "spiking_lca": "lca",
     "SpikingLCAResult": "lca", "learn_dictionary": "lca", "ista": "lca", "fista": "lca", "normalise_atoms": "lca",
     "map_receptive_fields": "rf", "RFMapping": "rf",
+    "IPVAE": "ipvae", "IPVAEConfig": "ipvae", "IPVAETrainConfig": "ipvae",
+    "ipvae_brian": "ipvae_spiking", "IPVAECircuitConfig": "ipvae_spiking",
 }
-_SUBMODULES = ("io", "lca", "analysis", "data", "plots", "stimuli", "checkpoint", "poisson", "errors", "records")
+_SUBMODULES = ("io", "lca", "ipvae", "ipvae_spiking",
+               "analysis", "data", "plots", "stimuli", "checkpoint", "poisson", "errors", "records")
 
 __all__ = ["SpikeVAEError", "ArgumentError", "DataError", "CheckpointError", "RunInterrupted", "SpikeTrains",
            "Presentations", *_LAZY, *_SUBMODULES]

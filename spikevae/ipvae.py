@@ -4,27 +4,32 @@ Each latent k is a neuron with membrane potential ``u_k`` (its log-rate, ``λ_k 
 per iteration). Inference starts at the learned prior log-rates ``u0`` and iterates (reference
 ``PoissonLayer``; see ``research/anchor_ipvae.md`` §1.2)::
 
-    z  ~ relaxed-Pois(e^u)                          # spikes of this iteration (draw a)
     Δu = η [Φᵀ Σ⁻¹ (x − Φ z) − b]                   # feedforward drive, inhibition by the spikes, leak b
     Δu ← SCU(max(Δu, −8), c_du);  u ← SCU(max(u + Δu, −8), c_u)
-    z′ ~ relaxed-Pois(e^u)                          # the read-out (draw b), x̂ = Φ z′
+    z  ~ relaxed-Pois(e^u)                          # this iteration's spikes: the read-out x̂ = Φ z, and the
+                                                    # drive of the next update (z at the start: Pois(e^{u0}))
 
 with ``SCU(x, c) = c − softplus(c − x)`` and ``Σ = diag σ²``. The prior of iteration t is the posterior of
-iteration t − 1 (``u0`` at the first), and the loss of an iteration is the Gaussian NLL of x under ``Φz′``
+iteration t − 1 (``u0`` at the first), and the loss of an iteration is the Gaussian NLL of x under ``Φz``
 plus β times the *exact* Poisson KL in its prior-rate form, ``e^{u_prev} f(e^{u − u_prev})`` with
 ``f(y) = 1 − y + y log y`` (the reference multiplies by the posterior rate instead, §6 of the digest). The
 training loss is the mean over ``T`` unrolled iterations, back-propagated through all of them.
 
+One draw per iteration: the reference draws the read-out of iteration t and the spikes that drive update
+t + 1 independently from the same rates ``e^{u_t}``; here they are one draw, as in a circuit whose spikes
+are both what it says and what it hears (:mod:`spikevae.ipvae_spiking`). The potentials u_t and each
+iteration's read-out have the reference's law (the same transition from u_{t−1} to u_t); only the read-out
+of t and the drive of t + 1 are now the same spikes. The sampling costs half.
+
 Learned: Φ (M, K), per-pixel ``log σ`` (bounded by ``3.45·tanh(p/3.45)``), ``u0``, ``b = e^{log_bias}`` and
 the global step ``η = e^{log_lr}``.
 
-Status (#14, in progress): the model, its update, KL, read-outs and checkpoints are tested; :func:`fit`
-implements the reference's schedules but is not yet validated. Two things measured so far: from the
-reference's initial Φ (s.d. 1e-4) a few epochs barely move the loss (89.2 → 88.7 nats per 8×8 patch after
-4 epochs of 2,000 patches), and from a larger initial Φ the rates reach the thousands per iteration at
-temperatures near 1, beyond what :func:`~spikevae.poisson.relaxed_poisson` can sample without bias
-(4,096 arrivals cover rates up to about 227 at t = 0.85); the reference truncates at the 0.999 quantile of
-the batch's maximum rate instead, which is biased there. Not yet wired into ``train`` or ``simulate``.
+Training (:func:`fit`, ``python -m spikevae.train --model ipvae``) follows the reference's schedules
+(:class:`IPVAETrainConfig`). It starts from larger atoms (s.d. 0.01 against 1e-4) and higher prior rates
+(``u0 ~ U(−2, 0)`` against ``U(−6, −4)``): units must spike to receive a gradient, and from the reference's
+start a 16×16, K = 512 model at β = 24 stays nearly silent for the few thousand steps a CPU affords
+(the reference trains 150,000 steps on a GPU). :func:`evaluate` runs inference to any T with spike and
+rate read-outs; :mod:`spikevae.ipvae_spiking` runs the same inference as a Brian2 spiking circuit.
 """
 from __future__ import annotations
 
@@ -85,9 +90,9 @@ class IterationTrace:
     """Per-iteration quantities of one inference run (lists over t = 1..T)."""
 
     u: list  # (B, K) log-rates after each update
-    spikes: list  # (B, K) read-out counts z′ (draw b)
-    recon: list  # (B, M) Φ z′
-    nll: list  # (B,) Gaussian NLL of x under Φ z′ (nats)
+    spikes: list  # (B, K) the iteration's spikes z ~ Pois(e^u): read-out and next drive
+    recon: list  # (B, M) Φ z
+    nll: list  # (B,) Gaussian NLL of x under Φ z (nats)
     kl: list  # (B,) exact Poisson KL to the previous iteration's rates (nats)
 
 
@@ -117,15 +122,16 @@ class IPVAE(nn.Module):
         c = self.config
         return CLAMP_START + p * (c.clamp_u - CLAMP_START), CLAMP_START + p * (c.clamp_du - CLAMP_START)
 
-    def drive(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """``Φᵀ Σ⁻¹ (x − Φ z) − b`` (B, K): the gradient step's direction before the step size η."""
+    def drive(self, x: torch.Tensor, z: torch.Tensor, recon: torch.Tensor | None = None) -> torch.Tensor:
+        """``Φᵀ Σ⁻¹ (x − Φ z) − b`` (B, K): the gradient step's direction before the step size η
+        (``recon``: ``Φ z`` when already computed)."""
         inv_var = torch.exp(-2.0 * self.log_sigma)
-        return ((x - z @ self.phi.T) * inv_var) @ self.phi - torch.exp(self.log_bias)
+        return ((x - (z @ self.phi.T if recon is None else recon)) * inv_var) @ self.phi - torch.exp(self.log_bias)
 
-    def step(self, x: torch.Tensor, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """One update of the membrane potentials given this iteration's spikes ``z``."""
+    def step(self, x: torch.Tensor, u: torch.Tensor, z: torch.Tensor, recon: torch.Tensor | None = None) -> torch.Tensor:
+        """One update of the membrane potentials given this iteration's spikes ``z`` (and ``recon = Φ z``)."""
         c_u, c_du = self.ceilings()
-        du = torch.exp(self.log_lr) * self.drive(x, z)
+        du = torch.exp(self.log_lr) * self.drive(x, z, recon)
         du = scu(torch.clamp(du, min=U_FLOOR), c_du)
         return scu(torch.clamp(u + du, min=U_FLOOR), c_u)
 
@@ -145,10 +151,11 @@ class IPVAE(nn.Module):
             raise ArgumentError(f"inputs have {x.shape[1]} pixels, the model {self.phi.shape[0]}")
         u = self.u0.expand(len(x), -1)
         tr = IterationTrace([], [], [], [], [])
+        z = relaxed_poisson(torch.exp(u), temperature, generator)  # period 0: spikes at the prior rates
+        recon = None
         for _ in range(n_iter):
-            z = relaxed_poisson(torch.exp(u), temperature, generator)  # draw a: drives the update
-            u_new = self.step(x, u, z)
-            z_out = relaxed_poisson(torch.exp(u_new), temperature, generator)  # draw b: the read-out
+            u_new = self.step(x, u, z, recon)  # driven by the last period's spikes
+            z = z_out = relaxed_poisson(torch.exp(u_new), temperature, generator)  # read-out, and the next drive
             recon = z_out @ self.phi.T
             tr.nll.append(self.nll(x, recon))
             tr.kl.append(poisson_kl(u, u_new - u).sum(-1))  # KL(Pois(e^u_new) ‖ Pois(e^u)): prior rate e^u
@@ -186,13 +193,14 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
              device: str | torch.device = "cpu") -> list[dict]:
     """Run inference on ``x`` (n, M) to ``t_max`` iterations with hard Poisson spikes; one row per saved t.
 
-    Each row holds, for the spike read-out ``z′`` (draw b) and the rate read-out ``e^u``, the metrics of that
-    code alone: ``r2``/``mse``/``zeros``/``lifetime_sparsity``/``population_sparsity``/``distance`` of the
-    spikes, ``r2_rates``/``mse_rates``/``distance_rates`` of the rates (whose zeros are 0, so their distance
-    is at least 1), plus the reference's mixed ``distance_map`` (rate R² with the spikes' zeros), the spikes
-    per patch in that iteration, the cumulative spikes that drove inference up to t (draw a: the circuit's
-    spikes), ``‖u_t − u_{t−1}‖`` and the KL of ``Pois(e^{u_t})`` from the prior ``Pois(e^{u0})`` (nats per patch,
-    the rate code's information cost). MSE is the squared error summed over the pixels of a patch.
+    Each row holds, for the spike read-out ``z ~ Pois(e^{u_t})`` and the rate read-out ``e^{u_t}``, the metrics
+    of that code alone: ``r2``/``mse``/``zeros``/``lifetime_sparsity``/``population_sparsity``/``distance`` of
+    the spikes, ``r2_rates``/``mse_rates``/``distance_rates`` of the rates (whose zeros are 0, so their distance
+    is at least 1), plus the reference's mixed ``distance_map`` (rate R² with the spikes' zeros), the spikes per
+    patch in that iteration, the cumulative spikes of periods 0..t (all the spikes the circuit has emitted when
+    the read-out of t is complete), ``‖u_t − u_{t−1}‖`` and the KL of ``Pois(e^{u_t})`` from the prior
+    ``Pois(e^{u0})`` (nats per patch, the rate code's information cost). MSE is the squared error summed over
+    the pixels of a patch.
 
     R² is pooled over patches, ``1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²`` (the fraction of the patches' variance
     explained); ``r2_per_patch`` is the reference's mean of per-patch R², which a few near-blank patches
@@ -213,15 +221,17 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(dev)
         u = model.u0.expand(len(xb), -1)
-        cum = torch.zeros(len(xb), device=dev)
+        z = torch.poisson(torch.exp(u), generator=g)  # period 0: spikes at the prior rates
+        cum = z.sum(-1)
+        rec = None
         for t in range(1, t_max + 1):
-            z = torch.poisson(torch.exp(u), generator=g)  # draw a: the spikes that drive the update
+            u_new = model.step(xb, u, z, rec)
+            lam = torch.exp(u_new)
+            z = zo = torch.poisson(lam, generator=g)  # the read-out of t, and the spikes that drive t + 1
+            rec = zo @ model.phi.T
             cum += z.sum(-1)
-            u_new = model.step(xb, u, z)
             if t in acc:
-                lam = torch.exp(u_new)
-                zo = torch.poisson(lam, generator=g)  # draw b: the read-out
-                rec, rec_r = zo @ model.phi.T, lam @ model.phi.T
+                rec_r = lam @ model.phi.T
                 a = acc[t]
                 a["sq"].append(((xb - rec) ** 2).sum(-1).cpu())
                 a["sq_rates"].append(((xb - rec_r) ** 2).sum(-1).cpu())

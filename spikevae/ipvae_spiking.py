@@ -16,9 +16,8 @@ updates its potential with the iP-VAE's rule (:meth:`spikevae.ipvae.IPVAE.step`)
     u ← SCU(max(u + SCU(max(η (ff − rec), −8), c_du), −8), c_u),   ff = Φᵀ Σ⁻¹ x − b
 
 and ``rec`` is cleared. So the spikes of period m are drawn at rate ``e^{u_m}``, drive the update to
-``u_{m+1}``, and are the circuit's read-out of iteration m (in the torch iteration the read-out ``z′_t``
-and the spikes that drive the next update are two independent draws from ``Pois(e^{u_t})``; here they
-are one draw, the same distribution per iteration). Period 0 spikes at the prior rates ``e^{u0}``.
+``u_{m+1}``, and are the circuit's read-out of iteration m, exactly as in the torch iteration
+(:meth:`spikevae.ipvae.IPVAE.infer`). Period 0 spikes at the prior rates ``e^{u0}``.
 """
 from __future__ import annotations
 
