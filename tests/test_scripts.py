@@ -132,13 +132,14 @@ def test_inference_comparison_smoke(tmp_path, tiny_checkpoint, capsys):
             ("P-VAE (amortized)", "counts", "1")} <= kinds
     assert {(r["model"], r["readout"]) for r in rows if "LCA" in r["model"]} == {
         ("LCA λ=0.5", "signed"), ("LCA λ=0.5", "nonneg"), ("spiking LCA λ=0.5", "signed (ON/OFF)"),
-        ("spiking LCA λ=0.5", "nonneg")}
+        ("spiking LCA λ=0.5", "nonneg"), ("LCA λ=0.5 (the spiking LCA's patches)", "signed"),
+        ("LCA λ=0.5 (the spiking LCA's patches)", "nonneg")}
     x = natural_patches(1, 30, pvae.preprocessing, seed=1).val.reshape(30, -1).astype(np.float64)
     xhat = pvae.rates(x) @ pvae.dictionary.T
     r2 = 1 - ((x - xhat) ** 2).sum() / ((x - x.mean(1, keepdims=True)) ** 2).sum()
     rates = next(r for r in rows if r["readout"] == "rates" and r["model"].startswith("P-VAE"))
     assert float(rates["r2"]) == pytest.approx(r2, rel=1e-6) and float(rates["distance"]) == pytest.approx(np.hypot(1 - r2, 1))
-    assert "closest to (R² 1, zeros 1)" in capsys.readouterr().out
+    assert "the closest to (R² 1, zeros 1)" in capsys.readouterr().out
     other = tmp_path / "other.pt"  # an iP-VAE trained on other data is refused in one line
     save(IPVAE(IPVAEConfig(n_latents=16, patch_size=8)), other)
     assert cmp.main(["--ipvae", str(other), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o2")]) == 2
