@@ -1,14 +1,14 @@
 """Amortized against iterative inference on the same held-out patches, every row the metrics of one code.
 
-    python simulations/inference_comparison.py --ipvae ipvae.pt --out cmp/ [--checkpoint pvae.pt]
+    python simulations/inference_comparison.py --out cmp/ [--ipvae ipvae.pt] [--checkpoint pvae.pt]
 
 Rows (``comparison.csv``; columns ``model, readout, iterations, r2, mse, zeros, distance, spikes_per_patch`` and
 more):
 
 - **P-VAE, amortized** (``--checkpoint``, default the shipped model): one encoder pass; read-outs ``counts`` (one
   exact Poisson draw of λ: a window of spikes) and ``rates`` (λ itself).
-- **iP-VAE** (``--ipvae``): the torch iteration at each of ``--iterations``; read-outs ``spikes`` (one draw
-  ``z ~ Pois(e^u)``) and ``rates`` (``e^u``).
+- **iP-VAE** (``--ipvae``, default the shipped ``spikevae/assets/ipvae_default.pt``): the torch iteration at
+  each of ``--iterations``; read-outs ``spikes`` (one draw ``z ~ Pois(e^u)``) and ``rates`` (``e^u``).
 - **iP-VAE circuit**: the same model as a Brian2 spiking network (:mod:`spikevae.ipvae_spiking`) on the first
   ``--circuit-patches`` patches, read-out ``spikes`` (the counts of an iteration period), beside the torch
   iteration on the same patches.
@@ -155,7 +155,7 @@ def _spiking_lca_rows(x, phi, lam, duration, seed):
 
 def _parser() -> Parser:
     p = Parser(prog="inference_comparison", description=__doc__.splitlines()[0])
-    p.add_argument("--ipvae", required=True, help="iP-VAE checkpoint (python -m spikevae.train --model ipvae)")
+    p.add_argument("--ipvae", help="iP-VAE checkpoint (python -m spikevae.train --model ipvae; default: the shipped one)")
     p.add_argument("--checkpoint", help="P-VAE checkpoint with a linear decoder (default: the shipped model)")
     p.add_output("inference_comparison", "comparison")
     p.add_argument("--n-patches", type=positive_int, default=1000, help="held-out patches")
@@ -190,6 +190,9 @@ def main(argv=None) -> int:
     pvae = load_model(args.checkpoint)
     if pvae.family != "poisson" or pvae.config.decoder != "lin":
         raise ArgumentError("the comparison needs a P-VAE with a linear decoder as --checkpoint")
+    from spikevae.checkpoint import default_ipvae_path
+
+    args.ipvae = args.ipvae or str(default_ipvae_path())
     ip = load_ipvae(args.ipvae)
     if ip.preprocessing != pvae.preprocessing:
         raise ArgumentError(f"{args.ipvae} was trained on other data than {pvae.path} (preprocessing "
