@@ -161,6 +161,29 @@ def _typed_config(cls, d, where: str):
         raise CheckpointError(f"{where} is invalid: {exc}") from None
 
 
+def validate_container(data: dict, path, model_cls, train_cls):
+    """The checks every checkpoint family shares: known fields only, the model and training configs as the
+    family's dataclasses, the preprocessing and its patch size, and the kinds of the bookkeeping fields.
+    Returns (model config, preprocessing)."""
+    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown checkpoint fields {unknown}")
+    mc = _typed_config(model_cls, data["model_config"], f"{path}: model_config")
+    _typed_config(train_cls, data["train_config"], f"{path}: train_config")
+    try:
+        prep = Preprocessing.from_dict(data["preprocessing"], where=f"{path}: preprocessing")
+    except DataError as exc:
+        raise CheckpointError(str(exc)) from None
+    if prep.patch_size != mc.patch_size:
+        raise CheckpointError(f"{path}: preprocessing patch_size {prep.patch_size} does not match the model's "
+                              f"patch_size {mc.patch_size}")
+    kinds = {"data": dict, "metrics": dict, "history": list, "provenance": dict, "train_state": dict, "epoch": int}
+    for k, kind in kinds.items():
+        if k in data and (not isinstance(data[k], kind) or isinstance(data[k], bool)):
+            raise CheckpointError(f"{path}: field {k!r} must be a {kind.__name__}, got {type(data[k]).__name__}")
+    return mc, prep
+
+
 def validate_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> tuple[VAEConfig, Preprocessing]:
     """Check every field of a loaded checkpoint dict; return its (model config, preprocessing).
 
@@ -178,18 +201,7 @@ def validate_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> t
     if data.get("family") == IPVAE_FAMILY:
         raise CheckpointError(f"{path} holds an iP-VAE (inference by iterated spiking dynamics, no encoder); this "
                               "command needs an amortized VAE checkpoint (P-VAE or a comparison family)")
-    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
-    if unknown:
-        raise CheckpointError(f"{path}: unknown checkpoint fields {unknown}")
-    mc = _typed_config(VAEConfig, data["model_config"], f"{path}: model_config")
-    _typed_config(TrainConfig, data["train_config"], f"{path}: train_config")
-    try:
-        prep = Preprocessing.from_dict(data["preprocessing"], where=f"{path}: preprocessing")
-    except DataError as exc:
-        raise CheckpointError(str(exc)) from None
-    if prep.patch_size != mc.patch_size:
-        raise CheckpointError(f"{path}: preprocessing patch_size {prep.patch_size} does not match the model's "
-                              f"patch_size {mc.patch_size}")
+    mc, prep = validate_container(data, path, VAEConfig, TrainConfig)
     if "family" in data and data["family"] != mc.family:
         raise CheckpointError(f"{path}: family {data['family']!r} differs from model_config family {mc.family!r}")
     sd = data["state_dict"]
@@ -198,10 +210,6 @@ def validate_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> t
     for k, v in sd.items():
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             raise CheckpointError(f"{path}: weight {k!r} holds NaN or infinite values")
-    kinds = {"data": dict, "metrics": dict, "history": list, "provenance": dict, "train_state": dict, "epoch": int}
-    for k, kind in kinds.items():
-        if k in data and (not isinstance(data[k], kind) or isinstance(data[k], bool)):
-            raise CheckpointError(f"{path}: field {k!r} must be a {kind.__name__}, got {type(data[k]).__name__}")
     if "epoch" in data and data["epoch"] < 0:
         raise CheckpointError(f"{path}: epoch must be >= 0, got {data['epoch']}")
     ts = data.get("train_state")

@@ -390,29 +390,14 @@ def load(path) -> IPVAE:
     The returned model carries the stored fields other than the weights as ``model.checkpoint`` and the
     preprocessing of its training data as ``model.preprocessing``.
     """
-    from .checkpoint import _OPTIONAL, _REQUIRED, IPVAE_FAMILY, _typed_config, load_checkpoint
-    from .data import Preprocessing
-    from .errors import CheckpointError, DataError
+    from .checkpoint import IPVAE_FAMILY, load_checkpoint, validate_container
+    from .errors import CheckpointError
 
     ck = load_checkpoint(path)
     if ck.get("family") != IPVAE_FAMILY:
         raise CheckpointError(f"{path} holds a {ck.get('family', 'poisson')} VAE, not an iP-VAE "
                               "(train one with python -m spikevae.train --model ipvae)")
-    unknown = sorted(set(ck) - set(_REQUIRED) - set(_OPTIONAL))
-    if unknown:
-        raise CheckpointError(f"{path}: unknown checkpoint fields {unknown}")
-    cfg = _typed_config(IPVAEConfig, ck["model_config"], f"{path}: model_config")
-    _typed_config(IPVAETrainConfig, ck["train_config"], f"{path}: train_config")
-    try:
-        prep = Preprocessing.from_dict(ck["preprocessing"], where=f"{path}: preprocessing")
-    except DataError as exc:
-        raise CheckpointError(str(exc)) from None
-    if prep.patch_size != cfg.patch_size:
-        raise CheckpointError(f"{path}: preprocessing patch_size {prep.patch_size} does not match the model's "
-                              f"patch_size {cfg.patch_size}")
-    for k, kind in {"data": dict, "metrics": dict, "history": list, "provenance": dict}.items():
-        if k in ck and not isinstance(ck[k], kind):
-            raise CheckpointError(f"{path}: field {k!r} must be a {kind.__name__}, got {type(ck[k]).__name__}")
+    cfg, prep = validate_container(ck, path, IPVAEConfig, IPVAETrainConfig)
     model = IPVAE(cfg)
     sd, expect = ck["state_dict"], model.state_dict()
     if not isinstance(sd, dict) or set(sd) != set(expect):
