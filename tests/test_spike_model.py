@@ -29,7 +29,12 @@ COMBOS = {
 }
 
 
-@pytest.mark.parametrize("name", list(COMBOS))
+#: in the default run: one option alone with a closed-form drive correction, the gain time base, and all of them
+#: together; the other single options run with ``-m slow`` (about 8 s each)
+DEFAULT_COMBOS = ("refractory", "gain-hz", "everything")
+
+
+@pytest.mark.parametrize("name", [n if n in DEFAULT_COMBOS else pytest.param(n, marks=pytest.mark.slow) for n in COMBOS])
 def test_expected_counts_per_window_are_kept(name):
     """Σ counts over 2,000 (presentation, unit) windows equals Σ expected within 4 s.d. (Poisson + shared gain)."""
     model = COMBOS[name]
