@@ -27,9 +27,10 @@ the global step ``η = e^{log_lr}``.
 Training (:func:`fit`, ``python -m spikevae.train --model ipvae``) follows the reference's schedules
 (:class:`IPVAETrainConfig`). It starts from larger atoms (s.d. 0.01 against 1e-4) and higher prior rates
 (``u0 ~ U(−2, 0)`` against ``U(−6, −4)``): units must spike to receive a gradient, and from the reference's
-start a 16×16, K = 512 model at β = 24 stays nearly silent for the few thousand steps a CPU affords
-(the reference trains 150,000 steps on a GPU). :func:`evaluate` runs inference to any T with spike and
-rate read-outs; :mod:`spikevae.ipvae_spiking` runs the same inference as a Brian2 spiking circuit.
+start a 16×16, K = 512 model at β = 24 is nearly silent for hundreds of steps (training NLL 350 after 500
+steps, against 266 after 250 from ours; docs/ipvae.md; the reference trains 150,000 steps on a GPU).
+:func:`evaluate` runs inference to any T with spike and rate read-outs; :mod:`spikevae.ipvae_spiking` runs
+the same inference as a Brian2 spiking circuit.
 """
 from __future__ import annotations
 
