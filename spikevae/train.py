@@ -14,6 +14,7 @@ trajectory; the finished file drops the resume state.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import logging
@@ -362,6 +363,7 @@ def fit(
 
 
 def _parser() -> Parser:
+    SUPPRESS = argparse.SUPPRESS  # options whose default depends on --model: set in main  # noqa: N806
     p = Parser(prog="python -m spikevae.train", description="Train a Poisson VAE (or a Gaussian VAE) on image patches.")
     d = TrainConfig()
     m = VAEConfig()
@@ -382,23 +384,23 @@ def _parser() -> Parser:
     p.add_argument("--n-train", type=positive_int, default=d.n_train)
     p.add_argument("--n-val", type=positive_int, default=d.n_val)
     ip = IPVAETrainConfig()
-    p.add_argument("--beta", type=nonneg_float, default=None, help=f"final KL weight (default {d.beta}; ipvae {ip.beta})")
-    p.add_argument("--epochs", type=positive_int, default=None, help=f"default {d.epochs}; ipvae {ip.epochs}")
-    p.add_argument("--batch-size", type=positive_int, default=None, help=f"default {d.batch_size}; ipvae {ip.batch_size}")
-    p.add_argument("--lr", type=positive_float, default=None, help=f"default {d.lr}; ipvae {ip.lr}")
+    p.add_argument("--beta", type=nonneg_float, default=SUPPRESS, help=f"final KL weight (default {d.beta}; ipvae {ip.beta})")
+    p.add_argument("--epochs", type=positive_int, default=SUPPRESS, help=f"default {d.epochs}; ipvae {ip.epochs}")
+    p.add_argument("--batch-size", type=positive_int, default=SUPPRESS, help=f"default {d.batch_size}; ipvae {ip.batch_size}")
+    p.add_argument("--lr", type=positive_float, default=SUPPRESS, help=f"default {d.lr}; ipvae {ip.lr}")
     p.add_argument("--iterations", type=positive_int, default=ip.n_iter,
                    help="ipvae: inference iterations unrolled in training (T)")
     p.add_argument("--init-from", metavar="CKPT",
                    help="ipvae: start from a P-VAE checkpoint's generative model (its atoms Φ and prior rates)")
     p.add_argument("--temp-start", type=positive_float, default=d.temp_start)
-    p.add_argument("--temp-stop", type=positive_float, default=None,
+    p.add_argument("--temp-stop", type=positive_float, default=SUPPRESS,
                    help=f"final temperature (default {d.temp_stop}; categorical {FAMILY_TEMP_STOP['categorical']}; "
                         f"ipvae {ip.temp_stop})")
     p.add_argument("--anneal-portion", type=unit_float, default=d.anneal_portion,
                    help="fraction of training over which temperature and beta are annealed")
     p.add_argument("--method", default=d.method, choices=("mc", "exact"))
     p.add_argument("--straight-through", action="store_true", help="hard counts forward after annealing (ST)")
-    p.add_argument("--grad-clip", type=positive_float, default=None, help=f"default {d.grad_clip}; ipvae {ip.grad_clip}")
+    p.add_argument("--grad-clip", type=positive_float, default=SUPPRESS, help=f"default {d.grad_clip}; ipvae {ip.grad_clip}")
     p.add_argument("--seed", type=seed, default=d.seed)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--resume", metavar="CKPT", help="continue an interrupted run from its checkpoint")
@@ -410,6 +412,8 @@ def _parser() -> Parser:
 def main(argv=None) -> int:
     """Command-line entry point."""
     args = _parser().parse_args(argv)
+    for name in ("beta", "epochs", "batch_size", "lr", "grad_clip", "temp_stop"):  # per-model defaults, set below
+        setattr(args, name, getattr(args, name, None))
     device = resolve_device(args.device)
     if args.model == "ipvae":
         return _main_ipvae(args, device)
