@@ -31,22 +31,10 @@ import time
 import numpy as np
 
 from spikevae._cli import ArgumentError, Parser, cli_entry, positive_float, positive_int, seed
+from spikevae.analysis.sparsity import code_metrics
 
 COLUMNS = ("model", "readout", "iterations", "r2", "mse", "zeros", "distance", "spikes_per_patch",
            "lifetime_sparsity", "population_sparsity", "cost", "cost_unit", "cumulative_spikes", "n_patches", "wall_s")
-
-
-def code_metrics(x: np.ndarray, xhat: np.ndarray, code: np.ndarray) -> dict:
-    """R² (pooled), MSE, zeros, sparsities and distance of one code ``code`` (n, K) reconstructing ``x`` as ``xhat``."""
-    from spikevae.analysis import lifetime_sparsity, population_sparsity
-
-    sq = ((x - xhat) ** 2).sum(1)
-    r2 = 1.0 - sq.sum() / ((x - x.mean(1, keepdims=True)) ** 2).sum()
-    zeros = float((code == 0).mean())
-    a = np.abs(code)
-    return {"r2": float(r2), "mse": float(sq.mean()), "zeros": zeros, "distance": math.hypot(1 - r2, 1 - zeros),
-            "lifetime_sparsity": float(np.mean(lifetime_sparsity(a))),
-            "population_sparsity": float(np.mean(population_sparsity(a)))}
 
 
 def _row(model, readout, iterations, metrics, n, wall, **extra) -> dict:
@@ -61,7 +49,8 @@ def _pvae_rows(model, x, rng):
     t0 = time.perf_counter()
     lam = model.rates(x)
     with torch.no_grad():
-        kl = model.vae.posterior(torch.as_tensor(x.reshape(-1, 1, *model_shape(model)), dtype=torch.float32)).kl
+        p = model.config.patch_size
+        kl = model.vae.posterior(torch.as_tensor(x.reshape(-1, 1, p, p), dtype=torch.float32)).kl
     kl = float(kl.sum(1).mean())
     wall = time.perf_counter() - t0
     z = rng.poisson(lam).astype(np.float64)
@@ -70,11 +59,6 @@ def _pvae_rows(model, x, rng):
                  spikes_per_patch=float(z.sum(1).mean()), cost=kl, cost_unit="KL nats"),
             _row("P-VAE (amortized)", "rates", 1, code_metrics(x, lam @ phi.T, lam), len(x), wall,
                  spikes_per_patch=float(lam.sum(1).mean()), cost=kl, cost_unit="KL nats")]
-
-
-def model_shape(model):
-    p = model.config.patch_size
-    return p, p
 
 
 def _ipvae_rows(ip, x, iterations, seed):
@@ -104,17 +88,14 @@ def _circuit_rows(ip, x, iterations, args):
     res = ipvae_brian(ip, x, T, IPVAECircuitConfig(period=args.period * 1e-3, substeps=args.substeps,
                                                    target=args.circuit_target), seed=args.seed)
     wall = time.perf_counter() - t0
-    rows = circuit_readout(ip, x, res.counts, save_t=iterations)
     torch_rows = {r["t"]: r for r in evaluate(ip, x, t_max=T, save_t=iterations, seed=args.seed + 1)}
     out = []
-    for r in rows:
-        z = res.counts[r["t"]].astype(np.float64)
-        phi = ip.phi.detach().double().numpy()
-        m = code_metrics(x, z @ phi.T, z)
-        out.append(_row("iP-VAE (Brian2 circuit)", "spikes", r["t"], m, len(x), wall * r["t"] / T,
-                        spikes_per_patch=float(z.sum(1).mean()),
-                        cumulative_spikes=float(res.counts[:r["t"] + 1].sum((0, 2)).mean()),
-                        torch_r2=torch_rows[r["t"]]["r2"], torch_zeros=torch_rows[r["t"]]["zeros"]))
+    for r in circuit_readout(ip, x, res.counts, save_t=iterations):
+        t = r["t"]
+        metrics = {k: r[k] for k in ("r2", "mse", "zeros", "distance", "lifetime_sparsity", "population_sparsity")}
+        out.append(_row("iP-VAE (Brian2 circuit)", "spikes", t, metrics, len(x), wall * t / T,
+                        spikes_per_patch=r["spikes_per_patch"], cumulative_spikes=r["cumulative_spikes"],
+                        torch_r2=torch_rows[t]["r2"], torch_zeros=torch_rows[t]["zeros"]))
     return out, res
 
 

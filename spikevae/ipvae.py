@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .errors import ArgumentError
-from .poisson import poisson_kl, relaxed_poisson
+from .poisson import poisson_kl, relaxed_poisson, softclamp_upper
 
 __all__ = ["IPVAEConfig", "IPVAE", "IPVAETrainConfig", "IterationTrace", "scu", "schedule", "fit", "save", "load",
            "evaluate", "r_squared", "SAVE_T"]
@@ -51,9 +51,7 @@ U_FLOOR = -8.0  # hard floor of u and Δu (the reference's clamp_(min=-8))
 SIGMA_BOUND = 3.45  # log σ = 3.45·tanh(p/3.45)
 
 
-def scu(x: torch.Tensor, c: float) -> torch.Tensor:
-    """Soft upper clamp ``c − softplus(c − x)``."""
-    return c - nn.functional.softplus(c - x)
+scu = softclamp_upper  # the reference's name for the soft upper clamp c − softplus(c − x)
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,10 @@ import numpy as np
 
 from ._brian import brian_state, quiet_brian, run_checked
 from .errors import ArgumentError
+from .ipvae import U_FLOOR
 from .records import Presentations, SpikeTrains
 
 __all__ = ["IPVAECircuitConfig", "CircuitResult", "ipvae_brian", "iteration_counts"]
-
-U_FLOOR = -8.0
 
 
 @dataclass(frozen=True)
@@ -201,21 +200,21 @@ def iteration_counts(spikes: SpikeTrains, n_iter: int) -> np.ndarray:
 
 
 def circuit_readout(model, x: np.ndarray, counts: np.ndarray, save_t=None) -> list[dict]:
-    """Per-iteration metrics of a circuit's read-out counts (n_iter + 1, B, K): R² (pooled), MSE, zeros and
-    spikes per patch at each saved iteration (default: the reference's iterations up to n_iter)."""
+    """Per-iteration metrics of a circuit's read-out counts (n_iter + 1, B, K): those of
+    :func:`spikevae.analysis.code_metrics` (R² pooled, MSE, zeros, sparsities, distance), the spikes per patch
+    in the iteration and the cumulative spikes of periods 0..t, at each saved iteration (default: the
+    reference's iterations up to n_iter)."""
+    from .analysis import code_metrics
     from .ipvae import SAVE_T
 
     phi = model.phi.detach().double().cpu().numpy()
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     n_iter = len(counts) - 1
-    var = ((x - x.mean(1, keepdims=True)) ** 2).sum()
     rows = []
     for t in sorted({t for t in (save_t or SAVE_T) if 1 <= t <= n_iter} | {n_iter}):
         z = counts[t].astype(np.float64)
-        sq = ((x - z @ phi.T) ** 2).sum(1)
-        r2, zeros = 1.0 - sq.sum() / var, float((z == 0).mean())
-        rows.append({"t": t, "r2": float(r2), "mse": float(sq.mean()), "zeros": zeros,
-                     "distance": math.hypot(1 - r2, 1 - zeros), "spikes_per_patch": float(z.sum(1).mean())})
+        rows.append({"t": t, **code_metrics(x, z @ phi.T, z), "spikes_per_patch": float(z.sum(1).mean()),
+                     "cumulative_spikes": float(counts[:t + 1].sum((0, 2)).mean())})
     return rows
 
 
@@ -225,7 +224,6 @@ def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: 
     """``simulate`` for an iP-VAE checkpoint: each (stimulus, repeat) is one presentation of ``n_iter + 1``
     iteration periods during which the circuit infers; writes ``spikes.nwb`` (with the stimuli),
     ``spikes.nix`` (unless ``neo=False``), ``summary.json`` (per-iteration read-out metrics) and figures."""
-    import json
     import time as _time
 
     from . import io, plots
@@ -261,5 +259,5 @@ def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: 
         if neo:
             io.check_free_space(path, 64 * 2**20 + 24 * len(st.time), "the Neo (NIX) file")
             io.write_neo(path / "spikes.nix", st)
-        io.write_json(path / "summary.json", json.loads(json.dumps(summary)))
+        io.write_json(path / "summary.json", summary)
     return summary

@@ -501,7 +501,7 @@ def _main_ipvae(args, device) -> int:
     xtr = torch.as_tensor(data.train).reshape(len(data.train), -1)
     history = ipvae.fit(model, xtr, tc, progress=not args.quiet, device=device)
     rows = ipvae.evaluate(model, data.val, t_max=tc.n_iter, save_t=(tc.n_iter,), seed=args.seed, device=device)
-    metrics = {k: v for k, v in rows[-1].items()}
+    metrics = dict(rows[-1])
     ipvae.save(model, out, history, tc, preprocessing=data.preprocessing.to_dict(),
                data={"source": data.source, "n_train": len(data.train), "n_val": len(data.val),
                      "train_sha256_16": _fingerprint(data.train), "val_sha256_16": _fingerprint(data.val)},

@@ -14,7 +14,7 @@ from .geometry import (
 )
 from .metabolic import PRESETS, EnergyModel, metabolic_table
 from .receptive_fields import GaborFit, GratingTuning, fit_gabor, gabor, grating_tuning, sta
-from .sparsity import lifetime_sparsity, population_sparsity, treves_rolls
+from .sparsity import code_metrics, lifetime_sparsity, population_sparsity, treves_rolls
 from .stats import (
     count_correlations,
     fano_factors,
@@ -28,6 +28,6 @@ from .stats import (
 
 __all__ = ["unit_rates", "isi_cv", "trial_trains", "fano_factors", "count_correlations", "noise_correlations", "psth",
            "spike_summary", "EnergyModel", "PRESETS", "metabolic_table", "sta", "grating_tuning", "GratingTuning",
-           "gabor", "fit_gabor", "GaborFit", "treves_rolls", "lifetime_sparsity", "population_sparsity",
+           "gabor", "fit_gabor", "GaborFit", "treves_rolls", "lifetime_sparsity", "population_sparsity", "code_metrics",
            "KNNResult", "knn_accuracy", "shattering_dimensionality", "principal_components", "gabor_likeness",
            "spatial_spread", "pca_alignment", "R2_GOOD"]
