@@ -234,20 +234,29 @@ def _grey(img: np.ndarray) -> np.ndarray:
     return np.asarray(img, dtype=np.float64)
 
 
+def _sklearn_sample_image(name: str) -> np.ndarray:
+    """scikit-learn's sample photograph ``name`` (what ``sklearn.datasets.load_sample_images`` returns, read
+    from the same file without importing scikit-learn, which costs seconds)."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("scikit-learn is not installed: its sample photographs are part of the natural data set")
+    with Image.open(Path(spec.submodule_search_locations[0]) / "datasets" / "images" / f"{name}.jpg") as im:
+        return np.asarray(im)
+
+
 def natural_images(names: tuple[str, ...] = NATURAL_TRAIN + NATURAL_VAL) -> dict[str, np.ndarray]:
     """The photographs the pinned stack ships (scikit-image, scikit-learn, matplotlib) as grey float64 arrays
     (no download)."""
     import skimage.data
-    from sklearn.datasets import load_sample_images
 
     out = {}
-    sk = None
     for name in names:
         if name in ("china", "flower"):
-            if sk is None:
-                sk = load_sample_images()
-            idx = [Path(f).stem for f in sk.filenames].index(name)
-            out[name] = _grey(sk.images[idx])
+            out[name] = _grey(_sklearn_sample_image(name))
         elif name == "grace_hopper":  # matplotlib's sample photograph (a portrait, 600 x 512)
             from matplotlib import cbook
 

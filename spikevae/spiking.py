@@ -28,7 +28,6 @@ import gc
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._brian import brian_state, quiet_brian, run_checked
-from .errors import ArgumentError
+from .errors import ArgumentError, RunInterrupted
 from .records import Presentations, SpikeTrains
 from .spike_model import SpikeModel, drive_schedule, refractory_drive
 
@@ -180,7 +179,6 @@ def _chunk_table(sched, cfg: PoissonLayerConfig, start: int, stop: int) -> tuple
     return table, slot
 
 
-@quiet_brian
 def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, key: int, step0: int, target: str,
                  build_dir: str | None, model: SpikeModel = SpikeModel(),
                  carry: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -189,114 +187,208 @@ def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, ke
     Returns spikes as (unit, time step within the chunk) and the state the next chunk starts from
     (``carry``: what a unit remembers across the cut, in absolute steps). Every random draw is
     :mod:`spikevae._streams`' function of (key, unit, absolute step, stream), so the spikes do not
-    depend on where the run is cut.
+    depend on where the run is cut. ``build_dir``: the cache of compiled standalone projects.
     """
-    from ._streams import uniform_function
-
-    K = table.shape[1]
     if table.shape[0] * slot_steps < n_steps:  # guard the repeat-last-row trap
         raise AssertionError("rate table shorter than the run")
-    standalone = target == "cpp_standalone"
-    if standalone:
-        # objects of the previous chunk must be gone, or Brian2 gives the new ones suffixed names (`_1`),
-        # which changes every generated file and forces a full C++ rebuild (runtime targets do not care,
-        # and a collection costs ~0.4 s with torch loaded)
-        gc.collect()
-    with brian_state() as b2:
-        if standalone:
-            b2.set_device("cpp_standalone", directory=build_dir, build_on_run=True, with_output=False)
-            b2.prefs.devices.cpp_standalone.extra_make_args_unix = ["-j2"]
-        else:
-            b2.set_device("runtime")
-            b2.prefs.codegen.target = target
-        try:
-            stim = b2.TimedArray(table * b2.Hz, dt=slot_steps * dt * b2.second, name="pvae_rates")
-            ns = {"stim": stim, "sim_dt": dt * b2.second, "spikevae_uniform": uniform_function(b2),
-                  "rng_key": float(key), "step0": float(step0)}
-            G, state = _neurons(b2, K, ns, dt, slot_steps, n_steps, model, step0, carry)
-            renewal = model.gamma_order > 1
-            mon = b2.SpikeMonitor(G, variables=["c"] if renewal else None, name="pvae_spikes")
-            net = b2.Network(G, mon)
-            run_checked(net, n_steps * dt * b2.second, namespace=ns)
-            unit = np.asarray(mon.i[:], dtype=np.int64)
-            steps = np.rint(np.asarray(mon.t_[:]) / dt).astype(np.int64)
-            if renewal:  # the k-th events are the spikes
-                keep = np.rint(np.asarray(mon.c[:])) == model.gamma_order - 1
-                unit, steps = unit[keep], steps[keep]
-            carry = {name: np.asarray(getattr(G, name)[:], dtype=np.float64) + (step0 if name in _ABSOLUTE else 0)
-                     for name in state}
-            del net, mon, G, stim
-        finally:
-            if standalone:
-                b2.device.reinit()
-                b2.device.activate()
-    return unit, steps, carry
+    values = _unit_values(model, dt, key, step0, carry)
+    if target == "cpp_standalone":
+        return _standalone_chunk(table, slot_steps, n_steps, dt, model, values, step0, build_dir)
+    return _runtime_chunk(table, slot_steps, n_steps, dt, target, model, values, step0)
 
 
-# state variables held in local steps inside a chunk and carried between chunks in absolute steps
+def _unit_kind(model: SpikeModel) -> str:
+    """Which network the spike model needs (its parameters are run-time values, not part of the code)."""
+    if model.gamma_order > 1:
+        return "renewal"
+    return "refractory" if model.refractory else "poisson"
+
+
+#: state variables of each network kind that a unit carries into the next chunk
+_CARRIED = {"poisson": (), "refractory": ("ref_end",), "renewal": ("Lam", "next_L", "c", "ref_end")}
+# ... of which these are held in local steps inside a chunk and carried in absolute steps
 _ABSOLUTE = ("ref_end",)
 
 
-def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, model: SpikeModel, step0: int,
-             carry: dict | None):
-    """The NeuronGroup that turns the rate table ``stim(t, i)`` (Hz) into spikes, by the spike model, and the
-    names of the variables a unit carries into the next chunk.
+def _unit_values(model: SpikeModel, dt: float, key: int, step0: int, carry: dict | None) -> dict:
+    """Initial values of the units' variables for one chunk: the run's key, the chunk's first absolute step,
+    the model's parameters and the carried state (local steps)."""
+    kind = _unit_kind(model)
+    values = {"rng_key": float(key), "step0": float(step0)}
+    if kind != "poisson":
+        values["ref_steps"] = float(int(round(model.refractory / dt)) if model.refractory else 0)
+        values["ref_end"] = -1.0
+    if kind == "renewal":
+        values.update(k_order=float(model.gamma_order), has_carry=0.0, Lam=0.0, c=0.0, next_L=1e300)
+    if carry is not None:
+        values.update({name: carry[name] - (step0 if name in _ABSOLUTE else 0) for name in _CARRIED[kind]})
+        if kind == "renewal":
+            values["has_carry"] = 1.0
+    return values
 
-    Poisson (``gamma_order`` 1): one Bernoulli draw of probability p = rate·dt per step, realised by
-    drawing the geometric number of steps to the next spike, redrawn at every slot boundary (memoryless).
-    An absolute refractory period of r steps makes the earliest next spike r steps after the last one
-    (``ref_end``); the geometric draw starts there. Gamma renewal (order k): the rate is integrated into an
-    operational time Λ (frozen while refractory), and a spike is emitted each time Λ passes a Gamma(k, 1/k)
-    increment. Draws: stream 0 at slot boundaries (and the first renewal increment), stream 1 at spikes.
+
+@quiet_brian
+def _runtime_chunk(table, slot_steps, n_steps, dt, target, model, values, step0):
+    from ._streams import uniform_function
+
+    K, kind = table.shape[1], _unit_kind(model)
+    with brian_state() as b2:
+        b2.set_device("runtime")
+        b2.prefs.codegen.target = target
+        stim = b2.TimedArray(table * b2.Hz, dt=slot_steps * dt * b2.second, name="pvae_rates")
+        ns = {"stim": stim, "sim_dt": dt * b2.second, "spikevae_uniform": uniform_function(b2)}
+        G = _neurons(b2, K, ns, dt, slot_steps, n_steps, kind)
+        for name, v in values.items():
+            setattr(G, name, v)
+        mon = b2.SpikeMonitor(G, variables=["c"] if kind == "renewal" else None, name="pvae_spikes")
+        net = b2.Network(G, mon)
+        run_checked(net, n_steps * dt * b2.second, namespace=ns)
+        unit = np.asarray(mon.i[:], dtype=np.int64)
+        steps = np.rint(np.asarray(mon.t_[:]) / dt).astype(np.int64)
+        c = np.asarray(mon.c[:]) if kind == "renewal" else None
+        state = {name: np.asarray(getattr(G, name)[:], dtype=np.float64) for name in _CARRIED[kind]}
+        del net, mon, G, stim
+    return _spikes_and_carry(unit, steps, c, state, model, step0)
+
+
+def _spikes_and_carry(unit, steps, c, state, model, step0):
+    if c is not None:  # gamma renewal: the k-th events are the spikes
+        keep = np.rint(c) == model.gamma_order - 1
+        unit, steps = unit[keep], steps[keep]
+    carry = {name: v + (step0 if name in _ABSOLUTE else 0) for name, v in state.items()}
+    return unit, steps, carry
+
+
+def _ladder(rows: int) -> int:
+    """Smallest of 1, 2, 3, 4, 6, 8, 12, ... (2^k and 3·2^(k−2)) at or above ``rows``: the run lengths compiled,
+    so that a handful of binaries serve every run (at most a third of a chunk simulated in vain)."""
+    p = 1 << max(rows - 1, 0).bit_length()  # the power of two at or above rows
+    return 3 * p // 4 if p >= 4 and 3 * p // 4 >= rows else p
+
+
+def _standalone_chunk(table, slot_steps, n_steps, dt, model, values, step0, build_dir):
+    """One chunk with the cached cpp_standalone binary of its code shape (built on first use): the rate table,
+    key, offset, parameters and carried state are run-time arguments. The binary runs a ladder length of
+    whole slots; the rows past the chunk are silent, so nothing past ``n_steps`` spikes or changes a unit."""
+    from ._standalone import cached_project, run_binary
+
+    K, kind = table.shape[1], _unit_kind(model)
+    rows = -(-n_steps // slot_steps)
+    rows_bin = _ladder(rows)
+    n_bin = rows_bin * slot_steps
+    spec = {"kind": kind, "units": K, "slot_steps": slot_steps, "steps": n_bin, "dt": dt}
+    folder, manifest = cached_project("poisson_layer", spec,
+                                      lambda d: _build_standalone(d, K, slot_steps, rows_bin, n_bin, dt, kind), build_dir)
+    padded = np.zeros((rows_bin + 1, K))
+    padded[:rows] = table[:rows]
+    args = {"pvae_rates.values": padded}
+    args.update({f"pvae_units.{k}": v for k, v in values.items()})
+    outputs = ("i", "t", "event_c") if kind == "renewal" else ("i", "t")
+    res = run_binary(folder, manifest, args, outputs + tuple(_CARRIED[kind]))
+    unit = res["i"].astype(np.int64)
+    steps = np.rint(res["t"] / dt).astype(np.int64)
+    if len(steps) and steps.max() >= n_steps:
+        raise AssertionError("a silent row spiked")  # the padding must not change the run
+    state = {name: res[name].astype(np.float64) for name in _CARRIED[kind]}
+    return _spikes_and_carry(unit, steps, res.get("event_c"), state, model, step0)
+
+
+@quiet_brian
+def _build_standalone(directory: Path, K: int, slot_steps: int, rows: int, n_steps: int, dt: float, kind: str) -> dict:
+    """Generate and compile the standalone project of one code shape in ``directory``; return its manifest."""
+    from ._streams import uniform_function
+
+    gc.collect()  # objects of an earlier build must be gone, or Brian2 renames the new ones (`_1`)
+    with brian_state() as b2:
+        b2.set_device("cpp_standalone", directory=str(directory), build_on_run=False, with_output=False)
+        b2.prefs.devices.cpp_standalone.extra_make_args_unix = ["-j2"]
+        try:
+            stim = b2.TimedArray(np.zeros((rows + 1, K)) * b2.Hz, dt=slot_steps * dt * b2.second, name="pvae_rates")
+            ns = {"stim": stim, "sim_dt": dt * b2.second, "spikevae_uniform": uniform_function(b2)}
+            G = _neurons(b2, K, ns, dt, slot_steps, n_steps, kind)
+            mon = b2.SpikeMonitor(G, variables=["c"] if kind == "renewal" else None, name="pvae_spikes")
+            net = b2.Network(G, mon)
+            net.run(n_steps * dt * b2.second, namespace=ns)
+            b2.device.build(directory=str(directory), compile=True, run=False, with_output=False)
+            dev = b2.device
+
+            def out(var):
+                return {"file": dev.get_array_filename(var), "dtype": np.dtype(var.dtype).name}
+
+            run_args = [name for name, var in G.variables.items()
+                        if name in _UNIT_VARIABLES and not var.read_only]
+            manifest = {
+                "binary": "main", "duration": n_steps * dt, "dt": dt,
+                "args": {"pvae_rates.values": {"dtype": "float64", "size": (rows + 1) * K},
+                         **{f"pvae_units.{n}": {"dtype": np.dtype(G.variables[n].dtype).name, "size": G.variables[n].size}
+                            for n in run_args}},
+                "outputs": {"i": out(mon.variables["i"]), "t": out(mon.variables["t"]),
+                            **({"event_c": out(mon.variables["c"])} if kind == "renewal" else {}),
+                            **{n: out(G.variables[n]) for n in _CARRIED[kind]},
+                            "clock_t": out(G.clock.variables["t"])}}
+            del net, mon, G, stim
+        finally:
+            b2.device.reinit()
+            b2.device.activate()
+    return manifest
+
+
+#: the units' run-time variables (set per chunk, never compiled in)
+_UNIT_VARIABLES = ("rng_key", "step0", "ref_steps", "k_order", "has_carry", "ref_end", "Lam", "next_L", "c")
+
+
+def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, kind: str):
+    """The NeuronGroup that turns the rate table ``stim(t, i)`` (Hz) into spikes, for a network ``kind``
+    (:func:`_unit_kind`); its run-time values (:func:`_unit_values`) are set by the caller.
+
+    Poisson: one Bernoulli draw of probability p = rate·dt per step, realised by drawing the geometric number
+    of steps to the next spike, redrawn at every slot boundary (memoryless). An absolute refractory period of
+    r steps makes the earliest next spike r steps after the last one (``ref_end``); the geometric draw starts
+    there. Gamma renewal (order k): the rate is integrated into an operational time Λ (frozen while
+    refractory), and a spike is emitted each time Λ passes a Gamma(k, 1/k) increment. Draws: stream 0 at slot
+    boundaries (and the first renewal increment), stream 1 at spikes. The key, the chunk's first step and the
+    model's parameters are shared constants of the group, so one compiled object serves every run.
     """
-    ref_steps = int(round(model.refractory / dt)) if model.refractory else 0
-    # parameters are namespace values, not literals in the code, so that one compiled (cython) object serves
-    # every refractory period and gamma order
-    ns.update(ref_steps=float(ref_steps), k_order=float(model.gamma_order))
     now = "timestep(t, sim_dt)"
+    shared = "rng_key : 1 (shared, constant)\nstep0 : 1 (shared, constant)\n"
 
     def draw(stream):
         return f"spikevae_uniform(rng_key, i, {now} + step0, {stream})"
 
-    if model.gamma_order == 1:
+    if kind in ("poisson", "refractory"):
         # p: Bernoulli probability per step; gap to the next spiking step ~ Geometric(p)
         # (capped at 1e9 steps, far beyond a chunk, because Brian's floor() returns a 32-bit integer)
         def geo(stream):
             return f"floor(clip(log({draw(stream)}) / (log(clip(1 - p, 1e-300, 1)) - 1e-300), 0, 1e9))"
 
-        if not ref_steps:
-            G = b2.NeuronGroup(K, "next_step : 1\np = clip(stim(t, i) * sim_dt, 0, 1) : 1",
-                               threshold=f"{now} >= next_step", reset=f"next_step = {now} + 1 + {geo(1)}",
+        eqs = shared + "next_step : 1\np = clip(stim(t, i) * sim_dt, 0, 1) : 1"
+        if kind == "poisson":
+            G = b2.NeuronGroup(K, eqs, threshold=f"{now} >= next_step", reset=f"next_step = {now} + 1 + {geo(1)}",
                                dt=dt * b2.second, namespace=ns, name="pvae_units")
-            boundary, state = f"next_step = {now} + {geo(0)}", ()
+            boundary = f"next_step = {now} + {geo(0)}"
         else:  # ref_end: the first step at which the unit may spike again
-            G = b2.NeuronGroup(K, "next_step : 1\nref_end : 1\np = clip(stim(t, i) * sim_dt, 0, 1) : 1",
+            G = b2.NeuronGroup(K, eqs + "\nref_steps : 1 (shared, constant)\nref_end : 1",
                                threshold=f"{now} >= next_step",
                                reset=f"ref_end = {now} + ref_steps\nnext_step = ref_end + {geo(1)}",
                                dt=dt * b2.second, namespace=ns, name="pvae_units")
-            boundary, state = f"next_step = clip(ref_end, {now}, 1e300) + {geo(0)}", ("ref_end",)
-            G.ref_end = -1.0 if carry is None else carry["ref_end"] - step0
+            boundary = f"next_step = clip(ref_end, {now}, 1e300) + {geo(0)}"
         G.next_step = 1e300
         G.run_regularly(boundary, dt=slot_steps * dt * b2.second, when="start", name="pvae_slot_boundary")
-        return G, state
+        return G
     # gamma renewal of order k: events of a Poisson process at k·ν in operational time Λ = ∫ν dt; every k-th event
     # is a spike (event counter c; SpikeMonitor keeps c, and the spikes are the events with c = k − 1).
-    # Λ is frozen for the refractory period after a spike (until step ref_end).
-    G = b2.NeuronGroup(K, f"dLam/dt = stim(t, i) * int({now} >= ref_end) : 1\nnext_L : 1\nc : 1\nref_end : 1",
+    # Λ is frozen for the refractory period after a spike (until step ref_end). A run that does not continue an
+    # earlier chunk (has_carry 0) draws its first increment at its first step.
+    G = b2.NeuronGroup(K, shared + "ref_steps : 1 (shared, constant)\nk_order : 1 (shared, constant)\n"
+                       "has_carry : 1 (shared, constant)\n"
+                       f"dLam/dt = stim(t, i) * int({now} >= ref_end) : 1\nnext_L : 1\nc : 1\nref_end : 1",
                        threshold="Lam >= next_L",
                        reset=f"ref_end = {now} + ref_steps * int(c >= k_order - 1)\nc = (c + 1) * int(c < k_order - 1)\n"
                              f"next_L = Lam - log(1 - {draw(1)}) / k_order",
                        method="euler", dt=dt * b2.second, namespace=ns, name="pvae_units")
-    state = ("Lam", "next_L", "c", "ref_end")
-    if carry is None:
-        G.next_L = 1e300
-        G.ref_end = -1.0
-        G.run_regularly(f"next_L = Lam - log(1 - {draw(0)}) / k_order", dt=(n_steps + 1) * dt * b2.second,
-                        when="start", name="pvae_renewal_start")  # once, at the start of the run
-    else:
-        for name in state:
-            setattr(G, name, carry[name] - (step0 if name in _ABSOLUTE else 0))
-    return G, state
+    G.run_regularly(f"next_L = has_carry * next_L + (1 - has_carry) * (Lam - log(1 - {draw(0)}) / k_order)",
+                    dt=(n_steps + 1) * dt * b2.second, when="start", name="pvae_renewal_start")  # once, at the start
+    return G
 
 
 def _check_expected(expected) -> np.ndarray:
@@ -405,41 +497,35 @@ class PoissonRun:
     def chunks(self, progress: bool = False, build_dir: str | os.PathLike | None = None):
         """Yield ``(p0, p1, unit, step)`` per chunk of presentations, spikes time-sorted (absolute steps)."""
         cfg, n, period = self.cfg, self.n, self.period
-        tmp = None
-        if build_dir is None:
-            tmp = tempfile.TemporaryDirectory(prefix="spikevae-brian-")
-            build_dir = tmp.name
         targets = _AUTO_ORDER if cfg.target == "auto" else (cfg.target,)
         carry = None  # what each unit remembers across a chunk boundary (refractoriness, renewal state)
-        try:
-            starts = range(0, n, cfg.chunk)
-            for s0 in tqdm(starts, disable=not progress or len(starts) == 1, desc="brian2", unit="chunk"):
-                s1 = min(n, s0 + cfg.chunk)
-                a, b = s0 * period, (self.total if s1 >= n else s1 * period)
-                table, slot = _chunk_table(self.sched, cfg, a, b)
-                while True:
-                    tgt = self.target or targets[0]
-                    try:
-                        u, st, state = _brian_chunk(table, slot, b - a, cfg.dt, self.key, a, tgt,
-                                                    str(Path(build_dir) / tgt), cfg.spikes, carry)
-                        self.target = tgt
-                        break
-                    except Exception as exc:  # noqa: BLE001 - a target that cannot build falls back
-                        if self.target is not None or cfg.target != "auto" or tgt == targets[-1]:
-                            raise
-                        nxt = targets[targets.index(tgt) + 1]
-                        first = str(exc).strip().splitlines()
-                        note = (f"Brian2 target {tgt} did not work here ({type(exc).__name__}: "
-                                f"{first[0] if first else ''}); using {nxt}")
-                        self.notes.append(note)
-                        log.warning(note)
-                        targets = targets[targets.index(tgt) + 1:]
-                carry = state
-                order = np.lexsort((u, st))
-                yield s0, s1, u[order], st[order] + a
-        finally:
-            if tmp is not None:
-                tmp.cleanup()
+        starts = range(0, n, cfg.chunk)
+        for s0 in tqdm(starts, disable=not progress or len(starts) == 1, desc="brian2", unit="chunk"):
+            s1 = min(n, s0 + cfg.chunk)
+            a, b = s0 * period, (self.total if s1 >= n else s1 * period)
+            table, slot = _chunk_table(self.sched, cfg, a, b)
+            while True:
+                tgt = self.target or targets[0]
+                try:
+                    u, st, state = _brian_chunk(table, slot, b - a, cfg.dt, self.key, a, tgt,
+                                                build_dir, cfg.spikes, carry)
+                    self.target = tgt
+                    break
+                except RunInterrupted:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a target that cannot build falls back
+                    if self.target is not None or cfg.target != "auto" or tgt == targets[-1]:
+                        raise
+                    nxt = targets[targets.index(tgt) + 1]
+                    first = str(exc).strip().splitlines()
+                    note = (f"Brian2 target {tgt} did not work here ({type(exc).__name__}: "
+                            f"{first[0] if first else ''}); using {nxt}")
+                    self.notes.append(note)
+                    log.warning(note)
+                    targets = targets[targets.index(tgt) + 1:]
+            carry = state
+            order = np.lexsort((u, st))
+            yield s0, s1, u[order], st[order] + a
 
     def window_counts(self, p0: int, p1: int, unit: np.ndarray, step: np.ndarray) -> tuple[int, np.ndarray]:
         """Counts of a chunk's spikes in the response windows they fall in: ``(k0, counts)`` for presentations

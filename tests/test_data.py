@@ -1,5 +1,6 @@
 """Offline data: whitening, contrast normalisation, image files, IDX files, splits."""
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,13 @@ def test_default_natural_patches_are_rich():
     s = D.patch_statistics(D.natural_patches(1, 10_000, seed=0).val)
     assert s["participation_ratio"] >= 120 and s["near_blank_fraction"] <= 0.05, s
     assert max(s["axis_excess"].values()) < 1.3  # no JPEG block peaks
+
+
+def test_sklearn_sample_photographs_read_without_sklearn_equal_its_loader():
+    from sklearn.datasets import load_sample_images
+
+    from spikevae.data import _sklearn_sample_image
+
+    sk = load_sample_images()
+    for f, im in zip(sk.filenames, sk.images):
+        np.testing.assert_array_equal(_sklearn_sample_image(Path(f).stem), im)
