@@ -122,6 +122,18 @@ def test_same_seed_same_spikes_on_every_target(model, targets):
         np.testing.assert_array_equal(r.time, runs[0].time)
 
 
+@pytest.mark.slow
+def test_renewal_state_carried_across_chunks_on_cpp_standalone(tmp_path):
+    """The compiled renewal network continues a chunk from the state the last one left (run-time values)."""
+    lam = np.random.default_rng(5).uniform(0.5, 3.0, (30, 6))
+    ref = _run(lam, COMBOS["everything"], gap=0.01, seed=4)
+    cfg = PoissonLayerConfig(window=0.05, gap=0.01, dt=5e-4, target="cpp_standalone", chunk=7,
+                             spikes=COMBOS["everything"])
+    run = simulate_poisson(lam, cfg, seed=4, build_dir=tmp_path)
+    np.testing.assert_array_equal(run.unit, ref.unit)
+    np.testing.assert_array_equal(run.time, ref.time)
+
+
 def test_unreachable_rate_under_refractoriness_is_reported():
     st = _run(np.full((2, 3), 30.0), SpikeModel(refractory=0.005), window=0.05, dt=5e-4)  # 600 Hz, 5 ms dead
     assert any("cannot be reached" in n for n in st.meta["notes"])

@@ -1,4 +1,6 @@
 """Brian2 Poisson layer: counts follow λ, deterministic edges, same spikes on every target."""
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -83,7 +85,7 @@ def test_bad_layer_config(kwargs, match):
         PoissonLayerConfig(**kwargs).validate()
 
 
-def test_same_seed_same_spikes_on_every_target(tmp_path):
+def test_same_seed_same_spikes_on_every_target(tmp_path, monkeypatch):
     rng = np.random.default_rng(5)
     lam = rng.uniform(0, 3, (12, 8))
     # one chunk (one C++ build, ~20 s cold): how the run is cut is test_same_seed_same_spikes_for_any_chunking's
@@ -95,6 +97,41 @@ def test_same_seed_same_spikes_on_every_target(tmp_path):
     for other in runs[1:]:
         np.testing.assert_array_equal(runs[0].unit, other.unit)
         np.testing.assert_array_equal(runs[0].time, other.time)
+
+    # built once: another seed and other rates of the same shape run the cached binary (no Brian2 build), and
+    # their spikes are the numpy target's, so every per-run value reached the binary at run time
+    import spikevae.spiking as S
+
+    projects = sorted(p.name for p in tmp_path.iterdir() if (p / "manifest.json").exists())
+    assert len(projects) == 1
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the cached project was built again")
+
+    monkeypatch.setattr(S, "_build_standalone", no_build)
+    lam2 = rng.uniform(0, 6, (12, 8))
+    cfg = PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target="cpp_standalone")
+    warm = simulate_poisson(lam2, cfg, seed=10, build_dir=tmp_path)
+    ref = simulate_poisson(lam2, dataclasses.replace(cfg, target="numpy"), seed=10)
+    assert len(ref.time) > 200 and not np.array_equal(ref.time[:100], runs[0].time[:100])
+    np.testing.assert_array_equal(warm.unit, ref.unit)
+    np.testing.assert_array_equal(warm.time, ref.time)
+    assert sorted(p.name for p in tmp_path.iterdir() if (p / "manifest.json").exists()) == projects
+
+
+def test_a_compiled_run_that_did_not_reach_its_end_is_refused(tmp_path):
+    """The binary's clock must reach the built run length, or nothing of the run is kept."""
+    import json
+
+    from spikevae import _standalone
+    from spikevae.errors import RunInterrupted
+
+    simulate_poisson(np.ones((3, 2)), PoissonLayerConfig(window=0.01, dt=1e-3, target="cpp_standalone"), seed=0,
+                     build_dir=tmp_path)
+    folder = next(p for p in tmp_path.iterdir() if (p / "manifest.json").exists())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    with pytest.raises(RunInterrupted, match="stopped before its end"):
+        _standalone.run_binary(folder, dict(manifest, duration=manifest["duration"] * 2), {}, ("i",))
 
 
 def test_counts_method_matches_loop():
