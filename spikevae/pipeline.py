@@ -180,7 +180,8 @@ class SpilledSpikes:
             self.path.unlink(missing_ok=True)
 
 
-def _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress, spill_dir=None):
+def _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress, spill_dir=None, workers=1,
+              scheduler=None):
     """The one simulation loop: chunks of Brian2 spikes → a tally, and either memory or a spill file."""
     from .model import TrainedModel, load_model
     from .spiking import PoissonRun
@@ -237,7 +238,7 @@ def _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress,
     try:
         if spill_dir is not None:
             spill = SpilledSpikes(Path(spill_dir) / f".spikes-spill-{uuid.uuid4().hex}.h5", K, layer.dt, run.n)
-        for p0, p1, u, st in run.chunks(progress):
+        for p0, p1, u, st in run.chunks(progress, workers=workers, scheduler=scheduler):
             if spill is None:
                 units.append(u)
                 steps.append(st)
@@ -299,7 +300,7 @@ def _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress,
 
 def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, repeats: int = 5,
                    layer: PoissonLayerConfig = PoissonLayerConfig(), seed: int = 0, device="cpu",
-                   progress: bool = False) -> SimulationResult:
+                   progress: bool = False, workers: int = 1, scheduler: str | None = None) -> SimulationResult:
     """Stimuli → the model's rates λ → Brian2 Poisson spikes, all in memory (no files written).
 
     Parameters
@@ -316,10 +317,14 @@ def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, re
         Root seed (stimuli and spikes get child seeds).
     device : str
         Model device when ``model`` is a path.
+    workers, scheduler
+        Brian2 chunks in this many local processes, or on the Dask scheduler at this address (the spikes do
+        not change; :meth:`spikevae.spiking.PoissonRun.chunks`).
 
     A run too long to hold in memory goes to :func:`simulate_to_folder`, which streams it to disk.
     """
-    st, stim, lam, counts, _, _, summary = _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress)
+    st, stim, lam, counts, _, _, summary = _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress,
+                                                     workers=workers, scheduler=scheduler)
     return SimulationResult(st, stim, lam, counts, summary)
 
 
@@ -359,7 +364,7 @@ def write_simulation(out: str | os.PathLike, result: SimulationResult, neo: bool
 def simulate_to_folder(out: str | os.PathLike, model=None, stimuli: str = "natural", n_stimuli: int = 50,
                        repeats: int = 5, layer: PoissonLayerConfig = PoissonLayerConfig(), seed: int = 0, device="cpu",
                        progress: bool = False, neo: bool = True, overwrite: bool = False,
-                       command: str = "simulate") -> dict:
+                       command: str = "simulate", workers: int = 1, scheduler: str | None = None) -> dict:
     """:func:`run_simulation` + :func:`write_simulation` with memory that does not grow with the run.
 
     Spikes and λ go to a temporary HDF5 file in ``out`` chunk by chunk and are copied into ``spikes.nwb``;
@@ -370,7 +375,8 @@ def simulate_to_folder(out: str | os.PathLike, model=None, stimuli: str = "natur
 
     with RunFolder(out, command, overwrite) as files:
         st, stim, _, counts, expected, raster, summary = _simulate(model, stimuli, n_stimuli, repeats, layer, seed,
-                                                                   device, progress, spill_dir=files.path)
+                                                                   device, progress, spill_dir=files.path,
+                                                                   workers=workers, scheduler=scheduler)
         try:
             _write_outputs(files.path, st, stim.images, raster, counts, expected, summary, neo)
         finally:

@@ -35,13 +35,18 @@ def _parser() -> Parser:
     p.add_argument("--target", default="auto", choices=TARGETS, help="Brian2 code generation")
     p.add_argument("--chunk", type=positive_int, default=2000,
                    help="presentations per Brian2 run (bounds memory; the spikes do not depend on it)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="local processes running Brian2 chunks in parallel (the spikes do not change; default: "
+                        "every core when the run has more than one --chunk, else 1)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler to run the chunks on (as sweep's)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="auto", help="model device: auto | cpu | cuda")
     p.add_argument("--no-neo", action="store_true",
                    help="skip the Neo (NixIO) file (it holds the whole run in memory: skip it for long runs)")
     p.add_argument("--quiet", action="store_true")
     c = p.add_argument_group("iP-VAE checkpoints (the circuit infers by spiking: its spikes over the iterations; "
-                             "--window, --gap, --dt, --chunk and the spike-generation options do not apply)")
+                             "--window, --gap, --dt, --chunk, --workers, --scheduler and the spike-generation options do "
+                             "not apply)")
     c.add_argument("--iterations", type=positive_int, default=64, help="inference iterations per presentation")
     c.add_argument("--period", type=positive_float, default=10.0, help="ms per inference iteration")
     c.add_argument("--substeps", type=positive_int, default=50,
@@ -101,7 +106,7 @@ def main(argv=None) -> int:
     if args.checkpoint is not None and load_checkpoint(args.checkpoint).get("family") == IPVAE_FAMILY:
         return _simulate_ipvae(args)
     from .pipeline import describe_simulation, simulate_to_folder
-    from .spiking import PoissonLayerConfig
+    from .spiking import PoissonLayerConfig, default_workers
 
     layer = PoissonLayerConfig(window=args.window * 1e-3, gap=args.gap * 1e-3, dt=args.dt * 1e-3,
                                target=args.target, chunk=args.chunk, spikes=spike_model(args)).validate()
@@ -111,7 +116,9 @@ def main(argv=None) -> int:
     model = load_model(args.checkpoint, device)
     out = Path(args.out)
     summary = simulate_to_folder(out, model, args.stimuli, args.n_stimuli, args.repeats, layer, args.seed,
-                                 progress=not args.quiet, neo=not args.no_neo, overwrite=args.overwrite)
+                                 progress=not args.quiet, neo=not args.no_neo, overwrite=args.overwrite,
+                                 workers=args.workers or default_workers(args.n_stimuli * args.repeats, layer.chunk),
+                                 scheduler=args.scheduler)
     print(describe_simulation(summary, out, neo=not args.no_neo))
     return 0
 

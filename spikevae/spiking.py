@@ -48,6 +48,7 @@ __all__ = [
     "PoissonRun",
     "simulate_spikes",
     "poisson_spikes_numpy",
+    "default_workers",
 ]
 
 log = logging.getLogger(__name__)
@@ -259,6 +260,23 @@ def _spikes_and_carry(unit, steps, c, state, model, step0):
     return unit, steps, carry
 
 
+def default_workers(n_presentations: int, chunk: int) -> int:
+    """Every core this process may use when a run has more than one chunk, else 1."""
+    if n_presentations <= chunk:
+        return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _chunk_job(table, slot_steps, n_steps, dt, key, step0, target, build_dir, model):
+    """One chunk without carried state, in a worker: its spikes (unit int32, local step) sorted by time."""
+    u, st, _ = _brian_chunk(table, slot_steps, n_steps, dt, key, step0, target, build_dir, model, None)
+    order = np.lexsort((u, st))
+    return u[order].astype(np.int32), st[order]
+
+
 def _ladder(rows: int) -> int:
     """Smallest of 1, 2, 3, 4, 6, 8, 12, ... (2^k and 3·2^(k−2)) at or above ``rows``: the run lengths compiled,
     so that a handful of binaries serve every run (at most a third of a chunk simulated in vain)."""
@@ -270,15 +288,11 @@ def _standalone_chunk(table, slot_steps, n_steps, dt, model, values, step0, buil
     """One chunk with the cached cpp_standalone binary of its code shape (built on first use): the rate table,
     key, offset, parameters and carried state are run-time arguments. The binary runs a ladder length of
     whole slots; the rows past the chunk are silent, so nothing past ``n_steps`` spikes or changes a unit."""
-    from ._standalone import cached_project, run_binary
+    from ._standalone import run_binary
 
     K, kind = table.shape[1], _unit_kind(model)
     rows = -(-n_steps // slot_steps)
-    rows_bin = _ladder(rows)
-    n_bin = rows_bin * slot_steps
-    spec = {"kind": kind, "units": K, "slot_steps": slot_steps, "steps": n_bin, "dt": dt}
-    folder, manifest = cached_project("poisson_layer", spec,
-                                      lambda d: _build_standalone(d, K, slot_steps, rows_bin, n_bin, dt, kind), build_dir)
+    rows_bin, folder, manifest = _standalone_project(K, slot_steps, n_steps, dt, kind, build_dir)
     padded = np.zeros((rows_bin + 1, K))
     padded[:rows] = table[:rows]
     args = {"pvae_rates.values": padded}
@@ -291,6 +305,18 @@ def _standalone_chunk(table, slot_steps, n_steps, dt, model, values, step0, buil
         raise AssertionError("a silent row spiked")  # the padding must not change the run
     state = {name: res[name].astype(np.float64) for name in _CARRIED[kind]}
     return _spikes_and_carry(unit, steps, res.get("event_c"), state, model, step0)
+
+
+def _standalone_project(K: int, slot_steps: int, n_steps: int, dt: float, kind: str, build_dir) -> tuple:
+    """(rows, folder, manifest) of the cached compiled project that runs ``n_steps`` (rounded up the ladder)."""
+    from ._standalone import cached_project
+
+    rows_bin = _ladder(-(-n_steps // slot_steps))
+    n_bin = rows_bin * slot_steps
+    spec = {"kind": kind, "units": K, "slot_steps": slot_steps, "steps": n_bin, "dt": dt}
+    folder, manifest = cached_project("poisson_layer", spec,
+                                      lambda d: _build_standalone(d, K, slot_steps, rows_bin, n_bin, dt, kind), build_dir)
+    return rows_bin, folder, manifest
 
 
 @quiet_brian
@@ -494,9 +520,24 @@ class PoissonRun:
                         response_latency_s=self.sched.latency_steps * self.cfg.dt)
         return info
 
-    def chunks(self, progress: bool = False, build_dir: str | os.PathLike | None = None):
-        """Yield ``(p0, p1, unit, step)`` per chunk of presentations, spikes time-sorted (absolute steps)."""
+    def chunks(self, progress: bool = False, build_dir: str | os.PathLike | None = None, workers: int = 1,
+               scheduler: str | None = None):
+        """Yield ``(p0, p1, unit, step)`` per chunk of presentations, in order, spikes time-sorted (absolute steps).
+
+        ``workers`` > 1 runs the chunks in that many local processes, ``scheduler`` on the Dask cluster at
+        that address; the spikes are those of a serial run. A spike model that carries state from one chunk
+        to the next (refractoriness, gamma renewal) runs its chunks one after another."""
         cfg, n, period = self.cfg, self.n, self.period
+        if workers < 1:
+            raise ArgumentError(f"workers must be >= 1, got {workers}")
+        if (workers > 1 or scheduler) and n > 1:
+            if _unit_kind(cfg.spikes) == "poisson":
+                yield from self._parallel_chunks(progress, build_dir, workers, scheduler)
+                return
+            note = ("the spike model carries state across chunks (refractoriness or renewal), so its chunks run one "
+                    "after another (--workers and --scheduler apply to the plain Poisson layer)")
+            self.notes.append(note)
+            log.warning(note)
         targets = _AUTO_ORDER if cfg.target == "auto" else (cfg.target,)
         carry = None  # what each unit remembers across a chunk boundary (refractoriness, renewal state)
         starts = range(0, n, cfg.chunk)
@@ -527,6 +568,114 @@ class PoissonRun:
             order = np.lexsort((u, st))
             yield s0, s1, u[order], st[order] + a
 
+    def _plan(self, size: int) -> list:
+        """Chunks of ``size`` presentations: (p0, p1, first absolute step, last)."""
+        out = []
+        for s0 in range(0, self.n, size):
+            s1 = min(self.n, s0 + size)
+            out.append((s0, s1, s0 * self.period, self.total if s1 >= self.n else s1 * self.period))
+        return out
+
+    def _parallel_chunks(self, progress: bool, build_dir, workers: int, scheduler: str | None):
+        """:meth:`chunks` with the chunks run in ``workers`` local processes or on a Dask cluster, yielded in order.
+
+        Chunks of a Poisson layer without carried state are independent (every draw is a function of the key,
+        unit and absolute step), so each chunk's spikes are those of a serial run. The target is settled (and
+        a cpp_standalone project built) here first; a chunk that fails in a worker is reported and run again
+        here; a second failure names the chunk."""
+        import collections
+        import concurrent.futures
+        import multiprocessing
+
+        cfg = self.cfg
+        size = cfg.chunk
+        while size > 1 and -(-self.n // size) < 4 * workers:  # enough chunks to keep every worker busy
+            size //= 2
+        plan = self._plan(size)
+        target = self._settle_target(plan[0], build_dir)
+        client = pool = None
+        if scheduler:
+            from dask.distributed import Client
+
+            client = Client(scheduler, timeout="20s")
+
+            def submit(*args):
+                return client.submit(_chunk_job, *args, pure=False)
+            workers = max(workers, len(client.scheduler_info().get("workers", {})) or 1)
+        else:
+            # fork where there is one: spawn would re-run a user's script that lacks a __main__ guard
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+
+            def submit(*args):
+                return pool.submit(_chunk_job, *args)
+
+        def job(k):
+            s0, s1, a, b = plan[k]
+            table, slot = _chunk_table(self.sched, cfg, a, b)
+            return (table, slot, b - a, cfg.dt, self.key, a, target, None if build_dir is None else str(build_dir),
+                    cfg.spikes)
+
+        pending = collections.deque()
+        try:
+            nxt = 0
+            for k in tqdm(range(len(plan)), disable=not progress or len(plan) == 1, desc=f"brian2 x{workers}",
+                          unit="chunk"):
+                while nxt < len(plan) and len(pending) < 2 * workers:
+                    try:
+                        pending.append(submit(*job(nxt)))
+                    except Exception as exc:  # noqa: BLE001 - the pool broke (a worker died): the rest run here
+                        pending.append(exc)
+                    nxt += 1
+                fut = pending.popleft()
+                s0, s1, a, _ = plan[k]
+                try:
+                    if isinstance(fut, Exception):
+                        raise fut
+                    u, st = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a worker failed or died: rerun the chunk here
+                    note = (f"chunk {k + 1} of {len(plan)} (presentations {s0}-{s1 - 1}) failed in a worker "
+                            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                            "running it again here")
+                    log.warning(note)
+                    self.notes.append(note)
+                    try:
+                        u, st = _chunk_job(*job(k))
+                    except Exception as again:
+                        raise RuntimeError(f"chunk {k + 1} of {len(plan)} (presentations {s0}-{s1 - 1}) failed twice: "
+                                           f"{again}") from None
+                yield s0, s1, u.astype(np.int64), st + a
+        finally:
+            for fut in pending:
+                if not isinstance(fut, Exception):
+                    fut.cancel()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            if client is not None:
+                client.close()
+
+    def _settle_target(self, chunk: tuple, build_dir) -> str:
+        """The target parallel chunks use: cpp_standalone when its project builds here (built now, once), else the
+        next of ``auto``'s order."""
+        cfg = self.cfg
+        targets = _AUTO_ORDER if cfg.target == "auto" else (cfg.target,)
+        if targets[0] == "cpp_standalone":
+            _, _, a, b = chunk
+            try:
+                _standalone_project(self.n_units, _slot_steps(cfg, self.sched), b - a, cfg.dt, _unit_kind(cfg.spikes),
+                                    build_dir)
+            except Exception as exc:  # noqa: BLE001 - cannot build here: fall back as chunks() does
+                if len(targets) == 1:
+                    raise
+                first = str(exc).strip().splitlines()
+                note = (f"Brian2 target cpp_standalone did not work here ({type(exc).__name__}: "
+                        f"{first[0] if first else ''}); using {targets[1]}")
+                self.notes.append(note)
+                log.warning(note)
+                targets = targets[1:]
+        self.target = targets[0]
+        return self.target
+
     def window_counts(self, p0: int, p1: int, unit: np.ndarray, step: np.ndarray) -> tuple[int, np.ndarray]:
         """Counts of a chunk's spikes in the response windows they fall in: ``(k0, counts)`` for presentations
         ``k0 .. k0 + len(counts)`` (a response may spill into the next chunk by the latency). The counting rule
@@ -552,7 +701,7 @@ class PoissonRun:
 def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 0, progress: bool = False,
                      build_dir: str | os.PathLike | None = None, stimulus: np.ndarray | None = None,
                      repeat: np.ndarray | None = None, meta: dict | None = None,
-                     index: np.ndarray | None = None) -> SpikeTrains:
+                     index: np.ndarray | None = None, workers: int = 1, scheduler: str | None = None) -> SpikeTrains:
     """Simulate Poisson neurons driven by expected counts per presentation.
 
     Parameters
@@ -567,7 +716,7 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
     progress : bool
         tqdm progress bar over chunks.
     build_dir : path, optional
-        cpp_standalone build directory (reused between chunks; default: a temporary folder).
+        cache of compiled cpp_standalone projects (default: ``$SPIKEVAE_CACHE`` or ``~/.cache/spikevae``).
     stimulus, repeat : ndarray (n_presentations,) int, optional
         The presentation table's stimulus index and repeat number (default: ``index`` or 0..n-1, and 0).
     meta : dict, optional
@@ -575,6 +724,9 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
         run had to say: fallbacks, rates too high for dt) are added.
     index : ndarray (n_presentations,) int, optional
         Row of ``expected`` shown at each presentation.
+    workers, scheduler
+        Run the chunks in ``workers`` local processes, or on the Dask scheduler at this address
+        (:meth:`PoissonRun.chunks`); the spikes do not change.
 
     Returns
     -------
@@ -583,7 +735,7 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
     """
     run = PoissonRun(expected, cfg, seed, index, stimulus, repeat)
     units, steps = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for _, _, u, st in run.chunks(progress, build_dir):
+    for _, _, u, st in run.chunks(progress, build_dir, workers, scheduler):
         units.append(u)
         steps.append(st)
     return SpikeTrains(np.concatenate(units), np.concatenate(steps) * cfg.dt, run.n_units, run.total * cfg.dt, cfg.dt,

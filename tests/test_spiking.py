@@ -181,3 +181,41 @@ def test_stream_draws_are_uniform_and_independent():
     assert abs(np.corrcoef(grid[:, 1:].ravel(), grid[:, :-1].ravel())[0, 1]) < 0.01
     assert abs(np.corrcoef(grid[1:].ravel(), grid[:-1].ravel())[0, 1]) < 0.01
     assert not np.array_equal(uniform_numpy(stream_key(1), unit, step, 0).ravel(), u0)
+
+
+def test_parallel_chunks_equal_serial_and_a_failed_chunk_is_rerun(monkeypatch):
+    """Chunks in worker processes give the serial run's spikes; a chunk whose worker fails is reported and run
+    again in the parent."""
+    import os
+
+    import spikevae.spiking as S
+
+    lam = np.random.default_rng(8).uniform(0, 3, (40, 6))
+    cfg = PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target="numpy", chunk=10)
+    serial = simulate_poisson(lam, cfg, seed=2)
+    parent, real = os.getpid(), S._brian_chunk
+
+    def flaky(table, slot, n_steps, dt, key, step0, *args):
+        if os.getpid() != parent and step0 == 0:  # the first chunk fails in its worker (a forked child)
+            raise RuntimeError("worker lost")
+        return real(table, slot, n_steps, dt, key, step0, *args)
+
+    monkeypatch.setattr(S, "_brian_chunk", flaky)
+    par = simulate_poisson(lam, cfg, seed=2, workers=2)
+    assert len(serial.time) > 250
+    np.testing.assert_array_equal(par.unit, serial.unit)
+    np.testing.assert_array_equal(par.time, serial.time)
+    assert any("chunk 1 of" in n and "failed in a worker" in n for n in par.meta["notes"])
+
+
+def test_chunks_on_a_dask_scheduler_equal_serial():
+    from dask.distributed import LocalCluster
+
+    lam = np.random.default_rng(9).uniform(0, 3, (20, 5))
+    cfg = PoissonLayerConfig(window=0.02, dt=1e-3, target="numpy", chunk=5)
+    serial = simulate_poisson(lam, cfg, seed=4)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
+                      silence_logs=40) as cluster:
+        dist = simulate_poisson(lam, cfg, seed=4, scheduler=cluster.scheduler_address)
+    np.testing.assert_array_equal(dist.unit, serial.unit)
+    np.testing.assert_array_equal(dist.time, serial.time)
