@@ -13,7 +13,8 @@ runs in its own child process (peak RSS is its own), side by side in one run:
 - ``numpy-exact``: exact Poisson counts and uniform spike times in plain numpy.
 
 ``python benchmarks/spiking.py [--presentations 1000] [--dt-ms 0.1]``;
-``--long`` runs 100,000 presentations through ``simulate_poisson`` (the memory bound check).
+``--long`` runs 100,000 presentations through ``simulate_poisson`` (the memory bound check);
+``--parallel 2`` runs 10,000 presentations with 1 and with 2 worker processes (``simulate --workers``).
 """
 from __future__ import annotations
 
@@ -77,6 +78,18 @@ def _one(name: str, n: int, dt: float, chunk: int) -> dict:
             out["wall_s"] = time.perf_counter() - t0
         out["spikes"] = int(mon.num_spikes)
         build.cleanup()
+    elif name.startswith("workers-"):  # the parallel path on a warm cache: the second of two runs is timed
+        import hashlib
+
+        workers = int(name.split("-", 1)[1])
+        for _ in range(2):
+            t0 = time.perf_counter()
+            r = simulate_poisson(lam, PoissonLayerConfig(window=0.1, dt=dt, chunk=chunk, target="cpp_standalone"),
+                                 seed=0, workers=workers)
+            out["wall_s"] = time.perf_counter() - t0
+        out["spikes"] = r.n_spikes
+        out["sha256"] = hashlib.sha256(r.unit.tobytes() + r.time.tobytes()).hexdigest()[:16]
+        out["peak_rss_children_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     else:
         target = name.split("-", 1)[1]
         import tempfile
@@ -104,6 +117,9 @@ def main(argv=None) -> int:
     p.add_argument("--configs", default="spikevae-cpp_standalone,poissongroup-cpp_standalone,spikevae-cython,"
                                        "poissongroup-numpy,numpy-exact")
     p.add_argument("--long", action="store_true", help="100,000 presentations through simulate_poisson (cpp_standalone)")
+    p.add_argument("--parallel", type=int, metavar="N",
+                   help="simulate_poisson with 1 and with N worker processes (cpp_standalone, warm cache, 10,000 "
+                        "presentations unless --presentations): wall, ratio, peak memory, identical spikes")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
@@ -114,6 +130,10 @@ def main(argv=None) -> int:
     if args.long:
         configs, n = ["spikevae-cpp_standalone"], 100_000
         args.chunk = max(args.chunk, 10_000)
+    if args.parallel:
+        configs, n = ["workers-1", f"workers-{args.parallel}"], args.presentations
+    if args.parallel and n == 1000:
+        n = 10_000
     rows = []
     for name in configs:
         res = subprocess.run([sys.executable, __file__, "--one", name, "--presentations", str(n), "--dt-ms",
@@ -135,6 +155,12 @@ def main(argv=None) -> int:
         first = f"{r['wall_first_s']:.2f}" if "wall_first_s" in r else "-"
         print(f"{r['config']:28s} {r['wall_s']:8.2f} {first:>9s} {r['spikes']:9d} {r['spikes'] / r['wall_s']:10.0f} "
               f"{r['sim_s'] / r['wall_s']:12.1f} {vs_peer:>18s} {ratio:>14s} {r['peak_rss_mb']:11.0f}")
+    par = [r for r in rows if r["config"].startswith("workers-")]
+    if len(par) == 2:
+        same = par[0]["sha256"] == par[1]["sha256"] and par[0]["spikes"] == par[1]["spikes"]
+        print(f"{par[1]['config']} vs {par[0]['config']}: {par[0]['wall_s'] / par[1]['wall_s']:.2f}x faster; "
+              f"identical spikes: {same}; peak RSS of the worker processes "
+              f"{par[1]['peak_rss_children_mb']:.0f} MB (each)")
     print("wall s: the second run for spikevae (its cached binary) and the binary's run time for PoissonGroup on "
           "cpp_standalone; 1st run s: with code generation and compilation")
     return 0

@@ -192,10 +192,10 @@ def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, ke
     """
     if table.shape[0] * slot_steps < n_steps:  # guard the repeat-last-row trap
         raise AssertionError("rate table shorter than the run")
-    values = _unit_values(model, dt, key, step0, carry)
     if target == "cpp_standalone":
-        return _standalone_chunk(table, slot_steps, n_steps, dt, model, values, step0, build_dir)
-    return _runtime_chunk(table, slot_steps, n_steps, dt, target, model, values, step0)
+        return _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, build_dir)
+    return _runtime_chunk(table, slot_steps, n_steps, dt, target, model, _unit_values(model, dt, key, step0, carry),
+                          step0)
 
 
 def _unit_kind(model: SpikeModel) -> str:
@@ -284,27 +284,54 @@ def _ladder(rows: int) -> int:
     return 3 * p // 4 if p >= 4 and 3 * p // 4 >= rows else p
 
 
-def _standalone_chunk(table, slot_steps, n_steps, dt, model, values, step0, build_dir):
+#: longest simulated time of one compiled run. Brian2's standalone network takes two clocks' ticks as simultaneous
+#: when their times differ by at most 1e-14 s (an absolute tolerance; the runtime targets use one relative to dt),
+#: so the slot-boundary clock and the units' clock, whose times differ by one rounding, fall apart past 64 s
+#: (where one unit in the last place is 1.4e-14 s) and the boundary redraw runs after the threshold instead of
+#: before: other spikes than numpy's and cython's. Longer chunks run as several compiled runs, state carried.
+STANDALONE_MAX_SECONDS = 64.0
+
+
+def _piece_rows(slot_steps: int, dt: float) -> int:
+    """Rows (slots) of one compiled run: the longest ladder length within :data:`STANDALONE_MAX_SECONDS`."""
+    max_rows = int(STANDALONE_MAX_SECONDS / (slot_steps * dt) + 1e-9)
+    if max_rows < 1:
+        raise ArgumentError(f"cpp_standalone runs at most {STANDALONE_MAX_SECONDS:g} s between rate changes; "
+                            f"this protocol holds rates for {slot_steps * dt:g} s")
+    p = 1 << (max_rows.bit_length() - 1)  # the power of two at or below max_rows
+    return 3 * p // 2 if p >= 2 and 3 * p // 2 <= max_rows else p
+
+
+def _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, build_dir):
     """One chunk with the cached cpp_standalone binary of its code shape (built on first use): the rate table,
     key, offset, parameters and carried state are run-time arguments. The binary runs a ladder length of
-    whole slots; the rows past the chunk are silent, so nothing past ``n_steps`` spikes or changes a unit."""
+    whole slots; the rows past the chunk are silent, so nothing past ``n_steps`` spikes or changes a unit.
+    A chunk longer than :data:`STANDALONE_MAX_SECONDS` runs as consecutive pieces of whole slots."""
     from ._standalone import run_binary
 
     K, kind = table.shape[1], _unit_kind(model)
-    rows = -(-n_steps // slot_steps)
-    rows_bin, folder, manifest = _standalone_project(K, slot_steps, n_steps, dt, kind, build_dir)
-    padded = np.zeros((rows_bin + 1, K))
-    padded[:rows] = table[:rows]
-    args = {"pvae_rates.values": padded}
-    args.update({f"pvae_units.{k}": v for k, v in values.items()})
-    outputs = ("i", "t", "event_c") if kind == "renewal" else ("i", "t")
-    res = run_binary(folder, manifest, args, outputs + tuple(_CARRIED[kind]))
-    unit = res["i"].astype(np.int64)
-    steps = np.rint(res["t"] / dt).astype(np.int64)
-    if len(steps) and steps.max() >= n_steps:
-        raise AssertionError("a silent row spiked")  # the padding must not change the run
-    state = {name: res[name].astype(np.float64) for name in _CARRIED[kind]}
-    return _spikes_and_carry(unit, steps, res.get("event_c"), state, model, step0)
+    rows, piece = -(-n_steps // slot_steps), _piece_rows(slot_steps, dt)
+    units, times = [], []
+    for r0 in range(0, rows, piece):
+        r1 = min(rows, r0 + piece)
+        n_sub = min(n_steps, r1 * slot_steps) - r0 * slot_steps
+        rows_bin, folder, manifest = _standalone_project(K, slot_steps, n_sub, dt, kind, build_dir)
+        padded = np.zeros((rows_bin + 1, K))
+        padded[:r1 - r0] = table[r0:r1]
+        s0 = step0 + r0 * slot_steps
+        args = {"pvae_rates.values": padded}
+        args.update({f"pvae_units.{k}": v for k, v in _unit_values(model, dt, key, s0, carry).items()})
+        outputs = ("i", "t", "event_c") if kind == "renewal" else ("i", "t")
+        res = run_binary(folder, manifest, args, outputs + tuple(_CARRIED[kind]))
+        unit = res["i"].astype(np.int64)
+        steps = np.rint(res["t"] / dt).astype(np.int64)
+        if len(steps) and steps.max() >= n_sub:
+            raise AssertionError("a silent row spiked")  # the padding must not change the run
+        state = {name: res[name].astype(np.float64) for name in _CARRIED[kind]}
+        unit, steps, carry = _spikes_and_carry(unit, steps, res.get("event_c"), state, model, s0)
+        units.append(unit)
+        times.append(steps + r0 * slot_steps)
+    return np.concatenate(units), np.concatenate(times), carry
 
 
 def _standalone_project(K: int, slot_steps: int, n_steps: int, dt: float, kind: str, build_dir) -> tuple:
@@ -605,6 +632,10 @@ class PoissonRun:
         else:
             # fork where there is one: spawn would re-run a user's script that lacks a __main__ guard
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            if target != "cpp_standalone" and method == "fork":
+                # Brian2 opens its debug log files at import and removes them at exit, which forked workers skip
+                # (they end with os._exit): imported here, the files are this process's and are removed
+                import brian2  # noqa: F401
             pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
 
             def submit(*args):
@@ -662,8 +693,9 @@ class PoissonRun:
         if targets[0] == "cpp_standalone":
             _, _, a, b = chunk
             try:
-                _standalone_project(self.n_units, _slot_steps(cfg, self.sched), b - a, cfg.dt, _unit_kind(cfg.spikes),
-                                    build_dir)
+                slot = _slot_steps(cfg, self.sched)
+                _standalone_project(self.n_units, slot, min(b - a, _piece_rows(slot, cfg.dt) * slot), cfg.dt,
+                                    _unit_kind(cfg.spikes), build_dir)
             except Exception as exc:  # noqa: BLE001 - cannot build here: fall back as chunks() does
                 if len(targets) == 1:
                     raise

@@ -219,3 +219,29 @@ def test_chunks_on_a_dask_scheduler_equal_serial():
         dist = simulate_poisson(lam, cfg, seed=4, scheduler=cluster.scheduler_address)
     np.testing.assert_array_equal(dist.unit, serial.unit)
     np.testing.assert_array_equal(dist.time, serial.time)
+
+
+def test_compiled_runs_stay_within_brian2_standalone_clock_tolerance():
+    """Brian2's standalone network matches clocks to 1e-14 s, which one rounding of t exceeds past 64 s: every
+    compiled run is at most 64 s long, and as long as the ladder allows."""
+    from spikevae.spiking import STANDALONE_MAX_SECONDS, _ladder, _piece_rows
+
+    assert STANDALONE_MAX_SECONDS <= 64.0 and np.spacing(64.0 - 1e-9) < 1e-14 < np.spacing(64.0)
+    for slot, dt in [(1000, 1e-4), (10, 1e-2), (1, 1e-7), (500, 1e-4), (640, 1e-4)]:
+        rows = _piece_rows(slot, dt)
+        assert rows * slot * dt <= STANDALONE_MAX_SECONDS + 1e-9 and _ladder(rows) == rows
+        assert _ladder(rows + 1) * slot * dt > STANDALONE_MAX_SECONDS  # the next ladder length would not fit
+    with pytest.raises(ValueError, match="at most 64 s between rate changes"):
+        _piece_rows(1000, 0.1)
+
+
+@pytest.mark.slow
+def test_a_chunk_longer_than_64_s_gives_numpys_spikes_on_cpp_standalone(tmp_path):
+    """The case that broke before chunks were cut at 64 s: 120 s in one chunk (one compiled run gave other spikes
+    from 64 s on)."""
+    lam = np.random.default_rng(1).uniform(0, 8, (1200, 3))
+    ref = simulate_poisson(lam, PoissonLayerConfig(window=0.1, dt=1e-2, target="numpy"), seed=1)
+    run = simulate_poisson(lam, PoissonLayerConfig(window=0.1, dt=1e-2, target="cpp_standalone"), seed=1,
+                           build_dir=tmp_path)
+    np.testing.assert_array_equal(run.unit, ref.unit)
+    np.testing.assert_array_equal(run.time, ref.time)
