@@ -26,7 +26,8 @@ def test_gpu_benchmark_runs_on_cpu(tmp_path):
     if not report["cuda"]:
         assert "no CUDA device: the CUDA rows are skipped" in res.stdout
     rows = {r["config"]: r for r in report["throughput"] if r["device"] == "cpu" and "samples_per_s" in r}
-    assert set(rows) == {"spikevae", "exact", "reference", "gaussian"}
+    assert set(rows) == {"spikevae", "exact", "reference", "gaussian", "ipvae-T16"}
+    assert rows["ipvae-T16"]["batch"] == 200 and 0 < rows["ipvae-T16"]["samples_per_s"] < rows["exact"]["samples_per_s"]
     assert rows["spikevae"]["samples_per_s"] > rows["reference"]["samples_per_s"]  # the sampler's whole point
     assert np.isfinite(report["recipe"]["metrics"]["nelbo"])
 
