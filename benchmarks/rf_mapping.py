@@ -20,11 +20,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=50_000)
     p.add_argument("--target", default="cpp_standalone")
+    p.add_argument("--workers", type=int, default=None, help="Brian2 worker processes (default: every core)")
     args = p.parse_args(argv)
 
     from spikevae.analysis.receptive_fields import sta
     from spikevae.model import load_model
-    from spikevae.spiking import PoissonLayerConfig, poisson_spikes_numpy, simulate_poisson
+    from spikevae.spiking import PoissonLayerConfig, default_workers, poisson_spikes_numpy, simulate_poisson
 
     t_all = time.perf_counter()
     model = load_model()
@@ -35,12 +36,13 @@ def main(argv=None) -> int:
     lam = model.rates(frames, batch_size=8192)
     t_enc = time.perf_counter() - t0
     cfg = PoissonLayerConfig(window=0.05, dt=2.5e-4, target=args.target, chunk=25_000)
+    args.workers = args.workers or default_workers(args.frames, cfg.chunk)
 
     with tempfile.TemporaryDirectory() as build:
         walls = []
         for _ in range(2):
             t0 = time.perf_counter()
-            run = simulate_poisson(lam, cfg, seed=1, build_dir=build)
+            run = simulate_poisson(lam, cfg, seed=1, build_dir=build, workers=args.workers)
             walls.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     c = run.counts()
@@ -53,7 +55,7 @@ def main(argv=None) -> int:
     print(f"{args.frames} frames x 50 ms, {K} units, dt 0.25 ms ({args.frames * 0.05:.0f} s simulated), "
           f"{run.n_spikes} spikes ({lam.sum():.0f} expected)")
     print(f"  encode (torch)                      {t_enc:7.2f} s")
-    print(f"  Brian2 {run.meta['target']:15s} 1st run   {walls[0]:7.2f} s (incl. C++ build)")
+    print(f"  Brian2 {run.meta['target']:15s} 1st run   {walls[0]:7.2f} s (incl. C++ build; {args.workers} worker(s))")
     print(f"  Brian2 {run.meta['target']:15s} compiled  {walls[1]:7.2f} s  ({args.frames * 0.05 / walls[1]:.0f}x real time)")
     print(f"  counts + STA (numpy)                {t_sta:7.2f} s")
     print(f"  end to end, first run               {total_first:7.2f} s   (target: <= 120 s)")

@@ -35,6 +35,9 @@ def _parser() -> Parser:
     p.add_argument("--dt", type=positive_float, default=0.25, help="simulation step, ms (P-VAE)")
     p.add_argument("--target", default="auto", choices=("auto", "cpp_standalone", "cython", "numpy"),
                    help="Brian2 target (P-VAE)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="processes running the Brian2 chunks (the spikes do not change; default: every core for a "
+                        "protocol of more than one chunk)")
     p.add_argument("--lam", type=positive_float, default=0.5, help="LCA threshold (--model lca)")
     p.add_argument("--space", default="pixel", choices=("pixel", "model"),
                    help="pixel: white noise is an image, passed through the checkpoint's whitening filter "
@@ -59,7 +62,7 @@ def main(argv=None) -> int:
     PoissonLayerConfig(window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target).validate()
     kw = dict(frames=args.frames, sparse_frames=args.sparse_frames, grating_repeats=args.grating_repeats,
               window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target, space=args.space,
-              fit_units=args.fit_units, seed=args.seed, progress=not args.quiet)
+              fit_units=args.fit_units, seed=args.seed, progress=not args.quiet, workers=args.workers)
     if args.model == "pvae":
         model = load_model(args.checkpoint)
         model._need_poisson("RF mapping through spikes")

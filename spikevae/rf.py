@@ -52,7 +52,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
                          lam: float = 0.5, frames: int = 20_000, sparse_frames: int = 5_000,
                          grating_repeats: int = 4, window: float = 0.05, dt: float = 2.5e-4, target: str = "auto",
                          space: str = "pixel", fit_units: int = 512, seed: int = 0,
-                         progress: bool = False) -> RFMapping:
+                         progress: bool = False, workers: int | None = None) -> RFMapping:
     """Map the receptive fields of a P-VAE's spiking units, or of LCA units on a dictionary.
 
     Parameters
@@ -70,6 +70,9 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         model-input space.
     fit_units : int
         Gabor fits to this many units, most active first.
+    workers : int, optional
+        Processes running each protocol's Brian2 chunks (default: every core for a protocol of more than one
+        chunk; the spikes do not change).
     """
     from .lca import normalise_atoms
 
@@ -108,9 +111,10 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
             xf = x.reshape(len(x), -1).astype(np.float64)  # the converged codes (the LCA's fixed point)
             return np.concatenate([lca_fixed_point(xf[i:i + 500], phi, LCAConfig(lam=lam)).codes
                                    for i in range(0, len(xf), 500)]), None
-        from .spiking import simulate_poisson
+        from .spiking import default_workers, simulate_poisson
 
-        st = simulate_poisson(model.rates(x), layer, seed=s, progress=progress, meta=meta)
+        st = simulate_poisson(model.rates(x), layer, seed=s, progress=progress, meta=meta,
+                              workers=workers or default_workers(len(x), layer.chunk))
         return st.counts(), st
 
     # white noise → STA: frames (float32, twice), rates, counts and the STA's work arrays (float64)
