@@ -60,6 +60,8 @@ __all__ = [
     "read_image_folder",
     "image_patches",
     "natural_patches",
+    "natural_val_patches",
+    "preprocessed_shape",
     "folder_patches",
     "DATASETS",
     "digits",
@@ -394,6 +396,31 @@ def natural_patches(n_train: int = 100_000, n_val: int = 10_000, prep: Preproces
     rng = np.random.default_rng(seed)
     return image_patches({k: imgs[k] for k in NATURAL_TRAIN}, {k: imgs[k] for k in NATURAL_VAL},
                          prep, n_train, n_val, rng, source="natural (scikit-image/scikit-learn/matplotlib photographs)")
+
+
+def preprocessed_shape(shape: tuple[int, int], prep: Preprocessing) -> tuple[int, int]:
+    """The shape :func:`preprocess_image` gives an image of ``shape`` (without preprocessing it)."""
+    h, w = int(shape[0]), int(shape[1])
+    if prep.kind == "scale":
+        return h, w
+    f, c = int(prep.downsample), int(prep.crop)
+    if f > 1:
+        h, w = h // f, w // f
+    return h - 2 * c, w - 2 * c
+
+
+def natural_val_patches(n: int, prep: Preprocessing | None = None, seed: int = 0) -> np.ndarray:
+    """``natural_patches(1, n, prep, seed).val`` without preprocessing the training photographs: their one
+    patch is drawn from blank images of the same shapes, which takes the same random numbers."""
+    prep = prep or Preprocessing()
+    imgs = natural_images()
+    rng = np.random.default_rng(seed)
+    patches_by_area([np.zeros(preprocessed_shape(imgs[k].shape, prep), np.float32) for k in NATURAL_TRAIN],
+                    prep.patch_size, 1, rng)
+    if n <= 0:
+        raise DataError(f"n_train and n_val must be > 0, got 1 and {n}")
+    return patches_by_area(list(preprocess_images({k: imgs[k] for k in NATURAL_VAL}, prep).values()),
+                           prep.patch_size, n, rng)
 
 
 def folder_patches(folder: str | os.PathLike, n_train: int, n_val: int, prep: Preprocessing | None = None,

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .data import DataError, Preprocessing, extract_patches, natural_patches, preprocess_images, read_image_folder
+from .data import DataError, Preprocessing, extract_patches, natural_val_patches, preprocess_images, read_image_folder
 
 __all__ = ["StimulusSet", "natural", "white_noise", "gratings", "from_folder", "make_stimuli"]
 
@@ -28,8 +28,8 @@ class StimulusSet(NamedTuple):
 
 def natural(n: int, prep: Preprocessing, seed: int = 0) -> StimulusSet:
     """Held-out natural patches (from the validation photographs only)."""
-    ps = natural_patches(n_train=1, n_val=n, prep=prep, seed=seed)
-    return StimulusSet(ps.val, "natural", {}, "held-out whitened natural-image patches (validation photographs)")
+    return StimulusSet(natural_val_patches(n, prep, seed), "natural", {},
+                       "held-out whitened natural-image patches (validation photographs)")
 
 
 def white_noise(n: int, size: int, rng: np.random.Generator) -> StimulusSet:
