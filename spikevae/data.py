@@ -250,22 +250,42 @@ def _sklearn_sample_image(name: str) -> np.ndarray:
         return np.asarray(im)
 
 
+#: scikit-image's sample photographs used here, by the file its ``skimage.data`` function reads
+_SKIMAGE_FILES = {"astronaut": "astronaut.png", "chelsea": "chelsea.png", "rocket": "rocket.jpg",
+                  "stereo_motorcycle": "motorcycle_left.png",  # the left view; the right is a near duplicate
+                  "camera": "camera.png", "coffee": "coffee.png"}
+
+
+def _skimage_sample_image(name: str) -> np.ndarray:
+    """scikit-image's sample photograph ``name`` (for ``stereo_motorcycle`` its left view), read from the file
+    ``skimage.data`` reads, without importing ``skimage.io`` (which scans its plugins: about half a second)."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("scikit-image is not installed: its sample photographs are part of the natural data set")
+    with Image.open(Path(spec.submodule_search_locations[0]) / "data" / _SKIMAGE_FILES[name]) as im:
+        return np.asarray(im)
+
+
 def natural_images(names: tuple[str, ...] = NATURAL_TRAIN + NATURAL_VAL) -> dict[str, np.ndarray]:
     """The photographs the pinned stack ships (scikit-image, scikit-learn, matplotlib) as grey float64 arrays
     (no download)."""
-    import skimage.data
-
     out = {}
     for name in names:
         if name in ("china", "flower"):
             out[name] = _grey(_sklearn_sample_image(name))
+        elif name in _SKIMAGE_FILES:
+            out[name] = _grey(_skimage_sample_image(name))
         elif name == "grace_hopper":  # matplotlib's sample photograph (a portrait, 600 x 512)
             from matplotlib import cbook
 
             out[name] = _grey(read_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-        elif name == "stereo_motorcycle":
-            out[name] = _grey(skimage.data.stereo_motorcycle()[0])  # left view; right is a near duplicate
         else:
+            import skimage.data
+
             out[name] = _grey(getattr(skimage.data, name)())
     return out
 
