@@ -118,14 +118,22 @@ class SpikeTrains:
 
         return to_neo_block(self, name=name)
 
+    def _unit_order(self) -> np.ndarray:
+        """Permutation to unit-then-time order: a stable sort by unit when the spikes are in time order (as
+        every simulation writes them; a radix sort for up to 32,767 units), else a two-key sort."""
+        t = self.time
+        if len(t) > 1 and not np.all(t[1:] >= t[:-1]):
+            return np.lexsort((t, self.unit))
+        return np.argsort(self.unit.astype(np.int16) if self.n_units <= 32767 else self.unit, kind="stable")
+
     def unit_major(self) -> tuple[np.ndarray, np.ndarray]:
         """Spike times sorted by unit, then time, and the end offset of each unit's run (n_units,): NWB's layout."""
-        order = np.lexsort((self.time, self.unit))
+        order = self._unit_order()
         return self.time[order], np.cumsum(np.bincount(self.unit, minlength=self.n_units))
 
     def trains(self) -> list[np.ndarray]:
         """Spike times per unit (list of n_units sorted arrays), s."""
-        order = np.lexsort((self.time, self.unit))
+        order = self._unit_order()
         bounds = np.searchsorted(self.unit[order], np.arange(self.n_units + 1))
         t = self.time[order]
         return [t[bounds[k]:bounds[k + 1]] for k in range(self.n_units)]

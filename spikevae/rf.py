@@ -48,6 +48,23 @@ def sparse_noise(n: int, P: int, rng: np.random.Generator, amplitude: float = 4.
     return frames.reshape(n, P, P), pix, sign
 
 
+def _fit_gabors(images: list, workers: int | None) -> list:
+    """:func:`fit_gabor` of each image, in ``workers`` forked processes (default: every core) when there are
+    enough of them; the fits are those of a serial loop."""
+    import os
+
+    n = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if n <= 1 or len(images) < 4 * n:
+        return [fit_gabor(im) for im in images]
+    import concurrent.futures
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return [fit_gabor(im) for im in images]
+    with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(fit_gabor, images, chunksize=max(1, len(images) // (8 * n))))
+
+
 def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, preprocessing=None,
                          lam: float = 0.5, frames: int = 20_000, sparse_frames: int = 5_000,
                          grating_repeats: int = 4, window: float = 0.05, dt: float = 2.5e-4, target: str = "auto",
@@ -146,12 +163,9 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     c_g, _ = respond(g.images, seed + 3)
     tun = grating_tuning(c_g, g.params["orientation"], g.params["spatial_frequency"])
     # Gabor fits and agreement of the STA with the encoder filter and the decoder atom
-    order = np.argsort(-counts.sum(0))[:fit_units]
+    order = [k for k in np.argsort(-counts.sum(0))[:fit_units] if np.all(np.isfinite(maps[k]))]
     rows = []
-    for k in order:
-        if not np.all(np.isfinite(maps[k])):
-            continue
-        f = fit_gabor(maps[k])
+    for k, f in zip(order, _fit_gabors([maps[k] for k in order], workers)):
         row = {"unit": int(k), "spikes": float(counts[:, k].sum()), **f._asdict(), "osi": float(tun.osi[k]),
                "preferred_orientation": float(tun.preferred_orientation[k]),
                "preferred_frequency": float(tun.preferred_frequency[k])}

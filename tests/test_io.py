@@ -55,6 +55,32 @@ def test_nwbinspector_reports_no_critical_or_violation(tmp_path, spikes):
     assert not bad, [(m.check_function_name, m.message) for m in bad]
 
 
+def test_many_stimuli_are_one_frame_series_and_inspector_clean(tmp_path, monkeypatch):
+    """Above MAX_STIMULUS_IMAGES distinct stimuli (white-noise mapping) the file holds the frame shown at each
+    onset as one ImageSeries: read back equal to the stimuli in presentation order, inspector-clean."""
+    from nwbinspector import inspect_nwbfile
+    from pynwb import NWBHDF5IO
+
+    import spikevae.io.nwb as N
+
+    monkeypatch.setattr(N, "MAX_STIMULUS_IMAGES", 4)
+    n = 6
+    on = np.arange(n) * 0.05
+    order = np.array([5, 0, 1, 2, 3, 4])
+    pres = Presentations(order, np.zeros(n, np.int64), on, on + 0.05, np.ones((n, 2)))
+    st = SpikeTrains(np.array([0, 1]), np.array([0.01, 0.2]), 2, 0.3, 1e-4, pres, {"seed": 1})
+    stim = np.random.default_rng(2).normal(size=(n, 4, 4)).astype(np.float32)
+    path = N.write_nwb(tmp_path / "wn.nwb", st, stimuli=stim)
+    with NWBHDF5IO(str(path), "r") as io:
+        nwb = io.read()
+        series = nwb.stimulus["stimulus_frames"]
+        np.testing.assert_array_equal(series.data[:], stim[order])
+        assert series.rate == pytest.approx(20.0) and "stimuli" not in nwb.stimulus_template
+    msgs = list(inspect_nwbfile(nwbfile_path=str(path)))
+    bad = [m for m in msgs if m.importance.name in ("CRITICAL", "BEST_PRACTICE_VIOLATION")]
+    assert not bad, [(m.check_function_name, m.message) for m in bad]
+
+
 def test_neo_round_trip_is_lossless(tmp_path, spikes):
     path = write_neo(tmp_path / "run.nix", spikes)
     _assert_same(spikes, read_neo(path))

@@ -245,3 +245,18 @@ def test_a_chunk_longer_than_64_s_gives_numpys_spikes_on_cpp_standalone(tmp_path
                            build_dir=tmp_path)
     np.testing.assert_array_equal(run.unit, ref.unit)
     np.testing.assert_array_equal(run.time, ref.time)
+
+
+def test_unit_major_order_equals_a_two_key_sort_for_sorted_and_unsorted_spikes():
+    rng = np.random.default_rng(11)
+    steps, unit = rng.integers(0, 5000, 3000), rng.integers(0, 40, 3000)
+    keep = np.unique(steps * 40 + unit, return_index=True)[1]  # one spike per (unit, step)
+    steps, unit = steps[keep], unit[keep]
+    for order in (np.lexsort((unit, steps)), rng.permutation(len(steps))):  # time-sorted, then shuffled
+        st = SpikeTrains(unit[order], steps[order] * 1e-3, 40, 5.0, 1e-3, None, {})
+        ref = np.lexsort((st.time, st.unit))
+        times, ends = st.unit_major()
+        np.testing.assert_array_equal(times, st.time[ref])
+        np.testing.assert_array_equal(ends, np.cumsum(np.bincount(st.unit, minlength=40)))
+        for k, tr in enumerate(st.trains()):
+            np.testing.assert_array_equal(tr, np.sort(st.time[st.unit == k]))

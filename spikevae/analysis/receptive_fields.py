@@ -11,6 +11,7 @@ stripes. (nx, ny) = (σx·f, σy·f) are the dimensionless envelope sizes of Rin
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -81,10 +82,17 @@ def grating_tuning(responses: np.ndarray, orientation: np.ndarray, frequency: np
     return GratingTuning(oris, freqs, mean, osi, np.mod(np.angle(vec) / 2, np.pi), freqs[pf])
 
 
+@functools.lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> np.ndarray:
+    g = np.mgrid[0:h, 0:w].astype(np.float64)
+    g.setflags(write=False)
+    return g
+
+
 def gabor(shape: tuple[int, int], x0: float, y0: float, theta: float, f: float, phase: float, sx: float, sy: float,
           amplitude: float = 1.0) -> np.ndarray:
     """The Gabor of the module docstring sampled on a ``shape`` pixel grid."""
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    yy, xx = _grid(int(shape[0]), int(shape[1]))
     xr = (xx - x0) * np.cos(theta) + (yy - y0) * np.sin(theta)
     yr = -(xx - x0) * np.sin(theta) + (yy - y0) * np.cos(theta)
     return amplitude * np.exp(-xr**2 / (2 * sx**2) - yr**2 / (2 * sy**2)) * np.cos(2 * np.pi * f * xr + phase)

@@ -6,8 +6,11 @@ Layout of the file:
   columns ``latent_index`` (the unit's index in the model) and ``obs_intervals``;
 - ``trials``: one row per presentation, ``start_time``/``stop_time`` (the
   window), ``stimulus_index`` and ``repeat``;
-- stimuli (optional): an ``Images`` container of the model-input patches and an
-  ``IndexSeries`` ``stimulus_presentation`` that points into it at each onset;
+- stimuli (optional): up to :data:`MAX_STIMULUS_IMAGES` distinct stimuli, an ``Images`` container of
+  the model-input patches and an ``IndexSeries`` ``stimulus_presentation`` that points into it at each
+  onset; more (white-noise mapping: one new frame per presentation), one ``ImageSeries``
+  ``stimulus_frames`` holding the frame shown at each onset (one HDF5 dataset per image made 55,000
+  images take minutes to write);
 - ``processing/model``: a ``DynamicTable`` ``expected_counts`` with λ for every
   (presentation, unit) (one row per presentation, an array column of K values);
 - provenance (checkpoint hash, configs, package versions, seed) as JSON in the
@@ -35,6 +38,10 @@ __all__ = ["write_nwb", "read_nwb", "SUBJECT_NOTE"]
 
 SUBJECT_NOTE = ("simulated network (spikevae); no animal. species is a schema placeholder required by NWB best "
                 "practice, not a claim about the data")
+
+
+#: above this many distinct stimuli the file holds one frame per presentation (an ImageSeries), not one image each
+MAX_STIMULUS_IMAGES = 2000
 
 
 def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | None = None,
@@ -96,17 +103,25 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
         VectorData(name="repeat", description="repeat number of this stimulus (0-based)",
                    data=np.asarray(p.repeat, np.int64))])
     if stimuli is not None and len(p):
+        step = np.diff(p.onset)
+        if len(step) and np.allclose(step, step[0], rtol=0, atol=1e-9 * max(1.0, p.onset[-1])) and step[0] > 0:
+            timing = {"starting_time": float(p.onset[0]), "rate": float(1.0 / step[0])}  # regular onsets
+        else:
+            timing = {"timestamps": p.onset.astype(np.float64)}
+    if stimuli is not None and len(p) and len(stimuli) > MAX_STIMULUS_IMAGES:
+        from pynwb.image import ImageSeries
+
+        frames = np.asarray(stimuli, dtype=np.float32)[np.asarray(p.stimulus, np.int64)]
+        nwb.add_stimulus(ImageSeries(name="stimulus_frames", data=frames, unit="n.a.", format="raw", **timing,
+                                     description="the stimulus shown at each presentation onset, as model input "
+                                                 "(whitened, contrast-normalised); its index is trials.stimulus_index"))
+    elif stimuli is not None and len(p):
         imgs = [GrayscaleImage(name=f"stimulus_{j:06d}", data=np.asarray(s, dtype=np.float32),
                                description="model-input patch (whitened, contrast-normalised)")
                 for j, s in enumerate(stimuli)]
         images = Images(name="stimuli", images=imgs, description="stimuli shown, as model input",
                         order_of_images=ImageReferences(name="order_of_images", data=imgs))
         nwb.add_stimulus_template(images)
-        step = np.diff(p.onset)
-        if len(step) and np.allclose(step, step[0], rtol=0, atol=1e-9 * max(1.0, p.onset[-1])) and step[0] > 0:
-            timing = {"starting_time": float(p.onset[0]), "rate": float(1.0 / step[0])}  # regular onsets
-        else:
-            timing = {"timestamps": p.onset.astype(np.float64)}
         nwb.add_stimulus(IndexSeries(name="stimulus_presentation", data=p.stimulus.astype(np.uint32),
                                      indexed_images=images, unit="N/A", **timing,
                                      description="index of the stimulus shown at each presentation onset"))
