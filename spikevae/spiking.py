@@ -311,6 +311,8 @@ def _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, 
 
     K, kind = table.shape[1], _unit_kind(model)
     rows, piece = -(-n_steps // slot_steps), _piece_rows(slot_steps, dt)
+    if kind == "poisson" and rows > 1:
+        return _stacked_chunk(table, slot_steps, n_steps, dt, key, step0, build_dir, rows, piece)
     units, times = [], []
     for r0 in range(0, rows, piece):
         r1 = min(rows, r0 + piece)
@@ -334,20 +336,68 @@ def _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, 
     return np.concatenate(units), np.concatenate(times), carry
 
 
-def _standalone_project(K: int, slot_steps: int, n_steps: int, dt: float, kind: str, build_dir) -> tuple:
-    """(rows, folder, manifest) of the cached compiled project that runs ``n_steps`` (rounded up the ladder)."""
+#: pieces of a chunk simulated side by side, as STACK·K neurons on one clock (plain Poisson layer)
+STACK = 8
+
+
+def _stack_plan(rows: int, piece: int) -> tuple[int, int]:
+    """(rows per piece, pieces) of a stacked chunk of ``rows`` slots, pieces at most ``piece`` rows."""
+    p = min(piece, _ladder(-(-rows // STACK)))  # a ladder length
+    return p, -(-rows // p)
+
+
+def _prepare_standalone(K: int, slot_steps: int, n_steps: int, dt: float, model: SpikeModel, build_dir) -> None:
+    """Build (if needed) the compiled project a chunk of ``n_steps`` will run: what :func:`_standalone_chunk` uses."""
+    kind, rows, piece = _unit_kind(model), -(-n_steps // slot_steps), _piece_rows(slot_steps, dt)
+    if kind == "poisson" and rows > 1:
+        p, M = _stack_plan(rows, piece)
+        _standalone_project(K, slot_steps, p * slot_steps, dt, kind, build_dir, M)
+    else:
+        _standalone_project(K, slot_steps, min(rows, piece) * slot_steps, dt, kind, build_dir)
+
+
+def _stacked_chunk(table, slot_steps, n_steps, dt, key, step0, build_dir, rows, piece):
+    """A chunk of the plain Poisson layer cut into up to :data:`STACK` pieces of whole slots that run at once, piece
+    m as neurons m·K .. m·K + K − 1 (each starting at its own absolute step): Brian2's per-step cost, most of a
+    step at 512 units, is paid once for all of them. Every draw is keyed by (unit, absolute step), so the spikes
+    are those of one long run."""
+    from ._standalone import run_binary
+
+    K = table.shape[1]
+    p, M = _stack_plan(rows, piece)
+    rows_bin, folder, manifest = _standalone_project(K, slot_steps, p * slot_steps, dt, "poisson", build_dir, M)
+    padded = np.zeros((rows_bin + 1, M, K))
+    for m in range(M):
+        seg = table[m * p:min(rows, (m + 1) * p)]
+        padded[:len(seg), m] = seg
+    first = step0 + np.arange(M) * p * slot_steps  # absolute first step of each piece
+    args = {"pvae_rates.values": padded.reshape(rows_bin + 1, M * K), "pvae_units.rng_key": float(key),
+            "pvae_units.step0": np.repeat(first, K).astype(np.float64)}
+    res = run_binary(folder, manifest, args, ("i", "t"))
+    j = res["i"].astype(np.int64)
+    steps = np.rint(res["t"] / dt).astype(np.int64) + (j // K) * p * slot_steps
+    if len(steps) and steps.max() >= n_steps:
+        raise AssertionError("a silent row spiked")  # the padding must not change the run
+    return j % K, steps, {}
+
+
+def _standalone_project(K: int, slot_steps: int, n_steps: int, dt: float, kind: str, build_dir,
+                        stack: int = 1) -> tuple:
+    """(rows, folder, manifest) of the cached compiled project that runs ``n_steps`` (rounded up the ladder) of
+    ``stack`` pieces of ``K`` units side by side."""
     from ._standalone import cached_project
 
     rows_bin = _ladder(-(-n_steps // slot_steps))
     n_bin = rows_bin * slot_steps
-    spec = {"kind": kind, "units": K, "slot_steps": slot_steps, "steps": n_bin, "dt": dt}
-    folder, manifest = cached_project("poisson_layer", spec,
-                                      lambda d: _build_standalone(d, K, slot_steps, rows_bin, n_bin, dt, kind), build_dir)
+    spec = {"kind": kind, "units": K, "stack": stack, "slot_steps": slot_steps, "steps": n_bin, "dt": dt}
+    folder, manifest = cached_project(
+        "poisson_layer", spec, lambda d: _build_standalone(d, K, slot_steps, rows_bin, n_bin, dt, kind, stack), build_dir)
     return rows_bin, folder, manifest
 
 
 @quiet_brian
-def _build_standalone(directory: Path, K: int, slot_steps: int, rows: int, n_steps: int, dt: float, kind: str) -> dict:
+def _build_standalone(directory: Path, K: int, slot_steps: int, rows: int, n_steps: int, dt: float, kind: str,
+                      stack: int = 1) -> dict:
     """Generate and compile the standalone project of one code shape in ``directory``; return its manifest."""
     from ._streams import uniform_function
 
@@ -356,9 +406,10 @@ def _build_standalone(directory: Path, K: int, slot_steps: int, rows: int, n_ste
         b2.set_device("cpp_standalone", directory=str(directory), build_on_run=False, with_output=False)
         b2.prefs.devices.cpp_standalone.extra_make_args_unix = ["-j2"]
         try:
-            stim = b2.TimedArray(np.zeros((rows + 1, K)) * b2.Hz, dt=slot_steps * dt * b2.second, name="pvae_rates")
+            stim = b2.TimedArray(np.zeros((rows + 1, stack * K)) * b2.Hz, dt=slot_steps * dt * b2.second,
+                                 name="pvae_rates")
             ns = {"stim": stim, "sim_dt": dt * b2.second, "spikevae_uniform": uniform_function(b2)}
-            G = _neurons(b2, K, ns, dt, slot_steps, n_steps, kind)
+            G = _neurons(b2, stack * K, ns, dt, slot_steps, n_steps, kind, n_lat=K)
             mon = b2.SpikeMonitor(G, variables=["c"] if kind == "renewal" else None, name="pvae_spikes")
             net = b2.Network(G, mon)
             net.run(n_steps * dt * b2.second, namespace=ns)
@@ -372,7 +423,7 @@ def _build_standalone(directory: Path, K: int, slot_steps: int, rows: int, n_ste
                         if name in _UNIT_VARIABLES and not var.read_only]
             manifest = {
                 "binary": "main", "duration": n_steps * dt, "dt": dt,
-                "args": {"pvae_rates.values": {"dtype": "float64", "size": (rows + 1) * K},
+                "args": {"pvae_rates.values": {"dtype": "float64", "size": (rows + 1) * stack * K},
                          **{f"pvae_units.{n}": {"dtype": np.dtype(G.variables[n].dtype).name, "size": G.variables[n].size}
                             for n in run_args}},
                 "outputs": {"i": out(mon.variables["i"]), "t": out(mon.variables["t"]),
@@ -390,7 +441,7 @@ def _build_standalone(directory: Path, K: int, slot_steps: int, rows: int, n_ste
 _UNIT_VARIABLES = ("rng_key", "step0", "ref_steps", "k_order", "has_carry", "ref_end", "Lam", "next_L", "c")
 
 
-def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, kind: str):
+def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, kind: str, n_lat: int | None = None):
     """The NeuronGroup that turns the rate table ``stim(t, i)`` (Hz) into spikes, for a network ``kind``
     (:func:`_unit_kind`); its run-time values (:func:`_unit_values`) are set by the caller.
 
@@ -403,10 +454,12 @@ def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, kin
     model's parameters are shared constants of the group, so one compiled object serves every run.
     """
     now = "timestep(t, sim_dt)"
-    shared = "rng_key : 1 (shared, constant)\nstep0 : 1 (shared, constant)\n"
+    # step0: the absolute step of the neuron's first local step; lat: its unit (several pieces of a chunk can run
+    # side by side as stack·n_lat neurons, neuron i playing unit i % n_lat of one piece)
+    shared = "rng_key : 1 (shared, constant)\nstep0 : 1 (constant)\nlat : 1 (constant)\n"
 
     def draw(stream):
-        return f"spikevae_uniform(rng_key, i, {now} + step0, {stream})"
+        return f"spikevae_uniform(rng_key, lat, {now} + step0, {stream})"
 
     if kind in ("poisson", "refractory"):
         # p: Bernoulli probability per step; gap to the next spiking step ~ Geometric(p)
@@ -426,6 +479,7 @@ def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, kin
                                dt=dt * b2.second, namespace=ns, name="pvae_units")
             boundary = f"next_step = clip(ref_end, {now}, 1e300) + {geo(0)}"
         G.next_step = 1e300
+        G.lat = f"i % {n_lat or K}"
         G.run_regularly(boundary, dt=slot_steps * dt * b2.second, when="start", name="pvae_slot_boundary")
         return G
     # gamma renewal of order k: events of a Poisson process at k·ν in operational time Λ = ∫ν dt; every k-th event
@@ -439,6 +493,7 @@ def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, kin
                        reset=f"ref_end = {now} + ref_steps * int(c >= k_order - 1)\nc = (c + 1) * int(c < k_order - 1)\n"
                              f"next_L = Lam - log(1 - {draw(1)}) / k_order",
                        method="euler", dt=dt * b2.second, namespace=ns, name="pvae_units")
+    G.lat = f"i % {n_lat or K}"
     G.run_regularly(f"next_L = has_carry * next_L + (1 - has_carry) * (Lam - log(1 - {draw(0)}) / k_order)",
                     dt=(n_steps + 1) * dt * b2.second, when="start", name="pvae_renewal_start")  # once, at the start
     return G
@@ -693,9 +748,7 @@ class PoissonRun:
         if targets[0] == "cpp_standalone":
             _, _, a, b = chunk
             try:
-                slot = _slot_steps(cfg, self.sched)
-                _standalone_project(self.n_units, slot, min(b - a, _piece_rows(slot, cfg.dt) * slot), cfg.dt,
-                                    _unit_kind(cfg.spikes), build_dir)
+                _prepare_standalone(self.n_units, _slot_steps(cfg, self.sched), b - a, cfg.dt, cfg.spikes, build_dir)
             except Exception as exc:  # noqa: BLE001 - cannot build here: fall back as chunks() does
                 if len(targets) == 1:
                     raise
