@@ -59,12 +59,7 @@ def main(argv=None) -> int:
              lambda: lca(x, phi, LCAConfig(lam, 0.01, 0.0001, 900, "soft", args.tol))),
             ("converged fixed point (lca_fixed_point)", lambda: lca_fixed_point(x, phi, LCAConfig(lam=lam))),
         ]:
-            tracemalloc.start()
-            t0 = time.perf_counter()
-            res = fn()
-            wall = time.perf_counter() - t0
-            peak = tracemalloc.get_traced_memory()[1] / 2**20
-            tracemalloc.stop()
+            res, wall, peak = _timed(fn)
             rows.append((name, wall, res, peak))
         # the floor: the per-step state update of all B·K units with the inhibition left out
         # (not a solver: it bounds what any method that integrates every unit every step can reach)
@@ -90,6 +85,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def _timed(fn):
+    """(result, wall s, peak numpy MB) of ``fn()``."""
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    res = fn()
+    wall = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return res, wall, peak
+
+
 def _converge(x, phi, args, source) -> int:
     """Time to converge at equal converged energy: both solvers stop on the same optimality test (relative
     duality gap <= tol, checked every 100 steps); each result's energy is compared with the certified optimum
@@ -106,12 +112,7 @@ def _converge(x, phi, args, source) -> int:
         rows = []
         for name, fn in [("dense (G·a every step)", lambda: lca_dense(x, phi, cfg)),
                          ("compiled kernel, active units", lambda: lca(x, phi, cfg))]:
-            tracemalloc.start()
-            t0 = time.perf_counter()
-            res = fn()
-            wall = time.perf_counter() - t0
-            peak = tracemalloc.get_traced_memory()[1] / 2**20
-            tracemalloc.stop()
+            res, wall, peak = _timed(fn)
             excess = (energy(x, phi, res.codes, lam) - e_star) / e_star
             rows.append((name, wall, res, excess, peak))
         for name, wall, res, excess, peak in rows:
