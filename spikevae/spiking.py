@@ -703,6 +703,7 @@ class PoissonRun:
                     cfg.spikes)
 
         pending = collections.deque()
+        finished = False
         try:
             nxt = 0
             for k in tqdm(range(len(plan)), disable=not progress or len(plan) == 1, desc=f"brian2 x{workers}",
@@ -731,11 +732,15 @@ class PoissonRun:
                         raise RuntimeError(f"chunk {k + 1} of {len(plan)} (presentations {s0}-{s1 - 1}) failed twice: "
                                            f"{again}") from None
                 yield s0, s1, u.astype(np.int64), st + a
+            finished = True
         finally:
             for fut in pending:
                 if not isinstance(fut, Exception):
                     fut.cancel()
             if pool is not None:
+                if not finished:  # interrupted, failed or abandoned: stop the workers' chunks now, not at their end
+                    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                        proc.terminate()
                 pool.shutdown(wait=True, cancel_futures=True)
             if client is not None:
                 client.close()
