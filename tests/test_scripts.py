@@ -65,6 +65,7 @@ def test_analysis_scripts_on_a_simulated_run(tmp_path, tiny_checkpoint, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 30 s; simulations/inference_comparison.py (smoke-tested in the default run) absorbs this comparison
 def test_lca_vs_pvae_smoke(tmp_path, tiny_checkpoint, capsys):
     import json
 
