@@ -1,4 +1,4 @@
-"""Receptive-field mapping of model units: white noise (STA), sparse noise (ON/OFF maps) and gratings.
+"""Receptive-field mapping of model units: white noise, sparse noise, gratings and the V1 property battery.
 
     python simulations/rf_mapping.py --checkpoint pvae.pt --out rf/
     python simulations/rf_mapping.py --model lca --dictionary dict.npz --out rf_lca/
@@ -11,6 +11,12 @@ P-VAE units respond with real spikes: frames → posterior rates λ → Brian2 P
 ``tuning.npz`` and figures (RF grid, nx–ny scatter, tuning curves, ON/OFF maps, and
 ``agreement.png``: each unit's STA beside its encoder filter and decoder atom, with the
 distributions of their correlations).
+
+The V1 property battery (docs/rf_mapping.md): ``properties.csv`` (one row per channel: orientation, spatial
+frequency, size, F1/F0, ON/OFF overlap, Gabor shape, response level and flags), ``summary.md`` (per property the
+model's median beside V1's, with the KS distance where a V1 distribution ships), ``figures/v1_<property>.png``, and
+for the P-VAE ``gratings.nwb`` and ``size.nwb``, whose trials tables hold each presentation's grating parameters
+(``analysis/tuning_from_nwb.py`` recomputes the tuning from them).
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import time
 
 import numpy as np
 
-from spikevae._cli import ArgumentError, Parser, cli_entry, positive_float, positive_int, seed
+from spikevae._cli import ArgumentError, Parser, cli_entry, positive_float, positive_int, seed, subject_from
 
 
 def _parser() -> Parser:
@@ -43,7 +49,15 @@ def _parser() -> Parser:
                    help="pixel: white noise is an image, passed through the checkpoint's whitening filter "
                         "R(f) before the model (a retina-like stage) and the STA is taken against the image; "
                         "model: white noise directly in model-input space")
-    p.add_argument("--fit-units", type=positive_int, default=512, help="fit Gabors to this many units (most active first)")
+    p.add_argument("--fit-units", type=positive_int, default=512,
+                   help="fit Gabors to (and run the size protocol on) this many channels, most active first")
+    p.add_argument("--orientations", type=positive_int, default=16, help="grating orientations over 180 deg")
+    p.add_argument("--phases", type=positive_int, default=8, help="frames per drifting-grating cycle (F1/F0)")
+    p.add_argument("--size-repeats", type=positive_int, default=2, help="repeats of the aperture gratings (P-VAE)")
+    p.add_argument("--pixels-per-degree", type=positive_float, default=None,
+                   help="visual-angle mapping of the model's input: adds cycles/deg and degree columns and compares "
+                        "peak SF and summation field with V1 (no default: the training photographs have none)")
+    p.add_subject()
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--quiet", action="store_true")
     return p
@@ -53,8 +67,9 @@ def _parser() -> Parser:
 def main(argv=None) -> int:
     from spikevae import plots
     from spikevae.io import RunFolder, atomic_write, load_dictionary, write_csv, write_npz, write_nwb
+    from spikevae.io.files import write_text
     from spikevae.model import load_model
-    from spikevae.rf import map_receptive_fields, rf_summary
+    from spikevae.rf import map_receptive_fields, rf_summary, v1_properties, v1_summary
     from spikevae.spiking import PoissonLayerConfig
 
     args = _parser().parse_args(argv)
@@ -62,7 +77,9 @@ def main(argv=None) -> int:
     PoissonLayerConfig(window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target).validate()
     kw = dict(frames=args.frames, sparse_frames=args.sparse_frames, grating_repeats=args.grating_repeats,
               window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target, space=args.space,
-              fit_units=args.fit_units, seed=args.seed, progress=not args.quiet, workers=args.workers)
+              fit_units=args.fit_units, seed=args.seed, progress=not args.quiet, workers=args.workers,
+              n_orientations=args.orientations, n_phases=args.phases, size_repeats=args.size_repeats)
+    subject = subject_from(args)
     if args.model == "pvae":
         model = load_model(args.checkpoint)
         model._need_poisson("RF mapping through spikes")
@@ -81,8 +98,9 @@ def main(argv=None) -> int:
         m = map_receptive_fields(**source, **kw)
         atomic_write(out / "sta.npy", lambda tmp: np.save(tmp, m.sta))
         if m.white_noise_spikes is not None:
-            write_nwb(out / "white_noise.nwb", m.white_noise_spikes, stimuli=m.shown,
+            write_nwb(out / "white_noise.nwb", m.white_noise_spikes, stimuli=m.shown, subject=subject,
                       description="spikevae white-noise RF mapping")
+            _write_protocol_nwb(out, m, subject, write_nwb)
         write_npz(out / "sparse_noise.npz", on=m.on, off=m.off)
         write_npz(out / "tuning.npz", **m.tuning._asdict())
         rows = m.fits
@@ -90,6 +108,22 @@ def main(argv=None) -> int:
         r2 = np.array([r["r2"] for r in rows])
         for name, fig in plots.rf_mapping_figures(m, args.model).items():
             plots.save_figure(fig, out / "figures" / f"{name}.png")
+        props = v1_properties(m, args.pixels_per_degree)
+        write_csv(out / "properties.csv", list(props[0]), (list(r.values()) for r in props))
+        summ = v1_summary(props)
+        label = "P-VAE units (spikes)" if args.model == "pvae" else f"LCA channels (λ = {args.lam:g}, ON/OFF rectified)"
+        write_text(out / "summary.md", _summary_md(summ, props, label, args))
+        from spikevae.analysis.v1_reference import V1_DATA
+        from spikevae.rf import PROPERTIES
+
+        for row in summ:
+            ref = PROPERTIES[row["property"]][2]
+            if row["unit"] == "fraction":
+                continue
+            pop = [r for r in props if not r["weak"] and (r["ssi"] > 0.1 or not row["property"].startswith("gsf"))]
+            fig = plots.v1_property(np.array([r[row["property"]] for r in pop]), row["label"], row["unit"], label,
+                                    V1_DATA.get(ref) if ref else None)
+            plots.save_figure(fig, out / "figures" / f"v1_{row['property']}.png")
         s = rf_summary(m)
         corr_txt = "; ".join(f"median corr(STA, {name}) {s[f'median_corr_sta_{name}']:.2f}"
                              for name in ("encoder", "decoder") if s[f"median_corr_sta_{name}"] is not None)
@@ -97,7 +131,58 @@ def main(argv=None) -> int:
               f"sparse-noise and {m.n_gratings} grating frames in {time.perf_counter() - t0:.0f} s; Gabor fit R² ≥ 0.5 "
               f"for {int((r2 >= 0.5).sum())} of {len(rows)} units; median OSI {np.nanmedian(m.tuning.osi):.2f}; "
               f"{corr_txt}; wrote {out}")
+        for row in summ:
+            if row["property"] in ("circular_variance", "peak_sf_cpp", "sf_bandwidth_octaves", "ssi", "f1_f0",
+                                   "on_off_overlap"):
+                v1 = f", V1 {row['v1_median']:.3g} (KS {row['ks']:.2f})" if np.isfinite(row["v1_median"]) else ""
+                print(f"  {row['label']}: median {row['median']:.3g} over {row['n']} channels{v1}")
     return 0
+
+
+def _write_protocol_nwb(out, m, subject, write_nwb) -> None:
+    """The grating grid's and the size protocol's spikes, each presentation's grating parameters in the trials."""
+    b = m.battery
+    if b is None or m.grating_spikes is None:
+        return
+    desc = {"orientation": "grating orientation (wave-vector direction), rad in [0, pi)",
+            "spatial_frequency": "grating spatial frequency, cycles/pixel of the model's input",
+            "phase": "grating phase, rad (0: a peak at the aperture or patch centre)",
+            "unit": "channel whose preferred grating and RF centre this presentation uses",
+            "diameter": "aperture diameter, pixels", "centre_x": "aperture centre, column (pixels)",
+            "centre_y": "aperture centre, row (pixels)"}
+    write_nwb(out / "gratings.nwb", m.grating_spikes, subject=subject,
+              trial_columns={k: (v, desc[k]) for k, v in b.grid_params.items()},
+              description=f"spikevae grating grid: {len(b.orientations)} orientations x {len(b.frequencies)} spatial "
+                          f"frequencies x one drifting cycle of {b.n_phases} frames")
+    if m.size_spikes is not None:
+        write_nwb(out / "size.nwb", m.size_spikes, subject=subject,
+                  trial_columns={k: (v, desc[k]) for k, v in b.size_params.items()},
+                  description="spikevae size tuning: each channel's preferred grating in apertures of increasing "
+                              "diameter centred on its RF")
+
+
+def _summary_md(summ, props, label, args) -> str:
+    n_weak = sum(r["weak"] for r in props)
+    lines = [f"# V1 property battery: {label}", "",
+             f"{len(props)} channels; {n_weak} flagged weak (best grating below 5 spikes/s, or no response) and left "
+             "out of the medians (they stay in properties.csv). Fractions are means over the channels with the "
+             "property defined. The grating summation field is summarised over channels with SSI > 0.1, the "
+             "population Cavanaugh et al. (2002) report it for.", "",
+             "| property | unit | model median [IQR] | channels | V1 median | KS distance | V1 source |",
+             "|---|---|---|---|---|---|---|"]
+    for r in summ:
+        iqr = f" [{r['q1']:.3g}, {r['q3']:.3g}]" if np.isfinite(r["q1"]) else ""
+        v1 = f"{r['v1_median']:.3g}" if np.isfinite(r["v1_median"]) else "not shipped"
+        ks = f"{r['ks']:.2f}" if np.isfinite(r["ks"]) else ""
+        lines.append(f"| {r['label']} | {r['unit']} | {r['median']:.3g}{iqr} | {r['n']} of {r['of']} | {v1} | {ks} | "
+                     f"{r['v1_source']} |")
+    if args.pixels_per_degree is None:
+        lines += ["", "Peak SF in cycles/deg and the summation field in degrees need `--pixels-per-degree` (the "
+                  "model's input has no visual angle of its own), so they are not compared with V1 here."]
+    lines += ["", "V1 distributions ship only where a published histogram could be transcribed "
+              "(`spikevae/analysis/v1_reference.py`); Ringach et al. (2002)'s orientation and F1/F0 distributions "
+              "are not among them, so those rows show the model alone.", ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,22 @@ class Parser(argparse.ArgumentParser):
         self.add_argument("--overwrite", action="store_true",
                           help=f"replace an earlier `{command}` run in --out as a whole (kept if this run fails)")
 
+    def add_subject(self):
+        """The NWB subject of a simulated run (:class:`spikevae.io.nwb.SubjectInfo`; docs/simulate.md)."""
+        g = self.add_argument_group("NWB subject (a simulation: by default no animal is claimed)")
+        g.add_argument("--subject-species", default="http://purl.obolibrary.org/obo/NCBITaxon_32630",
+                       help="Latin binomial or NCBI taxonomy IRI (default: NCBI's 'synthetic construct')")
+        g.add_argument("--subject-id", default=None, help="subject id (default: sim-<model>-seed<seed>)")
+        g.add_argument("--subject-age", default="P0D/", help="ISO 8601 duration or range ('P0D/': unknown)")
+        g.add_argument("--subject-sex", default="U", choices=("M", "F", "O", "U"), help="U: unknown")
+
+
+def subject_from(args):
+    """The :class:`~spikevae.io.nwb.SubjectInfo` of ``--subject-*`` arguments, validated (one-line errors)."""
+    from .io.nwb import SubjectInfo
+
+    return SubjectInfo(args.subject_species, args.subject_id, args.subject_age, args.subject_sex).validate()
+
 
 class _Terminated(BaseException):
     """SIGTERM, raised in the main thread so that clean-up runs."""

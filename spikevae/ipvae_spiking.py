@@ -220,7 +220,8 @@ def circuit_readout(model, x: np.ndarray, counts: np.ndarray, save_t=None) -> li
 
 def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: int = 50, repeats: int = 1,
                                n_iter: int = 64, config: IPVAECircuitConfig = IPVAECircuitConfig(), seed: int = 0,
-                               neo: bool = True, overwrite: bool = False, command: str = "simulate") -> dict:
+                               neo: bool = True, overwrite: bool = False, command: str = "simulate",
+                               subject=None) -> dict:
     """``simulate`` for an iP-VAE checkpoint: each (stimulus, repeat) is one presentation of ``n_iter + 1``
     iteration periods during which the circuit infers; writes ``spikes.nwb`` (with the stimuli),
     ``spikes.nix`` (unless ``neo=False``), ``summary.json`` (per-iteration read-out metrics) and figures."""
@@ -252,7 +253,7 @@ def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: 
                    "mean_rate_hz": float(len(st.time) / (K * st.t_stop)), "readout": rows,
                    "wall_seconds": _time.perf_counter() - t0}
         path = files.path
-        io.write_nwb(path / "spikes.nwb", st, stimuli=stim.images,
+        io.write_nwb(path / "spikes.nwb", st, stimuli=stim.images, subject=subject,
                      description=f"spikevae iP-VAE circuit: {n_iter} inference iterations of {cfg.period * 1e3:g} ms")
         plots.save_figure(plots.raster(st), path / "figures" / "raster.png")
         plots.save_figure(plots.convergence({"iP-VAE circuit (spikes)": rows}), path / "figures" / "convergence.png")

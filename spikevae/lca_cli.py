@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cli import ArgumentError, Parser, cli_entry, nonneg_float, positive_float, positive_int, seed
+from ._cli import ArgumentError, Parser, cli_entry, nonneg_float, positive_float, positive_int, seed, subject_from
 from .data import Preprocessing, natural_patches
 from .io.dictionary import load_dictionary, save_dictionary
 from .io.files import file_sha256, provenance, write_json, write_npz
@@ -37,6 +37,7 @@ def _parser() -> Parser:
             s.add_argument("--out", required=True, help="dictionary file (.npz); its figure is <stem>_basis.png")
         else:
             s.add_output("lca infer")
+            s.add_subject()
         s.add_argument("--lam", type=nonneg_float, default=0.5 if name == "learn" else d.lam, help="threshold lambda")
         s.add_argument("--tau", type=positive_float, default=d.tau * 1e3, help="time constant, ms")
         s.add_argument("--dt", type=positive_float, default=d.dt * 1e3, help="Euler step, ms")
@@ -168,7 +169,7 @@ def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
         st = sp.spikes
         n_in = x.shape[0]
         io.write_nwb(out / "spikes.nwb", st, stimuli=x.reshape(n_in, prep.patch_size, prep.patch_size),
-                     description="spikevae spiking LCA")
+                     description="spikevae spiking LCA", subject=subject_from(args))
         plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20)), out / "figures" / "raster.png")
         write_npz(out / "codes.npz", codes=sp.codes, patches=x)
         io.check_free_space(out, 64 * 2**20 + 24 * st.n_spikes, "the Neo (NIX) file")

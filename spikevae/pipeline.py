@@ -328,10 +328,11 @@ def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, re
     return SimulationResult(st, stim, lam, counts, summary)
 
 
-def _write_outputs(out: Path, st, stimuli, raster, counts, expected, summary, neo: bool) -> dict:
+def _write_outputs(out: Path, st, stimuli, raster, counts, expected, summary, neo: bool, subject=None) -> dict:
     from . import io, plots
 
-    paths = {"nwb": io.write_nwb(out / "spikes.nwb", st, stimuli=stimuli)}
+    cols = {k: (np.asarray(v), f"{k} of the stimulus shown ({stimuli.description})") for k, v in stimuli.params.items()}
+    paths = {"nwb": io.write_nwb(out / "spikes.nwb", st, stimuli=stimuli.images, subject=subject, trial_columns=cols)}
     paths["raster"] = plots.save_figure(plots.raster(raster), out / "figures" / "raster.png")
     paths["counts_vs_expected"] = plots.save_figure(plots.counts_vs_expected(counts, expected),
                                                    out / "figures" / "counts_vs_expected.png")
@@ -345,7 +346,7 @@ def _write_outputs(out: Path, st, stimuli, raster, counts, expected, summary, ne
 
 
 def write_simulation(out: str | os.PathLike, result: SimulationResult, neo: bool = True, overwrite: bool = False,
-                     command: str = "simulate") -> dict:
+                     command: str = "simulate", subject=None) -> dict:
     """Write a simulation's files into ``out`` (a new or empty folder, or an earlier run of ``command`` with
     ``overwrite``); return their paths by name.
 
@@ -357,14 +358,15 @@ def write_simulation(out: str | os.PathLike, result: SimulationResult, neo: bool
 
     with RunFolder(out, command, overwrite) as files:
         counts, expected = result.counts, result.spikes.presentations.expected
-        return _write_outputs(files.path, result.spikes, result.stimuli.images, result.spikes, counts, expected,
-                              result.summary, neo)
+        return _write_outputs(files.path, result.spikes, result.stimuli, result.spikes, counts, expected,
+                              result.summary, neo, subject)
 
 
 def simulate_to_folder(out: str | os.PathLike, model=None, stimuli: str = "natural", n_stimuli: int = 50,
                        repeats: int = 5, layer: PoissonLayerConfig = PoissonLayerConfig(), seed: int = 0, device="cpu",
                        progress: bool = False, neo: bool = True, overwrite: bool = False,
-                       command: str = "simulate", workers: int = 1, scheduler: str | None = None) -> dict:
+                       command: str = "simulate", workers: int = 1, scheduler: str | None = None,
+                       subject=None) -> dict:
     """:func:`run_simulation` + :func:`write_simulation` with memory that does not grow with the run.
 
     Spikes and λ go to a temporary HDF5 file in ``out`` chunk by chunk and are copied into ``spikes.nwb``;
@@ -378,7 +380,7 @@ def simulate_to_folder(out: str | os.PathLike, model=None, stimuli: str = "natur
                                                                    device, progress, spill_dir=files.path,
                                                                    workers=workers, scheduler=scheduler)
         try:
-            _write_outputs(files.path, st, stim.images, raster, counts, expected, summary, neo)
+            _write_outputs(files.path, st, stim, raster, counts, expected, summary, neo, subject)
         finally:
             st.close()
     return summary

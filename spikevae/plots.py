@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["basis_grid", "rf_agreement", "raster", "counts_vs_expected", "nx_ny_scatter", "tuning_curves", "histograms",
-           "recon_vs_sparsity", "knn_curves", "metric_bars", "rf_mapping_figures", "spike_generation",
+           "recon_vs_sparsity", "knn_curves", "metric_bars", "rf_mapping_figures", "v1_property", "spike_generation",
            "patch_statistics", "save_figure"]
 
 
@@ -183,6 +183,42 @@ def nx_ny_scatter(nx: np.ndarray, ny: np.ndarray, r2: np.ndarray, r2_min: float 
     ax.set_ylabel("ny = σy · f (along stripes)")
     ax.set_title(title or "Gabor envelope sizes (compare Ringach 2002, macaque V1)", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def v1_property(values: np.ndarray, label: str, unit: str, model_label: str, reference=None, note: str = ""):
+    """A model's distribution of one V1 property beside V1's published one (a
+    :class:`~spikevae.analysis.v1_reference.V1Distribution`, drawn on its own bins), both as fractions of units.
+    Without a reference, the model's histogram alone, saying that no V1 distribution ships for this property."""
+    plt = _mpl()
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    fig, ax = plt.subplots(figsize=(5.4, 4.0))
+    if reference is not None:
+        e = reference.edges
+        x = np.log2(e) if reference.log_bins else e
+        ax.bar(x[:-1], reference.counts / reference.n, width=np.diff(x), align="edge", color="0.75", edgecolor="0.4",
+               label=f"V1: {reference.source} (n = {reference.n}, median {reference.median():.3g})")
+        vv = np.log2(np.clip(v, e[0] / 2, None)) if reference.log_bins else v
+        lo, hi = min(x[0], vv.min(initial=x[0])), max(x[-1], vv.max(initial=x[-1]))
+        bins = np.concatenate([[lo] if lo < x[0] else [], x, [hi] if hi > x[-1] else []])
+        if reference.log_bins:
+            ticks = x[:: max(1, len(x) // 6)]
+            ax.set_xticks(ticks, [f"{2**t:.3g}" for t in ticks])
+    else:
+        vv = v
+        bins = np.linspace(v.min(initial=0.0), v.max(initial=1.0), 21) if len(v) else np.linspace(0, 1, 21)
+        ax.text(0.98, 0.95, "no V1 distribution ships for this property", transform=ax.transAxes, ha="right",
+                va="top", fontsize=7, color="0.3")
+    if len(vv):
+        ax.hist(vv, bins=bins, weights=np.full(len(vv), 1 / len(vv)), histtype="step", lw=1.8, color="C3",
+                label=f"{model_label} (n = {len(v)}, median {np.median(v):.3g})")
+    ax.set_xlabel(f"{label} ({unit})" if unit else label)
+    ax.set_ylabel("fraction of units")
+    ax.set_title(note or label, fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.tight_layout()
     return fig
 

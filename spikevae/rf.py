@@ -1,8 +1,11 @@
-"""Receptive-field mapping of model units: white noise (STA), sparse noise (ON/OFF maps), gratings, Gabor fits.
+"""Receptive-field mapping of model units: white noise (STA), sparse noise (ON/OFF maps), gratings, Gabor fits,
+and the standard V1 property battery (orientation, spatial frequency, size, F1/F0, subregion overlap).
 
 P-VAE units respond with real spikes: frames → posterior rates λ → Brian2 Poisson neurons
-(:func:`spikevae.spiking.simulate_poisson`) → counts per frame window. LCA units respond with
-their sparse-code activity (reference solver :func:`spikevae.lca.lca`).
+(:func:`spikevae.spiking.simulate_poisson`) → counts per frame window. LCA units respond with their converged
+sparse code (:func:`spikevae.lca.lca_fixed_point`), which is signed: each LCA unit is mapped as the two channels a
+recording would see, its ON (a > 0) and OFF (a < 0) rectified responses (channel k is unit k's ON half, channel
+K + k its OFF half, whose STA is then −atom k).
 ``simulations/rf_mapping.py`` writes a mapping's files and figures; the comparison scripts call
 :func:`map_receptive_fields` directly.
 """
@@ -17,26 +20,52 @@ from .analysis.receptive_fields import GratingTuning, fit_gabor, grating_tuning,
 from .errors import ArgumentError
 from .records import SpikeTrains
 
-__all__ = ["RFMapping", "map_receptive_fields", "sparse_noise", "rf_summary"]
+__all__ = ["RFMapping", "V1Battery", "map_receptive_fields", "sparse_noise", "rf_summary", "v1_properties",
+           "v1_summary", "PROPERTIES", "DIAMETERS"]
 
 
 class RFMapping(NamedTuple):
     """Everything one receptive-field mapping measured (unit k is latent k of the model)."""
 
     model: str  # pvae | lca
-    sta: np.ndarray  # (K, P, P) white-noise spike-triggered (or code-weighted) averages, image space
-    counts: np.ndarray  # (n_frames, K) white-noise responses (spike counts, or LCA codes)
-    on: np.ndarray  # (K, P, P) mean response to a bright pixel at each position (sparse noise)
-    off: np.ndarray  # (K, P, P) mean response to a dark pixel
-    tuning: GratingTuning  # grating responses per orientation and frequency
-    order: np.ndarray  # (n_fit,) fitted units, most active first
-    fits: list  # one dict per fitted unit: Gabor fit, OSI, preferred grating, corr(STA, encoder/decoder)
-    encoder: np.ndarray | None  # (K, P, P) linear encoder filters (P-VAE, linear encoder)
-    decoder: np.ndarray | None  # (K, P, P) decoder atoms (normalised for the LCA)
+    sta: np.ndarray  # (C, P, P) white-noise spike-triggered (or code-weighted) averages per channel, image space
+    counts: np.ndarray  # (n_frames, C) white-noise responses (spike counts, or rectified LCA codes)
+    on: np.ndarray  # (C, P, P) mean response to a bright pixel at each position (sparse noise)
+    off: np.ndarray  # (C, P, P) mean response to a dark pixel
+    tuning: GratingTuning  # grating responses per orientation and frequency (mean over phases and repeats)
+    order: np.ndarray  # (n_fit,) fitted channels, most active first
+    fits: list  # one dict per fitted channel: Gabor fit, OSI, preferred grating, corr(STA, encoder/decoder)
+    encoder: np.ndarray | None  # (C, P, P) linear encoder filters (P-VAE, linear encoder)
+    decoder: np.ndarray | None  # (C, P, P) decoder atoms (normalised for the LCA; −atom for an OFF channel)
     white_noise: np.ndarray  # (n_frames, P, P) the white-noise frames (image space)
     shown: np.ndarray  # (n_frames, P, P) what the model saw (whitened frames in pixel space)
     white_noise_spikes: SpikeTrains | None  # the P-VAE's white-noise spike trains
     n_gratings: int  # grating presentations
+    latent: np.ndarray  # (C,) the model unit of each channel
+    sign: np.ndarray  # (C,) +1: the unit's response (P-VAE spikes, LCA ON half), −1: the LCA unit's OFF half
+    battery: V1Battery | None  # the V1 property protocols (None when not run)
+    grating_spikes: SpikeTrains | None  # the P-VAE's spikes to the grating grid (protocol in .battery.grid_params)
+    size_spikes: SpikeTrains | None  # the P-VAE's spikes to the aperture gratings
+
+
+class V1Battery(NamedTuple):
+    """Responses to the V1 property protocols, per channel (mean over repeats)."""
+
+    orientations: np.ndarray  # (O,) rad in [0, π)
+    frequencies: np.ndarray  # (F,) cycles/pixel
+    n_phases: int  # frames per drifting-grating cycle
+    grid: np.ndarray  # (C, O, F, n_phases) response to each frame of the grating grid
+    grid_params: dict  # per-frame parameters of the grid (orientation, spatial_frequency, phase)
+    diameters: np.ndarray  # (S,) aperture diameters, pixels
+    size: np.ndarray  # (C, S) mean response over phases at each diameter (NaN: channel not measured)
+    size_params: dict  # per-frame parameters of the aperture gratings (unit, diameter, centre, ...)
+    centre: np.ndarray  # (C, 2) aperture centre used (column x, row y, pixels)
+    window: float | None  # frame duration, s (spiking models; None for the LCA's analog code)
+
+
+#: aperture diameters of the size protocol, pixels (for P = 16; scaled with the patch): 10 sizes up to a field
+#: that covers the whole patch from any centre
+DIAMETERS = tuple(float(d) for d in np.geomspace(1.0, 2.0 * np.sqrt(2.0) * 16, 10))
 
 
 def sparse_noise(n: int, P: int, rng: np.random.Generator, amplitude: float = 4.0):
@@ -69,7 +98,9 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
                          lam: float = 0.5, frames: int = 20_000, sparse_frames: int = 5_000,
                          grating_repeats: int = 4, window: float = 0.05, dt: float = 2.5e-4, target: str = "auto",
                          space: str = "pixel", fit_units: int = 512, seed: int = 0,
-                         progress: bool = False, workers: int | None = None) -> RFMapping:
+                         progress: bool = False, workers: int | None = None, battery: bool = True,
+                         n_orientations: int = 16, frequencies=None, n_phases: int = 8, diameters=None,
+                         size_repeats: int = 2) -> RFMapping:
     """Map the receptive fields of a P-VAE's spiking units, or of LCA units on a dictionary.
 
     Parameters
@@ -78,23 +109,31 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         The P-VAE whose units are mapped through spikes (None: the shipped model). Ignored when
         ``dictionary`` is given.
     dictionary : ndarray (D, K), optional
-        Map LCA units on these atoms instead (normalised here), at threshold ``lam``; needs
-        ``preprocessing`` (for the patch size).
+        Map LCA units on these atoms instead (normalised here), at threshold ``lam``, by their converged codes
+        rectified into ON and OFF channels; needs ``preprocessing`` (for the patch size).
     window, dt, target : P-VAE frame duration (s), Brian2 step (s) and code-generation target.
     space : {'pixel', 'model'}
         pixel: white noise is an image passed through the checkpoint's whitening filter R(f) (a
         retina-like stage) and the STA is taken against the image; model: white noise directly in
         model-input space.
     fit_units : int
-        Gabor fits to this many units, most active first.
+        Gabor fits (and the size protocol) for this many channels, most active first.
     workers : int, optional
         Processes running each protocol's Brian2 chunks (default: every core for a protocol of more than one
         chunk; the spikes do not change).
+    battery : bool
+        Run the V1 property protocols: the grating grid (``n_orientations`` × ``frequencies`` × one drifting
+        cycle of ``n_phases`` frames, ``grating_repeats`` times) and the size protocol (each fitted channel's
+        preferred grating in apertures of ``diameters`` pixels centred on its RF, 4 phases, ``size_repeats``
+        times). Without it the gratings are the grid alone at 8 orientations x 4 frequencies x 4 phases.
     """
     from .lca import normalise_atoms
+    from .stimuli import DEFAULT_FREQUENCIES, aperture_gratings, grating_grid
 
-    if min(frames, sparse_frames, grating_repeats, fit_units) < 1:
-        raise ArgumentError("frames, sparse_frames, grating_repeats and fit_units must be >= 1")
+    if min(frames, sparse_frames, grating_repeats, fit_units, size_repeats) < 1:
+        raise ArgumentError("frames, sparse_frames, grating_repeats, size_repeats and fit_units must be >= 1")
+    if n_orientations < 4 or n_phases < 4:
+        raise ArgumentError("the grating grid needs >= 4 orientations and >= 4 phases per cycle")
     if space not in ("pixel", "model"):
         raise ArgumentError(f"space must be 'pixel' or 'model', got {space!r}")
     from ._resources import check_memory
@@ -106,7 +145,8 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         kind, prep = "lca", preprocessing
         phi = normalise_atoms(np.asarray(dictionary, dtype=np.float64))
         P, K = prep.patch_size, phi.shape[1]
-        encoder, decoder = None, phi.T.reshape(K, P, P)
+        encoder, decoder = None, np.concatenate([phi.T, -phi.T]).reshape(2 * K, P, P)
+        latent, sign = np.tile(np.arange(K), 2), np.repeat([1, -1], K)
     else:
         from .model import TrainedModel, load_model
         from .spiking import PoissonLayerConfig
@@ -119,23 +159,29 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         P, K = model.config.patch_size, model.config.n_latents
         encoder = model.encoder_filters
         decoder = model.dictionary.T.reshape(K, P, P) if model.config.decoder == "lin" else None
+        latent, sign = np.arange(K), np.ones(K, np.int64)
+    C = len(latent)
 
-    def respond(x, s, meta=None):
-        """(responses (n, K), spike trains or None)."""
+    def respond(x, s, meta=None, repeats=1):
+        """(mean response per stimulus over ``repeats`` (n, C), spike trains or None)."""
         if kind == "lca":
             from .lca import LCAConfig, lca_fixed_point
 
             xf = x.reshape(len(x), -1).astype(np.float64)  # the converged codes (the LCA's fixed point)
-            return np.concatenate([lca_fixed_point(xf[i:i + 500], phi, LCAConfig(lam=lam)).codes
-                                   for i in range(0, len(xf), 500)]), None
+            a = np.concatenate([lca_fixed_point(xf[i:i + 500], phi, LCAConfig(lam=lam)).codes
+                                for i in range(0, len(xf), 500)])
+            return np.concatenate([np.clip(a, 0, None), np.clip(-a, 0, None)], axis=1), None  # ON, OFF channels
         from .spiking import default_workers, simulate_poisson
 
-        st = simulate_poisson(model.rates(x), layer, seed=s, progress=progress, meta=meta,
-                              workers=workers or default_workers(len(x), layer.chunk))
-        return st.counts(), st
+        n = len(x)
+        index = np.tile(np.arange(n), repeats)
+        st = simulate_poisson(model.rates(x), layer, seed=s, progress=progress, meta=meta, index=index,
+                              repeat=np.repeat(np.arange(repeats), n),
+                              workers=workers or default_workers(n * repeats, layer.chunk))
+        return st.counts().reshape(repeats, n, -1).mean(0), st
 
     # white noise → STA: frames (float32, twice), rates, counts and the STA's work arrays (float64)
-    check_memory(max(frames, sparse_frames) * (8.0 * P * P + 8.0 * 3 * K), f"{frames} white-noise frames for {K} units")
+    check_memory(max(frames, sparse_frames) * (8.0 * P * P + 8.0 * 3 * C), f"{frames} white-noise frames for {C} units")
     wn = rng.standard_normal((frames, P, P)).astype(np.float32)
     shown = wn
     if space == "pixel" and kind == "pvae" and prep.kind == "natural":
@@ -147,33 +193,72 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     counts, st = respond(shown, seed + 1, {"protocol": "white-noise RF mapping", "seed": seed, "model": kind})
     maps = sta(wn, counts)
     # sparse noise → ON / OFF maps (mean response when the pixel is on, per sign)
-    sp, pix, sign = sparse_noise(sparse_frames, P, rng)
+    sp, pix, sgn = sparse_noise(sparse_frames, P, rng)
     c_sp, _ = respond(sp, seed + 2)
     on_off = []
     for s in (1.0, -1.0):
-        sel = sign == s
-        tot = np.zeros((P * P, K))
+        sel = sgn == s
+        tot = np.zeros((P * P, C))
         np.add.at(tot, pix[sel], c_sp[sel])
         n_pix = np.bincount(pix[sel], minlength=P * P)[:, None]
-        on_off.append((tot / np.maximum(n_pix, 1)).T.reshape(K, P, P))
-    # gratings → tuning
-    from .stimuli import gratings
-
-    g = gratings(128 * grating_repeats, P)
-    c_g, _ = respond(g.images, seed + 3)
+        on_off.append((tot / np.maximum(n_pix, 1)).T.reshape(C, P, P))
+    # gratings: every orientation x frequency as one drifting cycle → tuning
+    if battery:
+        g = grating_grid(P, n_orientations, DEFAULT_FREQUENCIES if frequencies is None else frequencies, n_phases)
+    else:
+        g = grating_grid(P, 8, (0.0625, 0.125, 0.25, 0.375), 4)
+    reps = 1 if kind == "lca" else grating_repeats  # the LCA's code is deterministic
+    c_g, g_st = respond(g.images, seed + 3, {"protocol": "grating grid", "seed": seed, "model": kind}, reps)
     tun = grating_tuning(c_g, g.params["orientation"], g.params["spatial_frequency"])
     # Gabor fits and agreement of the STA with the encoder filter and the decoder atom
-    order = [k for k in np.argsort(-counts.sum(0))[:fit_units] if np.all(np.isfinite(maps[k]))]
+    order = [k for k in np.argsort(-counts.sum(0), kind="stable")[:fit_units] if np.all(np.isfinite(maps[k]))]
     rows = []
+    enc = None if encoder is None else encoder[latent]
     for k, f in zip(order, _fit_gabors([maps[k] for k in order], workers)):
-        row = {"unit": int(k), "spikes": float(counts[:, k].sum()), **f._asdict(), "osi": float(tun.osi[k]),
-               "preferred_orientation": float(tun.preferred_orientation[k]),
+        row = {"unit": int(k), "latent": int(latent[k]), "sign": int(sign[k]), "spikes": float(counts[:, k].sum()),
+               **f._asdict(), "osi": float(tun.osi[k]), "preferred_orientation": float(tun.preferred_orientation[k]),
                "preferred_frequency": float(tun.preferred_frequency[k])}
-        for name, ref in (("corr_sta_encoder", encoder), ("corr_sta_decoder", decoder)):
+        for name, ref in (("corr_sta_encoder", enc), ("corr_sta_decoder", decoder)):
             row[name] = float(np.corrcoef(maps[k].ravel(), ref[k].ravel())[0, 1]) if ref is not None else np.nan
         rows.append(row)
-    return RFMapping(kind, maps, counts, on_off[0], on_off[1], tun, order, rows, encoder, decoder, wn, shown, st,
-                     len(g.images))
+    bat, s_st = None, None
+    if battery:
+        n_o, F = n_orientations, len(g.params["spatial_frequency"]) // (n_orientations * n_phases)
+        grid = c_g.T.reshape(C, n_o, F, n_phases)
+        centre = _rf_centres(maps, rows, P)
+        d = np.asarray(DIAMETERS if diameters is None else diameters, dtype=np.float64) * (P / 16 if diameters is None else 1)
+        f0 = grid.mean(-1).reshape(C, -1).argmax(1)  # preferred (orientation, frequency) cell
+        oi, fi = np.unravel_index(f0, (n_o, F))
+        measured = np.asarray(order, np.int64)
+        ag = aperture_gratings(P, tun.orientations[oi[measured]], tun.frequencies[fi[measured]], centre[measured], d)
+        c_s, s_st = respond(ag.images, seed + 4, {"protocol": "size tuning", "seed": seed, "model": kind},
+                            1 if kind == "lca" else size_repeats)
+        own = c_s[np.arange(len(ag.images)), measured[ag.params["unit"]]]  # each channel's response to its own set
+        size = np.full((C, len(d)), np.nan)
+        size[measured] = own.reshape(len(measured), len(d), 4).mean(-1)
+        ag.params["unit"] = measured[ag.params["unit"]]
+        bat = V1Battery(tun.orientations, tun.frequencies, n_phases, grid, g.params, d, size, ag.params, centre,
+                        window if kind == "pvae" else None)
+    return RFMapping(kind, maps, counts, on_off[0], on_off[1], tun, order, rows, enc, decoder, wn, shown, st,
+                     len(g.images) * reps, latent, sign, bat, g_st, s_st)
+
+
+def _rf_centres(maps: np.ndarray, rows: list, P: int) -> np.ndarray:
+    """Each channel's RF centre (x, y): its Gabor fit's when good, else the centroid of the STA's energy, else
+    the patch centre."""
+    from .analysis.geometry import R2_GOOD
+
+    C = len(maps)
+    yy, xx = np.mgrid[0:P, 0:P]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = np.nan_to_num(maps.reshape(C, -1) ** 2)
+        tot = e.sum(1)
+        c = np.stack([e @ xx.ravel(), e @ yy.ravel()], 1) / tot[:, None]
+    c[~(tot > 0)] = (P - 1) / 2
+    for r in rows:
+        if r["r2"] >= R2_GOOD and 0 <= r["x0"] <= P - 1 and 0 <= r["y0"] <= P - 1:
+            c[r["unit"]] = (r["x0"], r["y0"])
+    return c
 
 
 def rf_summary(m: RFMapping) -> dict:
@@ -188,3 +273,126 @@ def rf_summary(m: RFMapping) -> dict:
             "median_frequency": med(col("frequency")[good]) if good.any() else None,
             "median_corr_sta_encoder": med(col("corr_sta_encoder")),
             "median_corr_sta_decoder": med(col("corr_sta_decoder"))}
+
+
+#: the V1 battery's per-channel properties: key → (label, unit, key of the shipped V1 distribution or None).
+#: ``*_cpd`` and ``*_deg`` columns exist only with a pixels-per-degree mapping.
+PROPERTIES = {
+    "circular_variance": ("circular variance (orientation)", "", None),
+    "orientation_bandwidth_deg": ("orientation bandwidth (half-width at 1/√2)", "deg", None),
+    "orth_pref_ratio": ("orthogonal / preferred response", "", None),
+    "osi": ("OSI = 1 − circular variance", "", None),
+    "orientation_selective": ("orientation selective (orthogonal / preferred < 0.5)", "fraction", None),
+    "peak_sf_cpp": ("peak spatial frequency", "cycles/pixel", None),
+    "peak_sf_cpd": ("peak spatial frequency", "cycles/deg", "peak_sf_cpd"),
+    "sf_bandwidth_octaves": ("SF bandwidth (full width at 1/√2)", "octaves", None),
+    "sf_bandwidth_schiller": ("SF bandwidth (Schiller: 100·f_low/f_high)", "%", "sf_bandwidth_schiller"),
+    "sf_selective": ("SF selective (band-pass)", "fraction", "sf_selective"),
+    "gsf_px": ("grating summation field", "pixels", None),
+    "gsf_deg": ("grating summation field", "deg", "gsf_deg"),
+    "ssi": ("surround-suppression index", "", "ssi"),
+    "f1_f0": ("modulation ratio F1/F0", "", None),
+    "simple": ("simple cells (F1/F0 > 1)", "fraction", None),
+    "on_off_overlap": ("ON/OFF overlap index", "", None),
+    "nx": ("Gabor nx = σx·f", "", None),
+    "ny": ("Gabor ny = σy·f", "", None),
+    "aspect_ratio": ("Gabor aspect ratio σy/σx", "", None),
+}
+
+#: a spiking channel whose best grating drives it below this rate is flagged weak (Cavanaugh et al. 2002's
+#: inclusion criterion, > 5 spikes/s)
+MIN_RATE_HZ = 5.0
+
+
+def v1_properties(m: RFMapping, pixels_per_degree: float | None = None) -> list[dict]:
+    """One row per channel of a mapping with the V1 battery: every :data:`PROPERTIES` value (NaN where undefined),
+    the response level, the Gabor fit's R², and flags: ``weak`` (best grating below :data:`MIN_RATE_HZ` spikes/s;
+    an LCA channel: no response at all), ``poor_fit`` (no Gabor fit with R² ≥ 0.5), ``size_measured``.
+    Flagged channels stay in the table; summaries use the channels that are not ``weak``."""
+    from .analysis import v1
+    from .analysis.geometry import R2_GOOD
+
+    b = m.battery
+    if b is None:
+        raise ArgumentError("this mapping ran without the V1 battery (battery=False)")
+    if pixels_per_degree is not None and not (np.isfinite(pixels_per_degree) and pixels_per_degree > 0):
+        raise ArgumentError(f"pixels per degree must be a finite number > 0, got {pixels_per_degree}")
+    C = b.grid.shape[0]
+    f0 = b.grid.mean(-1)  # (C, O, F): mean over the drifting cycle
+    flat = f0.reshape(C, -1)
+    best = flat.argmax(1)
+    oi, fi = np.unravel_index(best, f0.shape[1:])
+    peak = flat[np.arange(C), best]
+    ori = f0[np.arange(C), :, fi]  # (C, O) at the preferred frequency
+    sfc = f0[np.arange(C), oi, :]  # (C, F) at the preferred orientation
+    phase = b.grid[np.arange(C), oi, fi, :]  # (C, n_phases): one cycle at the preferred grating
+    cv, pref = v1.circular_variance(ori, b.orientations)
+    bw = v1.orientation_bandwidth(ori, b.orientations)
+    opr = v1.orthogonal_preferred_ratio(ori, b.orientations)
+    sf = v1.sf_tuning(sfc, b.frequencies)
+    measured = np.all(np.isfinite(b.size), axis=1)
+    size = {"gsf": np.full(C, np.nan), "ssi": np.full(C, np.nan)}
+    if measured.any():
+        st = v1.size_tuning(b.size[measured], b.diameters)
+        for k in size:
+            size[k][measured] = st[k]
+    f1f0 = v1.modulation_ratio(phase)
+    oi_idx = v1.on_off_overlap(m.on, m.off)
+    fits = {r["unit"]: r for r in m.fits}
+    rate = peak / b.window if b.window else peak
+    weak = rate < MIN_RATE_HZ if b.window else ~(peak > 0)
+    rows = []
+    nan = float("nan")
+    for c in range(C):
+        g = fits.get(c)
+        good = g is not None and g["r2"] >= R2_GOOD
+        row = {"unit": c, "latent": int(m.latent[c]), "sign": int(m.sign[c]),
+               "peak_response": float(rate[c]), "response_unit": "spikes/s" if b.window else "code",
+               "weak": bool(weak[c]), "gabor_r2": float(g["r2"]) if g else nan, "poor_fit": not good,
+               "size_measured": bool(measured[c]),
+               "preferred_orientation_deg": float(np.degrees(pref[c])), "circular_variance": float(cv[c]),
+               "orientation_bandwidth_deg": float(bw[c]), "orth_pref_ratio": float(opr[c]), "osi": float(1 - cv[c]),
+               "orientation_selective": float(opr[c] < 0.5) if np.isfinite(opr[c]) else nan,
+               "peak_sf_cpp": float(sf["peak"][c]), "sf_bandwidth_octaves": float(sf["bandwidth_octaves"][c]),
+               "sf_bandwidth_schiller": float(sf["bandwidth_schiller"][c]),
+               "sf_selective": float(sf["selective"][c]) if np.isfinite(sf["peak"][c]) else nan,
+               "gsf_px": float(size["gsf"][c]), "ssi": float(size["ssi"][c]), "f1_f0": float(f1f0[c]),
+               "simple": float(f1f0[c] > 1) if np.isfinite(f1f0[c]) else nan, "on_off_overlap": float(oi_idx[c]),
+               "nx": float(g["nx"]) if good else nan, "ny": float(g["ny"]) if good else nan,
+               "aspect_ratio": float(g["sigma_y"] / g["sigma_x"]) if good else nan,
+               "rf_x": float(b.centre[c, 0]), "rf_y": float(b.centre[c, 1])}
+        if pixels_per_degree is not None:
+            row["peak_sf_cpd"] = row["peak_sf_cpp"] * pixels_per_degree
+            row["gsf_deg"] = row["gsf_px"] / pixels_per_degree
+        rows.append(row)
+    return rows
+
+
+def v1_summary(rows: list[dict]) -> list[dict]:
+    """Per property of :data:`PROPERTIES` present in ``rows``: the model's median and quartiles over the channels
+    that are not weak (fractions: the mean), the shipped V1 median and, where V1's distribution is shipped, the
+    KS distance at its bin edges (:func:`spikevae.analysis.v1_reference.ks_binned`). The grating summation
+    field is compared over channels with SSI > 0.1, the population Cavanaugh et al. report it for."""
+    from .analysis.v1_reference import V1_DATA, ks_binned
+
+    use = [r for r in rows if not r["weak"]]
+    out = []
+    for key, (label, unit, ref) in PROPERTIES.items():
+        if not rows or key not in rows[0]:
+            continue
+        pop = [r for r in use if r["ssi"] > 0.1] if key.startswith("gsf") else use
+        v = np.array([r[key] for r in pop], dtype=np.float64)
+        fin = v[np.isfinite(v)]
+        frac = unit == "fraction"
+        d = V1_DATA.get(ref) if ref else None
+        s = {"property": key, "label": label, "unit": unit, "n": int(len(fin)), "of": len(pop),
+             "median": float(fin.mean() if frac else np.median(fin)) if len(fin) else float("nan"),
+             "q1": float(np.percentile(fin, 25)) if len(fin) and not frac else float("nan"),
+             "q3": float(np.percentile(fin, 75)) if len(fin) and not frac else float("nan"),
+             "v1_median": float("nan"), "ks": float("nan"), "v1_source": ""}
+        if d is not None:
+            s["v1_median"] = d.counts[1] / d.n if frac else d.median()
+            s["ks"] = float("nan") if frac else ks_binned(fin, d)
+            s["v1_source"] = f"{d.source}; {d.population}; n = {d.n}"
+        out.append(s)
+    return out

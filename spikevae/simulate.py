@@ -14,7 +14,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._cli import ArgumentError, Parser, cli_entry, nonneg_float, positive_float, positive_int, resolve_device, seed
+from ._cli import (
+    ArgumentError,
+    Parser,
+    cli_entry,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    resolve_device,
+    seed,
+    subject_from,
+)
 
 __all__ = ["main"]
 
@@ -26,6 +36,7 @@ def _parser() -> Parser:
     p = Parser(prog="python -m spikevae.simulate", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="P-VAE or iP-VAE checkpoint (default: the shipped P-VAE)")
     p.add_output("simulate", "run")
+    p.add_subject()
     p.add_argument("--stimuli", default="natural", help="natural | white-noise | gratings | DIR of images")
     p.add_argument("--n-stimuli", type=positive_int, default=50)
     p.add_argument("--repeats", type=positive_int, default=5, help="presentations of each stimulus")
@@ -118,7 +129,7 @@ def main(argv=None) -> int:
     summary = simulate_to_folder(out, model, args.stimuli, args.n_stimuli, args.repeats, layer, args.seed,
                                  progress=not args.quiet, neo=not args.no_neo, overwrite=args.overwrite,
                                  workers=args.workers or default_workers(args.n_stimuli * args.repeats, layer.chunk),
-                                 scheduler=args.scheduler)
+                                 scheduler=args.scheduler, subject=subject_from(args))
     print(describe_simulation(summary, out, neo=not args.no_neo))
     return 0
 
@@ -136,7 +147,7 @@ def _simulate_ipvae(args) -> int:
     model.path = Path(args.checkpoint)
     out = Path(args.out)
     s = simulate_circuit_to_folder(out, model, args.stimuli, args.n_stimuli, args.repeats, args.iterations, cfg,
-                                   args.seed, neo=not args.no_neo, overwrite=args.overwrite)
+                                   args.seed, neo=not args.no_neo, overwrite=args.overwrite, subject=subject_from(args))
     last = s["readout"][-1]
     print(f"iP-VAE circuit: {s['n_presentations']} presentations ({s['n_stimuli']} {s['stimuli']} stimuli x "
           f"{s['repeats']}) of {s['n_units']} units, {s['n_iter']} iterations of {args.period:g} ms, target {target}")

@@ -14,7 +14,11 @@ import numpy as np
 
 from .data import DataError, Preprocessing, extract_patches, natural_val_patches, preprocess_images, read_image_folder
 
-__all__ = ["StimulusSet", "natural", "white_noise", "gratings", "from_folder", "make_stimuli"]
+__all__ = ["StimulusSet", "natural", "white_noise", "gratings", "grating_grid", "aperture_gratings", "from_folder",
+           "make_stimuli", "DEFAULT_FREQUENCIES"]
+
+#: spatial frequencies (cycles/pixel) of the V1 property battery: 12 steps of 0.38 octave below Nyquist
+DEFAULT_FREQUENCIES = tuple(float(f) for f in np.geomspace(0.025, 0.45, 12))
 
 
 class StimulusSet(NamedTuple):
@@ -54,6 +58,57 @@ def gratings(n: int, size: int, n_orientations: int = 8, frequencies=(0.0625, 0.
     return StimulusSet(img.astype(np.float32), "gratings",
                        {"orientation": grid[:, 0], "spatial_frequency": grid[:, 1], "phase": grid[:, 2]},
                        "sinusoidal gratings (orientation rad, spatial frequency cycles/pixel, phase rad)")
+
+
+def _grating(size: int, theta, freq, phase, centre=None) -> np.ndarray:
+    """Sinusoids (n, size, size) of amplitude √2 (unit variance over a full field); phase 0 peaks at ``centre``
+    (default: the patch centre) so a grating's phase is relative to the receptive field's centre."""
+    theta, freq, phase = (np.asarray(v, dtype=np.float64)[:, None, None] for v in (theta, freq, phase))
+    c = np.full((theta.shape[0], 2), (size - 1) / 2) if centre is None else np.asarray(centre, dtype=np.float64)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    xr = (xx[None] - c[:, 0, None, None]) * np.cos(theta) + (yy[None] - c[:, 1, None, None]) * np.sin(theta)
+    return np.sqrt(2) * np.cos(2 * np.pi * freq * xr + phase)
+
+
+def grating_grid(size: int, n_orientations: int = 16, frequencies=DEFAULT_FREQUENCIES, n_phases: int = 8) -> StimulusSet:
+    """Every orientation × spatial frequency, each as one cycle of a drifting grating: ``n_phases`` consecutive
+    frames with the phase advancing by 2π/n_phases (so responses frame by frame give F1/F0).
+
+    Order: orientation (slowest), frequency, phase (fastest). Orientation θ ∈ [0, π) is the wave-vector direction;
+    frequency in cycles/pixel; amplitude √2 (unit variance per pixel, the scale of the training data).
+    """
+    th = np.arange(n_orientations) * np.pi / n_orientations
+    ph = np.arange(n_phases) * 2 * np.pi / n_phases
+    t, f, p = (a.ravel() for a in np.meshgrid(th, np.asarray(frequencies, dtype=np.float64), ph, indexing="ij"))
+    return StimulusSet(_grating(size, t, f, p).astype(np.float32), "grating-grid",
+                       {"orientation": t, "spatial_frequency": f, "phase": p},
+                       f"drifting gratings, {n_orientations} orientations x {len(f) // n_orientations // n_phases} "
+                       f"spatial frequencies x {n_phases} phases per cycle (orientation rad, spatial frequency "
+                       "cycles/pixel, phase rad)")
+
+
+def aperture_gratings(size: int, theta, freq, centre, diameters, n_phases: int = 4) -> StimulusSet:
+    """Gratings in circular apertures of increasing diameter (pixels) on a blank (zero) field, one set per unit.
+
+    ``theta``, ``freq`` (n_units,) and ``centre`` (n_units, 2: column x, row y in pixels) give each unit's grating
+    and aperture centre; order: unit (slowest), diameter, phase. The aperture edge is anti-aliased over one pixel
+    (a pixel's weight is the fraction of it inside, to first order), so responses change smoothly with diameter.
+    """
+    theta, freq = np.atleast_1d(theta).astype(np.float64), np.atleast_1d(freq).astype(np.float64)
+    centre = np.atleast_2d(np.asarray(centre, dtype=np.float64))
+    d = np.asarray(diameters, dtype=np.float64)
+    ph = np.arange(n_phases) * 2 * np.pi / n_phases
+    u, di, p = (a.ravel() for a in np.meshgrid(np.arange(len(theta)), np.arange(len(d)), np.arange(n_phases),
+                                                 indexing="ij"))
+    img = _grating(size, theta[u], freq[u], ph[p], centre[u])
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    r = np.hypot(xx[None] - centre[u, 0, None, None], yy[None] - centre[u, 1, None, None])
+    img *= np.clip(d[di, None, None] / 2 - r + 0.5, 0.0, 1.0)
+    return StimulusSet(img.astype(np.float32), "aperture-gratings",
+                       {"unit": u, "orientation": theta[u], "spatial_frequency": freq[u], "phase": ph[p],
+                        "diameter": d[di], "centre_x": centre[u, 0], "centre_y": centre[u, 1]},
+                       "gratings in circular apertures on a blank field (orientation rad, spatial frequency "
+                       "cycles/pixel, phase rad, diameter and centre in pixels)")
 
 
 def from_folder(folder: str | os.PathLike, n: int, prep: Preprocessing, rng: np.random.Generator) -> StimulusSet:
