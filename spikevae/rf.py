@@ -318,25 +318,15 @@ def v1_properties(m: RFMapping, pixels_per_degree: float | None = None) -> list[
     if pixels_per_degree is not None and not (np.isfinite(pixels_per_degree) and pixels_per_degree > 0):
         raise ArgumentError(f"pixels per degree must be a finite number > 0, got {pixels_per_degree}")
     C = b.grid.shape[0]
-    f0 = b.grid.mean(-1)  # (C, O, F): mean over the drifting cycle
-    flat = f0.reshape(C, -1)
-    best = flat.argmax(1)
-    oi, fi = np.unravel_index(best, f0.shape[1:])
-    peak = flat[np.arange(C), best]
-    ori = f0[np.arange(C), :, fi]  # (C, O) at the preferred frequency
-    sfc = f0[np.arange(C), oi, :]  # (C, F) at the preferred orientation
-    phase = b.grid[np.arange(C), oi, fi, :]  # (C, n_phases): one cycle at the preferred grating
-    cv, pref = v1.circular_variance(ori, b.orientations)
-    bw = v1.orientation_bandwidth(ori, b.orientations)
-    opr = v1.orthogonal_preferred_ratio(ori, b.orientations)
-    sf = v1.sf_tuning(sfc, b.frequencies)
+    gp = grid_properties(b.grid, b.orientations, b.frequencies)
+    peak, pref, cv, bw, opr, f1f0 = (gp[k] for k in ("peak", "pref", "cv", "bw", "opr", "f1f0"))
+    sf = gp["sf"]
     measured = np.all(np.isfinite(b.size), axis=1)
     size = {"gsf": np.full(C, np.nan), "ssi": np.full(C, np.nan)}
     if measured.any():
         st = v1.size_tuning(b.size[measured], b.diameters)
         for k in size:
             size[k][measured] = st[k]
-    f1f0 = v1.modulation_ratio(phase)
     oi_idx = v1.on_off_overlap(m.on, m.off)
     fits = {r["unit"]: r for r in m.fits}
     rate = peak / b.window if b.window else peak
@@ -366,6 +356,43 @@ def v1_properties(m: RFMapping, pixels_per_degree: float | None = None) -> list[
             row["gsf_deg"] = row["gsf_px"] / pixels_per_degree
         rows.append(row)
     return rows
+
+
+def grid_properties(grid: np.ndarray, orientations: np.ndarray, frequencies: np.ndarray) -> dict:
+    """Orientation, SF and F1/F0 properties of responses ``grid`` (C, O, F, n_phases) to a drifting grating grid:
+    the preferred grating is the peak of the cycle-mean response; orientation tuning is taken at the preferred
+    frequency, SF tuning at the preferred orientation, F1/F0 over the cycle at the preferred grating."""
+    from .analysis import v1
+
+    C = grid.shape[0]
+    f0 = grid.mean(-1)  # (C, O, F): mean over the drifting cycle
+    flat = f0.reshape(C, -1)
+    best = flat.argmax(1)
+    oi, fi = np.unravel_index(best, f0.shape[1:])
+    ori = f0[np.arange(C), :, fi]  # (C, O) at the preferred frequency
+    cv, pref = v1.circular_variance(ori, orientations)
+    return {"peak": flat[np.arange(C), best], "pref": pref, "cv": cv, "bw": v1.orientation_bandwidth(ori, orientations),
+            "opr": v1.orthogonal_preferred_ratio(ori, orientations),
+            "sf": v1.sf_tuning(f0[np.arange(C), oi, :], frequencies),
+            "f1f0": v1.modulation_ratio(grid[np.arange(C), oi, fi, :])}
+
+
+def grid_from_trials(responses: np.ndarray, orientation, frequency, phase) -> tuple:
+    """Mean responses (C, O, F, n_phases) per grating of a grid from per-presentation ``responses`` (n, C) and each
+    presentation's parameters (repeats are averaged; as read from an NWB trials table) → (grid, orientations,
+    frequencies)."""
+    r = np.asarray(responses, dtype=np.float64)
+    keys = [np.unique(np.round(np.asarray(v, dtype=np.float64), 12), return_inverse=True)
+            for v in (orientation, frequency, phase)]
+    shape = tuple(len(k[0]) for k in keys)
+    cell = np.ravel_multi_index(tuple(k[1] for k in keys), shape)
+    n = np.bincount(cell, minlength=int(np.prod(shape)))
+    if np.any(n == 0):
+        raise ArgumentError("the trials do not hold a full orientation x frequency x phase grid")
+    tot = np.zeros((int(np.prod(shape)), r.shape[1]))
+    np.add.at(tot, cell, r)
+    grid = (tot / n[:, None]).T.reshape(r.shape[1], *shape)
+    return grid, keys[0][0], keys[1][0]
 
 
 def v1_summary(rows: list[dict]) -> list[dict]:

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..records import Presentations, SpikeTrains
 
-__all__ = ["write_nwb", "read_nwb", "SUBJECT_NOTE", "SubjectInfo", "SYNTHETIC_SPECIES"]
+__all__ = ["write_nwb", "read_nwb", "read_trial_columns", "SUBJECT_NOTE", "SubjectInfo", "SYNTHETIC_SPECIES"]
 
 SUBJECT_NOTE = "simulated network (spikevae); no animal was recorded"
 #: NCBI Taxonomy 32630, "synthetic construct"
@@ -213,6 +213,29 @@ def read_nwb(path: str | os.PathLike) -> SpikeTrains:
         raise
     except Exception as exc:  # noqa: BLE001 - h5py/pynwb raise many types for damaged or foreign files
         raise DataError(f"cannot read {path} as NWB ({type(exc).__name__})") from None
+
+
+def read_trial_columns(path: str | os.PathLike) -> dict:
+    """The trials table's columns other than start/stop time, stimulus index and repeat (the stimulus protocol,
+    e.g. a grating's orientation), in trial order as :func:`read_nwb` returns the presentations. {} without
+    trials; one-line :class:`~spikevae.data.DataError` for an unreadable file."""
+    from pynwb import NWBHDF5IO
+
+    from ..errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist")
+    try:
+        with NWBHDF5IO(str(path), "r") as io:
+            tr = io.read().trials
+            if tr is None or not len(tr):
+                return {}
+            order = np.argsort(np.asarray(tr["start_time"].data[:], dtype=np.float64), kind="stable")
+            skip = {"start_time", "stop_time", "stimulus_index", "repeat", "tags", "timeseries"}
+            return {c: np.asarray(tr[c].data[:])[order] for c in tr.colnames if c not in skip}
+    except Exception as exc:  # noqa: BLE001 - h5py/pynwb raise many types for damaged or foreign files
+        raise DataError(f"cannot read the trials of {path} ({type(exc).__name__})") from None
 
 
 def _read_nwb(path: Path) -> SpikeTrains:
