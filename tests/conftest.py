@@ -20,6 +20,21 @@ def load_script(rel: str):
     return mod
 
 
+def assert_dandi_clean(path) -> None:
+    """nwbinspector with DANDI's configuration: no CRITICAL and no BEST_PRACTICE_VIOLATION message; the file reads
+    back with pynwb and claims no animal (the default subject is NCBI's 'synthetic construct')."""
+    from nwbinspector import inspect_nwbfile, load_config
+    from pynwb import NWBHDF5IO
+
+    msgs = list(inspect_nwbfile(nwbfile_path=str(path), config=load_config("dandi")))
+    bad = [(m.check_function_name, m.message) for m in msgs if m.importance.name in ("CRITICAL", "BEST_PRACTICE_VIOLATION")]
+    assert not bad, bad
+    with NWBHDF5IO(str(path), "r") as io:
+        nwb = io.read()
+        assert nwb.subject.species.endswith("NCBITaxon_32630") and "no animal" in nwb.subject.description
+        assert "simulation" in nwb.session_description
+
+
 def run_cli(main, argv):
     """Run a command's ``main`` and return its exit status (argparse errors included)."""
     try:

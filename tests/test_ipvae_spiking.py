@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import assert_dandi_clean
 
 from spikevae.errors import ArgumentError
 from spikevae.ipvae import IPVAE, IPVAEConfig
@@ -100,6 +101,7 @@ def test_simulate_runs_an_ipvae_checkpoint_as_its_circuit(tmp_path, capsys):
                  "--repeats", "2", "--iterations", "5", "--substeps", "20", "--no-neo", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     st = read_nwb(out / "spikes.nwb")
+    assert_dandi_clean(out / "spikes.nwb")
     assert summary["n_presentations"] == 6 and summary["n_iter"] == 5 and len(st.time) == summary["n_spikes"] > 0
     assert list(st.presentations.stimulus) == [0, 1, 2, 0, 1, 2] and list(st.presentations.repeat) == [0] * 3 + [1] * 3
     assert st.t_stop == pytest.approx(6 * 6 * 0.01)  # 6 presentations of 5 + 1 periods of 10 ms

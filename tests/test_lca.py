@@ -1,6 +1,7 @@
 """LCA: planted recovery and KKT, Brian2 agreement, energy descent, spiking convergence, dictionary learning."""
 import numpy as np
 import pytest
+from conftest import assert_dandi_clean
 
 from spikevae.lca import (
     THRESHOLDS,
@@ -164,6 +165,7 @@ def test_lca_command_learn_and_infer(tmp_path, capsys):
     from spikevae.io import read_nwb
 
     st = read_nwb(tmp_path / "spiking" / "spikes.nwb")
+    assert_dandi_clean(tmp_path / "spiking" / "spikes.nwb")
     assert st.n_units == 32 and st.n_spikes == json.loads((tmp_path / "spiking" / "summary.json").read_text())["n_spikes"]
     capsys.readouterr()
 

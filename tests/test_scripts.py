@@ -3,7 +3,7 @@ import csv
 
 import numpy as np
 import pytest
-from conftest import load_script
+from conftest import assert_dandi_clean, load_script
 
 
 def test_rf_mapping_smoke(tmp_path, tiny_checkpoint, capsys):
@@ -22,13 +22,30 @@ def test_rf_mapping_smoke(tmp_path, tiny_checkpoint, capsys):
 
     assert len(read_nwb(out / "white_noise.nwb").presentations) == 300
     assert "mapped 16 pvae units" in capsys.readouterr().out
+    # the V1 battery: one row per unit; the grating protocol is in the NWB trials, and the tuning recomputed from
+    # the file alone equals the run's (same spikes, same definitions)
+    with open(out / "properties.csv") as fh:
+        props = list(csv.DictReader(fh))
+    assert len(props) == 16 and {"circular_variance", "sf_bandwidth_octaves", "ssi", "f1_f0", "weak"} <= set(props[0])
+    assert sum(r["size_measured"] == "True" for r in props) == len(rows)
+    assert "| surround-suppression index |" in (out / "summary.md").read_text()
+    for f in ("white_noise", "gratings", "size"):
+        assert_dandi_clean(out / f"{f}.nwb")
+    tun = load_script("analysis/tuning_from_nwb.py")
+    assert tun.main([str(out / "gratings.nwb"), "--out", str(tmp_path / "tun"), "--quiet"][:-1]) == 0
+    with open(tmp_path / "tun" / "properties.csv") as fh:
+        again = list(csv.DictReader(fh))
+    for key in ("circular_variance", "orientation_bandwidth_deg", "peak_sf_cpp", "f1_f0"):
+        np.testing.assert_array_equal([float(r[key]) for r in again], [float(r[key]) for r in props])
+    capsys.readouterr()
     # the LCA's mapping into the same folder replaces the P-VAE's as a whole: no white_noise.nwb survives beside it
     lca = ["--model", "lca", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--frames", "300",
            "--sparse-frames", "128", "--grating-repeats", "1", "--fit-units", "4", "--quiet"]
     assert rf.main(lca) == 2 and "--overwrite" in capsys.readouterr().err
     assert (out / "white_noise.nwb").is_file()
     assert rf.main(lca + ["--overwrite"]) == 0
-    assert not (out / "white_noise.nwb").exists() and np.load(out / "sta.npy").shape == (16, 8, 8)
+    # the LCA's signed code is mapped as ON and OFF rectified channels: 2 x 16
+    assert not (out / "white_noise.nwb").exists() and np.load(out / "sta.npy").shape == (32, 8, 8)
 
 
 def test_rf_mapping_bad_input(tmp_path, capsys):

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import assert_dandi_clean, run_cli
 
 from spikevae.io import read_neo, read_nwb
 from spikevae.pipeline import run_simulation
@@ -20,6 +20,7 @@ def test_simulate_writes_every_output(tmp_path, tiny_checkpoint, capsys):
     assert "spikes.nwb" in printed and "from spike counts" in printed
     summary = json.loads((out / "summary.json").read_text())
     st = read_nwb(out / "spikes.nwb")
+    assert_dandi_clean(out / "spikes.nwb")
     assert summary["n_spikes"] == st.n_spikes and summary["target"] == "numpy"
     assert summary["per_unit_counts"] == st.counts().sum(0).tolist()
     neo_st = read_neo(out / "spikes.nix")

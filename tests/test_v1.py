@@ -1,0 +1,135 @@
+"""The V1 property battery: each property against a closed form, and planted units (a Gabor with an exponential
+output, a quadrature energy unit) recovered through the Brian2 spiking path within stated tolerances."""
+import math
+
+import numpy as np
+import pytest
+
+from spikevae.analysis import v1
+from spikevae.analysis.v1_reference import V1_DATA, ks_binned
+
+
+def test_orientation_properties_of_a_von_mises_curve():
+    """r(θ) = exp(κ(cos 2(θ − θ0) − 1)): half-width at 1/√2 is ½·arccos(1 − ln2/(2κ)), CV = 1 − I1(κ)/I0(κ),
+    orthogonal/preferred = e^{−2κ}."""
+    from scipy.special import i0, i1
+
+    th = np.arange(16) * np.pi / 16
+    for kappa in (1.0, 2.0, 3.0):
+        r = np.exp(kappa * (np.cos(2 * (th - 0.5)) - 1))
+        cv, pref = v1.circular_variance(r, th)
+        assert cv[0] == pytest.approx(1 - i1(kappa) / i0(kappa), abs=1e-6) and pref[0] == pytest.approx(0.5, abs=1e-9)
+        hw = math.degrees(math.acos(1 - math.log(2) / (2 * kappa)) / 2)
+        assert v1.orientation_bandwidth(r, th)[0] == pytest.approx(hw, rel=0.01)
+        assert v1.orthogonal_preferred_ratio(r, th)[0] == pytest.approx(math.exp(-2 * kappa), rel=0.02, abs=1e-3)
+    flat = np.ones((1, 16))
+    assert v1.circular_variance(flat, th)[0][0] == pytest.approx(1.0) and np.isnan(v1.orientation_bandwidth(flat, th)[0])
+
+
+def test_sf_size_phase_and_overlap_against_closed_forms():
+    f = np.geomspace(0.025, 0.45, 12)
+    s = 0.6  # log-Gaussian in octaves: 1/√2 of the peak at ±s·√(ln 2) octaves
+    out = v1.sf_tuning(np.exp(-np.log2(f / 0.12) ** 2 / (2 * s**2)), f)
+    assert out["peak"][0] == pytest.approx(0.12, rel=0.01) and out["selective"][0]
+    bw = 2 * s * math.sqrt(math.log(2))
+    assert out["bandwidth_octaves"][0] == pytest.approx(bw, rel=0.01)
+    assert out["bandwidth_schiller"][0] == pytest.approx(100 * 2**-bw, rel=0.01)
+    low_pass = v1.sf_tuning(1 / (1 + f / 0.05), f)
+    assert not low_pass["selective"][0] and np.isnan(low_pass["bandwidth_octaves"][0])
+    st = v1.size_tuning([[1, 2, 3, 3, 3], [1, 3, 2, 1.5, 1]], [1, 2, 4, 8, 16])
+    np.testing.assert_allclose(st["ssi"], [0, 2 / 3])
+    np.testing.assert_allclose(st["gsf"], [2 + 2 * 0.85, 1 + 0.85 / 2])  # 95 % of the peak, interpolated
+    ph = np.arange(64) * 2 * np.pi / 64
+    assert v1.modulation_ratio(np.clip(np.cos(ph), 0, None))[()] == pytest.approx(np.pi / 2, rel=1e-3)
+    assert v1.modulation_ratio(np.ones(8))[()] == pytest.approx(0, abs=1e-12)
+    # two Gaussian subfields of s.d. 1 px, d px apart along x: OI = (2 − d)/(2 + d)
+    yy, xx = np.mgrid[0:32, 0:32]
+    blob = lambda x0: np.exp(-((xx - x0) ** 2 + (yy - 16) ** 2) / 2)  # noqa: E731
+    for d in (0.0, 2.0, 6.0):
+        oi = v1.on_off_overlap(blob(13 + d / 2)[None], blob(13 - d / 2)[None])[0]
+        assert oi == pytest.approx((2 - d) / (2 + d), abs=0.03), d
+
+
+def test_v1_reference_tables_and_ks_distance():
+    ssi = V1_DATA["ssi"]
+    assert ssi.n == 190 and V1_DATA["gsf_deg"].n == 148 and V1_DATA["sf_selective"].n == 87
+    assert V1_DATA["peak_sf_cpd"].n == sum([148, 84, 94, 53])  # De Valois 1982: four cell classes summed
+    for d in V1_DATA.values():
+        assert len(d.edges) == len(d.counts) + 1 and np.all(np.diff(d.edges) > 0)
+    rng = np.random.default_rng(0)  # a sample drawn from the histogram itself is close; a shifted one is not
+    sample = np.concatenate([rng.uniform(a, b, c * 20) for a, b, c in zip(ssi.edges, ssi.edges[1:], ssi.counts)])
+    assert ks_binned(sample, ssi) < 0.02 and ks_binned(sample + 0.5, ssi) > 0.3
+    assert ssi.median() == pytest.approx(0.2 + 0.2 * (95 - 66) / 44)
+
+
+P = 16
+TRUE = dict(x0=7.5, y0=7.5, theta=0.6, f=0.15, sx=2.2, sy=3.0)
+
+
+def _units():
+    """Rates per frame of two planted units: a Gabor with an exponential output (simple), and the quadrature
+    pair's energy (complex), each with a peak of about 6 expected spikes per window."""
+    from spikevae.analysis.receptive_fields import gabor
+
+    w = np.stack([gabor((P, P), phase=ph, **TRUE) for ph in (0.0, np.pi / 2)]).reshape(2, -1)
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+    drive = 3.0 / (math.sqrt(2) * np.abs(w[0] @ np.exp(2j * np.pi * TRUE["f"] * _xr(TRUE["theta"]))))
+
+    def rates(x):
+        u = x.reshape(len(x), -1) @ w.T * drive
+        return np.stack([0.3 * np.exp(u[:, 0]), 0.35 * (u ** 2).sum(1)], 1)
+    return rates
+
+
+def _xr(theta):
+    yy, xx = np.mgrid[0:P, 0:P]
+    return ((xx - (P - 1) / 2) * np.cos(theta) + (yy - (P - 1) / 2) * np.sin(theta)).ravel()
+
+
+def test_planted_units_recovered_through_the_spiking_path():
+    """Grating grid and apertures → rates → Brian2 Poisson spikes → counts → properties, against the planted
+    Gabor (orientation ±5°, SF ±10 %) and against each property of the noise-free rates (bandwidths ±15 %)."""
+    from spikevae.rf import grid_from_trials, grid_properties
+    from spikevae.spiking import PoissonLayerConfig, simulate_poisson
+    from spikevae.stimuli import aperture_gratings, grating_grid
+
+    rates = _units()
+    g = grating_grid(P)
+    reps = 4
+    n = len(g.images)
+    st = simulate_poisson(rates(g.images), PoissonLayerConfig(window=0.02, dt=1e-3, target="numpy", chunk=10**6),
+                          seed=3, index=np.tile(np.arange(n), reps))
+    prm = {k: np.tile(v, reps) for k, v in g.params.items()}
+    grid, oris, freqs = grid_from_trials(st.counts(), prm["orientation"], prm["spatial_frequency"], prm["phase"])
+    got = grid_properties(grid, oris, freqs)
+    exact_grid = rates(g.images).T.reshape(2, len(oris), len(freqs), -1)  # the noise-free responses
+    exact = grid_properties(exact_grid, oris, freqs)
+    for k in (0, 1):
+        d_theta = abs((got["pref"][k] - TRUE["theta"] + np.pi / 2) % np.pi - np.pi / 2)
+        assert math.degrees(d_theta) < 5, (k, got["pref"][k])
+        assert got["sf"]["peak"][k] == pytest.approx(TRUE["f"], rel=0.10)
+        assert got["bw"][k] == pytest.approx(exact["bw"][k], rel=0.15)
+        assert got["sf"]["bandwidth_octaves"][k] == pytest.approx(exact["sf"]["bandwidth_octaves"][k], rel=0.15)
+    # the noise-free bandwidth itself against a dense orientation sweep of the same rates (the spline's own error)
+    from spikevae.stimuli import _grating
+
+    fine = np.arange(720) * np.pi / 720
+    pf = freqs[np.argmin(np.abs(freqs - got["sf"]["peak"][0]))]
+    ph = np.arange(8) * np.pi / 4
+    dense = rates(_grating(P, np.repeat(fine, 8), np.full(720 * 8, pf), np.tile(ph, 720))).reshape(720, 8, 2).mean(1)
+    assert exact["bw"][0] == pytest.approx(v1.orientation_bandwidth(dense[:, 0], fine)[0], rel=0.05)
+    # F1/F0: the Gabor unit modulates over the cycle (simple), the energy unit does not (complex)
+    assert got["f1f0"][0] > 1 and got["f1f0"][1] < 1, got["f1f0"]
+    assert got["f1f0"][0] == pytest.approx(exact["f1f0"][0], rel=0.10)
+    # size: each unit's preferred grating in growing apertures on its centre
+    d = np.geomspace(1, 45, 10)
+    ag = aperture_gratings(P, got["pref"], got["sf"]["peak"], np.full((2, 2), 7.5), d)
+    st = simulate_poisson(rates(ag.images), PoissonLayerConfig(window=0.02, dt=1e-3, target="numpy", chunk=10**6),
+                          seed=4, index=np.tile(np.arange(len(ag.images)), reps))
+    c = st.counts().reshape(reps, len(ag.images), 2).mean(0)
+    own = c[np.arange(len(ag.images)), ag.params["unit"]].reshape(2, len(d), 4).mean(-1)
+    clean = rates(ag.images)[np.arange(len(ag.images)), ag.params["unit"]].reshape(2, len(d), 4).mean(-1)
+    s_got, s_exact = v1.size_tuning(own, d), v1.size_tuning(clean, d)
+    np.testing.assert_allclose(s_got["gsf"], s_exact["gsf"], rtol=0.15)
+    np.testing.assert_allclose(s_got["ssi"], s_exact["ssi"], atol=0.1)
+    assert np.all(s_exact["gsf"] > 2 * TRUE["sx"])  # the summation field spans the envelope, not a pixel
