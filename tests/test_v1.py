@@ -7,6 +7,7 @@ import pytest
 
 from spikevae.analysis import v1
 from spikevae.analysis.v1_reference import V1_DATA, ks_binned
+from spikevae.spiking import PoissonLayerConfig
 
 
 def test_orientation_properties_of_a_von_mises_curve():
@@ -38,7 +39,7 @@ def test_sf_size_phase_and_overlap_against_closed_forms():
     assert not low_pass["selective"][0] and np.isnan(low_pass["bandwidth_octaves"][0])
     st = v1.size_tuning([[1, 2, 3, 3, 3], [1, 3, 2, 1.5, 1]], [1, 2, 4, 8, 16])
     np.testing.assert_allclose(st["ssi"], [0, 2 / 3])
-    np.testing.assert_allclose(st["gsf"], [2 + 2 * 0.85, 1 + 0.85 / 2])  # 95 % of the peak, interpolated
+    np.testing.assert_allclose(st["gsf"], [2 + 2 * 0.85, 1 + 1.85 / 2])  # 95 % of the peak, interpolated
     ph = np.arange(64) * 2 * np.pi / 64
     assert v1.modulation_ratio(np.clip(np.cos(ph), 0, None))[()] == pytest.approx(np.pi / 2, rel=1e-3)
     assert v1.modulation_ratio(np.ones(8))[()] == pytest.approx(0, abs=1e-12)
@@ -53,7 +54,7 @@ def test_sf_size_phase_and_overlap_against_closed_forms():
 def test_v1_reference_tables_and_ks_distance():
     ssi = V1_DATA["ssi"]
     assert ssi.n == 190 and V1_DATA["gsf_deg"].n == 148 and V1_DATA["sf_selective"].n == 87
-    assert V1_DATA["peak_sf_cpd"].n == sum([148, 84, 94, 53])  # De Valois 1982: four cell classes summed
+    assert V1_DATA["peak_sf_cpd"].n == 148 + 84 + 78 + 53  # De Valois 1982: four cell classes, summed by hand
     for d in V1_DATA.values():
         assert len(d.edges) == len(d.counts) + 1 and np.all(np.diff(d.edges) > 0)
     rng = np.random.default_rng(0)  # a sample drawn from the histogram itself is close; a shifted one is not
@@ -68,7 +69,7 @@ TRUE = dict(x0=7.5, y0=7.5, theta=0.6, f=0.15, sx=2.2, sy=3.0)
 
 def _units():
     """Rates per frame of two planted units: a Gabor with an exponential output (simple), and the quadrature
-    pair's energy (complex), each with a peak of about 6 expected spikes per window."""
+    pair's energy (complex), each with a peak of about 15 expected spikes per window."""
     from spikevae.analysis.receptive_fields import gabor
 
     w = np.stack([gabor((P, P), phase=ph, **TRUE) for ph in (0.0, np.pi / 2)]).reshape(2, -1)
@@ -77,8 +78,12 @@ def _units():
 
     def rates(x):
         u = x.reshape(len(x), -1) @ w.T * drive
-        return np.stack([0.3 * np.exp(u[:, 0]), 0.35 * (u ** 2).sum(1)], 1)
+        return np.stack([0.75 * np.exp(u[:, 0]), 0.9 * (u ** 2).sum(1)], 1)
     return rates
+
+
+#: 20 steps per window: p = rate·dt ≤ 0.8 at the peak, so every mean count is exact
+LAYER = PoissonLayerConfig(window=0.05, dt=2.5e-3, target="cython", chunk=10**6)
 
 
 def _xr(theta):
@@ -90,14 +95,14 @@ def test_planted_units_recovered_through_the_spiking_path():
     """Grating grid and apertures → rates → Brian2 Poisson spikes → counts → properties, against the planted
     Gabor (orientation ±5°, SF ±10 %) and against each property of the noise-free rates (bandwidths ±15 %)."""
     from spikevae.rf import grid_from_trials, grid_properties
-    from spikevae.spiking import PoissonLayerConfig, simulate_poisson
+    from spikevae.spiking import simulate_poisson
     from spikevae.stimuli import aperture_gratings, grating_grid
 
     rates = _units()
-    g = grating_grid(P)
+    g = grating_grid(P, 12, np.geomspace(0.03, 0.45, 10))  # the issue's minimum: 12 orientations, 10 SFs
     reps = 4
     n = len(g.images)
-    st = simulate_poisson(rates(g.images), PoissonLayerConfig(window=0.02, dt=1e-3, target="numpy", chunk=10**6),
+    st = simulate_poisson(rates(g.images), LAYER,
                           seed=3, index=np.tile(np.arange(n), reps))
     prm = {k: np.tile(v, reps) for k, v in g.params.items()}
     grid, oris, freqs = grid_from_trials(st.counts(), prm["orientation"], prm["spatial_frequency"], prm["phase"])
@@ -117,16 +122,16 @@ def test_planted_units_recovered_through_the_spiking_path():
     pf = freqs[np.argmin(np.abs(freqs - got["sf"]["peak"][0]))]
     ph = np.arange(8) * np.pi / 4
     dense = rates(_grating(P, np.repeat(fine, 8), np.full(720 * 8, pf), np.tile(ph, 720))).reshape(720, 8, 2).mean(1)
-    assert exact["bw"][0] == pytest.approx(v1.orientation_bandwidth(dense[:, 0], fine)[0], rel=0.05)
+    assert exact["bw"][0] == pytest.approx(v1.orientation_bandwidth(dense[:, 0], fine)[0], rel=0.10)  # 15° steps
     # F1/F0: the Gabor unit modulates over the cycle (simple), the energy unit does not (complex)
     assert got["f1f0"][0] > 1 and got["f1f0"][1] < 1, got["f1f0"]
     assert got["f1f0"][0] == pytest.approx(exact["f1f0"][0], rel=0.10)
     # size: each unit's preferred grating in growing apertures on its centre
     d = np.geomspace(1, 45, 10)
     ag = aperture_gratings(P, got["pref"], got["sf"]["peak"], np.full((2, 2), 7.5), d)
-    st = simulate_poisson(rates(ag.images), PoissonLayerConfig(window=0.02, dt=1e-3, target="numpy", chunk=10**6),
-                          seed=4, index=np.tile(np.arange(len(ag.images)), reps))
-    c = st.counts().reshape(reps, len(ag.images), 2).mean(0)
+    st = simulate_poisson(rates(ag.images), LAYER,
+                          seed=4, index=np.tile(np.arange(len(ag.images)), 5 * reps))
+    c = st.counts().reshape(5 * reps, len(ag.images), 2).mean(0)
     own = c[np.arange(len(ag.images)), ag.params["unit"]].reshape(2, len(d), 4).mean(-1)
     clean = rates(ag.images)[np.arange(len(ag.images)), ag.params["unit"]].reshape(2, len(d), 4).mean(-1)
     s_got, s_exact = v1.size_tuning(own, d), v1.size_tuning(clean, d)
