@@ -130,11 +130,13 @@ def test_planted_units_recovered_through_the_spiking_path():
     d = np.geomspace(1, 45, 10)
     ag = aperture_gratings(P, got["pref"], got["sf"]["peak"], np.full((2, 2), 7.5), d)
     st = simulate_poisson(rates(ag.images), LAYER,
-                          seed=4, index=np.tile(np.arange(len(ag.images)), 5 * reps))
-    c = st.counts().reshape(5 * reps, len(ag.images), 2).mean(0)
+                          seed=4, index=np.tile(np.arange(len(ag.images)), 10 * reps))
+    c = st.counts().reshape(10 * reps, len(ag.images), 2).mean(0)
     own = c[np.arange(len(ag.images)), ag.params["unit"]].reshape(2, len(d), 4).mean(-1)
     clean = rates(ag.images)[np.arange(len(ag.images)), ag.params["unit"]].reshape(2, len(d), 4).mean(-1)
     s_got, s_exact = v1.size_tuning(own, d), v1.size_tuning(clean, d)
-    np.testing.assert_allclose(s_got["gsf"], s_exact["gsf"], rtol=0.15)
+    # the 95 % crossing of a slowly saturating curve (the energy unit) is ill-conditioned: within half a diameter
+    # step (the diameters are 0.61 octave apart)
+    np.testing.assert_array_less(np.abs(np.log2(s_got["gsf"] / s_exact["gsf"])), 0.61 / 2)
     np.testing.assert_allclose(s_got["ssi"], s_exact["ssi"], atol=0.1)
     assert np.all(s_exact["gsf"] > 2 * TRUE["sx"])  # the summation field spans the envelope, not a pixel
