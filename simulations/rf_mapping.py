@@ -3,11 +3,14 @@
     python simulations/rf_mapping.py --checkpoint pvae.pt --out rf/
     python simulations/rf_mapping.py --model lca --dictionary dict.npz --out rf_lca/
     python simulations/rf_mapping.py --model lca --checkpoint pvae.pt --out rf_lca/   # LCA on the P-VAE's atoms
+    python simulations/rf_mapping.py --checkpoint ipvae.pt --out rf_ip/   # an iP-VAE through its Brian2 circuit
 
 P-VAE units respond with real spikes: frames → posterior rates λ → Brian2 Poisson neurons
 (spikevae.spiking) → counts per frame window. LCA units respond with their sparse-code activity
-(reference solver). The mapping is :func:`spikevae.rf.map_receptive_fields`; this script writes
-``white_noise.nwb`` (stimuli + spikes, P-VAE), ``sta.npy``, ``gabor_fits.csv`` (one row per unit),
+(reference solver); iP-VAE units by the spikes of their Brian2 inference circuit over ``--iterations``
+iterations per frame, with the spatiotemporal STA over iterations in ``sta_lags.npy``. The mapping is
+:func:`spikevae.rf.map_receptive_fields`; this script writes ``white_noise.nwb`` (stimuli + spikes, P-VAE),
+``sta.npy``, ``gabor_fits.csv`` (one row per unit),
 ``tuning.npz`` and figures (RF grid, nx–ny scatter, tuning curves, ON/OFF maps, and
 ``agreement.png``: each unit's STA beside its encoder filter and decoder atom, with the
 distributions of their correlations).
@@ -34,9 +37,13 @@ def _parser() -> Parser:
                    "LCA runs on its normalised decoder atoms")
     p.add_argument("--dictionary", help="LCA dictionary .npz (for --model lca)")
     p.add_output("rf_mapping", "rf")
-    p.add_argument("--frames", type=positive_int, default=20_000, help="white-noise frames")
-    p.add_argument("--sparse-frames", type=positive_int, default=5_000, help="sparse-noise frames")
-    p.add_argument("--grating-repeats", type=positive_int, default=4, help="repeats of the 128 gratings")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help="white-noise frames (default: 20,000; 5,000 for an iP-VAE, whose circuit runs 16 iterations "
+                        "per frame)")
+    p.add_argument("--sparse-frames", type=positive_int, default=None, help="sparse-noise frames (default: 5,000; "
+                   "2,000 for an iP-VAE)")
+    p.add_argument("--grating-repeats", type=positive_int, default=None,
+                   help="repeats of the grating grid (default: 4; 2 for an iP-VAE)")
     p.add_argument("--window", type=positive_float, default=50.0, help="frame duration, ms (P-VAE)")
     p.add_argument("--dt", type=positive_float, default=0.25, help="simulation step, ms (P-VAE)")
     p.add_argument("--target", default="auto", choices=("auto", "cpp_standalone", "cython", "numpy"),
@@ -45,6 +52,8 @@ def _parser() -> Parser:
                    help="processes running the Brian2 chunks (the spikes do not change; default: every core for a "
                         "protocol of more than one chunk)")
     p.add_argument("--lam", type=positive_float, default=0.5, help="LCA threshold (--model lca)")
+    p.add_argument("--iterations", type=positive_int, default=16,
+                   help="inference iterations per frame (an iP-VAE checkpoint; its training T is 16)")
     p.add_argument("--space", default="pixel", choices=("pixel", "model"),
                    help="pixel: white noise is an image, passed through the checkpoint's whitening filter "
                         "R(f) before the model (a retina-like stage) and the STA is taken against the image; "
@@ -53,7 +62,8 @@ def _parser() -> Parser:
                    help="fit Gabors to (and run the size protocol on) this many channels, most active first")
     p.add_argument("--orientations", type=positive_int, default=16, help="grating orientations over 180 deg")
     p.add_argument("--phases", type=positive_int, default=8, help="frames per drifting-grating cycle (F1/F0)")
-    p.add_argument("--size-repeats", type=positive_int, default=2, help="repeats of the aperture gratings (P-VAE)")
+    p.add_argument("--size-repeats", type=positive_int, default=None,
+                   help="repeats of the aperture gratings (default: 2; 1 for an iP-VAE)")
     p.add_argument("--pixels-per-degree", type=positive_float, default=None,
                    help="visual-angle mapping of the model's input: adds cycles/deg and degree columns and compares "
                         "peak SF and summation field with V1 (no default: the training photographs have none)")
@@ -74,17 +84,32 @@ def main(argv=None) -> int:
 
     args = _parser().parse_args(argv)
     t0 = time.perf_counter()
+    from spikevae.rf import _is_ipvae
+
+    is_ip = args.model == "pvae" and args.checkpoint is not None and _is_ipvae(args.checkpoint)
+    for name, full, ip in (("frames", 20_000, 5_000), ("sparse_frames", 5_000, 2_000), ("grating_repeats", 4, 2),
+                           ("size_repeats", 2, 1)):
+        if getattr(args, name) is None:
+            setattr(args, name, ip if is_ip else full)
     PoissonLayerConfig(window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target).validate()
     kw = dict(frames=args.frames, sparse_frames=args.sparse_frames, grating_repeats=args.grating_repeats,
               window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target, space=args.space,
               fit_units=args.fit_units, seed=args.seed, progress=not args.quiet, workers=args.workers,
-              n_orientations=args.orientations, n_phases=args.phases, size_repeats=args.size_repeats)
+              n_orientations=args.orientations, n_phases=args.phases, size_repeats=args.size_repeats,
+              n_iter=args.iterations)
     subject = subject_from(args)
-    if args.model == "pvae":
+    if is_ip:
+        from spikevae.ipvae import load
+
+        source = dict(model=load(args.checkpoint))
+        label_model = "ipvae"
+    elif args.model == "pvae":
         model = load_model(args.checkpoint)
         model._need_poisson("RF mapping through spikes")
         source = dict(model=model)
+        label_model = "pvae"
     else:
+        label_model = "lca"
         if bool(args.dictionary) == bool(args.checkpoint):
             raise ArgumentError("--model lca needs exactly one of --dictionary or --checkpoint")
         if args.dictionary:
@@ -97,6 +122,9 @@ def main(argv=None) -> int:
         out = run.path
         m = map_receptive_fields(**source, **kw)
         atomic_write(out / "sta.npy", lambda tmp: np.save(tmp, m.sta))
+        if m.sta_lags is not None:
+            atomic_write(out / "sta_lags.npy", lambda tmp: np.save(tmp, m.sta_lags))
+            plots.save_figure(plots.sta_lags(m.sta_lags, m.order[:12]), out / "figures" / "sta_lags.png")
         if m.white_noise_spikes is not None:
             write_nwb(out / "white_noise.nwb", m.white_noise_spikes, stimuli=m.shown, subject=subject,
                       description="spikevae white-noise RF mapping")
@@ -106,12 +134,13 @@ def main(argv=None) -> int:
         rows = m.fits
         write_csv(out / "gabor_fits.csv", list(rows[0]), (list(r.values()) for r in rows))
         r2 = np.array([r["r2"] for r in rows])
-        for name, fig in plots.rf_mapping_figures(m, args.model).items():
+        for name, fig in plots.rf_mapping_figures(m, label_model).items():
             plots.save_figure(fig, out / "figures" / f"{name}.png")
         props = v1_properties(m, args.pixels_per_degree)
         write_csv(out / "properties.csv", list(props[0]), (list(r.values()) for r in props))
         summ = v1_summary(props)
-        label = "P-VAE units (spikes)" if args.model == "pvae" else f"LCA channels (λ = {args.lam:g}, ON/OFF rectified)"
+        label = {"pvae": "P-VAE units (spikes)", "ipvae": f"iP-VAE units (circuit spikes, {args.iterations} iterations)",
+                 "lca": f"LCA channels (λ = {args.lam:g}, ON/OFF rectified)"}[label_model]
         write_text(out / "summary.md", _summary_md(summ, props, label, args))
         from spikevae.analysis.v1_reference import V1_DATA
         from spikevae.rf import PROPERTIES
@@ -127,7 +156,7 @@ def main(argv=None) -> int:
         s = rf_summary(m)
         corr_txt = "; ".join(f"median corr(STA, {name}) {s[f'median_corr_sta_{name}']:.2f}"
                              for name in ("encoder", "decoder") if s[f"median_corr_sta_{name}"] is not None)
-        print(f"mapped {m.sta.shape[0]} {args.model} units with {args.frames} white-noise, {args.sparse_frames} "
+        print(f"mapped {m.sta.shape[0]} {label_model} units with {args.frames} white-noise, {args.sparse_frames} "
               f"sparse-noise and {m.n_gratings} grating frames in {time.perf_counter() - t0:.0f} s; Gabor fit R² ≥ 0.5 "
               f"for {int((r2 >= 0.5).sum())} of {len(rows)} units; median OSI {np.nanmedian(m.tuning.osi):.2f}; "
               f"{corr_txt}; wrote {out}")

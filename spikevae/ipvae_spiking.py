@@ -64,7 +64,7 @@ class IPVAECircuitConfig:
 class CircuitResult:
     """Spikes of an iP-VAE circuit run and their counts per iteration."""
 
-    spikes: SpikeTrains  # patch b is presentation b, shown during [b·D, (b+1)·D), D = (n_iter + 1)·period
+    spikes: SpikeTrains | None  # None unless recorded; patch b is shown during [b·D, (b+1)·D), D = (n_iter + 1)·period
     counts: np.ndarray  # (n_iter + 1, B, K) spikes per period; period 0 at the prior rates, period t the read-out of t
     u: np.ndarray  # (B, K) membrane potentials after the last update
     clipped_spikes: int  # drawn spikes that did not fit in their period (0 unless a count exceeded ``substeps``)
@@ -87,9 +87,10 @@ def _parameters(model):
 
 @quiet_brian
 def ipvae_brian(model, x: np.ndarray, n_iter: int, config: IPVAECircuitConfig = IPVAECircuitConfig(),
-                seed: int = 0, meta: dict | None = None) -> CircuitResult:
+                seed: int = 0, meta: dict | None = None, record: bool = True) -> CircuitResult:
     """Run the iP-VAE ``model``'s inference on patches ``x`` (B, M) as a Brian2 spiking circuit for ``n_iter``
-    iterations (``n_iter + 1`` periods, the first at the prior rates)."""
+    iterations (``n_iter + 1`` periods, the first at the prior rates). ``record=False``: no spike monitor, only
+    the counts per period (the spikes are the same; receptive-field mapping needs only the counts)."""
     cfg = config.validate()
     if n_iter < 1:
         raise ArgumentError(f"the number of iterations T must be >= 1, got {n_iter}")
@@ -108,7 +109,9 @@ def ipvae_brian(model, x: np.ndarray, n_iter: int, config: IPVAECircuitConfig = 
     with brian_state() as b2:
         b2.set_device("runtime")
         b2.prefs.codegen.target = cfg.target
-        unit, time, counts, u, clipped = _run(b2, cfg, W, ff, u0, eta, c_u, c_du, B, K, n_iter, seed)
+        unit, time, counts, u, clipped = _run(b2, cfg, W, ff, u0, eta, c_u, c_du, B, K, n_iter, seed, record)
+    if not record:
+        return CircuitResult(None, counts, u, clipped, cfg)
     D = (n_iter + 1) * cfg.period
     t = time + (unit // K) * D  # patch b during [b·D, (b+1)·D)
     order = np.lexsort((unit % K, t))
@@ -120,7 +123,7 @@ def ipvae_brian(model, x: np.ndarray, n_iter: int, config: IPVAECircuitConfig = 
     return CircuitResult(st, counts, u, clipped, cfg)
 
 
-def _run(b2, cfg, W, ff, u0, eta, c_u, c_du, B, K, n_iter, seed):
+def _run(b2, cfg, W, ff, u0, eta, c_u, c_du, B, K, n_iter, seed, record=True):
     b2.seed(seed)
     S = cfg.substeps
     dt = cfg.dt * b2.second
@@ -173,13 +176,13 @@ rec = 0
 count = 0
 n_left = poisson(exp(u))""", dt=S * dt, when="start", order=1, name="ipvae_update")
     objs.append(_readout)
-    mon = b2.SpikeMonitor(grp, name="ipvae_spikes")
-    net = b2.Network(*objs, mon)
+    mon = b2.SpikeMonitor(grp, name="ipvae_spikes") if record else None
+    net = b2.Network(*objs, *([mon] if record else []))
     run_checked(net, (n_iter + 1) * S * dt, namespace=ns)
     counts[n_iter] = count_view.reshape(B, K)
     clipped["n"] += int(np.rint(n_view).sum())
-    unit = np.asarray(mon.i[:], dtype=np.int64)
-    time = np.asarray(mon.t_[:], dtype=np.float64)
+    unit = np.asarray(mon.i[:], dtype=np.int64) if record else None
+    time = np.asarray(mon.t_[:], dtype=np.float64) if record else None
     u = np.array(grp.u[:]).reshape(B, K)
     del net, objs, grp, mon
     return unit, time, counts, u, clipped["n"]

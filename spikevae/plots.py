@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["basis_grid", "rf_agreement", "raster", "counts_vs_expected", "nx_ny_scatter", "tuning_curves", "histograms",
-           "recon_vs_sparsity", "knn_curves", "metric_bars", "rf_mapping_figures", "v1_property", "spike_generation",
+           "recon_vs_sparsity", "knn_curves", "metric_bars", "rf_mapping_figures", "v1_property", "sta_lags", "spike_generation",
            "patch_statistics", "save_figure"]
 
 
@@ -183,6 +183,30 @@ def nx_ny_scatter(nx: np.ndarray, ny: np.ndarray, r2: np.ndarray, r2_min: float 
     ax.set_ylabel("ny = σy · f (along stripes)")
     ax.set_title(title or "Gabor envelope sizes (compare Ringach 2002, macaque V1)", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def sta_lags(lags: np.ndarray, units, iterations=(0, 1, 2, 4, 8, 16)):
+    """The iP-VAE's spatiotemporal STA: one row per unit, one column per inference iteration, each row on one
+    grey scale (grey = 0) so the field's growth over iterations is visible."""
+    plt = _mpl()
+    its = [t for t in iterations if t < len(lags)]
+    units = list(units)
+    fig, axes = plt.subplots(len(units), len(its), figsize=(0.9 * len(its) + 0.6, 0.9 * len(units) + 0.5),
+                             squeeze=False)
+    for i, k in enumerate(units):
+        m = np.nanmax(np.abs(lags[its, k])) or 1.0
+        for j, t in enumerate(its):
+            ax = axes[i, j]
+            ax.imshow(np.nan_to_num(lags[t, k]), cmap="gray", vmin=-m, vmax=m, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"t = {t}", fontsize=7)
+            if j == 0:
+                ax.set_ylabel(f"unit {k}", fontsize=6)
+    fig.suptitle("STA of the spikes of each inference iteration (t = 0: prior)", fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -11,6 +11,7 @@ K + k its OFF half, whose STA is then −atom k).
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -27,7 +28,7 @@ __all__ = ["RFMapping", "V1Battery", "map_receptive_fields", "sparse_noise", "rf
 class RFMapping(NamedTuple):
     """Everything one receptive-field mapping measured (unit k is latent k of the model)."""
 
-    model: str  # pvae | lca
+    model: str  # pvae | lca | ipvae
     sta: np.ndarray  # (C, P, P) white-noise spike-triggered (or code-weighted) averages per channel, image space
     counts: np.ndarray  # (n_frames, C) white-noise responses (spike counts, or rectified LCA codes)
     on: np.ndarray  # (C, P, P) mean response to a bright pixel at each position (sparse noise)
@@ -46,6 +47,8 @@ class RFMapping(NamedTuple):
     battery: V1Battery | None  # the V1 property protocols (None when not run)
     grating_spikes: SpikeTrains | None  # the P-VAE's spikes to the grating grid (protocol in .battery.grid_params)
     size_spikes: SpikeTrains | None  # the P-VAE's spikes to the aperture gratings
+    sta_lags: np.ndarray | None  # (T + 1, C, P, P) iP-VAE: the STA of the spikes of each inference iteration
+    lag_spikes: np.ndarray | None  # (T + 1, C) iP-VAE: white-noise spikes of each iteration (t = 0: the prior)
 
 
 class V1Battery(NamedTuple):
@@ -100,14 +103,17 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
                          space: str = "pixel", fit_units: int = 512, seed: int = 0,
                          progress: bool = False, workers: int | None = None, battery: bool = True,
                          n_orientations: int = 16, frequencies=None, n_phases: int = 8, diameters=None,
-                         size_repeats: int = 2) -> RFMapping:
+                         size_repeats: int = 2, n_iter: int = 16, circuit=None) -> RFMapping:
     """Map the receptive fields of a P-VAE's spiking units, or of LCA units on a dictionary.
 
     Parameters
     ----------
-    model : TrainedModel, path or None
-        The P-VAE whose units are mapped through spikes (None: the shipped model). Ignored when
-        ``dictionary`` is given.
+    model : TrainedModel, IPVAE, path or None
+        The P-VAE whose units are mapped through spikes (None: the shipped model), or an iP-VAE, whose units
+        are mapped through its Brian2 inference circuit (:func:`spikevae.ipvae_spiking.ipvae_brian`): each frame
+        is one presentation of ``n_iter`` inference iterations (after the prior period), the response is the
+        spike count over those iterations, and ``sta_lags`` holds the STA of each iteration's spikes (the
+        spatiotemporal STA over iteration lags). Ignored when ``dictionary`` is given.
     dictionary : ndarray (D, K), optional
         Map LCA units on these atoms instead (normalised here), at threshold ``lam``, by their converged codes
         rectified into ON and OFF channels; needs ``preprocessing`` (for the patch size).
@@ -147,6 +153,20 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         P, K = prep.patch_size, phi.shape[1]
         encoder, decoder = None, np.concatenate([phi.T, -phi.T]).reshape(2 * K, P, P)
         latent, sign = np.tile(np.arange(K), 2), np.repeat([1, -1], K)
+    elif _is_ipvae(model):
+        from .ipvae import IPVAE, load
+        from .ipvae_spiking import IPVAECircuitConfig
+
+        kind = "ipvae"
+        model = model if isinstance(model, IPVAE) else load(model)
+        circuit = (circuit or IPVAECircuitConfig(substeps=20, target="cython")).validate()
+        if n_iter < 1:
+            raise ArgumentError(f"the number of iterations must be >= 1, got {n_iter}")
+        prep = model.preprocessing
+        P, K = prep.patch_size, model.config.n_latents
+        encoder, decoder = None, model.phi.detach().double().cpu().numpy().T.reshape(K, P, P)
+        latent, sign = np.arange(K), np.ones(K, np.int64)
+        window = n_iter * circuit.period
     else:
         from .model import TrainedModel, load_model
         from .spiking import PoissonLayerConfig
@@ -161,9 +181,11 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         decoder = model.dictionary.T.reshape(K, P, P) if model.config.decoder == "lin" else None
         latent, sign = np.arange(K), np.ones(K, np.int64)
     C = len(latent)
+    lag_sums = {}
 
-    def respond(x, s, meta=None, repeats=1):
-        """(mean response per stimulus over ``repeats`` (n, C), spike trains or None)."""
+    def respond(x, s, meta=None, repeats=1, against=None):
+        """(mean response per stimulus over ``repeats`` (n, C), spike trains or None). iP-VAE with ``against``
+        (the frames an STA is taken against): also accumulate each iteration's spike-weighted frame sums."""
         if kind == "lca":
             from .lca import LCAConfig, lca_fixed_point
 
@@ -171,6 +193,9 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
             a = np.concatenate([lca_fixed_point(xf[i:i + 500], phi, LCAConfig(lam=lam)).codes
                                 for i in range(0, len(xf), 500)])
             return np.concatenate([np.clip(a, 0, None), np.clip(-a, 0, None)], axis=1), None  # ON, OFF channels
+        if kind == "ipvae":
+            return _ipvae_respond(model, x, s, repeats, n_iter, circuit, against, lag_sums,
+                                  progress and (meta or {}).get("protocol", "iP-VAE circuit")), None
         from .spiking import default_workers, simulate_poisson
 
         n = len(x)
@@ -190,8 +215,13 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         # the checkpoint's whitening filter, frame by frame; unit variance per pixel, like the training data
         shown = np.fft.irfft2(np.fft.rfft2(wn) * whitening_filter((P, P), prep.whiten_f0, prep.whiten_n), s=(P, P))
         shown = (shown / shown.std()).astype(np.float32)
-    counts, st = respond(shown, seed + 1, {"protocol": "white-noise RF mapping", "seed": seed, "model": kind})
+    counts, st = respond(shown, seed + 1, {"protocol": "white-noise RF mapping", "seed": seed, "model": kind},
+                         against=wn)
     maps = sta(wn, counts)
+    lags = None
+    if lag_sums:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lags = (lag_sums["sum"] / lag_sums["n"][:, :, None]).reshape(n_iter + 1, C, P, P)
     # sparse noise → ON / OFF maps (mean response when the pixel is on, per sign)
     sp, pix, sgn = sparse_noise(sparse_frames, P, rng)
     c_sp, _ = respond(sp, seed + 2)
@@ -238,9 +268,58 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         size[measured] = own.reshape(len(measured), len(d), 4).mean(-1)
         ag.params["unit"] = measured[ag.params["unit"]]
         bat = V1Battery(tun.orientations, tun.frequencies, n_phases, grid, g.params, d, size, ag.params, centre,
-                        window if kind == "pvae" else None)
+                        None if kind == "lca" else window)
     return RFMapping(kind, maps, counts, on_off[0], on_off[1], tun, order, rows, enc, decoder, wn, shown, st,
-                     len(g.images) * reps, latent, sign, bat, g_st, s_st)
+                     len(g.images) * reps, latent, sign, bat, g_st, s_st, lags, lag_sums.get("n"))
+
+
+def _is_ipvae(model) -> bool:
+    if model is None:
+        return False
+    from .ipvae import IPVAE
+
+    if isinstance(model, IPVAE):
+        return True
+    if isinstance(model, (str, os.PathLike)):
+        from .checkpoint import IPVAE_FAMILY, load_checkpoint
+
+        return load_checkpoint(model).get("family") == IPVAE_FAMILY
+    return False
+
+
+#: patches per Brian2 run of the iP-VAE circuit (its neurons are patches x latents)
+IPVAE_BATCH = 1024
+
+
+def _ipvae_respond(model, x, seed, repeats, n_iter, circuit, against, lag_sums, progress=None) -> np.ndarray:
+    """Spike counts over iterations 1..n_iter of the iP-VAE circuit, mean over ``repeats`` (n, K); frames run in
+    batches of :data:`IPVAE_BATCH`, each with its own seed drawn from ``seed``."""
+    from .ipvae_spiking import ipvae_brian
+
+    n = len(x)
+    xf = np.asarray(x, dtype=np.float64).reshape(n, -1)
+    K = model.config.n_latents
+    out = np.zeros((n, K))
+    seeds = np.random.SeedSequence(seed).generate_state(repeats * ((n + IPVAE_BATCH - 1) // IPVAE_BATCH))
+    from tqdm.auto import tqdm
+
+    j = 0
+    bar = tqdm(total=repeats * n, disable=not progress, desc=str(progress), unit="frame")
+    for _ in range(repeats):
+        for i in range(0, n, IPVAE_BATCH):
+            bar.update(min(IPVAE_BATCH, n - i))
+            res = ipvae_brian(model, xf[i:i + IPVAE_BATCH], n_iter, circuit, seed=int(seeds[j]), record=False)
+            j += 1
+            c = res.counts.astype(np.float64)  # (n_iter + 1, B, K)
+            out[i:i + IPVAE_BATCH] += c[1:].sum(0)
+            if against is not None:
+                a = np.asarray(against[i:i + IPVAE_BATCH], dtype=np.float64).reshape(len(c[0]), -1)
+                lag_sums.setdefault("sum", np.zeros((n_iter + 1, K, a.shape[1])))
+                lag_sums.setdefault("n", np.zeros((n_iter + 1, K)))
+                lag_sums["sum"] += np.matmul(c.transpose(0, 2, 1), a)  # (n_iter + 1, K, pixels)
+                lag_sums["n"] += c.sum(1)
+    bar.close()
+    return out / repeats
 
 
 def _rf_centres(maps: np.ndarray, rows: list, P: int) -> np.ndarray:

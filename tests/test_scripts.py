@@ -10,8 +10,8 @@ def test_rf_mapping_smoke(tmp_path, tiny_checkpoint, capsys):
     rf = load_script("simulations/rf_mapping.py")
     out = tmp_path / "rf"
     assert rf.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--frames", "300", "--sparse-frames", "128",
-                    "--grating-repeats", "1", "--window", "10", "--dt", "1", "--target", "numpy", "--fit-units", "4",
-                    "--quiet"]) == 0
+                    "--grating-repeats", "1", "--window", "5", "--dt", "1", "--target", "numpy", "--fit-units", "4",
+                    "--orientations", "4", "--phases", "4", "--quiet"]) == 0
     with open(out / "gabor_fits.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert 1 <= len(rows) <= 4 and {"r2", "nx", "ny", "osi", "corr_sta_encoder"} <= set(rows[0])
@@ -40,7 +40,8 @@ def test_rf_mapping_smoke(tmp_path, tiny_checkpoint, capsys):
     capsys.readouterr()
     # the LCA's mapping into the same folder replaces the P-VAE's as a whole: no white_noise.nwb survives beside it
     lca = ["--model", "lca", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--frames", "300",
-           "--sparse-frames", "128", "--grating-repeats", "1", "--fit-units", "4", "--quiet"]
+           "--sparse-frames", "128", "--grating-repeats", "1", "--fit-units", "4", "--orientations", "4", "--phases", "4",
+           "--quiet"]
     assert rf.main(lca) == 2 and "--overwrite" in capsys.readouterr().err
     assert (out / "white_noise.nwb").is_file()
     assert rf.main(lca + ["--overwrite"]) == 0
