@@ -38,10 +38,10 @@ def _parser() -> Parser:
     p.add_argument("--dictionary", help="LCA dictionary .npz (for --model lca)")
     p.add_output("rf_mapping", "rf")
     p.add_argument("--frames", type=positive_int, default=None,
-                   help="white-noise frames (default: 20,000; 5,000 for an iP-VAE, whose circuit runs 16 iterations "
-                        "per frame)")
+                   help="white-noise frames (default: 20,000 for a P-VAE; 5,000 for an iP-VAE, whose circuit runs 16 "
+                        "iterations per frame, and for the LCA, whose converged code has no spike noise)")
     p.add_argument("--sparse-frames", type=positive_int, default=None, help="sparse-noise frames (default: 5,000; "
-                   "2,000 for an iP-VAE)")
+                   "2,000 for an iP-VAE or the LCA)")
     p.add_argument("--grating-repeats", type=positive_int, default=None,
                    help="repeats of the grating grid (default: 4; 2 for an iP-VAE)")
     p.add_argument("--window", type=positive_float, default=50.0, help="frame duration, ms (P-VAE)")
@@ -87,10 +87,10 @@ def main(argv=None) -> int:
     from spikevae.rf import _is_ipvae
 
     is_ip = args.model == "pvae" and args.checkpoint is not None and _is_ipvae(args.checkpoint)
-    for name, full, ip in (("frames", 20_000, 5_000), ("sparse_frames", 5_000, 2_000), ("grating_repeats", 4, 2),
-                           ("size_repeats", 2, 1)):
+    for name, full, ip, lca in (("frames", 20_000, 5_000, 5_000), ("sparse_frames", 5_000, 2_000, 2_000),
+                                ("grating_repeats", 4, 2, 1), ("size_repeats", 2, 1, 1)):
         if getattr(args, name) is None:
-            setattr(args, name, ip if is_ip else full)
+            setattr(args, name, ip if is_ip else lca if args.model == "lca" else full)
     PoissonLayerConfig(window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target).validate()
     kw = dict(frames=args.frames, sparse_frames=args.sparse_frames, grating_repeats=args.grating_repeats,
               window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target, space=args.space,
@@ -156,7 +156,9 @@ def main(argv=None) -> int:
         s = rf_summary(m)
         corr_txt = "; ".join(f"median corr(STA, {name}) {s[f'median_corr_sta_{name}']:.2f}"
                              for name in ("encoder", "decoder") if s[f"median_corr_sta_{name}"] is not None)
-        print(f"mapped {m.sta.shape[0]} {label_model} units with {args.frames} white-noise, {args.sparse_frames} "
+        what = (f"{m.sta.shape[0]} lca channels ({m.sta.shape[0] // 2} units, ON and OFF)" if label_model == "lca"
+                else f"{m.sta.shape[0]} {label_model} units")
+        print(f"mapped {what} with {args.frames} white-noise, {args.sparse_frames} "
               f"sparse-noise and {m.n_gratings} grating frames in {time.perf_counter() - t0:.0f} s; Gabor fit R² ≥ 0.5 "
               f"for {int((r2 >= 0.5).sum())} of {len(rows)} units; median OSI {np.nanmedian(m.tuning.osi):.2f}; "
               f"{corr_txt}; wrote {out}")

@@ -80,21 +80,36 @@ def sparse_noise(n: int, P: int, rng: np.random.Generator, amplitude: float = 4.
     return frames.reshape(n, P, P), pix, sign
 
 
-def _fit_gabors(images: list, workers: int | None) -> list:
-    """:func:`fit_gabor` of each image, in ``workers`` forked processes (default: every core) when there are
-    enough of them; the fits are those of a serial loop."""
-    import os
+def _fork_map(fn, items: list, workers: int | None, min_per_worker: int = 4) -> list:
+    """``[fn(x) for x in items]``, in ``workers`` forked processes (default: every core this process may use)
+    when there are at least ``min_per_worker`` items per worker; the results are those of the serial loop."""
+    from .spiking import default_workers
 
-    n = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    if n <= 1 or len(images) < 4 * n:
-        return [fit_gabor(im) for im in images]
+    n = workers or default_workers(2, 1)
+    if n <= 1 or len(items) < min_per_worker * n:
+        return [fn(x) for x in items]
     import concurrent.futures
     import multiprocessing
 
     if "fork" not in multiprocessing.get_all_start_methods():
-        return [fit_gabor(im) for im in images]
+        return [fn(x) for x in items]
     with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(fit_gabor, images, chunksize=max(1, len(images) // (8 * n))))
+        return list(pool.map(fn, items, chunksize=max(1, len(items) // (8 * n))))
+
+
+def _fit_gabors(images: list, workers: int | None) -> list:
+    """:func:`fit_gabor` of each image, in forked workers (:func:`_fork_map`)."""
+    return _fork_map(fit_gabor, images, workers)
+
+
+_LCA_JOB: dict = {}
+
+
+def _lca_codes(xf: np.ndarray) -> np.ndarray:
+    """The converged LCA codes of one batch (the dictionary and λ are set in :data:`_LCA_JOB` before forking)."""
+    from .lca import LCAConfig, lca_fixed_point
+
+    return lca_fixed_point(xf, _LCA_JOB["phi"], LCAConfig(lam=_LCA_JOB["lam"])).codes
 
 
 def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, preprocessing=None,
@@ -187,11 +202,9 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         """(mean response per stimulus over ``repeats`` (n, C), spike trains or None). iP-VAE with ``against``
         (the frames an STA is taken against): also accumulate each iteration's spike-weighted frame sums."""
         if kind == "lca":
-            from .lca import LCAConfig, lca_fixed_point
-
             xf = x.reshape(len(x), -1).astype(np.float64)  # the converged codes (the LCA's fixed point)
-            a = np.concatenate([lca_fixed_point(xf[i:i + 500], phi, LCAConfig(lam=lam)).codes
-                                for i in range(0, len(xf), 500)])
+            _LCA_JOB.update(phi=phi, lam=lam)
+            a = np.concatenate(_fork_map(_lca_codes, [xf[i:i + 250] for i in range(0, len(xf), 250)], workers, 2))
             return np.concatenate([np.clip(a, 0, None), np.clip(-a, 0, None)], axis=1), None  # ON, OFF channels
         if kind == "ipvae":
             return _ipvae_respond(model, x, s, repeats, n_iter, circuit, against, lag_sums,
@@ -260,13 +273,19 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         f0 = grid.mean(-1).reshape(C, -1).argmax(1)  # preferred (orientation, frequency) cell
         oi, fi = np.unravel_index(f0, (n_o, F))
         measured = np.asarray(order, np.int64)
-        ag = aperture_gratings(P, tun.orientations[oi[measured]], tun.frequencies[fi[measured]], centre[measured], d)
+        # one aperture set per distinct (preferred grating, centre to 0.5 px): channels that share them (an LCA
+        # unit's ON and OFF halves) share the stimuli
+        centre[measured] = np.round(centre[measured] * 2) / 2
+        key = np.column_stack([oi[measured], fi[measured], centre[measured]])
+        _, first, which = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        first = measured[first]
+        ag = aperture_gratings(P, tun.orientations[oi[first]], tun.frequencies[fi[first]], centre[first], d)
         c_s, s_st = respond(ag.images, seed + 4, {"protocol": "size tuning", "seed": seed, "model": kind},
                             1 if kind == "lca" else size_repeats)
-        own = c_s[np.arange(len(ag.images)), measured[ag.params["unit"]]]  # each channel's response to its own set
+        per_set = c_s.reshape(len(first), len(d), 4, C).mean(2)  # (sets, diameters, channels), mean over phases
         size = np.full((C, len(d)), np.nan)
-        size[measured] = own.reshape(len(measured), len(d), 4).mean(-1)
-        ag.params["unit"] = measured[ag.params["unit"]]
+        size[measured] = per_set[which.ravel(), :, measured]
+        ag.params["unit"] = first[ag.params["unit"]]  # the channel whose preferred grating and centre the set uses
         bat = V1Battery(tun.orientations, tun.frequencies, n_phases, grid, g.params, d, size, ag.params, centre,
                         None if kind == "lca" else window)
     return RFMapping(kind, maps, counts, on_off[0], on_off[1], tun, order, rows, enc, decoder, wn, shown, st,
