@@ -21,8 +21,10 @@ Public names (imported on first use, so ``import spikevae`` is light):
   :func:`learn_dictionary`, :func:`fista`, :func:`normalise_atoms`;
 - iterative Poisson VAE: :class:`IPVAE` (:mod:`spikevae.ipvae`: ``fit``, ``evaluate``, ``load``), its Brian2
   spiking circuit :func:`ipvae_brian` (:mod:`spikevae.ipvae_spiking`);
-- receptive fields: :func:`map_receptive_fields` and :mod:`spikevae.analysis` (STA, gratings, Gabor fits,
-  spike statistics, metabolic cost, sparsity, decoding geometry);
+- receptive fields: :func:`map_receptive_fields` (P-VAE, iP-VAE or LCA units), the V1 property battery
+  :func:`v1_properties` / :func:`v1_summary`, and :mod:`spikevae.analysis` (STA, gratings, Gabor fits, the V1
+  property definitions ``analysis.v1`` and published V1 data ``analysis.v1_reference``, spike statistics,
+  metabolic cost, sparsity, decoding geometry);
 - files: :mod:`spikevae.io`; figures: :mod:`spikevae.plots`; data: :mod:`spikevae.data`;
 - errors: :class:`SpikeVAEError` and its subclasses :class:`ArgumentError`, :class:`DataError`,
   :class:`CheckpointError`, :class:`RunInterrupted`.
@@ -44,7 +46,7 @@ _LAZY = {
     "simulate_to_folder": "pipeline",
     "LCAConfig": "lca", "LCAResult": "lca", "lca_brian": "lca", "spiking_lca": "lca",
     "SpikingLCAResult": "lca", "learn_dictionary": "lca", "ista": "lca", "fista": "lca", "normalise_atoms": "lca",
-    "map_receptive_fields": "rf", "RFMapping": "rf",
+    "map_receptive_fields": "rf", "RFMapping": "rf", "v1_properties": "rf", "v1_summary": "rf",
     "IPVAE": "ipvae", "IPVAEConfig": "ipvae", "IPVAETrainConfig": "ipvae",
     "ipvae_brian": "ipvae_spiking", "IPVAECircuitConfig": "ipvae_spiking",
 }

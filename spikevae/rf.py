@@ -135,8 +135,8 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     window, dt, target : P-VAE frame duration (s), Brian2 step (s) and code-generation target.
     space : {'pixel', 'model'}
         pixel: white noise is an image passed through the checkpoint's whitening filter R(f) (a
-        retina-like stage) and the STA is taken against the image; model: white noise directly in
-        model-input space.
+        retina-like stage; P-VAE and iP-VAE) and the STA is taken against the image; model: white noise
+        directly in model-input space.
     fit_units : int
         Gabor fits (and the size protocol) for this many channels, most active first.
     workers : int, optional
@@ -222,7 +222,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     check_memory(max(frames, sparse_frames) * (8.0 * P * P + 8.0 * 3 * C), f"{frames} white-noise frames for {C} units")
     wn = rng.standard_normal((frames, P, P)).astype(np.float32)
     shown = wn
-    if space == "pixel" and kind == "pvae" and prep.kind == "natural":
+    if space == "pixel" and kind in ("pvae", "ipvae") and prep.kind == "natural":
         from .data import whitening_filter
 
         # the checkpoint's whitening filter, frame by frame; unit variance per pixel, like the training data
