@@ -8,7 +8,8 @@
 P-VAE units respond with real spikes: frames → posterior rates λ → Brian2 Poisson neurons
 (spikevae.spiking) → counts per frame window. LCA units respond with their sparse-code activity
 (reference solver); iP-VAE units by the spikes of their Brian2 inference circuit over ``--iterations``
-iterations per frame, with the spatiotemporal STA over iterations in ``sta_lags.npy``. The mapping is
+iterations per frame, with the spatiotemporal STA over iterations in ``sta_lags.npz`` (``sta`` (T + 1, units, P,
+P) and the white-noise ``spikes`` of each iteration). The mapping is
 :func:`spikevae.rf.map_receptive_fields`; this script writes ``white_noise.nwb`` (stimuli + spikes, P-VAE),
 ``sta.npy``, ``gabor_fits.csv`` (one row per unit),
 ``tuning.npz`` and figures (RF grid, nx–ny scatter, tuning curves, ON/OFF maps, and
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
         m = map_receptive_fields(**source, **kw)
         atomic_write(out / "sta.npy", lambda tmp: np.save(tmp, m.sta))
         if m.sta_lags is not None:
-            atomic_write(out / "sta_lags.npy", lambda tmp: np.save(tmp, m.sta_lags))
+            write_npz(out / "sta_lags.npz", sta=m.sta_lags, spikes=m.lag_spikes)
             plots.save_figure(plots.sta_lags(m.sta_lags, m.order[:12]), out / "figures" / "sta_lags.png")
         if m.white_noise_spikes is not None:
             write_nwb(out / "white_noise.nwb", m.white_noise_spikes, stimuli=m.shown, subject=subject,

@@ -80,26 +80,29 @@ def sparse_noise(n: int, P: int, rng: np.random.Generator, amplitude: float = 4.
     return frames.reshape(n, P, P), pix, sign
 
 
-def _fork_map(fn, items: list, workers: int | None, min_per_worker: int = 4) -> list:
+def _fork_map(fn, items: list, workers: int | None, min_per_worker: int = 4, desc: str | None = None) -> list:
     """``[fn(x) for x in items]``, in ``workers`` forked processes (default: every core this process may use)
-    when there are at least ``min_per_worker`` items per worker; the results are those of the serial loop."""
+    when there are at least ``min_per_worker`` items per worker; the results are those of the serial loop. A
+    progress bar named ``desc`` when given."""
+    from tqdm.auto import tqdm
+
     from .spiking import default_workers
 
     n = workers or default_workers(2, 1)
-    if n <= 1 or len(items) < min_per_worker * n:
-        return [fn(x) for x in items]
-    import concurrent.futures
+    bar = dict(total=len(items), disable=desc is None, desc=desc)
     import multiprocessing
 
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return [fn(x) for x in items]
+    if n <= 1 or len(items) < min_per_worker * n or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(x) for x in tqdm(items, **bar)]
+    import concurrent.futures
+
     with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(fn, items, chunksize=max(1, len(items) // (8 * n))))
+        return list(tqdm(pool.map(fn, items, chunksize=max(1, len(items) // (8 * n))), **bar))
 
 
-def _fit_gabors(images: list, workers: int | None) -> list:
+def _fit_gabors(images: list, workers: int | None, progress: bool = False) -> list:
     """:func:`fit_gabor` of each image, in forked workers (:func:`_fork_map`)."""
-    return _fork_map(fit_gabor, images, workers)
+    return _fork_map(fit_gabor, images, workers, desc="Gabor fits" if progress else None)
 
 
 _LCA_JOB: dict = {}
@@ -204,7 +207,8 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         if kind == "lca":
             xf = x.reshape(len(x), -1).astype(np.float64)  # the converged codes (the LCA's fixed point)
             _LCA_JOB.update(phi=phi, lam=lam)
-            a = np.concatenate(_fork_map(_lca_codes, [xf[i:i + 250] for i in range(0, len(xf), 250)], workers, 2))
+            a = np.concatenate(_fork_map(_lca_codes, [xf[i:i + 250] for i in range(0, len(xf), 250)], workers, 2,
+                                         (meta or {}).get("protocol", "LCA codes") if progress else None))
             return np.concatenate([np.clip(a, 0, None), np.clip(-a, 0, None)], axis=1), None  # ON, OFF channels
         if kind == "ipvae":
             return _ipvae_respond(model, x, s, repeats, n_iter, circuit, against, lag_sums,
@@ -237,7 +241,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
             lags = (lag_sums["sum"] / lag_sums["n"][:, :, None]).reshape(n_iter + 1, C, P, P)
     # sparse noise → ON / OFF maps (mean response when the pixel is on, per sign)
     sp, pix, sgn = sparse_noise(sparse_frames, P, rng)
-    c_sp, _ = respond(sp, seed + 2)
+    c_sp, _ = respond(sp, seed + 2, {"protocol": "sparse noise", "seed": seed, "model": kind})
     on_off = []
     for s in (1.0, -1.0):
         sel = sgn == s
@@ -257,7 +261,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     order = [k for k in np.argsort(-counts.sum(0), kind="stable")[:fit_units] if np.all(np.isfinite(maps[k]))]
     rows = []
     enc = None if encoder is None else encoder[latent]
-    for k, f in zip(order, _fit_gabors([maps[k] for k in order], workers)):
+    for k, f in zip(order, _fit_gabors([maps[k] for k in order], workers, progress)):
         row = {"unit": int(k), "latent": int(latent[k]), "sign": int(sign[k]), "spikes": float(counts[:, k].sum()),
                **f._asdict(), "osi": float(tun.osi[k]), "preferred_orientation": float(tun.preferred_orientation[k]),
                "preferred_frequency": float(tun.preferred_frequency[k])}

@@ -113,34 +113,28 @@ def test_simulate_runs_an_ipvae_checkpoint_as_its_circuit(tmp_path, capsys):
 
 def test_rf_mapping_of_an_ipvae_through_its_circuit(tmp_path, capsys):
     """``rf_mapping.py --checkpoint ipvae.pt``: units mapped by their circuit's spikes over the iterations; the STA
-    of the summed spikes is the spike-weighted mean of the per-iteration STAs (t >= 1), and the battery's rows are
-    written."""
+    of the response (the spikes of iterations 1..T) is the spike-weighted mean of the per-iteration STAs, and the
+    battery's rows are written."""
     import csv
 
     from conftest import load_script
 
     from spikevae.data import Preprocessing
     from spikevae.ipvae import save
-    from spikevae.rf import map_receptive_fields
 
     model = IPVAE(IPVAEConfig(n_latents=16, patch_size=8, init_scale=0.05), seed=2)
-    model.preprocessing = Preprocessing(patch_size=8, downsample=1, whiten_f0=0.3)
-    m = map_receptive_fields(model, frames=300, sparse_frames=64, grating_repeats=1, size_repeats=1, fit_units=4,
-                             n_iter=3, circuit=IPVAECircuitConfig(substeps=20, target="numpy"), n_orientations=4,
-                             n_phases=4)
-    assert m.model == "ipvae" and m.sta_lags.shape == (4, 16, 8, 8) and m.battery.window == pytest.approx(0.03)
-    # the response is the spikes of iterations 1..T: Σ_t n_t·STA_t / Σ_t n_t over t >= 1 is the STA of the counts
-    n_t = m.lag_spikes[1:, :, None, None]
-    np.testing.assert_array_equal(m.lag_spikes[1:].sum(0), m.counts.sum(0))
-    np.testing.assert_allclose((n_t * m.sta_lags[1:]).sum(0) / n_t.sum(0), m.sta, rtol=1e-10, atol=1e-12)
-    assert m.lag_spikes[0].sum() > 0  # the prior period spikes too, and is kept apart
     ck = tmp_path / "ip.pt"
-    save(model, ck, preprocessing=model.preprocessing.to_dict())
+    save(model, ck, preprocessing=Preprocessing(patch_size=8, downsample=1, whiten_f0=0.3).to_dict())
     rf = load_script("simulations/rf_mapping.py")
     out = tmp_path / "rf"
-    assert rf.main(["--checkpoint", str(ck), "--out", str(out), "--frames", "200", "--sparse-frames", "64",
-                    "--iterations", "2", "--fit-units", "2", "--orientations", "4", "--phases", "4", "--quiet"]) == 0
-    assert np.load(out / "sta_lags.npy").shape == (3, 16, 8, 8) and (out / "figures" / "sta_lags.png").is_file()
+    assert rf.main(["--checkpoint", str(ck), "--out", str(out), "--frames", "300", "--sparse-frames", "64",
+                    "--iterations", "3", "--fit-units", "2", "--orientations", "4", "--phases", "4", "--quiet"]) == 0
+    lags = np.load(out / "sta_lags.npz")
+    assert lags["sta"].shape == (4, 16, 8, 8) and (out / "figures" / "sta_lags.png").is_file()
+    n_t = lags["spikes"][1:, :, None, None]
+    np.testing.assert_allclose((n_t * lags["sta"][1:]).sum(0) / n_t.sum(0), np.load(out / "sta.npy"), rtol=1e-9,
+                               atol=1e-12)
+    assert lags["spikes"][0].sum() > 0  # the prior period spikes too, and is kept apart
     with open(out / "properties.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 16
     assert "mapped 16 ipvae units" in capsys.readouterr().out
