@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     from spikevae.spiking import PoissonLayerConfig
 
     args = _parser().parse_args(argv)
+    subject = subject_from(args)  # refused before anything is loaded
     t0 = time.perf_counter()
     from spikevae.rf import _is_ipvae
 
@@ -98,7 +99,6 @@ def main(argv=None) -> int:
               fit_units=args.fit_units, seed=args.seed, progress=not args.quiet, workers=args.workers,
               n_orientations=args.orientations, n_phases=args.phases, size_repeats=args.size_repeats,
               n_iter=args.iterations)
-    subject = subject_from(args)
     if is_ip:
         from spikevae.ipvae import load
 

@@ -169,7 +169,7 @@ def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
         st = sp.spikes
         n_in = x.shape[0]
         io.write_nwb(out / "spikes.nwb", st, stimuli=x.reshape(n_in, prep.patch_size, prep.patch_size),
-                     description="spikevae spiking LCA", subject=subject_from(args))
+                     description="spikevae spiking LCA", subject=args.subject)
         plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20)), out / "figures" / "raster.png")
         write_npz(out / "codes.npz", codes=sp.codes, patches=x)
         io.check_free_space(out, 64 * 2**20 + 24 * st.n_spikes, "the Neo (NIX) file")
@@ -189,4 +189,6 @@ def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
 def main(argv=None) -> int:
     """Command-line entry point."""
     args = _parser().parse_args(argv)
+    if args.command == "infer":
+        args.subject = subject_from(args)  # refused before anything is computed
     return _learn(args) if args.command == "learn" else _infer(args)

@@ -46,9 +46,11 @@ def basis_grid(atoms: np.ndarray, order: np.ndarray | None = None, n_show: int =
         ax.imshow(a, cmap="gray", vmin=-m, vmax=m, interpolation="nearest")
         if labels is not None:
             ax.set_title(f"{labels[k]:.2g}", fontsize=5, pad=1)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95 if title else 0.99, wspace=0.08, hspace=0.25)
+    h = fig.get_figheight()
+    if title:  # a band of 0.4 inch for the title, whatever the number of rows
+        fig.suptitle(title, fontsize=9, y=1 - 0.06 / h, va="top")
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - (0.4 if title else 0.03) / h, wspace=0.08,
+                        hspace=0.25)
     return fig
 
 
@@ -173,9 +175,12 @@ def nx_ny_scatter(nx: np.ndarray, ny: np.ndarray, r2: np.ndarray, r2_min: float 
     plt = _mpl()
     good = np.asarray(r2) >= r2_min
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
-    ax.scatter(np.asarray(nx)[good], np.asarray(ny)[good], s=10, c="k", alpha=0.6,
-               label=f"units with fit R² ≥ {r2_min} ({good.sum()} of {len(good)})")
-    top = 1.5
+    x, y = np.asarray(nx)[good], np.asarray(ny)[good]
+    top = float(np.clip(1.05 * max(x.max(initial=0), y.max(initial=0)), 1.5, 4.0))  # every point up to 4
+    out = int(((x > top) | (y > top)).sum())
+    ax.scatter(np.minimum(x, top), np.minimum(y, top), s=10, c="k", alpha=0.6,
+               label=f"units with fit R² ≥ {r2_min} ({good.sum()} of {len(good)})"
+               + (f"; {out} beyond {top:g}, drawn on the edge" if out else ""))
     ax.plot([0, top], [0, top], color="0.6", lw=0.8, ls="--")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)

@@ -111,6 +111,7 @@ def spike_model(args):
 def main(argv=None) -> int:
     """Command-line entry point."""
     args = _parser().parse_args(argv)
+    args.subject = subject_from(args)  # refused before anything is loaded
     from .checkpoint import IPVAE_FAMILY, default_checkpoint_path, load_checkpoint
     from .model import load_model
 
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
     summary = simulate_to_folder(out, model, args.stimuli, args.n_stimuli, args.repeats, layer, args.seed,
                                  progress=not args.quiet, neo=not args.no_neo, overwrite=args.overwrite,
                                  workers=args.workers or default_workers(args.n_stimuli * args.repeats, layer.chunk),
-                                 scheduler=args.scheduler, subject=subject_from(args))
+                                 scheduler=args.scheduler, subject=args.subject)
     print(describe_simulation(summary, out, neo=not args.no_neo))
     return 0
 
@@ -147,7 +148,7 @@ def _simulate_ipvae(args) -> int:
     model.path = Path(args.checkpoint)
     out = Path(args.out)
     s = simulate_circuit_to_folder(out, model, args.stimuli, args.n_stimuli, args.repeats, args.iterations, cfg,
-                                   args.seed, neo=not args.no_neo, overwrite=args.overwrite, subject=subject_from(args))
+                                   args.seed, neo=not args.no_neo, overwrite=args.overwrite, subject=args.subject)
     last = s["readout"][-1]
     print(f"iP-VAE circuit: {s['n_presentations']} presentations ({s['n_stimuli']} {s['stimuli']} stimuli x "
           f"{s['repeats']}) of {s['n_units']} units, {s['n_iter']} iterations of {args.period:g} ms, target {target}")

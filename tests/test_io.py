@@ -121,3 +121,23 @@ def test_read_nwb_from_another_tool(tmp_path):
     st = read_nwb(tmp_path / "other.nwb")
     np.testing.assert_array_equal(st.counts(), [[1, 1], [1, 0]])
     np.testing.assert_array_equal(st.presentations.stimulus, [0, 1])
+
+
+def test_subject_is_configurable_and_validated(tmp_path, spikes):
+    """A chosen subject is written as given; values DANDI's inspector calls CRITICAL are refused with one line."""
+    from pynwb import NWBHDF5IO
+
+    from spikevae.errors import ArgumentError
+    from spikevae.io.nwb import SubjectInfo
+
+    path = write_nwb(tmp_path / "s.nwb", spikes, subject=SubjectInfo("Macaca mulatta", "m1", "P4Y", "F"))
+    with NWBHDF5IO(str(path), "r") as io:
+        sub = io.read().subject
+        assert (sub.species, sub.subject_id, sub.age, sub.sex) == ("Macaca mulatta", "m1", "P4Y", "F")
+    for bad, msg in ((dict(species="monkey"), "Latin binomial"), (dict(sex="X"), "M, F, O or U"),
+                     (dict(age="4 years"), "ISO 8601"), (dict(subject_id="a/b"), "without '/'")):
+        with pytest.raises(ArgumentError, match=msg):
+            SubjectInfo(**bad).validate()
+    with pytest.raises(ArgumentError):  # refused before anything is written
+        write_nwb(tmp_path / "bad.nwb", spikes, subject=SubjectInfo(sex="X"))
+    assert not list(tmp_path.glob("bad*"))
