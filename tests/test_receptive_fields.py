@@ -80,3 +80,11 @@ def test_osi_tuned_and_untuned():
     t = grating_tuning(np.stack([tuned, untuned], 1), oris, freqs)
     assert t.osi[0] == pytest.approx(1.0) and t.osi[1] == pytest.approx(0.0, abs=1e-12)
     assert t.preferred_orientation[0] == pytest.approx(2 * np.pi / 8) and t.preferred_frequency[0] == 0.2
+
+
+def test_gabor_jacobian_matches_central_differences():
+    from spikevae.analysis.receptive_fields import _gabor_jacobian
+
+    p = np.array([7.3, 8.1, 0.6, 0.15, 0.4, 2.2, 3.0, 1.3])
+    num = np.stack([(gabor((16, 16), *(p + e)) - gabor((16, 16), *(p - e))).ravel() / 2e-6 for e in np.eye(8) * 1e-6], 1)
+    np.testing.assert_allclose(_gabor_jacobian(p, (16, 16)), num, atol=1e-7)
