@@ -233,6 +233,9 @@ def _runtime_chunk(table, slot_steps, n_steps, dt, target, model, values, step0)
     from ._streams import uniform_function
 
     K, kind = table.shape[1], _unit_kind(model)
+    rows = _ladder(len(table))  # Brian2's Cython TimedArray bakes the table's shape into its code: a few lengths
+    if rows > len(table):  # compile once and serve every run (the padded slots lie past the run, never read)
+        table = np.vstack([table, np.zeros((rows - len(table), K))])
     with brian_state() as b2:
         b2.set_device("runtime")
         b2.prefs.codegen.target = target
