@@ -106,14 +106,14 @@ def _gabor_jacobian(p, shape: tuple[int, int]) -> np.ndarray:
     dx, dy = xx - x0, yy - y0
     c, s = np.cos(th), np.sin(th)
     xr, yr = dx * c + dy * s, -dx * s + dy * c
-    env = amp * np.exp(-xr**2 / (2 * sx**2) - yr**2 / (2 * sy**2))
+    gauss = np.exp(-xr**2 / (2 * sx**2) - yr**2 / (2 * sy**2))
+    env = amp * gauss
     arg = 2 * np.pi * f * xr + ph
     cos, sin = np.cos(arg), np.sin(arg)
     d_xr = env * (-xr / sx**2 * cos - 2 * np.pi * f * sin)  # ∂G/∂x'
     d_yr = env * (-yr / sy**2) * cos  # ∂G/∂y'
     jac = np.stack([-c * d_xr + s * d_yr, -s * d_xr - c * d_yr, yr * d_xr - xr * d_yr, -env * sin * 2 * np.pi * xr,
-                    -env * sin, env * cos * xr**2 / sx**3, env * cos * yr**2 / sy**3, env * cos / amp if amp else
-                    np.exp(-xr**2 / (2 * sx**2) - yr**2 / (2 * sy**2)) * cos], -1)
+                    -env * sin, env * cos * xr**2 / sx**3, env * cos * yr**2 / sy**3, gauss * cos], -1)
     return jac.reshape(-1, 8)
 
 
