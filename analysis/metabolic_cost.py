@@ -48,15 +48,25 @@ def main(argv=None) -> int:
         write_json(out / "summary.json", {"file": str(path), "energy_model": t["energy_model"],
                                           "atp_per_spike": e.atp_per_spike, "resting_atp_per_s": e.resting_atp_per_s,
                                           "mean_per_presentation": t["mean"]})
-        panels = {"emitted spikes / presentation": t["emitted_spikes"], "ATP / presentation": t["atp"]}
+        # ATP is linear in the spikes: an axis on the spikes panel, not a second copy of its histogram
+        panels = {"emitted spikes / presentation": t["emitted_spikes"],
+                  "fraction of units active / presentation": t["fraction_active"]}
         if "bits_per_spike" in t:
-            panels["bits per expected spike"] = t["bits_per_spike"]
-        plots.save_figure(plots.histograms(panels, title=f"metabolic cost of {path.name} ({args.preset})"),
-                          out / "figures" / "metabolic.png")
+            panels["KL bits / expected spike, per presentation"] = t["bits_per_spike"]
+        fig = plots.histograms(panels, title=f"metabolic cost of {path.name} ({args.preset}: "
+                               f"{e.atp_per_spike:.3g} ATP per spike, {e.resting_atp_per_s:.3g} per unit per s at rest)",
+                               ylabel="presentations")
+        rest = st.n_units * float(np.mean(st.presentations.offset - st.presentations.onset)) * e.resting_atp_per_s
+        top = fig.axes[0].secondary_xaxis("top", functions=(lambda n: n * e.atp_per_spike + rest,
+                                                            lambda a: (a - rest) / e.atp_per_spike))
+        top.set_xlabel("ATP molecules / presentation", fontsize=8)
+        top.tick_params(labelsize=7)
+        fig.tight_layout()
+        plots.save_figure(fig, out / "figures" / "metabolic.png")
         m = t["mean"]
         print(f"per presentation: {m['emitted_spikes']:.3g} spikes emitted ({m['expected_spikes']:.3g} expected), "
-              f"{m['atp']:.3g} ATP" + (f", {m['kl_bits']:.3g} bits, {m['bits_per_spike']:.3g} bits/spike"
-                                       if "kl_bits" in m else "") + f"; wrote {out}")
+              f"{m['atp']:.3g} ATP" + (f", {m['kl_bits']:.3g} bits, {m['bits_per_spike']:.3g} bits per expected spike "
+                                       "(total bits / total expected spikes)" if "kl_bits" in m else "") + f"; wrote {out}")
     return 0
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from spikevae._cli import Parser, cli_entry, positive_float
 
 
@@ -30,13 +32,19 @@ def main(argv=None) -> int:
         summary = {"file": str(path), **summary}
         write_csv(out / "units.csv", ["unit", "rate_hz", "isi_cv", "fano_mean_over_stimuli", "spikes"],
                   ([k, u["rate_hz"][k], u["isi_cv"][k], u["fano"][k], int(u["spikes"][k])] for k in range(st.n_units)))
-        if len(st.presentations) > 1:
-            _, rate_psth = psth(st, args.psth_bin * 1e-3)
+        curve = None
+        if len(st.presentations) > 0:
+            p_ = st.presentations
+            nxt = np.append(p_.onset[1:], st.t_stop) - p_.onset  # up to the next onset: window and gap
+            t_psth, rate_psth = psth(st, args.psth_bin * 1e-3, span=float(np.min(nxt)))
+            summary["psth_bin_ms"] = args.psth_bin
             summary["psth_hz"] = rate_psth.mean(1).tolist()
-
-        panels = {"rate (Hz)": u["rate_hz"], "ISI CV": u["isi_cv"], "Fano factor": u["fano"],
+            curve = (t_psth, rate_psth.mean(1), float(np.median(p_.offset - p_.onset)))
+        panels = {"rate (Hz), whole recording": u["rate_hz"], "ISI CV": u["isi_cv"],
+                  "Fano factor (ddof 1), mean over stimuli": u["fano"],
                   "count correlation (total)": u["count_correlations"], "noise correlation": u["noise_correlations"]}
-        plots.save_figure(plots.histograms(panels, title=f"spike statistics of {path.name}"),
+        ylab = {k: "units" for k in list(panels)[:3]} | {k: "unit pairs" for k in list(panels)[3:]}
+        plots.save_figure(plots.histograms(panels, title=f"spike statistics of {path.name}", ylabel=ylab, psth=curve),
                           out / "figures" / "statistics.png")
         from spikevae.analysis.reference import v1_comparison
 

@@ -20,11 +20,22 @@ __all__ = ["ArgumentError", "Parser", "cli_entry", "resolve_device", "seed", "po
            "nonneg_float", "unit_float", "check_memory", "available_memory"]
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, a flag's False) or the help
+    already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """ArgumentParser whose errors are a single line (no usage block) and whose help shows defaults."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message):  # noqa: D102

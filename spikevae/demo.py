@@ -15,7 +15,7 @@ from .io.files import RunFolder
 from .model import load_model
 from .train import evaluate
 
-__all__ = ["main"]
+__all__ = ["main", "validation_summary", "format_summary", "SUMMARY_ROWS"]
 
 
 def _parser() -> Parser:
@@ -27,6 +27,44 @@ def _parser() -> Parser:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-spikes", action="store_true", help="skip the Brian2 simulation step")
     return p
+
+
+SUMMARY_ROWS = (  # (key, label, format, Poisson only)
+    ("energy", "patch energy (what predicting 0 costs)", "8.1f", False),
+    ("mse", "MSE, sampled spike counts", "8.1f", False),
+    ("mse_map", "MSE, posterior mean rates", "8.1f", False),
+    ("kl", "KL (nats per patch)", "8.1f", False),
+    ("nelbo", "NELBO", "8.1f", False),
+    ("active_fraction", "active latents (KL > 0.01)", "8.3f", True),
+    ("lifetime_sparsity", "lifetime sparsity", "8.3f", True),
+    ("portion_zeros", "portion of zero counts", "8.3f", True),
+    ("mean_rate", "mean expected count per unit per window", "8.3f", True),
+)
+
+
+def validation_summary(trained, n_val: int = 10_000, seed: int = 0, device="cpu") -> dict:
+    """The shipped model's validation numbers, as ``make demo`` prints them and the README quotes them.
+
+    ``n_val`` held-out patches of the validation photographs (``natural_patches(seed=seed + 1)``), encoded
+    with the model's own preprocessing; one draw of exact Poisson counts per patch (torch generator seeded
+    with ``seed``). MSE is the full squared error per patch, ‖x − x̂‖² summed over the 256 pixels, and the
+    patch energy ‖x‖² is the MSE of predicting 0. Returns the :func:`spikevae.train.evaluate` metrics plus
+    ``energy``, ``n_patches`` and ``source``.
+    """
+    device = resolve_device(device)
+    data = natural_patches(n_train=1, n_val=n_val, prep=trained.preprocessing, seed=seed + 1)
+    x = torch.as_tensor(data.val, device=device).unsqueeze(1)
+    m = evaluate(trained.vae.to(device), x, torch.Generator(device=device).manual_seed(seed))
+    m["energy"] = float(x.flatten(1).square().sum(1).mean())
+    m["n_patches"] = len(x)
+    m["source"] = data.source
+    return m
+
+
+def format_summary(m: dict, family: str = "poisson") -> str:
+    """The summary's lines, one ``label: value`` per metric (Poisson-only rows only for the Poisson family)."""
+    return "\n".join(f"  {label + ':':<40}{m[key]:{fmt}}" for key, label, fmt, poisson in SUMMARY_ROWS
+                     if key in m and (family == "poisson" or not poisson))
 
 
 @cli_entry("python -m spikevae.demo")
@@ -46,25 +84,13 @@ def main(argv=None) -> int:
     # the demo's own folder: each demo replaces the previous demo there (and nothing else)
     with RunFolder(args.out, "demo", overwrite=True) as run:
         out = run.path
-        data = natural_patches(n_train=1, n_val=args.n_val, prep=prep, seed=args.seed + 1)
-        x = torch.as_tensor(data.val, device=device).unsqueeze(1)
-        m = evaluate(model, x, torch.Generator(device=device).manual_seed(args.seed))
+        m = validation_summary(trained, args.n_val, args.seed, device)
         cfg = model.config
-        energy = float(x.flatten(1).square().sum(1).mean())
         print(f"model: {cfg.family} VAE {cfg.encoder}|{cfg.decoder}, K = {cfg.n_latents}, "
               f"{cfg.patch_size}x{cfg.patch_size} patches; trained {ck.get('epoch')} epochs "
               f"({ck['train_config'].get('method')} objective, beta {ck['train_config'].get('beta')})")
-        print(f"encoded {len(x)} held-out patches from {data.source} (validation photographs)")
-        print(f"  patch energy (what predicting 0 costs): {energy:8.1f}")
-        print(f"  MSE, sampled spike counts:              {m['mse']:8.1f}")
-        print(f"  MSE, posterior mean rates:              {m['mse_map']:8.1f}")
-        print(f"  KL (nats per patch):                    {m['kl']:8.1f}")
-        print(f"  NELBO:                                  {m['nelbo']:8.1f}")
-        if cfg.family == "poisson":
-            print(f"  active latents (KL > 0.01):             {m['active_fraction']:8.3f}")
-            print(f"  lifetime sparsity:                      {m['lifetime_sparsity']:8.3f}")
-            print(f"  portion of zero counts:                 {m['portion_zeros']:8.3f}")
-            print(f"  mean expected count per unit per window:{m['mean_rate']:8.3f}")
+        print(f"encoded {m['n_patches']} held-out patches from {m['source']} (validation photographs)")
+        print(format_summary(m, cfg.family))
         if cfg.decoder == "lin":
             # order by per-latent KL on training patches (stored at the end of training) when available:
             # the held-out set is two photographs, whose own textures would bias the order

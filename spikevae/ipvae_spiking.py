@@ -258,7 +258,9 @@ def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: 
         path = files.path
         io.write_nwb(path / "spikes.nwb", st, stimuli=stim.images, subject=subject,
                      description=f"spikevae iP-VAE circuit: {n_iter} inference iterations of {cfg.period * 1e3:g} ms")
-        plots.save_figure(plots.raster(st), path / "figures" / "raster.png")
+        plots.save_figure(plots.raster(st, title=f"iP-VAE circuit neurons (Brian2; {n_iter} inference iterations of "
+                                                    f"{cfg.period * 1e3:g} ms per presentation)"),
+                          path / "figures" / "raster.png")
         plots.save_figure(plots.convergence({"iP-VAE circuit (spikes)": rows}), path / "figures" / "convergence.png")
         if neo:
             io.check_free_space(path, 64 * 2**20 + 24 * len(st.time), "the Neo (NIX) file")

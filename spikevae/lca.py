@@ -126,7 +126,7 @@ class LCAResult(NamedTuple):
     states: np.ndarray  # u, (B, K) final membrane states (for ISTA/FISTA: the pre-threshold iterate)
     energy: np.ndarray  # (n_records,) batch-mean energy, recorded every `record_every` steps and at the end
     energy_steps: np.ndarray  # (n_records,) step index of each energy record
-    recon_error: np.ndarray  # (B,) ½‖x − Φa‖²
+    recon_error: np.ndarray  # (B,) squared error ‖x − Φa‖² (full, as every command's MSE; the energy has ½ of it)
     fraction_active: float  # mean of a ≠ 0
     n_steps: int  # steps taken by the slowest input (early stopping may end before the cap)
     steps: np.ndarray | None = None  # (B,) steps each input took
@@ -397,7 +397,7 @@ def _result(x, phi, u, cfg, energies, rec_steps, steps, residual, codes=None, to
                     "fixed-point residual" if cfg.threshold == "hard" else "relative duality gap",
                     float(residual[~converged].max()), tol)
     r = x - a @ phi.T
-    return LCAResult(a, u, np.array(energies), np.array(rec_steps), 0.5 * np.einsum("bd,bd->b", r, r),
+    return LCAResult(a, u, np.array(energies), np.array(rec_steps), np.einsum("bd,bd->b", r, r),
                      float(np.count_nonzero(a) / a.size), n, steps, residual, converged)
 
 

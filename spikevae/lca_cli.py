@@ -12,6 +12,7 @@ Dictionary files are ``.npz`` (no pickles): ``phi`` (D, K) with unit-norm column
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -38,7 +39,12 @@ def _parser() -> Parser:
         else:
             s.add_output("lca infer")
             s.add_subject()
-        s.add_argument("--lam", type=nonneg_float, default=0.5 if name == "learn" else d.lam, help="threshold lambda")
+        if name == "learn":
+            s.add_argument("--lam", type=nonneg_float, default=0.5, help="threshold lambda")
+        else:
+            s.add_argument("--lam", type=nonneg_float, default=None,
+                           help=f"threshold lambda (default: the lambda a --dictionary was learned with; {d.lam} for a "
+                                "--checkpoint's atoms)")
         s.add_argument("--tau", type=positive_float, default=d.tau * 1e3, help="time constant, ms")
         s.add_argument("--dt", type=positive_float, default=d.dt * 1e3, help="Euler step, ms")
         s.add_argument("--steps", type=positive_int, default=300 if name == "learn" else d.n_steps,
@@ -116,13 +122,23 @@ def _learn(args) -> int:
 
 
 def _infer(args) -> int:
-    cfg = _cfg(args)
     if bool(args.dictionary) == bool(args.checkpoint):
         raise ArgumentError("give exactly one of --dictionary or --checkpoint")
+    learned = None
     if args.dictionary:
         phi, prep, src = load_dictionary(args.dictionary)
         source = {"dictionary": str(args.dictionary), "sha256": file_sha256(args.dictionary)}
-    else:
+        learned = (src.get("lca_config") or {}).get("lam")
+        if args.lam is None and learned is not None:
+            args.lam = float(learned)
+            print(f"lambda {args.lam:g}: the lambda {args.dictionary} was learned with")
+        elif learned is not None and not np.isclose(args.lam, learned):
+            print(f"warning: lambda {args.lam:g} differs from the {learned:g} {args.dictionary} was learned with; its atoms "
+                  f"are shaped by that sparsity (drop --lam to use {learned:g})", file=sys.stderr)
+    if args.lam is None:
+        args.lam = LCAConfig().lam
+    cfg = _cfg(args)
+    if not args.dictionary:
         from .model import load_model
 
         model = load_model(args.checkpoint)
@@ -156,7 +172,7 @@ def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
         write_npz(out / "codes.npz", codes=res.codes, states=res.states, energy=res.energy,
                   energy_steps=res.energy_steps, recon_error=res.recon_error, patches=x)
         summary.update(energy=float(res.energy[-1]), fraction_active=res.fraction_active,
-                       recon_error=float(res.recon_error.mean()), l1=float(np.abs(res.codes).sum(1).mean()),
+                       mse=float(res.recon_error.mean()), l1=float(np.abs(res.codes).sum(1).mean()),
                        converged=int(res.converged.sum()), max_residual=float(res.residual.max()),
                        steps_median=float(np.median(res.steps)), steps_max=int(res.steps.max()))
     else:
@@ -170,7 +186,9 @@ def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
         n_in = x.shape[0]
         io.write_nwb(out / "spikes.nwb", st, stimuli=x.reshape(n_in, prep.patch_size, prep.patch_size),
                      description="spikevae spiking LCA", subject=args.subject)
-        plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20)), out / "figures" / "raster.png")
+        plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20),
+                                       title="spiking-LCA integrate-and-fire neurons (Brian2; ON units first)"),
+                          out / "figures" / "raster.png")
         write_npz(out / "codes.npz", codes=sp.codes, patches=x)
         io.check_free_space(out, 64 * 2**20 + 24 * st.n_spikes, "the Neo (NIX) file")
         io.write_neo(out / "spikes.nix", st)  # last: NixIO cannot fail cleanly on a full disk
@@ -179,9 +197,10 @@ def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
     summary["wall_seconds"] = time.perf_counter() - t0
 
     write_json(out / "summary.json", summary)
-    print(f"LCA ({args.simulator}) on {args.n_patches} held-out patches: " +
-          ", ".join(f"{k} {summary[k]:.4g}" for k in ("energy", "recon_error", "fraction_active", "n_spikes")
-                    if k in summary) + f"; wrote {out}")
+    labels = {"energy": "energy ½‖x − Φa‖² + λ‖a‖₁", "mse": "MSE ‖x − Φa‖²", "fraction_active": "fraction active",
+              "n_spikes": "spikes"}  # per patch, means over patches
+    print(f"LCA ({args.simulator}, lambda {cfg.lam:g}) on {args.n_patches} held-out patches, means per patch: " +
+          ", ".join(f"{labels[k]} {summary[k]:.4g}" for k in labels if k in summary) + f"; wrote {out}")
     return 0
 
 

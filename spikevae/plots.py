@@ -34,6 +34,9 @@ def basis_grid(atoms: np.ndarray, order: np.ndarray | None = None, n_show: int =
     plt = _mpl()
     atoms = np.asarray(atoms)
     order = np.arange(len(atoms)) if order is None else np.asarray(order)
+    shown = f"{min(n_show, len(order))} of {len(atoms)} shown" if n_show < len(atoms) else ""
+    if shown:  # never a partial grid without saying so
+        title = f"{title} ({shown})" if title else shown
     order = order[:n_show]
     nrows = int(np.ceil(len(order) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 0.62, nrows * 0.62 + (0.4 if title else 0)))
@@ -96,8 +99,10 @@ def rf_agreement(maps: dict, units: np.ndarray, n_show: int = 16, title: str = "
     return fig
 
 
-def raster(st, max_units: int = 128, max_presentations: int = 20, order: np.ndarray | None = None):
-    """Spike raster of the first presentations, with presentation windows shaded and boundaries drawn.
+def raster(st, max_units: int = 128, max_presentations: int = 20, order: np.ndarray | None = None,
+           title: str | None = None):
+    """Spike raster of the first presentations: windows shaded in alternating tones (so adjacent windows stay
+    apart when there is no gap between them), each labelled with its stimulus; rows are named by unit index.
 
     Parameters
     ----------
@@ -106,29 +111,39 @@ def raster(st, max_units: int = 128, max_presentations: int = 20, order: np.ndar
         Units shown (the most active ones when ``order`` is None).
     max_presentations : int
         Presentations shown (from the start of the run).
+    order : ndarray, optional
+        The units to show, top row first.
+    title : str, optional
+        What the units are (default: Brian2 Poisson units).
     """
     plt = _mpl()
     p = st.presentations
     n_p = min(max_presentations, len(p))
     t_end = p.offset[n_p - 1] if n_p else st.t_stop
-    if order is None:
+    ranked = order is None
+    if ranked:
         order = np.argsort(-np.bincount(st.unit, minlength=st.n_units), kind="stable")
     order = np.asarray(order)[:max_units]
     row = np.full(st.n_units, -1)
-    row[order] = np.arange(len(order))
+    row[order] = len(order) - 1 - np.arange(len(order))  # the first unit on top
     keep = (st.time < t_end) & (row[st.unit] >= 0)
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = plt.subplots(figsize=(10, 5.2))
     for k in range(n_p):
-        ax.axvspan(p.onset[k], p.offset[k], color="0.93", zorder=0)
-        ax.axvline(p.onset[k], color="tab:blue", lw=0.6, zorder=1)
-        ax.text(p.onset[k], len(order) + 0.5, f"s{p.stimulus[k]}", fontsize=6, va="bottom")
+        ax.axvspan(p.onset[k], p.offset[k], color=("0.86", "0.94")[k % 2], lw=0, zorder=0)
+        ax.text(p.onset[k], len(order) + 0.3, f"s{p.stimulus[k]}", fontsize=6, va="bottom")
     ax.scatter(st.time[keep], row[st.unit[keep]], s=2, c="k", marker="|", linewidths=0.6, zorder=2)
     ax.set_xlim(0, t_end)
     ax.set_ylim(-1, len(order) + 3)
+    step = max(1, int(np.ceil(len(order) / 16)))
+    ticks = np.arange(0, len(order), step)
+    ax.set_yticks(len(order) - 1 - ticks, [str(int(u)) for u in order[ticks]], fontsize=6)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel(f"unit (top {len(order)} by spike count)")
-    ax.set_title(f"{st.n_spikes} spikes from {st.n_units} Brian2 Poisson units; shaded: presentation windows "
-                 f"(blue line = onset, label = stimulus)", fontsize=9)
+    ax.set_ylabel(f"unit index ({len(order)} most active, by spike count)" if ranked else "unit index")
+    gap = float(np.median(p.onset[1:n_p] - p.offset[: n_p - 1])) if n_p > 1 else 0.0
+    windows = (f"shaded: presentation windows ({1e3 * float(np.median(p.offset - p.onset)):.0f} ms"
+               + (f", {1e3 * gap:.0f} ms gaps" if gap > 0 else ", back to back") + "; label = stimulus)")
+    what = title or "Brian2 Poisson units"
+    ax.set_title(f"{st.n_spikes} spikes in the run from {st.n_units} {what}\n{windows}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -141,16 +156,22 @@ def counts_vs_expected(counts: np.ndarray, expected: np.ndarray):
     ax = axes[0]
     rng = np.random.default_rng(0)
     idx = rng.choice(len(c), min(len(c), 20000), replace=False)
+    # the axes cover 99.9 % of the pairs, so one outlier cannot squash the rest; the rest are counted
+    top = max(1.0, float(np.quantile(lam, 0.999)))
+    ymax = top + 4 * np.sqrt(top) + 1
+    beyond = int(((lam > top) | (c > ymax)).sum())
     ax.scatter(lam[idx], c[idx] + rng.uniform(-0.15, 0.15, len(idx)), s=2, alpha=0.3, c="k", linewidths=0)
-    top = max(1.0, float(lam.max()))
     xs = np.linspace(0, top, 200)
     ax.plot(xs, xs, color="tab:red", lw=1, label="count = λ")
     ax.fill_between(xs, np.maximum(0, xs - 2 * np.sqrt(xs)), xs + 2 * np.sqrt(xs), color="tab:red", alpha=0.15,
                     label="λ ± 2√λ (Poisson)")
     ax.set_xlabel("expected count λ per window")
     ax.set_ylabel("emitted spikes per window (jittered)")
-    ax.legend(fontsize=8)
-    ax.set_title("each (presentation, unit)", fontsize=9)
+    ax.set_xlim(-0.02 * top, top)
+    ax.set_ylim(-0.5, ymax)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"each (presentation, unit): {min(len(c), 20000)} of {len(c)} drawn"
+                 + (f"; {beyond} beyond the axes (λ > {top:.3g}, the 99.9th percentile)" if beyond else ""), fontsize=8)
     ax = axes[1]
     edges = np.quantile(lam, np.linspace(0, 1, 21))
     edges = np.unique(edges)
@@ -252,33 +273,56 @@ def v1_property(values: np.ndarray, label: str, unit: str, model_label: str, ref
     return fig
 
 
-def tuning_curves(tuning, units: np.ndarray, max_units: int = 8):
-    """Orientation tuning (at the preferred frequency) and frequency tuning of selected units."""
+def tuning_curves(tuning, units: np.ndarray, max_units: int = 8, response: str = "spikes per window"):
+    """Orientation tuning (at the preferred frequency) and frequency tuning (at the preferred orientation) of
+    selected units, with error bars of ± 1 s.e.m. over repeats when ``tuning.sem`` holds them.
+
+    ``response`` names what is plotted (e.g. "spikes per window", or "code (analog)" for the LCA)."""
     plt = _mpl()
     units = np.asarray(units)[:max_units]
-    fig, axes = plt.subplots(2, len(units), figsize=(1.9 * len(units), 3.8), squeeze=False)
+    sem = getattr(tuning, "sem", None)
+    fig, axes = plt.subplots(2, len(units), figsize=(1.9 * len(units), 4.1), squeeze=False)
     for j, k in enumerate(units):
         pf = int(np.searchsorted(tuning.frequencies, tuning.preferred_frequency[k]))
-        ax = axes[0, j]
-        ax.plot(np.degrees(tuning.orientations), tuning.response[k, :, pf], "o-", ms=3)
-        ax.set_title(f"unit {k}, OSI {tuning.osi[k]:.2f}", fontsize=7)
-        ax.set_xlabel("orientation (deg)", fontsize=7)
-        ax.tick_params(labelsize=6)
-        ax = axes[1, j]
         po = int(np.argmin(np.abs(tuning.orientations - tuning.preferred_orientation[k])))
-        ax.plot(tuning.frequencies, tuning.response[k, po, :], "s-", ms=3, color="tab:orange")
-        ax.set_xlabel("cycles/pixel", fontsize=7)
-        ax.tick_params(labelsize=6)
-    axes[0, 0].set_ylabel("spikes per window", fontsize=7)
-    axes[1, 0].set_ylabel("spikes per window", fontsize=7)
+        for ax, x, y, e, style, color in (
+                (axes[0, j], np.degrees(tuning.orientations), tuning.response[k, :, pf],
+                 None if sem is None else sem[k, :, pf], "o-", "C0"),
+                (axes[1, j], tuning.frequencies, tuning.response[k, po, :],
+                 None if sem is None else sem[k, po, :], "s-", "C1")):
+            ax.errorbar(x, y, yerr=e, fmt=style, ms=3, lw=1, capsize=1.5, color=color)
+            ax.tick_params(labelsize=6)
+        axes[0, j].set_title(f"unit {k}, OSI {tuning.osi[k]:.2f}", fontsize=7)
+        axes[0, j].set_xlabel("orientation (deg)", fontsize=7)
+        axes[1, j].set_xlabel("cycles/pixel", fontsize=7)
+    axes[0, 0].set_ylabel(f"{response}\n(at preferred SF)", fontsize=7)
+    axes[1, 0].set_ylabel(f"{response}\n(at preferred orientation)", fontsize=7)
+    bars = (f"error bars: ± 1 s.e.m. over {tuning.n_repeats} repeats of the phase-averaged response" if sem is not None
+            else "no error bars: one repeat (a deterministic code, or a single presentation)")
+    fig.suptitle(f"grating tuning, mean over the phases of a drifting cycle; {bars}", fontsize=7.5)
     fig.tight_layout()
     return fig
 
 
-def histograms(panels: dict, title: str = "", bins: int = 40):
-    """One histogram per named array (NaNs dropped), side by side."""
+def _median_text(v: np.ndarray) -> str:
+    """The median as printed on a figure: values within float rounding of 0 (relative to the data's scale) are 0."""
+    if not len(v):
+        return "nan"
+    m = float(np.median(v))
+    scale = float(np.max(np.abs(v))) or 1.0
+    return f"{0.0 if abs(m) < 1e-9 * scale else m:.3g}"
+
+
+def histograms(panels: dict, title: str = "", bins: int = 40, ylabel: str = "count", psth=None):
+    """One histogram per named array (NaNs dropped), side by side, each titled with its n and median.
+
+    ``ylabel`` names what is counted (e.g. "units", "presentations", "unit pairs"); a dict maps a panel
+    name to its own label. ``psth``, optional ``(t (s), rate (Hz), window (s))``: a last panel with the
+    population PSTH aligned to presentation onset.
+    """
     plt = _mpl()
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
+    n = len(panels) + (psth is not None)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.1), squeeze=False)
     for ax, (name, v) in zip(axes[0], panels.items()):
         v = np.asarray(v, dtype=float).ravel()
         v = v[np.isfinite(v)]
@@ -287,7 +331,21 @@ def histograms(panels: dict, title: str = "", bins: int = 40):
         span = (lo - 0.5, hi + 0.5) if hi - lo <= 1e-9 * max(1.0, abs(lo), abs(hi)) else None
         ax.hist(v, bins=bins, range=span, color="0.3")
         ax.set_xlabel(name, fontsize=8)
-        ax.set_title(f"n = {len(v)}, median {np.median(v) if len(v) else float('nan'):.3g}", fontsize=8)
+        ax.set_ylabel(ylabel.get(name, "count") if isinstance(ylabel, dict) else ylabel, fontsize=8)
+        ax.set_title(f"n = {len(v)}, median {_median_text(v)}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if psth is not None:
+        t, hz, window = psth
+        ax = axes[0, -1]
+        bin_ms = 1e3 * float(t[1] - t[0]) if len(t) > 1 else 0.0
+        ax.step(np.append(t, t[-1] + (t[1] - t[0] if len(t) > 1 else 0)) * 1e3, np.append(hz, hz[-1] if len(hz) else 0),
+                where="post", color="k", lw=1.2)
+        ax.axvspan(0, window * 1e3, color="0.9", zorder=0, label="stimulus window")
+        ax.set_xlabel("time after onset (ms)", fontsize=8)
+        ax.set_ylabel("population mean rate (Hz)", fontsize=8)
+        ax.set_title(f"PSTH ({bin_ms:.3g} ms bins, all units and presentations)", fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
         ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
@@ -413,15 +471,24 @@ def rf_mapping_figures(m, label: str) -> dict:
     rows, order = m.fits, m.order
     P = m.sta.shape[-1]
     onoff = np.concatenate([m.on[order[:32]], m.off[order[:32]]]).reshape(-1, P, P)
+    n_on = len(order[:32])
+    rows_on = int(np.ceil(n_on / 16))
+    if m.model == "lca":  # an analog code, not spikes: say so on every figure
+        avg, resp, act = "code-weighted averages (white noise)", "code (analog)", "largest summed code first"
+        short = "CWA"
+    else:
+        avg, resp, act = "spike-triggered averages (white noise)", "spikes per window", "most active units first"
+        short = "STA"
     return {
-        "rf_grid": basis_grid(m.sta, order, n_show=min(128, len(order)),
-                              title="spike-triggered averages (white noise), most active units first"),
+        "rf_grid": basis_grid(m.sta, order, n_show=min(128, len(order)), title=f"{avg}, {act}"),
         "nx_ny": nx_ny_scatter(np.array([r["nx"] for r in rows]), np.array([r["ny"] for r in rows]),
                                np.array([r["r2"] for r in rows])),
-        "tuning": tuning_curves(m.tuning, order),
-        "on_off": basis_grid(onoff, n_show=64, ncols=16, title="sparse noise: ON maps (rows 1-2), OFF maps (rows 3-4)"),
-        "agreement": rf_agreement({"STA": m.sta, "encoder": m.encoder, "decoder": m.decoder}, order,
-                                  title=f"{label}: STA against encoder filter and decoder atom, most active units first"),
+        "tuning": tuning_curves(m.tuning, order, response=resp),
+        "on_off": basis_grid(onoff, n_show=len(onoff), ncols=16,
+                             title=f"sparse noise: ON maps (rows 1-{rows_on}), OFF maps (rows {rows_on + 1}-{2 * rows_on}); "
+                                   f"{resp}, {act}"),
+        "agreement": rf_agreement({short: m.sta, "encoder": m.encoder, "decoder": m.decoder}, order,
+                                  title=f"{label}: {short} against encoder filter and decoder atom, {act}"),
     }
 
 

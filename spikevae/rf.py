@@ -256,7 +256,8 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         g = grating_grid(P, 8, (0.0625, 0.125, 0.25, 0.375), 4)
     reps = 1 if kind == "lca" else grating_repeats  # the LCA's code is deterministic
     c_g, g_st = respond(g.images, seed + 3, {"protocol": "grating grid", "seed": seed, "model": kind}, reps)
-    tun = grating_tuning(c_g, g.params["orientation"], g.params["spatial_frequency"])
+    per_repeat = None if g_st is None or reps < 2 else g_st.counts().reshape(reps, len(g.images), -1)
+    tun = grating_tuning(c_g, g.params["orientation"], g.params["spatial_frequency"], per_repeat)
     # Gabor fits and agreement of the STA with the encoder filter and the decoder atom
     order = [k for k in np.argsort(-counts.sum(0), kind="stable")[:fit_units] if np.all(np.isfinite(maps[k]))]
     rows = []

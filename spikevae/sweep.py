@@ -43,13 +43,11 @@ FAMILIES_ALL = ("poisson", "gaussian", "laplace", "categorical", "gaussian-relu"
 _EXTRA = {"family": str, "latents": int, "arch": str, "patch_size": int, "lam": float, "checkpoint": str,
           "updates": int, "n_code": int, "threads": int}
 _ALIASES = {"model": "family", "K": "latents", "k": "latents", "lambda": "lam", "n_latents": "latents"}
-#: where a sweep run's defaults differ from a training run's (``make_configs``/``TrainConfig``): short runs
-#: with the closed-form objective
-SWEEP_OVERRIDES = {"epochs": 50, "method": "exact"}
 
 
 def defaults() -> dict:
-    """A sweep run's defaults: :func:`spikevae.train.make_configs`'s and TrainConfig's, then the overrides."""
+    """A sweep run's defaults: exactly a training run's (:func:`spikevae.train.make_configs`'s and TrainConfig's),
+    so a sweep point and ``python -m spikevae.train`` with the same values are the same run."""
     import inspect
 
     from .train import TrainConfig, make_configs
@@ -57,7 +55,7 @@ def defaults() -> dict:
     sig = inspect.signature(make_configs).parameters
     tc = TrainConfig()
     return {"family": sig["family"].default, "latents": sig["latents"].default, "arch": sig["arch"].default,
-            "dataset": tc.dataset, "seed": tc.seed, **SWEEP_OVERRIDES}
+            "dataset": tc.dataset, "seed": tc.seed, "epochs": tc.epochs, "method": tc.method}
 
 
 def _field_types() -> dict:

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ from .ipvae import IPVAETrainConfig
 from .poisson import n_exp_for_rate
 from .vae import ANNEALED, FAMILIES, VAE, VAEConfig
 
-__all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "schedule", "make_configs", "main"]
+__all__ = ["TrainConfig", "TrainResult", "fit", "extend_config", "evaluate", "schedule", "make_configs", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,18 @@ def _fingerprint(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
 
 
+def extend_config(cfg: TrainConfig, done: int, epochs: int) -> TrainConfig:
+    """The training config of a run of ``done`` epochs extended to ``epochs`` in total.
+
+    The learning rate follows the cosine schedule of an ``epochs``-long run from epoch ``done`` on (a warm
+    restart when the run had finished); the temperature and β annealing end at the same step as before
+    (``anneal_portion`` is rescaled), so an annealed run stays annealed.
+    """
+    if epochs <= done:
+        raise ArgumentError(f"--epochs {epochs} must exceed the {done} epochs the run has done")
+    return dataclasses.replace(cfg, epochs=epochs, anneal_portion=cfg.anneal_portion * cfg.epochs / epochs)
+
+
 def fit(
     model_cfg: VAEConfig,
     train_cfg: TrainConfig,
@@ -257,7 +270,10 @@ def fit(
         Checkpoint path (written atomically each epoch).
     device : torch device
     resume : dict, optional
-        A checkpoint dict holding resume state (from an unfinished run).
+        A checkpoint dict holding resume state (from an unfinished run), or a finished checkpoint to
+        extend to ``train_cfg.epochs`` (see :func:`extend_config`): its weights and history carry on, the
+        optimizer's moment estimates restart (a finished file does not keep them) and the batch order
+        continues from a stream seeded by the seed and the epoch reached.
     progress : bool
         Show a tqdm progress bar.
     stop_after : int, optional
@@ -285,10 +301,17 @@ def fit(
     start_epoch = 0
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
-        opt.load_state_dict(resume["train_state"]["optimizer"])
-        g_train.set_state(resume["train_state"]["rng"].cpu() if device.type == "cpu" else resume["train_state"]["rng"])
         history = list(resume.get("history", []))
-        start_epoch = int(resume["train_state"]["epoch"])
+        state = resume.get("train_state")
+        if state is not None:  # an interrupted run: the same trajectory
+            opt.load_state_dict(state["optimizer"])
+            g_train.set_state(state["rng"].cpu() if device.type == "cpu" else state["rng"])
+            start_epoch = int(state["epoch"])
+        else:  # a finished run, extended
+            start_epoch = int(resume["epoch"])
+            g_train.manual_seed(_child_seeds(train_cfg.seed + start_epoch, 4)[3])
+        if start_epoch >= train_cfg.epochs:
+            raise ArgumentError(f"the run has {start_epoch} epochs already; extend it with more (epochs > {start_epoch})")
     payload_base = {
         "family": model_cfg.family,
         "model_config": dataclasses.asdict(model_cfg),
@@ -403,7 +426,9 @@ def _parser() -> Parser:
     p.add_argument("--grad-clip", type=positive_float, default=SUPPRESS, help=f"default {d.grad_clip}; ipvae {ip.grad_clip}")
     p.add_argument("--seed", type=seed, default=d.seed)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--resume", metavar="CKPT", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--resume", metavar="CKPT",
+                   help="continue an interrupted run from its checkpoint; with --epochs N, extend a run (finished or "
+                        "not) to N epochs in total (the lr follows an N-epoch cosine from there, annealing stays done)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -414,6 +439,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     for name in ("beta", "epochs", "batch_size", "lr", "grad_clip", "temp_stop"):  # per-model defaults, set below
         setattr(args, name, getattr(args, name, None))
+    epochs_given = args.epochs
     device = resolve_device(args.device)
     if args.model == "ipvae":
         return _main_ipvae(args, device)
@@ -427,9 +453,15 @@ def main(argv=None) -> int:
     if args.resume:
         resume = ckpt_mod.load_checkpoint(args.resume, map_location=device)
         mc, _ = ckpt_mod.validate_checkpoint(resume, args.resume)
-        if "train_state" not in resume:
-            raise ArgumentError(f"{args.resume} is a finished run (epoch {resume.get('epoch')}); nothing to resume")
         tc = TrainConfig(**resume["train_config"])
+        done = int(resume["train_state"]["epoch"] if "train_state" in resume else resume.get("epoch") or 0)
+        if epochs_given is not None:
+            tc = extend_config(tc, done, epochs_given)
+            print(f"extending {args.resume} from {done} to {tc.epochs} epochs"
+                  + ("" if "train_state" in resume else " (finished run: the optimizer state restarts)"))
+        elif "train_state" not in resume:
+            raise ArgumentError(f"{args.resume} is a finished run ({done} epochs); to train it further give the new "
+                                f"total, e.g. --resume {args.resume} --epochs {2 * done}")
     else:
         dataset = "mnist" if args.mnist else "images" if args.images else args.dataset
         mc, tc = make_configs(args.model, args.latents, args.arch, args.patch_size, dataset=dataset,
@@ -457,8 +489,14 @@ def main(argv=None) -> int:
         mc = dataclasses.replace(mc, patch_size=int(data.train.shape[-1])).validate()
     print(f"training {mc.family} VAE {mc.encoder}|{mc.decoder}, K={mc.n_latents}, on {data.source}: "
           f"{len(data.train)} train / {len(data.val)} validation inputs, device {device}")
+    if mc.n_latents > 2 * mc.n_pixels:
+        print(f"warning: {mc.n_latents} latents for {mc.n_pixels}-pixel inputs: most will stay at the prior (collapsed); "
+              f"the reference uses K = 10-50 for digits (--latents 50)", file=sys.stderr)
     res = fit(mc, tc, data, out, device, resume=resume, progress=not args.quiet)
     m = res.metrics
+    if m.get("active_fraction", 1.0) == 0.0:
+        print(f"warning: no latent is active (every per-latent KL <= 0.01 nats; total KL {m['kl']:.3g}): the posterior "
+              "collapsed to the prior. Try fewer --latents, a smaller --beta or more --epochs", file=sys.stderr)
     keys = ("nelbo", "mse", "mse_map", "kl", "active_fraction", "lifetime_sparsity", "portion_zeros")
     print("validation: " + ", ".join(f"{k} {m[k]:.4g}" for k in keys if k in m))
     print(f"wrote {out}")

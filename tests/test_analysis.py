@@ -59,8 +59,8 @@ def test_isi_cv_is_one(poisson_run):
 def test_fano_factor_per_unit_across_repeats(poisson_run):
     stims, fano = fano_factors(poisson_run)
     c = poisson_run.counts()
-    manual = np.stack([c[poisson_run.presentations.stimulus == s].var(0) / c[poisson_run.presentations.stimulus == s].mean(0)
-                       for s in stims])
+    manual = np.stack([c[poisson_run.presentations.stimulus == s].var(0, ddof=1)
+                       / c[poisson_run.presentations.stimulus == s].mean(0) for s in stims])  # the sample variance
     np.testing.assert_allclose(fano, manual, rtol=1e-10)
     # one Fano factor from R repeats has sd ≈ sqrt(2/(R-1)); the mean of S·K of them
     assert abs(np.nanmean(fano) - 1.0) < 4 * math.sqrt(2 / (REPEATS - 1)) / math.sqrt(fano.size)
@@ -120,6 +120,7 @@ def test_metabolic_numbers_by_hand():
     np.testing.assert_allclose(t["kl_nats"], [0 + 1.0 + 2.0, 0.5 * f2], rtol=1e-12)
     np.testing.assert_allclose(t["kl_bits"], t["kl_nats"] / math.log(2))
     np.testing.assert_allclose(t["bits_per_spike"], t["kl_bits"] / t["expected_spikes"])
+    assert t["mean"]["bits_per_spike"] == pytest.approx(t["kl_bits"].sum() / t["expected_spikes"].sum(), rel=1e-12)
     np.testing.assert_allclose(t["atp"], [3e9 + 3 * 0.1 * 2e8, 1e9 + 3 * 0.1 * 2e8])
     np.testing.assert_allclose(t["fraction_active"], [2 / 3, 1 / 3])
     assert PRESETS["lennie2003"].atp_per_spike == 2.4e9

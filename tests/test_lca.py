@@ -162,6 +162,15 @@ def test_lca_command_learn_and_infer(tmp_path, capsys):
         summary = json.loads((out / "summary.json").read_text())
         codes = np.load(out / "codes.npz")["codes"]
         assert codes.shape == (3, 16) and summary["simulator"] == sim
+        assert summary["lca_config"]["lam"] == 0.5  # the lambda the dictionary was learned with, not 0.1
+        if sim == "reference":  # the full squared error, the convention of every command's MSE
+            z = np.load(out / "codes.npz")
+            r = z["patches"] - z["codes"] @ phi.T
+            assert summary["mse"] == pytest.approx(float(np.mean((r**2).sum(1))), rel=1e-12)
+    assert "lambda 0.5: the lambda" in capsys.readouterr().out
+    assert run_cli(main, ["infer", "--dictionary", str(d), "--out", str(tmp_path / "l"), "--n-patches", "3",
+                          "--lam", "0.1", "--quiet"]) == 0
+    assert "warning: lambda 0.1 differs from the 0.5" in capsys.readouterr().err
     from spikevae.io import read_nwb
 
     st = read_nwb(tmp_path / "spiking" / "spikes.nwb")

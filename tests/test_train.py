@@ -6,7 +6,7 @@ from conftest import run_cli
 
 from spikevae import checkpoint as C
 from spikevae.analysis import lifetime_sparsity
-from spikevae.train import TrainConfig, evaluate, fit, main, schedule
+from spikevae.train import TrainConfig, evaluate, extend_config, fit, main, schedule
 from spikevae.vae import VAE, VAEConfig
 
 MC = VAEConfig(n_latents=64, patch_size=8, prior_log_high=-2.0)
@@ -35,6 +35,27 @@ def test_resume_continues_the_same_trajectory(tmp_path, small_patches):
     for k, v in full.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
     assert "train_state" not in C.load_checkpoint(tmp_path / "part.pt")  # finished: resume state dropped
+
+
+def test_a_finished_run_extends(tmp_path, small_patches, capsys):
+    """``--resume --epochs N`` extends a finished run: history and weights carry on, annealing stays done,
+    the lr follows an N-epoch cosine; without --epochs a finished run is refused with the fix in one line."""
+    done = fit(MC, TC, small_patches, tmp_path / "a.pt", progress=False)
+    saved = C.load_checkpoint(tmp_path / "a.pt")
+    tc = extend_config(TC, 5, 8)
+    n_b = len(small_patches.train) // TC.batch_size
+    for step in range(5 * n_b, 8 * n_b):  # annealing ended where it ended before
+        assert schedule(step, 8 * n_b, tc)[:2] == pytest.approx(schedule(5 * n_b - 1, 5 * n_b, TC)[:2], abs=1e-12)
+    assert schedule(5 * n_b, 8 * n_b, tc)[2] > schedule(5 * n_b - 1, 5 * n_b, TC)[2]  # a warm restart of the lr
+    more = fit(MC, tc, small_patches, tmp_path / "b.pt", progress=False, resume=saved)
+    assert [h["epoch"] for h in more.history] == list(range(1, 9))
+    assert more.history[:5] == done.history
+    assert more.metrics["nelbo"] < done.metrics["nelbo"]  # three more epochs still lower the loss
+    with pytest.raises(Exception, match="must exceed"):
+        extend_config(TC, 5, 5)
+    assert run_cli(main, ["--out", str(tmp_path / "c.pt"), "--resume", str(tmp_path / "a.pt"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--epochs 10" in err
 
 
 def test_schedules_match_reference():

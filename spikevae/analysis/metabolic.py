@@ -54,6 +54,10 @@ def poisson_kl_np(expected: np.ndarray, prior: np.ndarray) -> np.ndarray:
 def metabolic_table(st: SpikeTrains, prior: np.ndarray | None = None, energy: EnergyModel = PRESETS["lennie2003"]) -> dict:
     """Per-presentation metabolic numbers (arrays of length n_presentations) and their means.
 
+    ``mean`` holds the mean over presentations of each column, except ``bits_per_spike``: there it is the
+    ratio of totals Σ KL bits / Σ expected spikes (the information the code carries per spike), which the
+    mean of per-presentation ratios overweights on presentations with few spikes.
+
     Parameters
     ----------
     st : SpikeTrains
@@ -79,5 +83,8 @@ def metabolic_table(st: SpikeTrains, prior: np.ndarray | None = None, energy: En
         with np.errstate(divide="ignore", invalid="ignore"):
             out["bits_per_spike"] = np.where(out["expected_spikes"] > 0, out["kl_bits"] / out["expected_spikes"], np.nan)
     out["mean"] = {k: float(np.nanmean(v)) for k, v in out.items() if isinstance(v, np.ndarray)}
+    if "bits_per_spike" in out:  # a ratio of totals (bits of the whole run per expected spike), not a mean of ratios
+        total = float(out["expected_spikes"].sum())
+        out["mean"]["bits_per_spike"] = float(out["kl_bits"].sum()) / total if total > 0 else float("nan")
     out["energy_model"] = energy.source
     return out

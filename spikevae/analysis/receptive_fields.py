@@ -54,15 +54,27 @@ class GratingTuning(NamedTuple):
     osi: np.ndarray  # (K,) 1 − circular variance of the orientation curve at the preferred frequency
     preferred_orientation: np.ndarray  # (K,) rad, from the vector sum
     preferred_frequency: np.ndarray  # (K,) cycles/pixel
+    sem: np.ndarray | None = None  # (K, O, F) standard error of ``response`` over repeats (None: one repeat)
+    n_repeats: int = 1  # repeats behind ``sem``
 
 
-def grating_tuning(responses: np.ndarray, orientation: np.ndarray, frequency: np.ndarray) -> GratingTuning:
+def grating_tuning(responses: np.ndarray, orientation: np.ndarray, frequency: np.ndarray,
+                   repeats: np.ndarray | None = None) -> GratingTuning:
     """Tuning from responses (n, K) to gratings with per-presentation ``orientation`` and ``frequency``.
 
     OSI = |Σ_θ r(θ) e^{2iθ}| / Σ_θ r(θ) (1 − circular variance) at each unit's preferred frequency;
     1 for a unit that responds to one orientation only, 0 for an untuned one.
+
+    ``repeats`` (R, n, K), optional: the responses of each of R ≥ 2 repeats (``responses`` is their mean).
+    Each repeat's response per (orientation, frequency) is averaged over phases, and ``sem`` is the
+    standard error of that average over repeats (sample s.d. with ddof = 1, divided by √R).
     """
     r = np.asarray(responses, dtype=np.float64)
+    sem, n_rep = None, 1
+    if repeats is not None and len(repeats) >= 2:
+        per = np.stack([grating_tuning(rr, orientation, frequency).response for rr in np.asarray(repeats, float)])
+        n_rep = len(per)
+        sem = per.std(0, ddof=1) / np.sqrt(n_rep)
     oris = np.unique(np.round(np.mod(orientation, np.pi), 12))
     freqs = np.unique(frequency)
     oi = np.searchsorted(oris, np.round(np.mod(orientation, np.pi), 12))
@@ -79,7 +91,7 @@ def grating_tuning(responses: np.ndarray, orientation: np.ndarray, frequency: np
     vec = (curve * np.exp(2j * oris)[None, :]).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         osi = np.abs(vec) / curve.sum(1)
-    return GratingTuning(oris, freqs, mean, osi, np.mod(np.angle(vec) / 2, np.pi), freqs[pf])
+    return GratingTuning(oris, freqs, mean, osi, np.mod(np.angle(vec) / 2, np.pi), freqs[pf], sem, n_rep)
 
 
 @functools.lru_cache(maxsize=8)

@@ -69,8 +69,10 @@ def fano_factors(st: SpikeTrains) -> tuple[np.ndarray, np.ndarray]:
     stimuli : ndarray (S,)
         The stimulus indices, in order.
     fano : ndarray (S, K)
-        var/mean (population variance, Elephant's convention) across the repeats; NaN where
-        the unit never fired for that stimulus or it was shown once.
+        var/mean across the repeats with the *sample* variance (ddof = 1), so a Poisson count gives 1
+        whatever the number of repeats R; NaN where the unit never fired for that stimulus or it was
+        shown once. Elephant's ``fanofactor`` (called here on the unit's trials) divides by R (ddof = 0,
+        (R − 1)/R for Poisson); its value is multiplied by R/(R − 1). Every command uses this convention.
     """
     from elephant.statistics import fanofactor
 
@@ -79,10 +81,11 @@ def fano_factors(st: SpikeTrains) -> tuple[np.ndarray, np.ndarray]:
     counts = st.counts()
     for s_i, s in enumerate(stims):
         rows = st.presentations.stimulus == s
-        if rows.sum() < 2:
+        n = int(rows.sum())
+        if n < 2:
             continue
         for k in np.nonzero(counts[rows].sum(0) > 0)[0]:
-            out[s_i, k] = float(fanofactor(trial_trains(st, int(k), int(s))))
+            out[s_i, k] = float(fanofactor(trial_trains(st, int(k), int(s)))) * n / (n - 1)
     return stims, out
 
 
