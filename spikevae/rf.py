@@ -11,15 +11,18 @@ K + k its OFF half, whose STA is then −atom k).
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import NamedTuple
 
 import numpy as np
 
 from .analysis.geometry import R2_GOOD
-from .analysis.receptive_fields import GratingTuning, fit_gabor, grating_tuning, sta
+from .analysis.receptive_fields import STA_SNR_MIN, GratingTuning, fit_gabor, frames_for_snr, grating_tuning, sta, sta_snr
 from .errors import ArgumentError
 from .records import SpikeTrains
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RFMapping", "V1Battery", "map_receptive_fields", "sparse_noise", "rf_summary", "v1_properties",
            "v1_summary", "PROPERTIES", "DIAMETERS"]
@@ -262,8 +265,15 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     order = [k for k in np.argsort(-counts.sum(0), kind="stable")[:fit_units] if np.all(np.isfinite(maps[k]))]
     rows = []
     enc = None if encoder is None else encoder[latent]
+    snr = sta_snr(wn, counts, maps)
+    if order and np.median(snr[order]) < STA_SNR_MIN:  # noise-dominated STAs: say how much longer the noise must be
+        need = frames_for_snr(frames, float(np.median(snr[order])), P * P)
+        log.warning("the white-noise STAs are noise-dominated (median peak %.1f noise s.d. over the %d mapped channels, "
+                    "below %g): Gabor fits and RF centres will be unreliable; use frames >= %d (--frames)",
+                    float(np.median(snr[order])), len(order), STA_SNR_MIN, int(np.ceil(need / 5000) * 5000))
     for k, f in zip(order, _fit_gabors([maps[k] for k in order], workers, progress)):
         row = {"unit": int(k), "latent": int(latent[k]), "sign": int(sign[k]), "spikes": float(counts[:, k].sum()),
+               "sta_snr": float(snr[k]),
                **f._asdict(), "osi": float(tun.osi[k]), "preferred_orientation": float(tun.preferred_orientation[k]),
                "preferred_frequency": float(tun.preferred_frequency[k])}
         for name, ref in (("corr_sta_encoder", enc), ("corr_sta_decoder", decoder)):

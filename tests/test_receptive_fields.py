@@ -88,3 +88,29 @@ def test_gabor_jacobian_matches_central_differences():
     p = np.array([7.3, 8.1, 0.6, 0.15, 0.4, 2.2, 3.0, 1.3])
     num = np.stack([(gabor((16, 16), *(p + e)) - gabor((16, 16), *(p - e))).ravel() / 2e-6 for e in np.eye(8) * 1e-6], 1)
     np.testing.assert_allclose(_gabor_jacobian(p, (16, 16)), num, atol=1e-7)
+
+
+def test_sta_snr_noise_floor_and_growth():
+    """Pure noise: the STA's peak is the median max of P² half-normal pixels (closed form) in noise s.d.; a planted
+    linear-Poisson unit's signal part grows as √frames (once it stands above the floor: SNR ≳ 4), so frames_for_snr
+    predicts the frames a target needs."""
+    from spikevae.analysis.receptive_fields import _noise_peak, frames_for_snr, sta_snr
+
+    rng = np.random.default_rng(0)
+    P = 16
+    x = rng.standard_normal((4000, P, P))
+    null = sta_snr(x, rng.poisson(2.0, (4000, 200)).astype(float))
+    assert np.median(null) == pytest.approx(_noise_peak(P * P), rel=0.05)  # 3.00 for 256 pixels
+    rf = gabor((P, P), 7.5, 7.5, 0.3, 0.15, 0.0, 2.5, 3.0)
+    rf /= np.linalg.norm(rf)
+
+    def snr(n):
+        xs = rng.standard_normal((n, P, P))
+        lam = np.exp(-0.5 + 0.3 * (xs.reshape(n, -1) @ rf.ravel()))[:, None]
+        return float(np.median(sta_snr(xs, rng.poisson(np.repeat(lam, 64, 1)).astype(float))))
+
+    s1, s4 = snr(2000), snr(8000)
+    floor = _noise_peak(P * P)
+    ratio = np.sqrt(s4**2 - floor**2) / np.sqrt(s1**2 - floor**2)
+    assert ratio == pytest.approx(2.0, rel=0.15)  # signal ∝ √frames
+    assert frames_for_snr(2000, s1, P * P, target=s4) == pytest.approx(8000, rel=0.3)

@@ -76,16 +76,29 @@ def fano_factors(st: SpikeTrains) -> tuple[np.ndarray, np.ndarray]:
     """
     from elephant.statistics import fanofactor
 
-    stims = np.unique(st.presentations.stimulus)
+    p = st.presentations
+    stims = np.unique(p.stimulus)
     out = np.full((len(stims), st.n_units), np.nan)
     counts = st.counts()
+    # each (presentation, unit)'s spike times relative to onset, inside the counting window of
+    # SpikeTrains.counts (what trial_trains cuts), as plain arrays: Elephant takes them without the cost of
+    # building thousands of Neo objects
+    delay = float(st.meta.get("response_latency_s", 0.0))
+    k = np.searchsorted(p.onset + delay - 0.5 * st.dt, st.time, side="right") - 1
+    ok = k >= 0
+    ok[ok] = st.time[ok] < p.offset[k[ok]] + delay - 0.5 * st.dt
+    key = k[ok] * st.n_units + st.unit[ok]
+    order = np.argsort(key, kind="stable")
+    rel = (st.time[ok] - p.onset[k[ok]] - delay)[order]
+    bounds = np.searchsorted(key[order], np.arange(len(p) * st.n_units + 1))
     for s_i, s in enumerate(stims):
-        rows = st.presentations.stimulus == s
-        n = int(rows.sum())
+        rows = np.nonzero(p.stimulus == s)[0]
+        n = len(rows)
         if n < 2:
             continue
-        for k in np.nonzero(counts[rows].sum(0) > 0)[0]:
-            out[s_i, k] = float(fanofactor(trial_trains(st, int(k), int(s)))) * n / (n - 1)
+        for u in np.nonzero(counts[rows].sum(0) > 0)[0]:
+            trials = [rel[bounds[r * st.n_units + u]:bounds[r * st.n_units + u + 1]] for r in rows]
+            out[s_i, u] = float(fanofactor(trials)) * n / (n - 1)
     return stims, out
 
 
