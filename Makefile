@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all bench venv clean
+.PHONY: demo test test-all bench venv docs clean
 
 venv: $(STAMP)
 
@@ -32,5 +32,16 @@ bench: $(STAMP)
 	$(PY) benchmarks/rf_mapping.py
 	$(PY) benchmarks/sweep.py
 
+DOCSTAMP := $(VENV)/.docs-installed
+
+$(DOCSTAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,docs]"
+	touch $(DOCSTAMP)
+
+# the site: workflow pages, API reference, and the gallery, executed; every warning is an error
+docs: $(DOCSTAMP)
+	MPLBACKEND=Agg $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/_build docs/auto_examples

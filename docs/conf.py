@@ -8,6 +8,7 @@ ships. ``make docs`` builds with warnings as errors.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb", "auto_examples/*.py",
                     "auto_examples/*.zip", "auto_examples/*.md5", "auto_examples/*.json",
-                    "sg_execution_times.rst"]
+                    "sg_execution_times.rst", "generated/*"]  # generated/: tables the pages include
 
 # MyST: `page.md#heading` links resolve to the heading's anchor
 myst_heading_anchors = 3
@@ -50,6 +51,9 @@ autosummary_generate = False
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 napoleon_use_rtype = False
+napoleon_use_ivar = True  # a record's fields once (NamedTuple fields are also autodoc members)
+napoleon_preprocess_types = True
+napoleon_type_aliases = {"path": "os.PathLike"}
 
 # the gallery: every examples/plot_*.py is run at build time; a failing example fails the build
 sphinx_gallery_conf = {
@@ -78,3 +82,18 @@ html_theme_options = {
 }
 nitpicky = False
 suppress_warnings: list[str] = []
+
+
+_LITERAL = re.compile(r"(``.*?``|`[^`]*`)")
+
+
+def _escape_bars(app, what, name, obj, options, lines):
+    """Docstrings write |x| for a norm or an absolute value; reST would read it as a substitution. Escape every
+    bar outside inline literals (the docstrings hold no reST tables)."""
+    for i, line in enumerate(lines):
+        parts = _LITERAL.split(line)
+        lines[i] = "".join(p if j % 2 else p.replace("|", "\\|") for j, p in enumerate(parts))
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _escape_bars)

@@ -26,7 +26,7 @@ print(f"{len(m.fits)} most active units fitted; {good} STAs fit a 2-D Gabor with
 
 # %%
 # Spike-triggered averages, and the tuning of the most active units
-# ----------------------------------------------------------------
+# -----------------------------------------------------------------
 
 figs = plots.rf_mapping_figures(m, "shipped P-VAE")
 fig = figs["rf_grid"]
@@ -49,7 +49,9 @@ for s in spikevae.v1_summary(rows):
     print(f"{s['label'][:55]:55s} {s['n']:>4d} {med:>24s} {v1:>9s} {ks:>5s}")
 
 # %%
-# One property beside V1: surround suppression (Cavanaugh, Bair & Movshon 2002)
+# One property beside V1
+# ----------------------
+# Surround suppression (Cavanaugh, Bair & Movshon 2002), on V1's bins.
 
 from spikevae.analysis.v1_reference import V1_DATA  # noqa: E402
 

@@ -226,7 +226,7 @@ def main(argv=None) -> int:
             results["receptive_fields"] = rfs
             names = list(rfs)
             table = [("units_fitted", "units fitted (most active)", "d"), ("gabor_fraction", "Gabor fit R² ≥ 0.5", ".3f"),
-                     ("median_r2", "median R²", ".3f"), ("median_osi", "median OSI", ".3f"),
+                     ("median_r2", "median R², fitted units", ".3f"), ("median_osi", "median OSI, fitted units", ".3f"),
                      ("median_frequency", "median frequency (c/px), good fits", ".3f"),
                      ("median_nx", "median nx, good fits", ".3f"), ("median_ny", "median ny, good fits", ".3f"),
                      ("median_corr_sta_encoder", "median corr(STA, encoder filter)", ".3f"),

@@ -155,13 +155,14 @@ def main(argv=None) -> int:
                                     V1_DATA.get(ref) if ref else None)
             plots.save_figure(fig, out / "figures" / f"v1_{row['property']}.png")
         s = rf_summary(m)
-        corr_txt = "; ".join(f"median corr(STA, {name}) {s[f'median_corr_sta_{name}']:.2f}"
+        corr_txt = "; ".join(f"median corr(STA, {name}) {s[f'median_corr_sta_{name}']:.2f} over the {len(rows)} fitted"
                              for name in ("encoder", "decoder") if s[f"median_corr_sta_{name}"] is not None)
         what = (f"{m.sta.shape[0]} lca channels ({m.sta.shape[0] // 2} units, ON and OFF)" if label_model == "lca"
                 else f"{m.sta.shape[0]} {label_model} units")
         print(f"mapped {what} with {args.frames} white-noise, {args.sparse_frames} "
               f"sparse-noise and {m.n_gratings} grating frames in {time.perf_counter() - t0:.0f} s; Gabor fit R² ≥ 0.5 "
-              f"for {int((r2 >= 0.5).sum())} of {len(rows)} units; median OSI {np.nanmedian(m.tuning.osi):.2f}; "
+              f"for {int((r2 >= 0.5).sum())} of {len(rows)} fitted units; median OSI {np.nanmedian(m.tuning.osi):.2f} over all "
+              f"{len(m.tuning.osi)} channels; "
               f"{corr_txt}; wrote {out}")
         for row in summ:
             if row["property"] in ("circular_variance", "peak_sf_cpp", "sf_bandwidth_octaves", "ssi", "f1_f0",

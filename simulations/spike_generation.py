@@ -75,10 +75,14 @@ def main(argv=None) -> int:
         v1 = {k: V1_SPIKE_STATISTICS[k] for k in ("rate_hz", "isi_cv", "fano", "refractory_ms")}
         write_json(out / "summary.json", {"layers": rows, "v1": v1, "stimuli": args.stimuli, "repeats": args.repeats})
         lines = ["| measure | " + " | ".join(rows) + " | V1 (range) |", "|---|" + "---|" * (len(rows) + 1)]
-        for key, ref in (("mean_rate_in_windows_hz", "rate_hz"), ("median_isi_cv", "isi_cv"),
-                         ("mean_fano_ddof1", "fano"), ("min_isi_ms", "refractory_ms"), ("r2_spikes", None)):
+        for key, ref, label in (
+                ("mean_rate_in_windows_hz", "rate_hz", "mean rate in the (response) windows, Hz"),
+                ("median_isi_cv", "isi_cv", "median ISI CV"),
+                ("mean_fano_ddof1", "fano", "mean Fano factor (ddof 1; unit × stimulus pairs with ≥ 1 spike per window)"),
+                ("min_isi_ms", "refractory_ms", "shortest ISI, ms"),
+                ("r2_spikes", None, "R² of the linearly decoded spike counts")):
             r = f"{v1[ref][0]:g}-{v1[ref][1]:g}" if ref else "–"
-            lines.append(f"| {key} | " + " | ".join("–" if rows[n][key] is None else f"{rows[n][key]:.3g}" for n in rows)
+            lines.append(f"| {label} | " + " | ".join("–" if rows[n][key] is None else f"{rows[n][key]:.3g}" for n in rows)
                          + f" | {r} |")
         write_text(out / "summary.md", "\n".join(lines) + "\n")
         print("\n".join(lines))

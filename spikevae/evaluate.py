@@ -22,6 +22,8 @@ Writes ``table.csv``, ``table.md``, ``metrics.json`` and figures (``basis_<name>
 from __future__ import annotations
 
 import math
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -46,7 +48,7 @@ from .model import TrainedModel, load_model
 from .train import _child_seeds, _fingerprint, evaluate
 from .vae import VAE
 
-__all__ = ["ModelEvaluation", "decoder_atoms", "evaluate_checkpoint", "markdown_table", "group_over_seeds", "main"]
+__all__ = ["ModelEvaluation", "STAGES", "decoder_atoms", "evaluate_checkpoint", "markdown_table", "group_over_seeds", "main"]
 
 
 class ModelEvaluation(NamedTuple):
@@ -92,8 +94,21 @@ def default_n_labels(dataset: str, pool_size: int) -> tuple[int, ...]:
 def evaluate_checkpoint(path: str | Path | TrainedModel, *, device="cpu", n_val: int | None = None,
                         knn_draws: int = 20, n_labels: Sequence[int] | None = None, mnist: str | None = None,
                         images: str | None = None, gabor: bool = True, max_atoms: int = 512, seed: int = 0,
-                        progress: bool = False) -> ModelEvaluation:
-    """All metrics of one checkpoint (or loaded model) on the validation set it was trained with."""
+                        progress: bool = False, report=None) -> ModelEvaluation:
+    """All metrics of one checkpoint (or loaded model) on the validation set it was trained with.
+
+    ``progress``: tqdm bars for the Gabor fits; ``report``, optional: called with the name of each of
+    :data:`STAGES` as it finishes (with " (skipped)" appended when it does not apply), for one progress
+    display over many models.
+    """
+    done = report or (lambda stage: None)
+    t0 = time.perf_counter()
+
+    def stage(name: str, skipped: bool = False) -> None:
+        nonlocal t0
+        done(f"{name} (skipped)" if skipped else f"{name} ({time.perf_counter() - t0:.0f} s)")
+        t0 = time.perf_counter()
+
     trained = path if isinstance(path, TrainedModel) else load_model(path, device)
     path, device = trained.path, trained.device
     model, ck = trained.vae, trained.checkpoint
@@ -119,6 +134,7 @@ def evaluate_checkpoint(path: str | Path | TrainedModel, *, device="cpu", n_val:
     kl_diag = np.asarray(m.pop("kl_per_latent"))
     row.update(m)
     row["n_val"] = len(xva)
+    stage(STAGES[0])
     if data.train_labels is not None:
         f_tr, f_va = trained.features(data.train), trained.features(data.val)  # once, for both
         fp, yp, ft, yt = _knn_split(f_tr, data.train_labels, f_va, data.val_labels, dataset)
@@ -129,6 +145,7 @@ def evaluate_checkpoint(path: str | Path | TrainedModel, *, device="cpu", n_val:
         row["knn_draws"] = knn.n_draws
         row["shattering"], row["shattering_sd"], row["n_splits"] = shattering_dimensionality(
             f_tr, data.train_labels, f_va, data.val_labels)
+    stage(STAGES[1], skipped=data.train_labels is None)
     atoms = decoder_atoms(model)
     order = np.argsort(-kl_diag)
     active = order[kl_diag[order] > 0.01][:max_atoms]
@@ -137,11 +154,22 @@ def evaluate_checkpoint(path: str | Path | TrainedModel, *, device="cpu", n_val:
     row["pca_alignment"] = pca_alignment(atoms[active], pcs)
     row["spatial_spread"] = float(np.median(spatial_spread(atoms[active]))) if len(active) else float("nan")
     row["pca_spatial_spread"] = float(np.median(spatial_spread(pcs[:max(1, len(active))])))
+    stage(STAGES[2])
     if gabor:
         row["gabor_fraction"], _ = gabor_likeness(atoms[active], progress=progress)
+        stage(STAGES[3])
         n_pc = max(1, len(active))
         row["pca_gabor_fraction"], _ = gabor_likeness(pcs[:n_pc], progress=progress)
+        stage(STAGES[4])
+    else:
+        stage(STAGES[3], skipped=True)
+        stage(STAGES[4], skipped=True)
     return ModelEvaluation(row, atoms, order, kl_diag)
+
+
+#: the stages of :func:`evaluate_checkpoint`, in order
+STAGES = ("validation metrics", "k-NN accuracy and shattering", "dictionary geometry", "Gabor fits of the atoms",
+          "Gabor fits of the PCs")
 
 
 # ------------------------------------------------------------------ report
@@ -250,13 +278,20 @@ def main(argv=None) -> int:
     with RunFolder(args.out, "evaluate", args.overwrite) as run:
         out = run.path
         evals = []
-        for name, ck in zip(names, tqdm(args.checkpoint, disable=args.quiet, desc="models", unit="model")):
+        # one display: a bar over every (model, stage), and a line per finished stage
+        bar = tqdm(total=len(names) * len(STAGES), disable=args.quiet, desc="evaluate", unit="stage")
+        for name, ck in zip(names, args.checkpoint):
+            def report(stage, name=name):
+                bar.write(f"{name}: {stage}", file=sys.stderr)
+                bar.update(1)
+
             ev = evaluate_checkpoint(ck, device=device, n_val=args.n_val, knn_draws=args.knn_draws,
                                      n_labels=args.n_labels, mnist=args.mnist, images=args.images,
                                      gabor=not args.no_gabor, max_atoms=args.max_atoms, seed=args.seed,
-                                     progress=not args.quiet)
+                                     progress=False, report=None if args.quiet else report)
             ev.metrics["name"] = name
             evals.append(ev)
+        bar.close()
         public = [e.metrics for e in evals]
         figs = _figures(public, evals, out)
         keys = list(dict.fromkeys(k for r in public for k in r))

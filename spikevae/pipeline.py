@@ -321,6 +321,8 @@ def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, re
         Brian2 chunks in this many local processes, or on the Dask scheduler at this address (the spikes do
         not change; :meth:`spikevae.spiking.PoissonRun.chunks`).
 
+    Notes
+    -----
     A run too long to hold in memory goes to :func:`simulate_to_folder`, which streams it to disk.
     """
     st, stim, lam, counts, _, _, summary = _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress,

@@ -171,7 +171,7 @@ def counts_vs_expected(counts: np.ndarray, expected: np.ndarray):
     ax.set_ylim(-0.5, ymax)
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(f"each (presentation, unit): {min(len(c), 20000)} of {len(c)} drawn"
-                 + (f"; {beyond} beyond the axes (λ > {top:.3g}, the 99.9th percentile)" if beyond else ""), fontsize=8)
+                 + (f"\n{beyond} beyond the axes (λ > {top:.3g}, the 99.9th percentile)" if beyond else ""), fontsize=8)
     ax = axes[1]
     edges = np.quantile(lam, np.linspace(0, 1, 21))
     edges = np.unique(edges)
@@ -294,6 +294,7 @@ def tuning_curves(tuning, units: np.ndarray, max_units: int = 8, response: str =
             ax.tick_params(labelsize=6)
         axes[0, j].set_title(f"unit {k}, OSI {tuning.osi[k]:.2f}", fontsize=7)
         axes[0, j].set_xlabel("orientation (deg)", fontsize=7)
+        axes[1, j].set_xscale("log")  # the frequencies are log-spaced
         axes[1, j].set_xlabel("cycles/pixel", fontsize=7)
     axes[0, 0].set_ylabel(f"{response}\n(at preferred SF)", fontsize=7)
     axes[1, 0].set_ylabel(f"{response}\n(at preferred orientation)", fontsize=7)
@@ -471,6 +472,7 @@ def rf_mapping_figures(m, label: str) -> dict:
     rows, order = m.fits, m.order
     P = m.sta.shape[-1]
     onoff = np.concatenate([m.on[order[:32]], m.off[order[:32]]]).reshape(-1, P, P)
+    onoff = onoff - np.median(onoff.reshape(len(onoff), -1), axis=1)[:, None, None]  # the response above baseline
     n_on = len(order[:32])
     rows_on = int(np.ceil(n_on / 16))
     if m.model == "lca":  # an analog code, not spikes: say so on every figure
@@ -486,7 +488,7 @@ def rf_mapping_figures(m, label: str) -> dict:
         "tuning": tuning_curves(m.tuning, order, response=resp),
         "on_off": basis_grid(onoff, n_show=len(onoff), ncols=16,
                              title=f"sparse noise: ON maps (rows 1-{rows_on}), OFF maps (rows {rows_on + 1}-{2 * rows_on}); "
-                                   f"{resp}, {act}"),
+                                   f"{resp} minus each map's median, {act}"),
         "agreement": rf_agreement({short: m.sta, "encoder": m.encoder, "decoder": m.decoder}, order,
                                   title=f"{label}: {short} against encoder filter and decoder atom, {act}"),
     }

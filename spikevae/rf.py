@@ -375,12 +375,14 @@ def _rf_centres(maps: np.ndarray, rows: list, P: int) -> np.ndarray:
 
 
 def rf_summary(m: RFMapping) -> dict:
-    """Medians over the fitted units: Gabor-fit quality, OSI, shape and STA agreement (good fits: R² ≥ 0.5)."""
+    """Medians over the fitted units (``units_fitted``: Gabor-fit quality, OSI, STA agreement) and, for the shape
+    (nx, ny, frequency), over the good fits among them (R² ≥ 0.5, ``n_good_fits``)."""
     col = lambda k: np.array([float(r[k]) for r in m.fits])  # noqa: E731
     r2 = col("r2")
     good = r2 >= R2_GOOD
     med = lambda v: float(np.nanmedian(v)) if np.isfinite(v).any() else None  # noqa: E731
-    return {"units_fitted": len(m.fits), "gabor_fraction": float(good.mean()), "median_r2": med(r2),
+    return {"units_fitted": len(m.fits), "n_good_fits": int(good.sum()), "gabor_fraction": float(good.mean()),
+            "median_r2": med(r2),
             "median_osi": med(col("osi")), "median_nx": med(col("nx")[good]) if good.any() else None,
             "median_ny": med(col("ny")[good]) if good.any() else None,
             "median_frequency": med(col("frequency")[good]) if good.any() else None,

@@ -101,8 +101,11 @@ def digit_models(tmp_path_factory):
 
 def test_evaluate_command_writes_table_and_figures(digit_models, tmp_path, capsys):
     out = tmp_path / "ev"
-    argv = ["--checkpoint", *map(str, digit_models), "--out", str(out), "--knn-draws", "3", "--quiet"]
+    argv = ["--checkpoint", *map(str, digit_models), "--out", str(out), "--knn-draws", "3"]
     assert main(argv) == 0
+    err = capsys.readouterr().err  # one display: a line per finished stage of each model, no nested bars
+    assert err.count(": validation metrics (") == 2 and err.count(": Gabor fits of the PCs (") == 2
+    assert "gabor fits:" not in err
     with open(out / "table.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["family"] for r in rows] == ["poisson", "gaussian"]

@@ -129,7 +129,8 @@ def test_rf_mapping_of_an_ipvae_through_its_circuit(tmp_path, capsys):
     out = tmp_path / "rf"
     assert rf.main(["--checkpoint", str(ck), "--out", str(out), "--frames", "300", "--sparse-frames", "64",
                     "--iterations", "3", "--fit-units", "2", "--orientations", "4", "--phases", "4", "--quiet"]) == 0
-    lags = np.load(out / "sta_lags.npz")
+    with np.load(out / "sta_lags.npz") as z:  # closed here, not whenever the collector runs
+        lags = {k: z[k] for k in z.files}
     assert lags["sta"].shape == (4, 16, 8, 8) and (out / "figures" / "sta_lags.png").is_file()
     n_t = lags["spikes"][1:, :, None, None]
     np.testing.assert_allclose((n_t * lags["sta"][1:]).sum(0) / n_t.sum(0), np.load(out / "sta.npy"), rtol=1e-9,

@@ -160,12 +160,12 @@ def test_lca_command_learn_and_infer(tmp_path, capsys):
         assert run_cli(main, ["infer", "--dictionary", str(d), "--out", str(out), "--n-patches", "3", "--steps", "100",
                               "--simulator", sim, "--duration", "50", "--quiet"]) == 0
         summary = json.loads((out / "summary.json").read_text())
-        codes = np.load(out / "codes.npz")["codes"]
+        with np.load(out / "codes.npz") as z:
+            codes, patches = z["codes"], z["patches"]
         assert codes.shape == (3, 16) and summary["simulator"] == sim
         assert summary["lca_config"]["lam"] == 0.5  # the lambda the dictionary was learned with, not 0.1
         if sim == "reference":  # the full squared error, the convention of every command's MSE
-            z = np.load(out / "codes.npz")
-            r = z["patches"] - z["codes"] @ phi.T
+            r = patches - codes @ phi.T
             assert summary["mse"] == pytest.approx(float(np.mean((r**2).sum(1))), rel=1e-12)
     assert "lambda 0.5: the lambda" in capsys.readouterr().out
     assert run_cli(main, ["infer", "--dictionary", str(d), "--out", str(tmp_path / "l"), "--n-patches", "3",
