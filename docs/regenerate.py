@@ -138,10 +138,12 @@ def lca_vs_pvae() -> None:
     wall = _run("simulations/lca_vs_pvae.py", "--out", str(OUT / "lca_vs_pvae"), "--lams", "0.1", "0.5", "1",
                 "--overwrite", "--quiet")
     report = (OUT / "lca_vs_pvae" / "report.md").read_text()
-    for png in sorted((OUT / "lca_vs_pvae" / "figures").glob("*.png")):  # figures under names of their own
+    for png in sorted((OUT / "lca_vs_pvae" / "figures").glob("*.png")):  # the report's figures, under names of their own
+        if f"(figures/{png.name})" not in report:
+            continue
         name = f"lca_vs_pvae_{png.name}"
         _figure(png, name)
-        report = report.replace(f"(figures/{png.name})", f"(../figures/{name})")
+        report = report.replace(f"(figures/{png.name})", f"(figures/{name})")  # as seen from docs/lca_vs_pvae.md
     lines = [line for line in report.splitlines() if not line.startswith("# ")]  # the page has the title
     _write("lca_vs_pvae", [ln.replace("## ", "### ", 1) if ln.startswith("## ") else ln for ln in lines],
            ["python simulations/lca_vs_pvae.py --out report/ --lams 0.1 0.5 1"], wall)

@@ -76,7 +76,7 @@ def _spiking_rows(args, model, out, progress):
     write_nwb(out / "pvae.nwb", st_p, stimuli=sim.stimuli.images, description="spikevae P-VAE spikes (lca_vs_pvae)")
     fig = plots.histograms({"P-VAE rate (Hz)": per_p["rate_hz"], "LCA rate (Hz)": per_l["rate_hz"],
                             "P-VAE ISI CV": per_p["isi_cv"], "LCA ISI CV": per_l["isi_cv"]},
-                           title="spike statistics: P-VAE Poisson neurons against spiking LCA")
+                           title="spike statistics: P-VAE Poisson neurons against spiking LCA", ylabel="units")
     plots.save_figure(fig, out / "figures" / "spike_statistics.png")
     extra = {"pvae_expected_spikes_same_patches": float(sim.rates[:n_slca].sum(1).mean()),  # λ of those patches
              "slca_rate_code_l1": float(np.abs(sp.codes).sum(1).mean())}
@@ -241,7 +241,7 @@ def main(argv=None) -> int:
                 lines.append(f"| {label} | " + " | ".join(_fmt(rfs[n].get(key), spec) for n in names) + " |")
             lines += ["", "P-VAE: STA, encoder filter and decoder atom per unit", "",
                       "![agreement](figures/agreement_pvae.png)", "",
-                      "| P-VAE STAs | LCA STAs |", "|---|---|",
+                      "| P-VAE STAs (spikes) | LCA code-weighted averages |", "|---|---|",
                       "| ![](figures/rf_grid_pvae.png) | ![](figures/rf_grid_lca.png) |", ""]
 
         results["wall_seconds"] = time.perf_counter() - t0

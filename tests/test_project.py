@@ -47,3 +47,26 @@ def test_demo_end_to_end(tmp_path):
     lam = st.presentations.expected
     assert abs(st.n_spikes - lam.sum()) < 4 * np.sqrt(lam.sum())
     assert (tmp_path / "basis.png").stat().st_size > 10_000
+
+
+def test_every_help_shows_its_defaults():
+    """Every option with a default says it in --help, and no option prints a default of None."""
+    import contextlib
+    import io
+
+    from conftest import load_script
+
+    from spikevae import demo, evaluate, lca_cli, simulate, sweep, train
+
+    mains = {"simulate": simulate.main, "train": train.main, "evaluate": evaluate.main, "sweep": sweep.main,
+             "demo": demo.main, "lca learn": lambda a: lca_cli.main(["learn", *a]),
+             "lca infer": lambda a: lca_cli.main(["infer", *a]),
+             "rf_mapping": load_script("simulations/rf_mapping.py").main,
+             "spike_statistics": load_script("analysis/spike_statistics.py").main}
+    for name, main in mains.items():
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exc:
+            main(["--help"])
+        text = buf.getvalue()
+        assert exc.value.code == 0 and "(default: None)" not in text, name
+        assert text.count("(default:") >= 2, (name, text[-800:])
