@@ -74,7 +74,7 @@ sphinx_gallery_conf = {
 
 html_theme = "alabaster"
 html_title = "spikevae"
-html_static_path: list[str] = []
+html_static_path = ["_static"]  # custom.css (alabaster includes it)
 html_theme_options = {
     "description": "Poisson VAE, real Brian2 spike trains, LCA and iP-VAE, NWB/Neo export",
     "fixed_sidebar": True,
