@@ -310,7 +310,6 @@ def _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, 
     key, offset, parameters and carried state are run-time arguments. The binary runs a ladder length of
     whole slots; the rows past the chunk are silent, so nothing past ``n_steps`` spikes or changes a unit.
     A chunk longer than :data:`STANDALONE_MAX_SECONDS` runs as consecutive pieces of whole slots."""
-    from ._standalone import run_binary
 
     K, kind = table.shape[1], _unit_kind(model)
     rows, piece = -(-n_steps // slot_steps), _piece_rows(slot_steps, dt)
@@ -327,11 +326,7 @@ def _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, 
         args = {"pvae_rates.values": padded}
         args.update({f"pvae_units.{k}": v for k, v in _unit_values(model, dt, key, s0, carry).items()})
         outputs = ("i", "t", "event_c") if kind == "renewal" else ("i", "t")
-        res = run_binary(folder, manifest, args, outputs + tuple(_CARRIED[kind]))
-        unit = res["i"].astype(np.int64)
-        steps = np.rint(res["t"] / dt).astype(np.int64)
-        if len(steps) and steps.max() >= n_sub:
-            raise AssertionError("a silent row spiked")  # the padding must not change the run
+        unit, steps, res = _binary_spikes(folder, manifest, args, outputs + tuple(_CARRIED[kind]), dt, n_sub)
         state = {name: res[name].astype(np.float64) for name in _CARRIED[kind]}
         unit, steps, carry = _spikes_and_carry(unit, steps, res.get("event_c"), state, model, s0)
         units.append(unit)
@@ -364,7 +359,6 @@ def _stacked_chunk(table, slot_steps, n_steps, dt, key, step0, build_dir, rows, 
     m as neurons m·K .. m·K + K − 1 (each starting at its own absolute step): Brian2's per-step cost, most of a
     step at 512 units, is paid once for all of them. Every draw is keyed by (unit, absolute step), so the spikes
     are those of one long run."""
-    from ._standalone import run_binary
 
     K = table.shape[1]
     p, M = _stack_plan(rows, piece)
@@ -376,12 +370,24 @@ def _stacked_chunk(table, slot_steps, n_steps, dt, key, step0, build_dir, rows, 
     first = step0 + np.arange(M) * p * slot_steps  # absolute first step of each piece
     args = {"pvae_rates.values": padded.reshape(rows_bin + 1, M * K), "pvae_units.rng_key": float(key),
             "pvae_units.step0": np.repeat(first, K).astype(np.float64)}
-    res = run_binary(folder, manifest, args, ("i", "t"))
-    j = res["i"].astype(np.int64)
-    steps = np.rint(res["t"] / dt).astype(np.int64) + (j // K) * p * slot_steps
-    if len(steps) and steps.max() >= n_steps:
-        raise AssertionError("a silent row spiked")  # the padding must not change the run
+    j, steps, _ = _binary_spikes(folder, manifest, args, ("i", "t"), dt, n_steps,
+                                 offset=lambda j: (j // K) * p * slot_steps)  # piece m starts p·m slots later
     return j % K, steps, {}
+
+
+def _binary_spikes(folder, manifest, args: dict, outputs: tuple, dt: float, n_steps: int, offset=None) -> tuple:
+    """Run a cached binary: (neuron index, step of each spike (+ ``offset(index)``), all outputs). A spike at or past
+    ``n_steps`` would come from the padded silent rows, which must not change the run: it is an error."""
+    from ._standalone import run_binary
+
+    res = run_binary(folder, manifest, args, outputs)
+    unit = res["i"].astype(np.int64)
+    steps = np.rint(res["t"] / dt).astype(np.int64)
+    if offset is not None:
+        steps = steps + offset(unit)
+    if len(steps) and steps.max() >= n_steps:
+        raise AssertionError("a silent row spiked")
+    return unit, steps, res
 
 
 def _standalone_project(K: int, slot_steps: int, n_steps: int, dt: float, kind: str, build_dir,
@@ -642,13 +648,8 @@ class PoissonRun:
                 except Exception as exc:  # noqa: BLE001 - a target that cannot build falls back
                     if self.target is not None or cfg.target != "auto" or tgt == targets[-1]:
                         raise
-                    nxt = targets[targets.index(tgt) + 1]
-                    first = str(exc).strip().splitlines()
-                    note = (f"Brian2 target {tgt} did not work here ({type(exc).__name__}: "
-                            f"{first[0] if first else ''}); using {nxt}")
-                    self.notes.append(note)
-                    log.warning(note)
                     targets = targets[targets.index(tgt) + 1:]
+                    self._fell_back(tgt, targets[0], exc)
             carry = state
             order = np.lexsort((u, st))
             yield s0, s1, u[order], st[order] + a
@@ -760,14 +761,18 @@ class PoissonRun:
             except Exception as exc:  # noqa: BLE001 - cannot build here: fall back as chunks() does
                 if len(targets) == 1:
                     raise
-                first = str(exc).strip().splitlines()
-                note = (f"Brian2 target cpp_standalone did not work here ({type(exc).__name__}: "
-                        f"{first[0] if first else ''}); using {targets[1]}")
-                self.notes.append(note)
-                log.warning(note)
                 targets = targets[1:]
+                self._fell_back("cpp_standalone", targets[0], exc)
         self.target = targets[0]
         return self.target
+
+    def _fell_back(self, target: str, instead: str, exc: Exception) -> None:
+        """Record (in the run's notes and the log) that ``target`` failed here and ``instead`` runs the chunks."""
+        first = str(exc).strip().splitlines()
+        note = (f"Brian2 target {target} did not work here ({type(exc).__name__}: {first[0] if first else ''}); "
+                f"using {instead}")
+        self.notes.append(note)
+        log.warning(note)
 
     def window_counts(self, p0: int, p1: int, unit: np.ndarray, step: np.ndarray) -> tuple[int, np.ndarray]:
         """Counts of a chunk's spikes in the response windows they fall in: ``(k0, counts)`` for presentations

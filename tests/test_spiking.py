@@ -256,3 +256,38 @@ def test_unit_major_order_equals_a_two_key_sort_for_sorted_and_unsorted_spikes()
         np.testing.assert_array_equal(ends, np.cumsum(np.bincount(st.unit, minlength=40)))
         for k, tr in enumerate(st.trains()):
             np.testing.assert_array_equal(tr, np.sort(st.time[st.unit == k]))
+
+
+def test_auto_target_falls_back_with_a_note(monkeypatch):
+    """``auto`` whose first target cannot build here runs the next one, with the same spikes, and says so in the
+    run's notes (serial chunks and the parallel path share one fallback)."""
+    import spikevae.spiking as S
+
+    lam = np.random.default_rng(2).uniform(0, 3, (6, 5))
+    cfg = PoissonLayerConfig(window=0.02, dt=1e-3, target="numpy")
+    ref = simulate_poisson(lam, cfg, seed=4)
+    monkeypatch.setattr(S, "_AUTO_ORDER", ("cython", "numpy"))
+    real = S._brian_chunk
+
+    def broken(table, slot, n_steps, dt, key, step0, target, *rest):
+        if target == "cython":
+            raise RuntimeError("no compiler here\nsecond line")
+        return real(table, slot, n_steps, dt, key, step0, target, *rest)
+
+    monkeypatch.setattr(S, "_brian_chunk", broken)
+    run = simulate_poisson(lam, PoissonLayerConfig(window=0.02, dt=1e-3, target="auto"), seed=4)
+    assert run.meta["target"] == "numpy"
+    assert run.meta["notes"][-1] == "Brian2 target cython did not work here (RuntimeError: no compiler here); using numpy"
+    np.testing.assert_array_equal(run.time, ref.time)
+    np.testing.assert_array_equal(run.unit, ref.unit)
+    # the parallel path settles its target before the workers start: the same fallback, the same spikes
+    monkeypatch.setattr(S, "_AUTO_ORDER", ("cpp_standalone", "numpy"))
+
+    def no_build(*args, **kwargs):
+        raise OSError("no C++ toolchain")
+
+    monkeypatch.setattr(S, "_prepare_standalone", no_build)
+    par = simulate_poisson(lam, PoissonLayerConfig(window=0.02, dt=1e-3, target="auto", chunk=2), seed=4, workers=2)
+    assert par.meta["target"] == "numpy"
+    assert par.meta["notes"][-1] == "Brian2 target cpp_standalone did not work here (OSError: no C++ toolchain); using numpy"
+    np.testing.assert_array_equal(par.time, ref.time)
