@@ -131,7 +131,7 @@ def main(argv=None) -> int:
                       description="spikevae white-noise RF mapping")
             _write_protocol_nwb(out, m, subject, write_nwb)
         write_npz(out / "sparse_noise.npz", on=m.on, off=m.off)
-        write_npz(out / "tuning.npz", **m.tuning._asdict())
+        write_npz(out / "tuning.npz", **{k: v for k, v in m.tuning._asdict().items() if v is not None})  # no pickles
         rows = m.fits
         write_csv(out / "gabor_fits.csv", list(rows[0]), (list(r.values()) for r in rows))
         r2 = np.array([r["r2"] for r in rows])

@@ -299,7 +299,7 @@ def tuning_curves(tuning, units: np.ndarray, max_units: int = 8, response: str =
     axes[0, 0].set_ylabel(f"{response}\n(at preferred SF)", fontsize=7)
     axes[1, 0].set_ylabel(f"{response}\n(at preferred orientation)", fontsize=7)
     bars = (f"error bars: ± 1 s.e.m. over {tuning.n_repeats} repeats of the phase-averaged response" if sem is not None
-            else "no error bars: one repeat (a deterministic code, or a single presentation)")
+            else "no error bars: one repeat, or a deterministic code")
     fig.suptitle(f"grating tuning, mean over the phases of a drifting cycle; {bars}", fontsize=7.5)
     fig.tight_layout()
     return fig

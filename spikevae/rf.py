@@ -204,18 +204,21 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     C = len(latent)
     lag_sums = {}
 
-    def respond(x, s, meta=None, repeats=1, against=None):
-        """(mean response per stimulus over ``repeats`` (n, C), spike trains or None). iP-VAE with ``against``
+    def respond(x, s, meta=None, repeats=1, against=None, per_repeat=False):
+        """(mean response per stimulus over ``repeats`` (n, C), spike trains or None), and with ``per_repeat`` the
+        responses of each repeat (repeats, n, C) (None for the LCA's deterministic code). iP-VAE with ``against``
         (the frames an STA is taken against): also accumulate each iteration's spike-weighted frame sums."""
         if kind == "lca":
             xf = x.reshape(len(x), -1).astype(np.float64)  # the converged codes (the LCA's fixed point)
             _LCA_JOB.update(phi=phi, lam=lam)
             a = np.concatenate(_fork_map(_lca_codes, [xf[i:i + 250] for i in range(0, len(xf), 250)], workers, 2,
                                          (meta or {}).get("protocol", "LCA codes") if progress else None))
-            return np.concatenate([np.clip(a, 0, None), np.clip(-a, 0, None)], axis=1), None  # ON, OFF channels
+            codes = np.concatenate([np.clip(a, 0, None), np.clip(-a, 0, None)], axis=1)  # ON, OFF channels
+            return (codes, None, None) if per_repeat else (codes, None)
         if kind == "ipvae":
-            return _ipvae_respond(model, x, s, repeats, n_iter, circuit, against, lag_sums,
-                                  progress and (meta or {}).get("protocol", "iP-VAE circuit")), None
+            per = _ipvae_respond(model, x, s, repeats, n_iter, circuit, against, lag_sums,
+                                 progress and (meta or {}).get("protocol", "iP-VAE circuit"))
+            return (per.mean(0), None, per) if per_repeat else (per.mean(0), None)
         from .spiking import default_workers, simulate_poisson
 
         n = len(x)
@@ -223,7 +226,8 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         st = simulate_poisson(model.rates(x), layer, seed=s, progress=progress, meta=meta, index=index,
                               repeat=np.repeat(np.arange(repeats), n),
                               workers=workers or default_workers(n * repeats, layer.chunk))
-        return st.counts().reshape(repeats, n, -1).mean(0), st
+        per = st.counts().reshape(repeats, n, -1)
+        return (per.mean(0), st, per) if per_repeat else (per.mean(0), st)
 
     # white noise → STA: frames (float32, twice), rates, counts and the STA's work arrays (float64)
     check_memory(max(frames, sparse_frames) * (8.0 * P * P + 8.0 * 3 * C), f"{frames} white-noise frames for {C} units")
@@ -258,9 +262,9 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     else:
         g = grating_grid(P, 8, (0.0625, 0.125, 0.25, 0.375), 4)
     reps = 1 if kind == "lca" else grating_repeats  # the LCA's code is deterministic
-    c_g, g_st = respond(g.images, seed + 3, {"protocol": "grating grid", "seed": seed, "model": kind}, reps)
-    per_repeat = None if g_st is None or reps < 2 else g_st.counts().reshape(reps, len(g.images), -1)
-    tun = grating_tuning(c_g, g.params["orientation"], g.params["spatial_frequency"], per_repeat)
+    c_g, g_st, per_rep = respond(g.images, seed + 3, {"protocol": "grating grid", "seed": seed, "model": kind}, reps,
+                                 per_repeat=True)
+    tun = grating_tuning(c_g, g.params["orientation"], g.params["spatial_frequency"], per_rep if reps >= 2 else None)
     # Gabor fits and agreement of the STA with the encoder filter and the decoder atom
     order = [k for k in np.argsort(-counts.sum(0), kind="stable")[:fit_units] if np.all(np.isfinite(maps[k]))]
     rows = []
@@ -326,26 +330,26 @@ IPVAE_BATCH = 1024
 
 
 def _ipvae_respond(model, x, seed, repeats, n_iter, circuit, against, lag_sums, progress=None) -> np.ndarray:
-    """Spike counts over iterations 1..n_iter of the iP-VAE circuit, mean over ``repeats`` (n, K); frames run in
+    """Spike counts over iterations 1..n_iter of the iP-VAE circuit, per repeat (repeats, n, K); frames run in
     batches of :data:`IPVAE_BATCH`, each with its own seed drawn from ``seed``."""
     from .ipvae_spiking import ipvae_brian
 
     n = len(x)
     xf = np.asarray(x, dtype=np.float64).reshape(n, -1)
     K = model.config.n_latents
-    out = np.zeros((n, K))
+    out = np.zeros((repeats, n, K))
     seeds = np.random.SeedSequence(seed).generate_state(repeats * ((n + IPVAE_BATCH - 1) // IPVAE_BATCH))
     from tqdm.auto import tqdm
 
     j = 0
     bar = tqdm(total=repeats * n, disable=not progress, desc=str(progress), unit="frame")
-    for _ in range(repeats):
+    for r in range(repeats):
         for i in range(0, n, IPVAE_BATCH):
             bar.update(min(IPVAE_BATCH, n - i))
             res = ipvae_brian(model, xf[i:i + IPVAE_BATCH], n_iter, circuit, seed=int(seeds[j]), record=False)
             j += 1
             c = res.counts.astype(np.float64)  # (n_iter + 1, B, K)
-            out[i:i + IPVAE_BATCH] += c[1:].sum(0)
+            out[r, i:i + IPVAE_BATCH] = c[1:].sum(0)
             if against is not None:
                 a = np.asarray(against[i:i + IPVAE_BATCH], dtype=np.float64).reshape(len(c[0]), -1)
                 lag_sums.setdefault("sum", np.zeros((n_iter + 1, K, a.shape[1])))
@@ -353,7 +357,7 @@ def _ipvae_respond(model, x, seed, repeats, n_iter, circuit, against, lag_sums, 
                 lag_sums["sum"] += np.matmul(c.transpose(0, 2, 1), a)  # (n_iter + 1, K, pixels)
                 lag_sums["n"] += c.sum(1)
     bar.close()
-    return out / repeats
+    return out
 
 
 def _rf_centres(maps: np.ndarray, rows: list, P: int) -> np.ndarray:

@@ -131,6 +131,8 @@ def test_rf_mapping_of_an_ipvae_through_its_circuit(tmp_path, capsys):
                     "--iterations", "3", "--fit-units", "2", "--orientations", "4", "--phases", "4", "--quiet"]) == 0
     with np.load(out / "sta_lags.npz") as z:  # closed here, not whenever the collector runs
         lags = {k: z[k] for k in z.files}
+    with np.load(out / "tuning.npz", allow_pickle=False) as z:  # 2 grating repeats: error bars over them
+        assert int(z["n_repeats"]) == 2 and z["sem"].shape == z["response"].shape and np.isfinite(z["sem"]).all()
     assert lags["sta"].shape == (4, 16, 8, 8) and (out / "figures" / "sta_lags.png").is_file()
     n_t = lags["spikes"][1:, :, None, None]
     np.testing.assert_allclose((n_t * lags["sta"][1:]).sum(0) / n_t.sum(0), np.load(out / "sta.npy"), rtol=1e-9,

@@ -16,6 +16,8 @@ def test_rf_mapping_smoke(tmp_path, tiny_checkpoint, capsys, caplog):
         rows = list(csv.DictReader(fh))
     assert 1 <= len(rows) <= 4 and {"r2", "nx", "ny", "osi", "corr_sta_encoder"} <= set(rows[0])
     assert np.load(out / "sta.npy").shape == (16, 8, 8)
+    with np.load(out / "tuning.npz", allow_pickle=False) as z:  # one repeat: no error bars, and no pickled None
+        assert "sem" not in z.files and int(z["n_repeats"]) == 1
     for fig in ("rf_grid", "nx_ny", "tuning", "on_off"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
     from spikevae.io import read_nwb
