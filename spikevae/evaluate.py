@@ -279,19 +279,18 @@ def main(argv=None) -> int:
         out = run.path
         evals = []
         # one display: a bar over every (model, stage), and a line per finished stage
-        bar = tqdm(total=len(names) * len(STAGES), disable=args.quiet, desc="evaluate", unit="stage")
-        for name, ck in zip(names, args.checkpoint):
-            def report(stage, name=name):
-                bar.write(f"{name}: {stage}", file=sys.stderr)
-                bar.update(1)
+        with tqdm(total=len(names) * len(STAGES), disable=args.quiet, desc="evaluate", unit="stage") as bar:
+            for name, ck in zip(names, args.checkpoint):
+                def report(stage, name=name):
+                    bar.write(f"{name}: {stage}", file=sys.stderr)
+                    bar.update(1)
 
-            ev = evaluate_checkpoint(ck, device=device, n_val=args.n_val, knn_draws=args.knn_draws,
-                                     n_labels=args.n_labels, mnist=args.mnist, images=args.images,
-                                     gabor=not args.no_gabor, max_atoms=args.max_atoms, seed=args.seed,
-                                     progress=False, report=None if args.quiet else report)
-            ev.metrics["name"] = name
-            evals.append(ev)
-        bar.close()
+                ev = evaluate_checkpoint(ck, device=device, n_val=args.n_val, knn_draws=args.knn_draws,
+                                         n_labels=args.n_labels, mnist=args.mnist, images=args.images,
+                                         gabor=not args.no_gabor, max_atoms=args.max_atoms, seed=args.seed,
+                                         progress=False, report=None if args.quiet else report)
+                ev.metrics["name"] = name
+                evals.append(ev)
         public = [e.metrics for e in evals]
         figs = _figures(public, evals, out)
         keys = list(dict.fromkeys(k for r in public for k in r))

@@ -97,8 +97,17 @@ class SpikeTrains:
         count a response that starts one latency after the stimulus; default: the run's response
         latency (``meta['response_latency_s']``, 0 for the plain Poisson layer).
         """
+        out = np.zeros((len(self.presentations), self.n_units), dtype=np.int64)
+        k = self.window_of(delay)
+        ok = k >= 0
+        np.add.at(out, (k[ok], self.unit[ok]), 1)
+        return out
+
+    def window_of(self, delay: float | None = None) -> np.ndarray:
+        """The presentation whose window holds each spike (n_spikes,), −1 for a spike outside every window: the
+        counting rule of :meth:`counts` (same ``delay``)."""
         p = self.presentations
-        out = np.zeros((len(p), self.n_units), dtype=np.int64)
+        out = np.full(self.n_spikes, -1, dtype=np.int64)
         if not self.n_spikes or not len(p):
             return out
         if delay is None:
@@ -109,7 +118,7 @@ class SpikeTrains:
         k = np.searchsorted(on, self.time + 0.5 * self.dt, side="right") - 1  # tolerance: half a step
         ok = k >= 0
         ok[ok] &= self.time[ok] < off[k[ok]] - 0.5 * self.dt
-        np.add.at(out, (order[k[ok]], self.unit[ok]), 1)
+        out[ok] = order[k[ok]]
         return out
 
     def to_neo(self, name: str = "spikevae run"):

@@ -204,9 +204,9 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     C = len(latent)
     lag_sums = {}
 
-    def respond(x, s, meta=None, repeats=1, against=None, per_repeat=False):
-        """(mean response per stimulus over ``repeats`` (n, C), spike trains or None), and with ``per_repeat`` the
-        responses of each repeat (repeats, n, C) (None for the LCA's deterministic code). iP-VAE with ``against``
+    def respond(x, s, meta=None, repeats=1, against=None):
+        """(mean response per stimulus over ``repeats`` (n, C), spike trains or None, the responses of each repeat
+        (repeats, n, C) or None for the LCA's deterministic code). iP-VAE with ``against``
         (the frames an STA is taken against): also accumulate each iteration's spike-weighted frame sums."""
         if kind == "lca":
             xf = x.reshape(len(x), -1).astype(np.float64)  # the converged codes (the LCA's fixed point)
@@ -214,11 +214,11 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
             a = np.concatenate(_fork_map(_lca_codes, [xf[i:i + 250] for i in range(0, len(xf), 250)], workers, 2,
                                          (meta or {}).get("protocol", "LCA codes") if progress else None))
             codes = np.concatenate([np.clip(a, 0, None), np.clip(-a, 0, None)], axis=1)  # ON, OFF channels
-            return (codes, None, None) if per_repeat else (codes, None)
+            return codes, None, None
         if kind == "ipvae":
             per = _ipvae_respond(model, x, s, repeats, n_iter, circuit, against, lag_sums,
                                  progress and (meta or {}).get("protocol", "iP-VAE circuit"))
-            return (per.mean(0), None, per) if per_repeat else (per.mean(0), None)
+            return per.mean(0), None, per
         from .spiking import default_workers, simulate_poisson
 
         n = len(x)
@@ -227,7 +227,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
                               repeat=np.repeat(np.arange(repeats), n),
                               workers=workers or default_workers(n * repeats, layer.chunk))
         per = st.counts().reshape(repeats, n, -1)
-        return (per.mean(0), st, per) if per_repeat else (per.mean(0), st)
+        return per.mean(0), st, per
 
     # white noise → STA: frames (float32, twice), rates, counts and the STA's work arrays (float64)
     check_memory(max(frames, sparse_frames) * (8.0 * P * P + 8.0 * 3 * C), f"{frames} white-noise frames for {C} units")
@@ -239,7 +239,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         # the checkpoint's whitening filter, frame by frame; unit variance per pixel, like the training data
         shown = np.fft.irfft2(np.fft.rfft2(wn) * whitening_filter((P, P), prep.whiten_f0, prep.whiten_n), s=(P, P))
         shown = (shown / shown.std()).astype(np.float32)
-    counts, st = respond(shown, seed + 1, {"protocol": "white-noise RF mapping", "seed": seed, "model": kind},
+    counts, st, _ = respond(shown, seed + 1, {"protocol": "white-noise RF mapping", "seed": seed, "model": kind},
                          against=wn)
     maps = sta(wn, counts)
     lags = None
@@ -248,7 +248,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
             lags = (lag_sums["sum"] / lag_sums["n"][:, :, None]).reshape(n_iter + 1, C, P, P)
     # sparse noise → ON / OFF maps (mean response when the pixel is on, per sign)
     sp, pix, sgn = sparse_noise(sparse_frames, P, rng)
-    c_sp, _ = respond(sp, seed + 2, {"protocol": "sparse noise", "seed": seed, "model": kind})
+    c_sp, _, _ = respond(sp, seed + 2, {"protocol": "sparse noise", "seed": seed, "model": kind})
     on_off = []
     for s in (1.0, -1.0):
         sel = sgn == s
@@ -262,8 +262,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     else:
         g = grating_grid(P, 8, (0.0625, 0.125, 0.25, 0.375), 4)
     reps = 1 if kind == "lca" else grating_repeats  # the LCA's code is deterministic
-    c_g, g_st, per_rep = respond(g.images, seed + 3, {"protocol": "grating grid", "seed": seed, "model": kind}, reps,
-                                 per_repeat=True)
+    c_g, g_st, per_rep = respond(g.images, seed + 3, {"protocol": "grating grid", "seed": seed, "model": kind}, reps)
     tun = grating_tuning(c_g, g.params["orientation"], g.params["spatial_frequency"], per_rep if reps >= 2 else None)
     # Gabor fits and agreement of the STA with the encoder filter and the decoder atom
     order = [k for k in np.argsort(-counts.sum(0), kind="stable")[:fit_units] if np.all(np.isfinite(maps[k]))]
@@ -299,7 +298,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         _, first, which = np.unique(key, axis=0, return_index=True, return_inverse=True)
         first = measured[first]
         ag = aperture_gratings(P, tun.orientations[oi[first]], tun.frequencies[fi[first]], centre[first], d)
-        c_s, s_st = respond(ag.images, seed + 4, {"protocol": "size tuning", "seed": seed, "model": kind},
+        c_s, s_st, _ = respond(ag.images, seed + 4, {"protocol": "size tuning", "seed": seed, "model": kind},
                             1 if kind == "lca" else size_repeats)
         per_set = c_s.reshape(len(first), len(d), 4, C).mean(2)  # (sets, diameters, channels), mean over phases
         size = np.full((C, len(d)), np.nan)

@@ -84,9 +84,8 @@ def fano_factors(st: SpikeTrains) -> tuple[np.ndarray, np.ndarray]:
     # SpikeTrains.counts (what trial_trains cuts), as plain arrays: Elephant takes them without the cost of
     # building thousands of Neo objects
     delay = float(st.meta.get("response_latency_s", 0.0))
-    k = np.searchsorted(p.onset + delay - 0.5 * st.dt, st.time, side="right") - 1
+    k = st.window_of(delay)
     ok = k >= 0
-    ok[ok] = st.time[ok] < p.offset[k[ok]] + delay - 0.5 * st.dt
     key = k[ok] * st.n_units + st.unit[ok]
     order = np.argsort(key, kind="stable")
     rel = (st.time[ok] - p.onset[k[ok]] - delay)[order]
