@@ -14,7 +14,7 @@ import warnings
 
 from .errors import STOP_REQUESTED, RunInterrupted
 
-__all__ = ["quiet_brian", "brian_state", "run_checked", "reset_brian"]
+__all__ = ["quiet_brian", "brian_state", "run_checked", "reset_brian", "two_pass_thresholder", "THRESHOLD_TEMPLATE"]
 
 
 def quiet_brian(fn):
@@ -89,6 +89,26 @@ def run_checked(net, duration, finished=None, **kwargs) -> None:
     if Network._globally_stopped or early:
         raise RunInterrupted(f"the Brian2 run stopped at {t_end:.4g} s of {float(duration):.4g} s "
                              "(interrupted); nothing of it is kept")
+
+
+#: spikevae's cpp_standalone thresholder template (same spikes as Brian2's, in two passes; see the file)
+THRESHOLD_TEMPLATE = "brian_templates/threshold.cpp"
+
+
+@functools.cache
+def _two_pass_class():
+    from brian2.devices.cpp_standalone.codeobject import CPPStandaloneCodeObject
+
+    # Brian2's mechanism for a device's own templates: a templater that looks in spikevae's folder first
+    return type("TwoPassThresholderCodeObject", (CPPStandaloneCodeObject,), {
+        "templater": CPPStandaloneCodeObject.templater.derive("spikevae", templates_dir="brian_templates")})
+
+
+def two_pass_thresholder(group) -> None:
+    """Generate ``group``'s cpp_standalone thresholder from :data:`THRESHOLD_TEMPLATE`: the same spikes as
+    Brian2's template, which branches once per neuron per step, with a vectorised condition pass instead
+    (2-4x faster for a large group that rarely spikes). Only for the cpp_standalone device."""
+    group.thresholder["spike"].codeobj_class = _two_pass_class()
 
 
 def reset_brian() -> None:

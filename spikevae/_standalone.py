@@ -31,7 +31,8 @@ from .errors import RunInterrupted
 
 __all__ = ["cache_root", "cached_project", "run_binary"]
 
-#: bump when the code that builds a cached network changes (it is part of every key)
+#: bump when the code that builds a cached network changes (it is part of every key, with spikevae's Brian2
+#: templates' text)
 CODE_VERSION = 1
 
 
@@ -47,8 +48,11 @@ def _key(spec: dict) -> str:
 
     from ._build import _cpu_key
 
-    text = json.dumps({"spec": spec, "brian2": version("brian2"), "cpu": _cpu_key(), "code": CODE_VERSION},
-                      sort_keys=True)
+    templates = hashlib.sha256()
+    for f in sorted((Path(__file__).parent / "brian_templates").glob("*.cpp")):
+        templates.update(f.read_bytes())
+    text = json.dumps({"spec": spec, "brian2": version("brian2"), "cpu": _cpu_key(), "code": CODE_VERSION,
+                       "templates": templates.hexdigest()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._brian import brian_state, quiet_brian, run_checked
+from ._brian import brian_state, quiet_brian, run_checked, two_pass_thresholder
 from .errors import ArgumentError, RunInterrupted
 from .records import Presentations, SpikeTrains
 from .spike_model import SpikeModel, drive_schedule, refractory_drive
@@ -335,7 +335,7 @@ def _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, 
 
 
 #: pieces of a chunk simulated side by side, as STACK·K neurons on one clock (plain Poisson layer)
-STACK = 8
+STACK = 32
 
 
 def _stack_plan(rows: int, piece: int) -> tuple[int, int]:
@@ -419,6 +419,7 @@ def _build_standalone(directory: Path, K: int, slot_steps: int, rows: int, n_ste
                                  name="pvae_rates")
             ns = {"stim": stim, "sim_dt": dt * b2.second, "spikevae_uniform": uniform_function(b2)}
             G = _neurons(b2, stack * K, ns, dt, slot_steps, n_steps, kind, n_lat=K)
+            two_pass_thresholder(G)
             mon = b2.SpikeMonitor(G, variables=["c"] if kind == "renewal" else None, name="pvae_spikes")
             net = b2.Network(G, mon)
             net.run(n_steps * dt * b2.second, namespace=ns)
