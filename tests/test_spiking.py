@@ -117,6 +117,9 @@ def test_same_seed_same_spikes_on_every_target(tmp_path, monkeypatch):
     np.testing.assert_array_equal(warm.unit, ref.unit)
     np.testing.assert_array_equal(warm.time, ref.time)
     assert sorted(p.name for p in tmp_path.iterdir() if (p / "manifest.json").exists()) == projects
+    # the spikes above came through spikevae's two-pass thresholder, not Brian2's template
+    code = (tmp_path / projects[0] / "code_objects" / "pvae_units_spike_thresholder_codeobject.cpp").read_text()
+    assert "_condition_bytes" in code
 
     # a compiled run whose clock did not reach the built run length is refused: nothing of it is kept
     import json
@@ -229,6 +232,34 @@ def test_compiled_runs_stay_within_brian2_standalone_clock_tolerance():
         assert _ladder(rows + 1) * slot * dt > STANDALONE_MAX_SECONDS  # the next ladder length would not fit
     with pytest.raises(ValueError, match="at most 64 s between rate changes"):
         _piece_rows(1000, 0.1)
+
+
+@pytest.mark.slow
+def test_two_pass_thresholder_equals_brians_own_with_refractoriness(tmp_path):
+    """The template's other branch (``refractory=``, which spikevae's layer does not use) and a group whose size
+    is not a multiple of the eight conditions read at once: the same spikes as Brian2's thresholder."""
+    from spikevae._brian import brian_state, two_pass_thresholder
+
+    with brian_state() as b2:
+        b2.set_device("cpp_standalone", directory=str(tmp_path), build_on_run=False, with_output=False)
+        try:
+            eqs = "dv/dt = (drive - v) / (5*ms) : 1 (unless refractory)\ndrive : 1 (constant)"
+            groups = [b2.NeuronGroup(13, eqs, threshold="v > 1", reset="v = 0", refractory=3 * b2.ms,
+                                     method="exact", dt=0.1 * b2.ms) for _ in range(2)]
+            two_pass_thresholder(groups[1])
+            mons = [b2.SpikeMonitor(g) for g in groups]
+            for g in groups:
+                g.drive = "1.05 + 0.4 * i / 13"
+            b2.Network(groups, mons).run(200 * b2.ms)
+            b2.device.build(directory=str(tmp_path), compile=True, run=True, with_output=False)
+            ref, two = [(np.asarray(m.i[:]), np.asarray(m.t_[:])) for m in mons]
+        finally:
+            b2.device.reinit()
+            b2.device.activate()
+    assert "_condition_bytes" in "".join(f.read_text() for f in (tmp_path / "code_objects").glob("*thresholder*.cpp"))
+    assert len(ref[0]) > 100 and set(ref[0]) == set(range(13))
+    np.testing.assert_array_equal(two[0], ref[0])
+    np.testing.assert_array_equal(two[1], ref[1])
 
 
 @pytest.mark.slow
