@@ -236,18 +236,13 @@ def _grey(img: np.ndarray) -> np.ndarray:
     return np.asarray(img, dtype=np.float64)
 
 
-def _sklearn_sample_image(name: str) -> np.ndarray:
-    """scikit-learn's sample photograph ``name`` (what ``sklearn.datasets.load_sample_images`` returns, read
-    from the same file without importing scikit-learn, which costs seconds)."""
+def _package_folder(package: str, what: str) -> Path:
     import importlib.util
 
-    from PIL import Image
-
-    spec = importlib.util.find_spec("sklearn")
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("scikit-learn is not installed: its sample photographs are part of the natural data set")
-    with Image.open(Path(spec.submodule_search_locations[0]) / "datasets" / "images" / f"{name}.jpg") as im:
-        return np.asarray(im)
+        raise DataError(f"{package} is not installed: its {what} are part of the natural data set")
+    return Path(spec.submodule_search_locations[0])
 
 
 #: scikit-image's sample photographs used here, by the file its ``skimage.data`` function reads
@@ -256,17 +251,32 @@ _SKIMAGE_FILES = {"astronaut": "astronaut.png", "chelsea": "chelsea.png", "rocke
                   "camera": "camera.png", "coffee": "coffee.png"}
 
 
-def _skimage_sample_image(name: str) -> np.ndarray:
-    """scikit-image's sample photograph ``name`` (for ``stereo_motorcycle`` its left view), read from the file
-    ``skimage.data`` reads, without importing ``skimage.io`` (which scans its plugins: about half a second)."""
-    import importlib.util
+def _photograph_path(name: str) -> Path:
+    """The file of the shipped photograph ``name``: the one scikit-learn's ``load_sample_images``, scikit-image's
+    ``skimage.data`` (for ``stereo_motorcycle`` its left view) or matplotlib's ``cbook.get_sample_data`` reads,
+    found without importing those packages (scikit-learn alone costs seconds, ``skimage.io`` half a second)."""
+    if name in ("china", "flower"):
+        return _package_folder("sklearn", "sample photographs") / "datasets" / "images" / f"{name}.jpg"
+    if name in _SKIMAGE_FILES:
+        return _package_folder("skimage", "sample photographs") / "data" / _SKIMAGE_FILES[name]
+    if name == "grace_hopper":  # matplotlib's sample photograph (a portrait, 600 x 512)
+        return _package_folder("matplotlib", "sample photograph") / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+    raise DataError(f"no shipped photograph named {name!r}")
 
+
+def _sklearn_sample_image(name: str) -> np.ndarray:
+    """scikit-learn's sample photograph ``name`` (what ``sklearn.datasets.load_sample_images`` returns)."""
     from PIL import Image
 
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("scikit-image is not installed: its sample photographs are part of the natural data set")
-    with Image.open(Path(spec.submodule_search_locations[0]) / "data" / _SKIMAGE_FILES[name]) as im:
+    with Image.open(_photograph_path(name)) as im:
+        return np.asarray(im)
+
+
+def _skimage_sample_image(name: str) -> np.ndarray:
+    """scikit-image's sample photograph ``name`` (what its ``skimage.data`` function returns)."""
+    from PIL import Image
+
+    with Image.open(_photograph_path(name)) as im:
         return np.asarray(im)
 
 
@@ -279,14 +289,24 @@ def natural_images(names: tuple[str, ...] = NATURAL_TRAIN + NATURAL_VAL) -> dict
             out[name] = _grey(_sklearn_sample_image(name))
         elif name in _SKIMAGE_FILES:
             out[name] = _grey(_skimage_sample_image(name))
-        elif name == "grace_hopper":  # matplotlib's sample photograph (a portrait, 600 x 512)
-            from matplotlib import cbook
-
-            out[name] = _grey(read_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+        elif name == "grace_hopper":
+            out[name] = read_image(_photograph_path(name))
         else:
             import skimage.data
 
             out[name] = _grey(getattr(skimage.data, name)())
+    return out
+
+
+def natural_image_shapes(names: tuple[str, ...] = NATURAL_TRAIN + NATURAL_VAL) -> dict[str, tuple[int, int]]:
+    """(rows, columns) of each shipped photograph, as :func:`natural_images` reads it, from the files' headers
+    (no pixel is decoded)."""
+    from PIL import Image
+
+    out = {}
+    for name in names:
+        with Image.open(_photograph_path(name)) as im:
+            out[name] = im.size[::-1]
     return out
 
 
@@ -431,15 +451,16 @@ def preprocessed_shape(shape: tuple[int, int], prep: Preprocessing) -> tuple[int
 
 def natural_val_patches(n: int, prep: Preprocessing | None = None, seed: int = 0) -> np.ndarray:
     """``natural_patches(1, n, prep, seed).val`` without preprocessing the training photographs: their one
-    patch is drawn from blank images of the same shapes, which takes the same random numbers."""
+    patch is drawn from blank images of the same shapes (read from the files' headers), which takes the same
+    random numbers."""
     prep = prep or Preprocessing()
-    imgs = natural_images()
+    shapes = natural_image_shapes(NATURAL_TRAIN)
     rng = np.random.default_rng(seed)
-    patches_by_area([np.zeros(preprocessed_shape(imgs[k].shape, prep), np.float32) for k in NATURAL_TRAIN],
+    patches_by_area([np.zeros(preprocessed_shape(shapes[k], prep), np.float32) for k in NATURAL_TRAIN],
                     prep.patch_size, 1, rng)
     if n <= 0:
         raise DataError(f"n_train and n_val must be > 0, got 1 and {n}")
-    return patches_by_area(list(preprocess_images({k: imgs[k] for k in NATURAL_VAL}, prep).values()),
+    return patches_by_area(list(preprocess_images(natural_images(NATURAL_VAL), prep).values()),
                            prep.patch_size, n, rng)
 
 

@@ -222,3 +222,12 @@ def test_skimage_sample_photographs_read_directly_equal_skimage_data():
     for name in _SKIMAGE_FILES:
         ref = skimage.data.stereo_motorcycle()[0] if name == "stereo_motorcycle" else getattr(skimage.data, name)()
         np.testing.assert_array_equal(_skimage_sample_image(name), ref, err_msg=name)
+
+
+def test_validation_patches_alone_equal_natural_patches_and_shapes_come_from_headers():
+    """``natural_val_patches`` (what ``simulate`` draws) reads only the held-out photographs' pixels and the
+    training photographs' headers, and gives ``natural_patches(...).val`` bit for bit."""
+    imgs = D.natural_images()
+    assert D.natural_image_shapes() == {k: v.shape for k, v in imgs.items()}
+    prep = D.Preprocessing()
+    np.testing.assert_array_equal(D.natural_val_patches(300, prep, seed=3), D.natural_patches(1, 300, prep, seed=3).val)
