@@ -8,7 +8,9 @@ clean-up run on every path.
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
+import gc
 import math
 import signal
 import sys
@@ -98,11 +100,22 @@ def _unraisable_hook(previous):
     return hook
 
 
+def _quick_exit() -> None:
+    """Registered at exit by :func:`cli_entry`: ``gc.freeze()`` takes every object still alive out of the
+    collector's reach, so the interpreter's last collection does not walk the hundreds of thousands of
+    objects torch, pynwb and matplotlib leave behind (0.7-1.3 s of each command's exit, measured; the run's
+    files are closed before its command returns). Objects are still released by reference counting and
+    every later exit handler (h5py's file closing among them) still runs."""
+    gc.freeze()
+
+
 def cli_entry(prog: str):
     """Decorate ``main(argv) -> int``: known errors become one stderr line and a non-zero exit status."""
     def deco(fn):
         @functools.wraps(fn)
         def wrapper(argv=None):
+            atexit.unregister(_quick_exit)  # once, and after the handlers of modules imported so far
+            atexit.register(_quick_exit)
             previous = {}
             hook = sys.unraisablehook
             sys.unraisablehook = _unraisable_hook(hook)

@@ -330,19 +330,29 @@ def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, re
     return SimulationResult(st, stim, lam, counts, summary)
 
 
+def _draw_figures(out: Path, raster, counts, expected) -> dict:
+    from . import plots
+
+    return {"raster": plots.save_figure(plots.raster(raster), out / "figures" / "raster.png"),
+            "counts_vs_expected": plots.save_figure(plots.counts_vs_expected(counts, expected),
+                                                    out / "figures" / "counts_vs_expected.png")}
+
+
 def _write_outputs(out: Path, st, stimuli, raster, counts, expected, summary, neo: bool, subject=None) -> dict:
-    from . import io, plots
+    from . import io
+    from ._beside import Beside
 
     cols = {k: (np.asarray(v), f"{k} of the stimulus shown ({stimuli.description})") for k, v in stimuli.params.items()}
-    paths = {"nwb": io.write_nwb(out / "spikes.nwb", st, stimuli=stimuli.images, subject=subject, trial_columns=cols)}
-    paths["raster"] = plots.save_figure(plots.raster(raster), out / "figures" / "raster.png")
-    paths["counts_vs_expected"] = plots.save_figure(plots.counts_vs_expected(counts, expected),
-                                                   out / "figures" / "counts_vs_expected.png")
-    if neo:  # NIX last: its writer cannot fail cleanly on a full disk, so the space is checked first
-        full = st.load() if hasattr(st, "load") else st
-        io.check_free_space(out, 64 * 2**20 + 24 * full.n_spikes + 8 * full.presentations.expected.size * 2,
-                            "the Neo (NIX) file")
-        paths["nix"] = io.write_neo(out / "spikes.nix", full)
+    # the figures are drawn in a process beside this one (from in-memory arrays) while the NWB file is written
+    with Beside(_draw_figures, out, raster, counts, expected) as figures:
+        paths = {"nwb": io.write_nwb(out / "spikes.nwb", st, stimuli=stimuli.images, subject=subject,
+                                     trial_columns=cols)}
+        if neo:  # NIX last: its writer cannot fail cleanly on a full disk, so the space is checked first
+            full = st.load() if hasattr(st, "load") else st
+            io.check_free_space(out, 64 * 2**20 + 24 * full.n_spikes + 8 * full.presentations.expected.size * 2,
+                                "the Neo (NIX) file")
+            paths["nix"] = io.write_neo(out / "spikes.nix", full)
+        paths.update(figures.result())
     paths["summary"] = write_json(out / "summary.json", summary)
     return paths
 

@@ -265,12 +265,9 @@ def _spikes_and_carry(unit, steps, c, state, model, step0):
 
 def default_workers(n_presentations: int, chunk: int) -> int:
     """Every core this process may use when a run has more than one chunk, else 1."""
-    if n_presentations <= chunk:
-        return 1
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    from ._resources import usable_cores
+
+    return 1 if n_presentations <= chunk else usable_cores()
 
 
 def _chunk_job(table, slot_steps, n_steps, dt, key, step0, target, build_dir, model):

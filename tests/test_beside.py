@@ -1,0 +1,67 @@
+"""spikevae._beside.Beside: work in a forked process gives the serial result, its errors, and never outlives
+the block that started it."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+from spikevae._beside import Beside
+
+
+def _square_sum(a):
+    return float(np.square(a).sum()), os.getpid()
+
+
+def _fail(path):
+    open(path)
+
+
+def _late_write(path):
+    time.sleep(1.5)
+    with open(path, "w") as f:
+        f.write("late")
+    return path
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_result_and_errors_as_if_called_here(fork, tmp_path):
+    a = np.arange(10.0)
+    with Beside(_square_sum, a, fork=fork) as job:
+        value, pid = job.result()
+    assert value == 285.0 and job.forked is fork and (pid != os.getpid()) is fork
+    with Beside(_fail, tmp_path / "missing", fork=fork) as job, pytest.raises(FileNotFoundError, match="missing"):
+        job.result()
+
+
+def test_leaving_the_block_early_ends_the_process_before_it_writes(tmp_path):
+    target = tmp_path / "late.txt"
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt), Beside(_late_write, target, fork=True):
+        raise KeyboardInterrupt  # the caller fails before asking for the result
+    assert time.perf_counter() - t0 < 1.0
+    time.sleep(2.0)
+    assert not target.exists()
+
+
+def test_figures_drawn_beside_equal_figures_drawn_here(tmp_path):
+    """simulate draws its figures in a forked process while it writes the NWB file: the same PNG bytes."""
+    from spikevae.pipeline import _draw_figures
+    from spikevae.records import Presentations, SpikeTrains
+
+    rng = np.random.default_rng(0)
+    lam = rng.gamma(0.5, 2.0, (6, 40))
+    onset = np.arange(6) * 0.15
+    pres = Presentations(np.arange(6), np.zeros(6, int), onset, onset + 0.1, lam)
+    n = 400
+    st = SpikeTrains(rng.integers(0, 40, n), np.sort(rng.uniform(0, 0.9, n)), 40, 0.9, 1e-4, pres, {})
+    counts = rng.poisson(lam).astype(float)
+    paths = {}
+    for fork in (True, False):
+        out = tmp_path / str(fork)
+        (out / "figures").mkdir(parents=True)
+        with Beside(_draw_figures, out, st, counts, lam, fork=fork) as job:
+            paths[fork] = job.result()
+    assert set(paths[True]) == {"raster", "counts_vs_expected"}
+    for name in paths[True]:
+        assert paths[True][name].read_bytes() == paths[False][name].read_bytes()
