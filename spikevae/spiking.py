@@ -270,11 +270,20 @@ def default_workers(n_presentations: int, chunk: int) -> int:
     return 1 if n_presentations <= chunk else usable_cores()
 
 
+def _time_ordered(u: np.ndarray, st: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spikes in (step, unit) order: as they are when they already come so (a spike monitor's order, one check
+    over the arrays), else sorted."""
+    if len(st) < 2 or np.all((st[1:] > st[:-1]) | ((st[1:] == st[:-1]) & (u[1:] > u[:-1]))):
+        return u, st
+    order = np.lexsort((u, st))
+    return u[order], st[order]
+
+
 def _chunk_job(table, slot_steps, n_steps, dt, key, step0, target, build_dir, model):
     """One chunk without carried state, in a worker: its spikes (unit int32, local step) sorted by time."""
     u, st, _ = _brian_chunk(table, slot_steps, n_steps, dt, key, step0, target, build_dir, model, None)
-    order = np.lexsort((u, st))
-    return u[order].astype(np.int32), st[order]
+    u, st = _time_ordered(u, st)
+    return u.astype(np.int32), st
 
 
 def _ladder(rows: int) -> int:
@@ -332,7 +341,7 @@ def _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, 
 
 
 #: pieces of a chunk simulated side by side, as STACK·K neurons on one clock (plain Poisson layer)
-STACK = 32
+STACK = 16
 
 
 def _stack_plan(rows: int, piece: int) -> tuple[int, int]:
@@ -369,7 +378,10 @@ def _stacked_chunk(table, slot_steps, n_steps, dt, key, step0, build_dir, rows, 
             "pvae_units.step0": np.repeat(first, K).astype(np.float64)}
     j, steps, _ = _binary_spikes(folder, manifest, args, ("i", "t"), dt, n_steps,
                                  offset=lambda j: (j // K) * p * slot_steps)  # piece m starts p·m slots later
-    return j % K, steps, {}
+    # the monitor's order is (local step, neuron); pieces follow one another in time, so a stable sort by
+    # piece (a radix sort of small integers) gives the order of one long run: (step, unit)
+    order = np.argsort((j // K).astype(np.int16), kind="stable")
+    return j[order] % K, steps[order], {}
 
 
 def _binary_spikes(folder, manifest, args: dict, outputs: tuple, dt: float, n_steps: int, offset=None) -> tuple:
@@ -649,8 +661,8 @@ class PoissonRun:
                     targets = targets[targets.index(tgt) + 1:]
                     self._fell_back(tgt, targets[0], exc)
             carry = state
-            order = np.lexsort((u, st))
-            yield s0, s1, u[order], st[order] + a
+            u, st = _time_ordered(u, st)
+            yield s0, s1, u, st + a
 
     def _plan(self, size: int) -> list:
         """Chunks of ``size`` presentations: (p0, p1, first absolute step, last)."""

@@ -322,3 +322,18 @@ def test_auto_target_falls_back_with_a_note(monkeypatch):
     assert par.meta["target"] == "numpy"
     assert par.meta["notes"][-1] == "Brian2 target cpp_standalone did not work here (OSError: no C++ toolchain); using numpy"
     np.testing.assert_array_equal(par.time, ref.time)
+
+
+def test_time_order_keeps_a_monitors_order_and_sorts_anything_else():
+    from spikevae.spiking import _time_ordered
+
+    rng = np.random.default_rng(3)
+    steps, unit = rng.integers(0, 400, 2000), rng.integers(0, 30, 2000)
+    keep = np.unique(steps * 30 + unit, return_index=True)[1]  # one spike per (unit, step), in (step, unit) order
+    steps, unit = steps[keep], unit[keep]
+    u, st = _time_ordered(unit, steps)
+    assert u is unit and st is steps  # already ordered: no copy
+    perm = rng.permutation(len(steps))
+    u, st = _time_ordered(unit[perm], steps[perm])
+    np.testing.assert_array_equal(u, unit)
+    np.testing.assert_array_equal(st, steps)
