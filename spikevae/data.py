@@ -56,6 +56,7 @@ __all__ = [
     "extract_patches",
     "patches_by_area",
     "natural_images",
+    "natural_image_shapes",
     "read_image",
     "read_image_folder",
     "image_patches",
