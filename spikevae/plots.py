@@ -143,7 +143,8 @@ def raster(st, max_units: int = 128, max_presentations: int = 20, order: np.ndar
     windows = (f"shaded: presentation windows ({1e3 * float(np.median(p.offset - p.onset)):.0f} ms"
                + (f", {1e3 * gap:.0f} ms gaps" if gap > 0 else ", back to back") + "; label = stimulus)")
     what = title or "Brian2 Poisson units"
-    ax.set_title(f"{st.n_spikes} spikes in the run from {st.n_units} {what}\n{windows}", fontsize=9)
+    ax.set_title(f"{int(keep.sum())} spikes shown: {len(order)} of {st.n_units} {what}, {n_p} presentations\n{windows}",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -65,3 +65,21 @@ def test_figures_drawn_beside_equal_figures_drawn_here(tmp_path):
     assert set(paths[True]) == {"raster", "counts_vs_expected"}
     for name in paths[True]:
         assert paths[True][name].read_bytes() == paths[False][name].read_bytes()
+
+
+def test_raster_title_counts_the_spikes_it_shows():
+    """The raster of a long run shows its first presentations: its title counts those spikes, not the run's."""
+    from spikevae import plots
+    from spikevae.records import Presentations, SpikeTrains
+
+    rng = np.random.default_rng(1)
+    onset = np.arange(30) * 0.1
+    pres = Presentations(np.arange(30), np.zeros(30, int), onset, onset + 0.1, np.ones((30, 200)))
+    t = np.sort(rng.uniform(0, 3.0, 5000))
+    st = SpikeTrains(rng.integers(0, 200, 5000), t, 200, 3.0, 1e-4, pres, {})
+    fig = plots.raster(st, max_units=50, max_presentations=10)
+    order = np.argsort(-np.bincount(st.unit, minlength=200), kind="stable")[:50]
+    shown = int(((st.time < 1.0) & np.isin(st.unit, order)).sum())
+    assert fig.axes[0].get_title().startswith(f"{shown} spikes shown: 50 of 200 Brian2 Poisson units, 10 presentations")
+    assert shown < st.n_spikes
+    plots._mpl().close(fig)
