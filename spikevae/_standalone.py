@@ -46,10 +46,11 @@ def cache_root(override: str | os.PathLike | None = None) -> Path:
 def _key(spec: dict) -> str:
     from importlib.metadata import version
 
+    from ._brian import TEMPLATE_DIR
     from ._build import _cpu_key
 
     templates = hashlib.sha256()
-    for f in sorted((Path(__file__).parent / "brian_templates").glob("*.cpp")):
+    for f in sorted(TEMPLATE_DIR.glob("*.cpp")):
         templates.update(f.read_bytes())
     text = json.dumps({"spec": spec, "brian2": version("brian2"), "cpu": _cpu_key(), "code": CODE_VERSION,
                        "templates": templates.hexdigest()}, sort_keys=True)
