@@ -265,16 +265,8 @@ def _photograph_path(name: str) -> Path:
     raise DataError(f"no shipped photograph named {name!r}")
 
 
-def _sklearn_sample_image(name: str) -> np.ndarray:
-    """scikit-learn's sample photograph ``name`` (what ``sklearn.datasets.load_sample_images`` returns)."""
-    from PIL import Image
-
-    with Image.open(_photograph_path(name)) as im:
-        return np.asarray(im)
-
-
-def _skimage_sample_image(name: str) -> np.ndarray:
-    """scikit-image's sample photograph ``name`` (what its ``skimage.data`` function returns)."""
+def _sample_photograph(name: str) -> np.ndarray:
+    """The shipped photograph ``name`` as its package's loader returns it (``load_sample_images``, ``skimage.data``)."""
     from PIL import Image
 
     with Image.open(_photograph_path(name)) as im:
@@ -286,10 +278,8 @@ def natural_images(names: tuple[str, ...] = NATURAL_TRAIN + NATURAL_VAL) -> dict
     (no download)."""
     out = {}
     for name in names:
-        if name in ("china", "flower"):
-            out[name] = _grey(_sklearn_sample_image(name))
-        elif name in _SKIMAGE_FILES:
-            out[name] = _grey(_skimage_sample_image(name))
+        if name in ("china", "flower") or name in _SKIMAGE_FILES:
+            out[name] = _grey(_sample_photograph(name))
         elif name == "grace_hopper":
             out[name] = read_image(_photograph_path(name))
         else:

@@ -89,9 +89,9 @@ def _fork_map(fn, items: list, workers: int | None, min_per_worker: int = 4, des
     progress bar named ``desc`` when given."""
     from tqdm.auto import tqdm
 
-    from .spiking import default_workers
+    from ._resources import usable_cores
 
-    n = workers or default_workers(2, 1)
+    n = workers or usable_cores()
     bar = dict(total=len(items), disable=desc is None, desc=desc)
     import multiprocessing
 

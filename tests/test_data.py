@@ -207,21 +207,21 @@ def test_default_natural_patches_are_rich():
 def test_sklearn_sample_photographs_read_without_sklearn_equal_its_loader():
     from sklearn.datasets import load_sample_images
 
-    from spikevae.data import _sklearn_sample_image
+    from spikevae.data import _sample_photograph
 
     sk = load_sample_images()
     for f, im in zip(sk.filenames, sk.images):
-        np.testing.assert_array_equal(_sklearn_sample_image(Path(f).stem), im)
+        np.testing.assert_array_equal(_sample_photograph(Path(f).stem), im)
 
 
 def test_skimage_sample_photographs_read_directly_equal_skimage_data():
     import skimage.data
 
-    from spikevae.data import _SKIMAGE_FILES, _skimage_sample_image
+    from spikevae.data import _SKIMAGE_FILES, _sample_photograph
 
     for name in _SKIMAGE_FILES:
         ref = skimage.data.stereo_motorcycle()[0] if name == "stereo_motorcycle" else getattr(skimage.data, name)()
-        np.testing.assert_array_equal(_skimage_sample_image(name), ref, err_msg=name)
+        np.testing.assert_array_equal(_sample_photograph(name), ref, err_msg=name)
 
 
 def test_validation_patches_alone_equal_natural_patches_and_shapes_come_from_headers():
