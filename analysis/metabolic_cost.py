@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spikevae._cli import ArgumentError, Parser, cli_entry, nonneg_float
+from spikevae.cli.common import Parser, cli_entry, nonneg_float
+from spikevae.errors import ArgumentError
 
 
 @cli_entry("metabolic_cost")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from spikevae._cli import Parser, cli_entry, positive_int, seed
+from spikevae.cli.common import Parser, cli_entry, positive_int, seed
 
 
 def _parser() -> Parser:
@@ -27,10 +27,10 @@ def _parser() -> Parser:
 @cli_entry("patch_statistics")
 def main(argv=None) -> int:
     from spikevae import plots
-    from spikevae.checkpoint import default_checkpoint_path, load_checkpoint, validate_checkpoint
     from spikevae.data import NATURAL_VAL, Preprocessing, natural_patches, patch_statistics
     from spikevae.errors import ArgumentError
     from spikevae.io import RunFolder, write_json, write_text
+    from spikevae.models.checkpoint import default_checkpoint_path, load_checkpoint, validate_checkpoint
 
     args = _parser().parse_args(argv)
     path = args.checkpoint or default_checkpoint_path()

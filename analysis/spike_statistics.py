@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikevae._cli import Parser, cli_entry, positive_float
+from spikevae.cli.common import Parser, cli_entry, positive_float
 
 
 @cli_entry("spike_statistics")

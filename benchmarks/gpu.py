@@ -13,7 +13,7 @@ t = 0.05, the shipped model's converged rates for the P-VAE rows):
 - the shipped iP-VAE's training step at T = 16 (batch 200, its recipe's; temperature 0.5).
 
 Then the shipped model's recipe (``--method exact --beta 2.5 --epochs 300``, 100,000 patches) timed
-through :func:`spikevae.train.fit`, and a CPU-vs-GPU agreement check: one training step from the same
+through :func:`spikevae.models.training.fit`, and a CPU-vs-GPU agreement check: one training step from the same
 initial weights on the same batch (loss and gradients), and a short training whose validation
 metrics must agree within the stated tolerance (the shuffling generators differ between devices, so
 the runs are equal in law, not bit for bit).
@@ -35,10 +35,10 @@ import numpy as np
 import torch
 
 from spikevae.data import NATURAL_TRAIN, NATURAL_VAL, Preprocessing, image_patches, natural_images
-from spikevae.model import load_model
-from spikevae.poisson import relaxed_poisson_reference
-from spikevae.train import TrainConfig, fit
-from spikevae.vae import VAE, VAEConfig
+from spikevae.models.poisson import relaxed_poisson_reference
+from spikevae.models.trained import load_model
+from spikevae.models.training import TrainConfig, fit
+from spikevae.models.vae import VAE, VAEConfig
 
 CONFIGS = ("spikevae", "exact", "reference", "gaussian")
 
@@ -101,8 +101,8 @@ def throughput(name: str, x: torch.Tensor, dev: torch.device, steps: int, batch:
 def ipvae_throughput(x: torch.Tensor, dev: torch.device, steps: int, batch: int = 200, temperature: float = 0.5) -> dict:
     """Median training-step time of the shipped iP-VAE (T = 16 unrolled iterations, its recipe's batch of 200, the
     relaxed sampler at a mid-schedule temperature, β 24, Adamax)."""
-    from spikevae import ipvae
-    from spikevae.checkpoint import default_ipvae_path
+    from spikevae.models import ipvae
+    from spikevae.models.checkpoint import default_ipvae_path
 
     model = ipvae.load(default_ipvae_path()).to(dev)
     g = torch.Generator(device=dev).manual_seed(0)

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from spikevae.lca import LCAConfig, lca, lca_dense, lca_fixed_point, normalise_atoms
-    from spikevae.model import load_model
+    from spikevae.models.trained import load_model
     from spikevae.stimuli import natural
 
     model = load_model()
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
             rows.append((name, wall, res, peak))
         # the floor: the per-step state update of all B·K units with the inhibition left out
         # (not a solver: it bounds what any method that integrates every unit every step can reach)
-        from spikevae.lca import _threshold_into
+        from spikevae.lca.solvers import _threshold_into
 
         u = np.zeros((len(x), phi.shape[1]))
         kb = 0.01 * (x @ phi)

@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from spikevae.lca import LCAConfig, energy, lca, lca_fixed_point, normalise_atoms
-    from spikevae.model import load_model
+    from spikevae.models.trained import load_model
     from spikevae.stimuli import natural
 
     model = load_model()

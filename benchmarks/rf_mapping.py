@@ -24,8 +24,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from spikevae.analysis.receptive_fields import sta
-    from spikevae.model import load_model
-    from spikevae.spiking import PoissonLayerConfig, default_workers, poisson_spikes_numpy, simulate_poisson
+    from spikevae.models.trained import load_model
+    from spikevae.spikes import PoissonLayerConfig, poisson_spikes_numpy, simulate_poisson
+    from spikevae.spikes.plan import default_workers
 
     t_all = time.perf_counter()
     model = load_model()

@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 import torch
 
-from spikevae.poisson import n_exp_for_rate, relaxed_poisson
+from spikevae.models.poisson import n_exp_for_rate, relaxed_poisson
 
 
 def main(argv=None) -> int:
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
                 sd = 100 * d.std() / np.sqrt(args.samples) / slope
                 row.append(f"{n} | {bz:+.2f} ± {sz:.2f} | {bd:+.2f} ± {sd:.2f}")
             print(" | ".join(row) + " |", flush=True)
-    print("(n (t-aware): the smallest n whose dropped share (spikevae.poisson.truncation_bias) is <= 1e-5; the sampler "
+    print("(n (t-aware): the smallest n whose dropped share (spikevae.models.poisson.truncation_bias) is <= 1e-5; the sampler "
           "draws the bucket size at or above it, at the grid temperature at or above t)")
     return 0
 

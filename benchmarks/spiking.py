@@ -4,7 +4,7 @@
 by the shipped P-VAE's rates on held-out natural patches. Every configuration
 runs in its own child process (peak RSS is its own), side by side in one run:
 
-- ``spikevae-<target>``: :func:`spikevae.spiking.simulate_poisson` (geometric
+- ``spikevae-<target>``: :func:`spikevae.spikes.simulate_poisson` (geometric
   gaps, same law as PoissonGroup), first run with an empty cache (includes code
   generation and compilation) and second run (the cached binary, fed its data at run time);
 - ``poissongroup-<target>``: ``PoissonGroup(K, rates='stim(t, i)')``, one Bernoulli draw per neuron per
@@ -40,7 +40,7 @@ def _rates(n: int):
 def _one(name: str, n: int, dt: float, chunk: int) -> dict:
     import numpy as np
 
-    from spikevae.spiking import PoissonLayerConfig, poisson_spikes_numpy, simulate_poisson
+    from spikevae.spikes import PoissonLayerConfig, poisson_spikes_numpy, simulate_poisson
 
     lam = _rates(n)
     cfg = PoissonLayerConfig(window=0.1, dt=dt, chunk=chunk)

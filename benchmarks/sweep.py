@@ -61,7 +61,7 @@ def _measure(fn):
 
 
 def main(argv=None) -> int:
-    from spikevae.sweep import run_sweep
+    from spikevae.workflows.sweep import run_sweep
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=200)
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         # the steady state: a cluster started and every worker warmed (imports, data) before timing
         from dask.distributed import Client, LocalCluster
 
-        from spikevae.sweep import run_job
+        from spikevae.workflows.sweep import run_job
 
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, scheduler_port=0,
                           dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as client:

@@ -34,9 +34,9 @@ def _one(name: str, steps: int, batch: int, threads: int) -> dict:
     import torch
 
     from spikevae.data import natural_patches
-    from spikevae.model import load_model
-    from spikevae.poisson import n_exp_for_rate, relaxed_poisson, relaxed_poisson_reference
-    from spikevae.vae import VAE, VAEConfig
+    from spikevae.models.poisson import n_exp_for_rate, relaxed_poisson, relaxed_poisson_reference
+    from spikevae.models.trained import load_model
+    from spikevae.models.vae import VAE, VAEConfig
 
     torch.set_num_threads(threads)
     trained = load_model()

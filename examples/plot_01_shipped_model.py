@@ -5,7 +5,7 @@ The shipped P-VAE: its validation numbers and its dictionary
 The toolkit ships a Poisson VAE (``spikevae/assets/pvae_default.pt``: linear encoder and decoder, K = 512
 latents, 16×16 whitened natural-image patches, β = 1, exact objective, 300 epochs). Here it encodes
 10,000 held-out patches of the two validation photographs, as ``make demo`` does; the README's table is
-these numbers (a test checks it against :func:`spikevae.demo.validation_summary`).
+these numbers (a test checks it against :func:`spikevae.workflows.evaluation.validation_summary`).
 
 Conventions: MSE is the full squared error per patch, ‖x − x̂‖² summed over the 256 pixels (the patch
 energy ‖x‖² is what predicting 0 costs); KL is in nats per patch; "sampled counts" are one draw of exact
@@ -17,7 +17,7 @@ import numpy as np
 
 import spikevae
 from spikevae import plots
-from spikevae.demo import format_summary, validation_summary
+from spikevae.workflows.evaluation import format_summary, validation_summary
 
 model = spikevae.load_model()  # the shipped model; load_model("pvae.pt") for your own
 m = validation_summary(model, n_val=10_000, seed=0)

@@ -22,9 +22,9 @@ from sklearn.linear_model import Lasso
 import spikevae
 from spikevae import plots
 from spikevae.analysis import code_metrics
-from spikevae.checkpoint import default_ipvae_path
 from spikevae.data import natural_patches
 from spikevae.lca import LCAConfig, energy, lca_fixed_point
+from spikevae.models.checkpoint import default_ipvae_path
 
 pvae = spikevae.load_model()
 x = natural_patches(n_train=1, n_val=1000, prep=pvae.preprocessing, seed=1).val.reshape(1000, -1).astype(np.float64)
@@ -41,8 +41,8 @@ rows.append({"model": "P-VAE (amortized)", "readout": "rates", "iterations": 1, 
 # The iP-VAE, iteration by iteration
 # ----------------------------------
 
-ip = spikevae.ipvae.load(default_ipvae_path())
-trace = spikevae.ipvae.evaluate(ip, x, t_max=256, save_t=(1, 2, 4, 8, 16, 32, 64, 128, 256), seed=0)
+ip = spikevae.models.ipvae.load(default_ipvae_path())
+trace = spikevae.models.ipvae.evaluate(ip, x, t_max=256, save_t=(1, 2, 4, 8, 16, 32, 64, 128, 256), seed=0)
 for r in trace:
     rows.append({"model": "iP-VAE", "readout": "spikes", "iterations": r["t"], "r2": r["r2"], "zeros": r["zeros"],
                  "distance": r["distance"], "mse": r["mse"]})

@@ -9,7 +9,7 @@ more):
   exact Poisson draw of λ: a window of spikes) and ``rates`` (λ itself).
 - **iP-VAE** (``--ipvae``, default the shipped ``spikevae/assets/ipvae_default.pt``): the torch iteration at
   each of ``--iterations``; read-outs ``spikes`` (one draw ``z ~ Pois(e^u)``) and ``rates`` (``e^u``).
-- **iP-VAE circuit**: the same model as a Brian2 spiking network (:mod:`spikevae.ipvae_spiking`) on the first
+- **iP-VAE circuit**: the same model as a Brian2 spiking network (:mod:`spikevae.brian.ipvae`) on the first
   ``--circuit-patches`` patches, read-out ``spikes`` (the counts of an iteration period), beside the torch
   iteration on the same patches.
 - **LCA**, converged (:func:`spikevae.lca.lca_fixed_point`, relative duality gap ≤ 1e-9) on the P-VAE's atoms
@@ -30,8 +30,9 @@ import time
 
 import numpy as np
 
-from spikevae._cli import ArgumentError, Parser, cli_entry, positive_float, positive_int, seed
 from spikevae.analysis.sparsity import code_metrics
+from spikevae.cli.common import Parser, cli_entry, positive_float, positive_int, seed
+from spikevae.errors import ArgumentError
 
 COLUMNS = ("model", "readout", "iterations", "r2", "mse", "zeros", "distance", "spikes_per_patch",
            "lifetime_sparsity", "population_sparsity", "cost", "cost_unit", "cumulative_spikes", "n_patches", "wall_s")
@@ -62,7 +63,7 @@ def _pvae_rows(model, x, rng):
 
 
 def _ipvae_rows(ip, x, iterations, seed):
-    from spikevae.ipvae import evaluate
+    from spikevae.models.ipvae import evaluate
 
     t0 = time.perf_counter()
     rows = evaluate(ip, x, t_max=max(iterations), save_t=iterations, seed=seed)
@@ -80,8 +81,9 @@ def _ipvae_rows(ip, x, iterations, seed):
 
 
 def _circuit_rows(ip, x, iterations, args):
-    from spikevae.ipvae import evaluate
-    from spikevae.ipvae_spiking import IPVAECircuitConfig, circuit_readout, ipvae_brian
+    from spikevae.brian.ipvae import IPVAECircuitConfig, ipvae_brian
+    from spikevae.models.ipvae import evaluate
+    from spikevae.workflows.circuit import circuit_readout
 
     T = max(iterations)
     t0 = time.perf_counter()
@@ -119,7 +121,8 @@ def _lca_rows(x, phi, lams):
 
 
 def _spiking_lca_rows(x, phi, lam, duration, seed):
-    from spikevae.lca import LCAConfig, spiking_lca
+    from spikevae.brian.lca import spiking_lca
+    from spikevae.lca import LCAConfig
 
     norms = np.linalg.norm(phi, axis=0)
     out = []
@@ -161,8 +164,8 @@ def main(argv=None) -> int:
     from spikevae import plots
     from spikevae.data import natural_patches
     from spikevae.io import RunFolder, write_csv, write_json, write_text
-    from spikevae.ipvae import load as load_ipvae
-    from spikevae.model import load_model
+    from spikevae.models.ipvae import load as load_ipvae
+    from spikevae.models.trained import load_model
 
     args = _parser().parse_args(argv)
     t_start = time.perf_counter()
@@ -171,7 +174,7 @@ def main(argv=None) -> int:
     pvae = load_model(args.checkpoint)
     if pvae.family != "poisson" or pvae.config.decoder != "lin":
         raise ArgumentError("the comparison needs a P-VAE with a linear decoder as --checkpoint")
-    from spikevae.checkpoint import default_ipvae_path
+    from spikevae.models.checkpoint import default_ipvae_path
 
     args.ipvae = args.ipvae or str(default_ipvae_path())
     ip = load_ipvae(args.ipvae)

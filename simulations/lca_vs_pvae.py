@@ -7,12 +7,12 @@ atoms (normalised for the LCA; its codes are rescaled, so errors are comparable)
 
 1. reconstruction against sparsity: the P-VAE encoder in one pass, the LCA across λ (the
    reference's amortization-gap experiment, its Fig. 3b; anchor_pvae.md §3.6);
-2. spikes and their cost: the P-VAE's Brian2 Poisson neurons (:func:`spikevae.pipeline.run_simulation`, repeated
+2. spikes and their cost: the P-VAE's Brian2 Poisson neurons (:func:`spikevae.workflows.simulate.run_simulation`, repeated
    presentations) against the spiking LCA (Brian2 integrate-and-fire, ON/OFF pairs, at
    ``--lam-spiking``): rates, ISI CV, Fano factors, count and noise correlations, spikes and ATP
    per second (Lennie 2003), information per spike (P-VAE);
 3. receptive fields: white-noise STA, gratings and Gabor fits for both models' units
-   (:func:`spikevae.rf.map_receptive_fields`; P-VAE units by their spikes, LCA units by their codes).
+   (:func:`spikevae.workflows.rf_mapping.map_receptive_fields`; P-VAE units by their spikes, LCA units by their codes).
 
 Writes ``report.md``, ``results.json`` and ``figures/`` (with the RF grids and STA agreement of both
 models).
@@ -24,15 +24,17 @@ import time
 
 import numpy as np
 
-from spikevae._cli import ArgumentError, Parser, cli_entry, nonneg_float, positive_float, positive_int, seed
+from spikevae.cli.common import Parser, cli_entry, nonneg_float, positive_float, positive_int, seed
+from spikevae.errors import ArgumentError
 
 
 def _spiking_rows(args, model, out, progress):
     """P-VAE Poisson spikes and spiking-LCA spikes for the same patches → per-model summaries."""
     from spikevae.analysis import PRESETS, metabolic_table, spike_summary
-    from spikevae.lca import LCAConfig, normalise_atoms, spiking_lca
-    from spikevae.pipeline import run_simulation
-    from spikevae.spiking import PoissonLayerConfig
+    from spikevae.brian.lca import spiking_lca
+    from spikevae.lca import LCAConfig, normalise_atoms
+    from spikevae.spikes import PoissonLayerConfig
+    from spikevae.workflows.simulate import run_simulation
 
     window = args.window * 1e-3
     sim = run_simulation(model, "natural", args.stimuli, args.repeats,
@@ -124,7 +126,7 @@ def main(argv=None) -> int:
     from spikevae.data import natural_patches
     from spikevae.io import RunFolder, write_json, write_text
     from spikevae.lca import LCAConfig, lca_fixed_point
-    from spikevae.model import load_model
+    from spikevae.models.trained import load_model
 
     args = _parser().parse_args(argv)
     t0 = time.perf_counter()
@@ -211,7 +213,7 @@ def main(argv=None) -> int:
 
         # 3. receptive fields
         if not args.no_rf:
-            from spikevae.rf import map_receptive_fields, rf_summary
+            from spikevae.workflows.rf_mapping import map_receptive_fields, rf_summary
 
             common = dict(frames=args.rf_frames, sparse_frames=max(1, args.rf_frames // 4), grating_repeats=1,
                           fit_units=args.rf_fit_units, seed=args.seed, progress=not args.quiet)
@@ -233,7 +235,7 @@ def main(argv=None) -> int:
                      ("median_corr_sta_decoder", "median corr(STA, decoder atom)", ".3f")]
             lines += ["## Receptive fields", "",
                       f"{args.rf_frames} white-noise frames, {max(1, args.rf_frames // 4)} sparse-noise frames, 128 "
-                      "gratings; Gabor fits to the STAs of the most active units (`spikevae.rf.map_receptive_fields`, "
+                      "gratings; Gabor fits to the STAs of the most active units (`spikevae.workflows.rf_mapping.map_receptive_fields`, "
                       "as `simulations/rf_mapping.py` runs it). The LCA has no encoder filter: its units' feed-forward "
                       "filter is its own atom.", "",
                       "| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]

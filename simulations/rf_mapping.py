@@ -6,11 +6,11 @@
     python simulations/rf_mapping.py --checkpoint ipvae.pt --out rf_ip/   # an iP-VAE through its Brian2 circuit
 
 P-VAE units respond with real spikes: frames → posterior rates λ → Brian2 Poisson neurons
-(spikevae.spiking) → counts per frame window. LCA units respond with their sparse-code activity
+(spikevae.spikes) → counts per frame window. LCA units respond with their sparse-code activity
 (reference solver); iP-VAE units by the spikes of their Brian2 inference circuit over ``--iterations``
 iterations per frame, with the spatiotemporal STA over iterations in ``sta_lags.npz`` (``sta`` (T + 1, units, P,
 P) and the white-noise ``spikes`` of each iteration). The mapping is
-:func:`spikevae.rf.map_receptive_fields`; this script writes ``white_noise.nwb`` (stimuli + spikes, P-VAE),
+:func:`spikevae.workflows.rf_mapping.map_receptive_fields`; this script writes ``white_noise.nwb`` (stimuli + spikes, P-VAE),
 ``sta.npy``, ``gabor_fits.csv`` (one row per unit),
 ``tuning.npz`` and figures (RF grid, nx–ny scatter, tuning curves, ON/OFF maps, and
 ``agreement.png``: each unit's STA beside its encoder filter and decoder atom, with the
@@ -28,7 +28,8 @@ import time
 
 import numpy as np
 
-from spikevae._cli import ArgumentError, Parser, cli_entry, positive_float, positive_int, seed, subject_from
+from spikevae.cli.common import Parser, cli_entry, positive_float, positive_int, seed, subject_from
+from spikevae.errors import ArgumentError
 
 
 def _parser() -> Parser:
@@ -79,14 +80,14 @@ def main(argv=None) -> int:
     from spikevae import plots
     from spikevae.io import RunFolder, atomic_write, load_dictionary, write_csv, write_npz, write_nwb
     from spikevae.io.files import write_text
-    from spikevae.model import load_model
-    from spikevae.rf import map_receptive_fields, rf_summary, v1_properties, v1_summary
-    from spikevae.spiking import PoissonLayerConfig
+    from spikevae.models.trained import load_model
+    from spikevae.spikes import PoissonLayerConfig
+    from spikevae.workflows.rf_mapping import map_receptive_fields, rf_summary, v1_properties, v1_summary
 
     args = _parser().parse_args(argv)
     subject = subject_from(args)  # refused before anything is loaded
     t0 = time.perf_counter()
-    from spikevae.rf import _is_ipvae
+    from spikevae.workflows.rf_mapping import _is_ipvae
 
     is_ip = args.model == "pvae" and args.checkpoint is not None and _is_ipvae(args.checkpoint)
     for name, full, ip, lca in (("frames", 20_000, 5_000, 5_000), ("sparse_frames", 5_000, 2_000, 2_000),
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
               n_orientations=args.orientations, n_phases=args.phases, size_repeats=args.size_repeats,
               n_iter=args.iterations)
     if is_ip:
-        from spikevae.ipvae import load
+        from spikevae.models.ipvae import load
 
         source = dict(model=load(args.checkpoint))
         label_model = "ipvae"
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
                  "lca": f"LCA channels (λ = {args.lam:g}, ON/OFF rectified)"}[label_model]
         write_text(out / "summary.md", _summary_md(summ, props, label, args))
         from spikevae.analysis.v1_reference import V1_DATA
-        from spikevae.rf import PROPERTIES
+        from spikevae.workflows.rf_mapping import PROPERTIES
 
         for row in summ:
             ref = PROPERTIES[row["property"]][2]

@@ -3,7 +3,7 @@
     python simulations/spike_generation.py --out spikegen/ [--checkpoint pvae.pt] [--preset cortex]
 
 The same held-out patches (``--stimuli`` patches x ``--repeats``, 100 ms windows with 100 ms gaps)
-drive the plain Poisson layer and a named preset (:data:`spikevae.spike_model.PRESETS`). Writes
+drive the plain Poisson layer and a named preset (:data:`spikevae.spikes.spike_model.PRESETS`). Writes
 ``figures/spike_generation.png`` (population PSTH, inter-spike intervals, Fano factor against mean
 count), ``summary.json`` (per layer: rate, ISI CV, Fano factor medians and the V1 ranges) and
 ``summary.md``.
@@ -14,11 +14,11 @@ import dataclasses
 
 import numpy as np
 
-from spikevae._cli import Parser, cli_entry, positive_float, positive_int, seed
+from spikevae.cli.common import Parser, cli_entry, positive_float, positive_int, seed
 
 
 def _parser() -> Parser:
-    from spikevae.spike_model import PRESETS
+    from spikevae.spikes.spike_model import PRESETS
 
     p = Parser(prog="spike_generation", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model)")
@@ -39,10 +39,10 @@ def main(argv=None) -> int:
     from spikevae.analysis import isi_cv, psth
     from spikevae.analysis.reference import V1_SPIKE_STATISTICS
     from spikevae.io import RunFolder, write_json, write_text
-    from spikevae.model import load_model
-    from spikevae.pipeline import run_simulation
-    from spikevae.spike_model import PRESETS
-    from spikevae.spiking import PoissonLayerConfig
+    from spikevae.models.trained import load_model
+    from spikevae.spikes import PoissonLayerConfig
+    from spikevae.spikes.spike_model import PRESETS
+    from spikevae.workflows.simulate import run_simulation
 
     args = _parser().parse_args(argv)
     model = load_model(args.checkpoint)

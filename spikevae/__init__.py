@@ -19,8 +19,8 @@ Public names (imported on first use, so ``import spikevae`` is light):
   :class:`Presentations`; the whole pipeline: :func:`run_simulation`, :func:`write_simulation`;
 - sparse coding: :mod:`lca` (the solver is ``spikevae.lca.lca``), :class:`LCAConfig`, :func:`lca_brian`, :func:`spiking_lca`,
   :func:`learn_dictionary`, :func:`fista`, :func:`normalise_atoms`;
-- iterative Poisson VAE: :class:`IPVAE` (:mod:`spikevae.ipvae`: ``fit``, ``evaluate``, ``load``), its Brian2
-  spiking circuit :func:`ipvae_brian` (:mod:`spikevae.ipvae_spiking`);
+- iterative Poisson VAE: :class:`IPVAE` (:mod:`spikevae.models.ipvae`: ``fit``, ``evaluate``, ``load``), its Brian2
+  spiking circuit :func:`ipvae_brian` (:mod:`spikevae.brian.ipvae`);
 - receptive fields: :func:`map_receptive_fields` (P-VAE, iP-VAE or LCA units), the V1 property battery
   :func:`v1_properties` / :func:`v1_summary`, and :mod:`spikevae.analysis` (STA, gratings, Gabor fits, the V1
   property definitions ``analysis.v1`` and published V1 data ``analysis.v1_reference``, spike statistics,

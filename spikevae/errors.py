@@ -1,6 +1,6 @@
 """The one exception hierarchy of spikevae.
 
-Library functions raise these; only the command-line wrapper (:func:`spikevae._cli.cli_entry`)
+Library functions raise these; only the command-line wrapper (:func:`spikevae.cli.common.cli_entry`)
 turns them into one line on stderr and a non-zero exit status. Each subclass is also a
 ``ValueError`` (except :class:`RunInterrupted`), so code that caught ``ValueError`` keeps working.
 """
@@ -32,6 +32,6 @@ class RunInterrupted(SpikeVAEError):
 
 
 #: set by the command line's signal handlers: a stop was asked for. Long loops check it between steps
-#: (:func:`spikevae._brian.run_checked`), so a signal whose exception was swallowed (raised inside a
+#: (:func:`spikevae.brian._state.run_checked`), so a signal whose exception was swallowed (raised inside a
 #: finalizer, say) still stops the run.
 STOP_REQUESTED = threading.Event()

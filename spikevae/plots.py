@@ -468,7 +468,7 @@ def metric_bars(rows: list[dict], metrics: dict):
 
 
 def rf_mapping_figures(m, label: str) -> dict:
-    """The figures of one :class:`~spikevae.rf.RFMapping`, by file stem: ``rf_grid`` (STAs), ``nx_ny``,
+    """The figures of one :class:`~spikevae.workflows.rf_mapping.RFMapping`, by file stem: ``rf_grid`` (STAs), ``nx_ny``,
     ``tuning``, ``on_off`` (sparse-noise maps) and ``agreement`` (STA beside encoder filter and decoder atom)."""
     rows, order = m.fits, m.order
     P = m.sta.shape[-1]

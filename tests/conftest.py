@@ -71,7 +71,7 @@ def hostile_file(tmp_path):
             return (pathlib.Path.touch, (marker,))
 
     path = tmp_path / "hostile.pt"
-    torch.save({"format": "spikevae.checkpoint", "x": Payload()}, path)
+    torch.save({"format": "spikevae.models.checkpoint", "x": Payload()}, path)
     assert not marker.exists()
     return path, marker
 
@@ -79,8 +79,8 @@ def hostile_file(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, small_patches):
     """A P-VAE (K = 16, 8 x 8 patches) trained for 2 epochs; path to its checkpoint."""
-    from spikevae.train import TrainConfig, fit
-    from spikevae.vae import VAEConfig
+    from spikevae.models.training import TrainConfig, fit
+    from spikevae.models.vae import VAEConfig
 
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     fit(VAEConfig(n_latents=16, patch_size=8), TrainConfig(epochs=2, batch_size=200, method="exact"),
@@ -92,13 +92,13 @@ def tiny_checkpoint(tmp_path_factory, small_patches):
 def _reset_brian_state():
     """Brian2 global state (device, codegen target, clock, scope) reset before every test, checked after.
 
-    Library functions must restore what they found (``spikevae._brian.brian_state``): a test that
+    Library functions must restore what they found (``spikevae.brian._state.brian_state``): a test that
     leaves the device or target changed fails here.
     """
     import sys
 
     if "brian2" in sys.modules:
-        from spikevae._brian import reset_brian
+        from spikevae.brian._state import reset_brian
 
         reset_brian()
     yield
@@ -107,7 +107,7 @@ def _reset_brian_state():
         from brian2.devices.device import get_device
 
         leaked = get_device().__class__.__name__ != "RuntimeDevice" or brian2.prefs.codegen.target != "auto"
-        from spikevae._brian import reset_brian
+        from spikevae.brian._state import reset_brian
 
         reset_brian()
         assert not leaked, "a library call left Brian2's device or code-generation target changed"

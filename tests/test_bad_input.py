@@ -61,7 +61,10 @@ CASES = {
 
 
 def _commands(tmp_path, ck):
-    from spikevae import demo, evaluate, lca_cli, simulate
+    from spikevae.cli import lca as lca_cli
+    from spikevae.cli import simulate
+    from spikevae.workflows import evaluation as demo
+    from spikevae.workflows import evaluation as evaluate
 
     out = tmp_path / "out"
     small = ["--window", "10", "--dt", "1", "--target", "numpy", "--quiet"]
@@ -111,7 +114,7 @@ def test_tampered_checkpoint_one_line_no_files(tmp_path, capsys, tampered, comma
     (["--chunk", "0"], "--chunk: must be between 1 and 1e9"),
 ])
 def test_simulate_numeric_options_refused_up_front(tmp_path, capsys, tiny_checkpoint, argv, msg):
-    from spikevae.simulate import main
+    from spikevae.cli.simulate import main
 
     t0 = time.perf_counter()
     code = run_cli(main, ["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o"), "--quiet",
@@ -155,7 +158,7 @@ def test_a_run_that_brian_stopped_early_is_refused():
     """Brian2's quiet stop (what its first Ctrl-C does) must not pass as a complete run."""
     import brian2 as b2
 
-    from spikevae._brian import brian_state, run_checked
+    from spikevae.brian._state import brian_state, run_checked
     from spikevae.errors import RunInterrupted
 
     with brian_state():
@@ -183,7 +186,7 @@ def test_interrupted_simulate_writes_nothing_and_cleans_up(tmp_path, signals):
     out, tmp = tmp_path / "run", tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "spikevae.simulate", "--out", str(out), "--n-stimuli", "200", "--repeats", "50",
+    cmd = [sys.executable, "-m", "spikevae.cli.simulate", "--out", str(out), "--n-stimuli", "200", "--repeats", "50",
            "--chunk", "20", "--target", "numpy", "--device", "cpu"]
     if len(signals) == 2:  # the chunks in this process (by default a run of many chunks uses every core)
         cmd += ["--workers", "1"]
@@ -217,7 +220,7 @@ def test_a_swallowed_stop_request_still_stops_the_next_run():
     """A signal whose KeyboardInterrupt was lost (raised in a finalizer, say) leaves the flag: the run stops."""
     import brian2 as b2
 
-    from spikevae._brian import brian_state, run_checked
+    from spikevae.brian._state import brian_state, run_checked
     from spikevae.errors import STOP_REQUESTED
 
     STOP_REQUESTED.set()

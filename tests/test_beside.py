@@ -1,4 +1,4 @@
-"""spikevae._beside.Beside: work in a forked process gives the serial result, its errors, and never outlives
+"""spikevae.workflows._beside.Beside: work in a forked process gives the serial result, its errors, and never outlives
 the block that started it."""
 import os
 import time
@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from spikevae._beside import Beside
+from spikevae.workflows._beside import Beside
 
 
 def _square_sum(a):
@@ -46,8 +46,8 @@ def test_leaving_the_block_early_ends_the_process_before_it_writes(tmp_path):
 
 def test_figures_drawn_beside_equal_figures_drawn_here(tmp_path):
     """simulate draws its figures in a forked process while it writes the NWB file: the same PNG bytes."""
-    from spikevae.pipeline import _draw_figures
     from spikevae.records import Presentations, SpikeTrains
+    from spikevae.workflows.simulate import _draw_figures
 
     rng = np.random.default_rng(0)
     lam = rng.gamma(0.5, 2.0, (6, 40))

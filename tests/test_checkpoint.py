@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from spikevae import checkpoint as C
 from spikevae.data import Preprocessing
 from spikevae.io.files import atomic_write
-from spikevae.model import load_model
+from spikevae.models import checkpoint as C
+from spikevae.models.trained import load_model
 
 
 def test_round_trip_gives_identical_rates(tiny_checkpoint, small_patches):

@@ -20,7 +20,7 @@ def _readme_table() -> dict:
 
 def test_readme_shipped_model_table_is_what_the_code_computes():
     import spikevae
-    from spikevae.demo import validation_summary
+    from spikevae.workflows.evaluation import validation_summary
 
     table = _readme_table()
     m = validation_summary(spikevae.load_model(), n_val=10_000, seed=0)

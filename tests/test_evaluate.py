@@ -15,7 +15,7 @@ from spikevae.analysis import (
     shattering_dimensionality,
     treves_rolls,
 )
-from spikevae.evaluate import main
+from spikevae.cli.evaluate import main
 
 CENTRES = np.random.default_rng(0).standard_normal((10, 20)) * 10  # ten classes, far apart
 
@@ -87,7 +87,7 @@ def test_gabor_likeness_separates_gabors_from_noise():
 
 @pytest.fixture(scope="module")
 def digit_models(tmp_path_factory):
-    from spikevae.train import main as train
+    from spikevae.cli.train import main as train
 
     d = tmp_path_factory.mktemp("digits")
     paths = []
@@ -133,7 +133,7 @@ def test_evaluate_bad_input_is_one_line(tmp_path, capsys, hostile_file):
 
 
 def test_group_over_seeds_averages_rows_that_differ_only_by_seed():
-    from spikevae.evaluate import group_over_seeds
+    from spikevae.workflows.evaluation import group_over_seeds
 
     base = {"family": "poisson", "arch": "lin|lin", "K": 10, "beta": 1.0, "method": "mc", "dataset": "digits",
             "epochs": 3}
@@ -163,10 +163,10 @@ def test_a_checkpoint_is_evaluated_on_the_data_of_its_own_preprocessing(tmp_path
     set, fingerprint and all."""
     from conftest import run_cli
 
+    from spikevae.cli.train import main
     from spikevae.data import Preprocessing
-    from spikevae.evaluate import evaluate_checkpoint
-    from spikevae.model import load_model
-    from spikevae.train import main
+    from spikevae.models.trained import load_model
+    from spikevae.workflows.evaluation import evaluate_checkpoint
 
     path = tmp_path / "old_recipe.pt"
     assert run_cli(main, ["--out", str(path), "--latents", "16", "--patch-size", "8", "--epochs", "1", "--n-train", "2000",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from spikevae.vae import FAMILIES, VAE, VAEConfig, gumbel_softmax
+from spikevae.models.vae import FAMILIES, VAE, VAEConfig, gumbel_softmax
 
 
 def _model(family, gen, K=6):
@@ -65,7 +65,7 @@ def test_gumbel_softmax_limits(gen):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_trains(family, small_patches):
-    from spikevae.train import TrainConfig, fit
+    from spikevae.models.training import TrainConfig, fit
 
     res = fit(VAEConfig(family=family, n_latents=32, patch_size=8, prior_log_high=-2.0),
               TrainConfig(epochs=3, batch_size=200, lr=0.01, warmup_epochs=0.5), small_patches, progress=False)

@@ -12,8 +12,8 @@ import pytest
 from conftest import run_cli
 
 from spikevae.errors import CheckpointError, DataError
-from spikevae.spike_model import SpikeModel
-from spikevae.spiking import PoissonLayerConfig
+from spikevae.spikes import PoissonLayerConfig
+from spikevae.spikes.spike_model import SpikeModel
 
 LAYER = PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target="numpy", chunk=7,
                            spikes=SpikeModel(latency=0.01, spontaneous_hz=40.0))  # responses spill over chunk cuts
@@ -22,7 +22,7 @@ LAYER = PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target="numpy", chun
 def test_streamed_run_writes_the_spikes_of_the_in_memory_run(tmp_path, tiny_checkpoint):
     """simulate_to_folder (spill file, counting sort on disk, counts reduced per chunk) = run_simulation."""
     from spikevae.io import read_nwb
-    from spikevae.pipeline import run_simulation, simulate_to_folder
+    from spikevae.workflows.simulate import run_simulation, simulate_to_folder
 
     mem = run_simulation(tiny_checkpoint, "white-noise", 9, 4, LAYER, seed=3)
     summary = simulate_to_folder(tmp_path / "run", tiny_checkpoint, "white-noise", 9, 4, LAYER, seed=3, neo=False)
@@ -40,7 +40,7 @@ def test_streamed_run_writes_the_spikes_of_the_in_memory_run(tmp_path, tiny_chec
 
 
 def test_one_run_per_folder(tmp_path, tiny_checkpoint, capsys):
-    from spikevae.simulate import main
+    from spikevae.cli.simulate import main
 
     out = tmp_path / "run"
     base = ["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--stimuli", "white-noise", "--n-stimuli", "3",
@@ -120,7 +120,7 @@ def test_full_disk_one_line_and_nothing_left(tmp_path, tiny_checkpoint, neo):
     mnt = _small_fs(tmp_path)
     try:
         out = mnt / "run"
-        cmd = [sys.executable, "-m", "spikevae.simulate", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+        cmd = [sys.executable, "-m", "spikevae.cli.simulate", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
                "--stimuli", "white-noise", "--n-stimuli", "200", "--repeats", "20", "--window", "20", "--dt", "1",
                "--target", "cython", "--quiet"] + ([] if neo else ["--no-neo"])
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -133,7 +133,7 @@ def test_full_disk_one_line_and_nothing_left(tmp_path, tiny_checkpoint, neo):
 
 
 def test_checkpoint_zip_bomb_refused_before_decompressing(tmp_path, tiny_checkpoint):
-    from spikevae.checkpoint import load_checkpoint
+    from spikevae.models.checkpoint import load_checkpoint
 
     bomb = tmp_path / "bomb.pt"
     with zipfile.ZipFile(tiny_checkpoint) as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
@@ -167,7 +167,7 @@ def test_image_above_the_pixel_limit_refused_before_decoding(tmp_path, monkeypat
 def test_degenerate_images_skipped_or_refused(tmp_path, tiny_checkpoint, capsys, caplog):
     from PIL import Image
 
-    from spikevae.simulate import main
+    from spikevae.cli.simulate import main
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -236,7 +236,7 @@ def test_memory_does_not_grow_with_the_run(tmp_path):
     rss = []
     for n in (2_000, 50_000):
         out = tmp_path / f"run{n}"
-        _, mb = bench.peak_rss_mb([sys.executable, "-m", "spikevae.simulate", "--out", str(out), "--no-neo", "--quiet",
+        _, mb = bench.peak_rss_mb([sys.executable, "-m", "spikevae.cli.simulate", "--out", str(out), "--no-neo", "--quiet",
                                    "--n-stimuli", "50", "--repeats", str(n // 50), "--chunk", "2000",
                                    "--target", "cython", "--dt", "1"])  # memory does not depend on dt
         rss.append(mb)

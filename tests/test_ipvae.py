@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from spikevae.ipvae import IPVAE, IPVAEConfig, IPVAETrainConfig, load, save, scu
+from spikevae.models.ipvae import IPVAE, IPVAEConfig, IPVAETrainConfig, load, save, scu
 
 
 def _small(seed=0):
@@ -48,7 +48,7 @@ def test_update_matches_a_hand_computed_step():
 
 @pytest.mark.parametrize("u_prev,u_new", [(-1.0, 0.7), (1.5, -0.3), (0.2, 0.2), (-4.0, -6.0)])
 def test_kl_is_the_exact_poisson_kl_with_the_prior_rate(u_prev, u_new):
-    from spikevae.poisson import poisson_kl
+    from spikevae.models.poisson import poisson_kl
 
     lam, r = math.exp(u_new), math.exp(u_prev)
     k = np.arange(0, 200)
@@ -98,7 +98,7 @@ def test_bad_input_and_foreign_checkpoints(tmp_path, tiny_checkpoint):
 def test_a_short_training_lowers_the_held_out_loss(small_patches):
     """40 Adamax steps from the default start: the held-out sequence loss (hard spikes, the final β, same
     seed) falls and the rates explain part of the patches' variance (measured: 89.8 → 84.2 nats, R² .39)."""
-    from spikevae.ipvae import evaluate, fit
+    from spikevae.models.ipvae import evaluate, fit
 
     xtr = torch.as_tensor(small_patches.train[:2000]).reshape(2000, -1)
     xv = torch.as_tensor(small_patches.val[:500]).reshape(500, -1)
@@ -119,7 +119,7 @@ def test_a_short_training_lowers_the_held_out_loss(small_patches):
 
 
 def test_train_command_writes_an_ipvae_checkpoint(tmp_path, capsys):
-    from spikevae.train import main
+    from spikevae.cli.train import main
 
     out = tmp_path / "ip.pt"
     assert main(["--model", "ipvae", "--dataset", "digits", "--latents", "16", "--epochs", "1", "--batch-size", "200",

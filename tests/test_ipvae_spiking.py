@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import assert_dandi_clean
 
+from spikevae.brian.ipvae import IPVAECircuitConfig, ipvae_brian, iteration_counts
 from spikevae.errors import ArgumentError
-from spikevae.ipvae import IPVAE, IPVAEConfig
-from spikevae.ipvae_spiking import IPVAECircuitConfig, ipvae_brian, iteration_counts
+from spikevae.models.ipvae import IPVAE, IPVAEConfig
 
 
 def _model():
@@ -87,11 +87,11 @@ def test_simulate_runs_an_ipvae_checkpoint_as_its_circuit(tmp_path, capsys):
     a command that needs an encoder refuses the same file in one line."""
     import json
 
+    from spikevae.cli.evaluate import main as evaluate_main
+    from spikevae.cli.simulate import main
     from spikevae.data import Preprocessing
-    from spikevae.evaluate import main as evaluate_main
     from spikevae.io import read_nwb
-    from spikevae.ipvae import save
-    from spikevae.simulate import main
+    from spikevae.models.ipvae import save
 
     model = IPVAE(IPVAEConfig(n_latents=16, patch_size=8, init_scale=0.05), seed=2)
     ck = tmp_path / "ip.pt"
@@ -120,7 +120,7 @@ def test_rf_mapping_of_an_ipvae_through_its_circuit(tmp_path, capsys):
     from conftest import load_script
 
     from spikevae.data import Preprocessing
-    from spikevae.ipvae import save
+    from spikevae.models.ipvae import save
 
     model = IPVAE(IPVAEConfig(n_latents=16, patch_size=8, init_scale=0.05), seed=2)
     ck = tmp_path / "ip.pt"

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from conftest import assert_dandi_clean
 
+from spikevae.brian.lca import lca_brian, spiking_lca
 from spikevae.lca import (
     THRESHOLDS,
     LCAConfig,
@@ -10,12 +11,10 @@ from spikevae.lca import (
     fista,
     ista,
     lca,
-    lca_brian,
     lca_dense,
     lca_fixed_point,
     learn_dictionary,
     normalise_atoms,
-    spiking_lca,
     threshold,
 )
 
@@ -63,7 +62,7 @@ def test_sparse_inhibition_equals_dense(planted):
     phi, _, x = planted
     cfg = LCAConfig(lam=0.1, n_steps=300, tol=0)
     np.testing.assert_allclose(lca(x, phi, cfg).states, lca_dense(x, phi, cfg).states, rtol=0, atol=1e-12)
-    from spikevae.lca import _inhibition
+    from spikevae.lca.solvers import _inhibition
 
     rng = np.random.default_rng(1)
     G = rng.standard_normal((128, 128))
@@ -143,8 +142,8 @@ def test_lca_command_learn_and_infer(tmp_path, capsys):
 
     from conftest import run_cli
 
+    from spikevae.cli.lca import main
     from spikevae.io import load_dictionary
-    from spikevae.lca_cli import main
 
     d = tmp_path / "dict.npz"
     assert run_cli(main, ["learn", "--out", str(d), "--atoms", "16", "--updates", "3", "--batch", "50",
@@ -189,7 +188,7 @@ def test_lca_command_learn_and_infer(tmp_path, capsys):
 def test_lca_command_bad_input(tmp_path, capsys, tiny_checkpoint, argv, msg):
     from conftest import run_cli
 
-    from spikevae.lca_cli import main
+    from spikevae.cli.lca import main
 
     code = run_cli(main, ["infer", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o")] + argv)
     err = capsys.readouterr().err
@@ -199,9 +198,9 @@ def test_lca_command_bad_input(tmp_path, capsys, tiny_checkpoint, argv, msg):
 def test_lca_command_dictionary_patch_mismatch(tmp_path, capsys):
     from conftest import run_cli
 
+    from spikevae.cli.lca import main
     from spikevae.data import Preprocessing
     from spikevae.io import save_dictionary
-    from spikevae.lca_cli import main
 
     bad = tmp_path / "bad.npz"
     save_dictionary(bad, normalise_atoms(np.ones((100, 4)) + np.eye(100, 4)), Preprocessing(patch_size=16), {})
@@ -213,7 +212,8 @@ def test_lca_command_dictionary_patch_mismatch(tmp_path, capsys):
 @pytest.mark.parametrize("kind", ["soft", "nonneg", "hard"])
 def test_compiled_kernel_equals_numpy_and_dense(kind):
     """The compiled Euler loop follows the same trajectory as the numpy paths (rounding only)."""
-    from spikevae.lca import _kernel, lca_dense
+    from spikevae.lca import lca_dense
+    from spikevae.lca.solvers import _kernel
 
     assert _kernel() is not None  # gcc and Cython are part of this project's stack (Brian2 needs them)
     rng = np.random.default_rng(7)
@@ -241,13 +241,14 @@ def test_compiled_kernel_keeps_early_stop_and_energy_records():
 
 
 def test_lca_falls_back_to_numpy_without_a_compiler(monkeypatch):
-    import spikevae._build as build
+    import spikevae.brian._build as build
 
     monkeypatch.setattr(build, "_CACHE", {"_lca_kernel": ImportError("no compiler here")})
     rng = np.random.default_rng(9)
     phi = normalise_atoms(rng.standard_normal((16, 24)))
     x = rng.standard_normal((5, 16))
-    from spikevae.lca import _kernel, lca_dense
+    from spikevae.lca import lca_dense
+    from spikevae.lca.solvers import _kernel
 
     assert _kernel() is None
     np.testing.assert_allclose(lca(x, phi, LCAConfig(n_steps=100, tol=0)).states,

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import stats
 
-from spikevae.poisson import (
+from spikevae.models.poisson import (
     _BUCKETS,
     _bucket_limits,
     _SoftCount,

@@ -29,8 +29,8 @@ def test_sta_matches_elephant():
 
 def test_planted_gabor_recovered_through_the_spiking_pipeline():
     """Encoder filter = a known Gabor; white noise -> λ -> Brian2 spikes -> STA -> Gabor fit."""
-    from spikevae.spiking import PoissonLayerConfig, simulate_poisson
-    from spikevae.vae import VAE, VAEConfig
+    from spikevae.models.vae import VAE, VAEConfig
+    from spikevae.spikes import PoissonLayerConfig, simulate_poisson
 
     P = 16
     true = dict(x0=7.3, y0=8.1, theta=0.6, f=0.15, phase=0.4, sx=2.2, sy=3.0)

@@ -62,7 +62,7 @@ def test_rf_mapping_bad_input(tmp_path, capsys):
 def test_analysis_scripts_on_a_simulated_run(tmp_path, tiny_checkpoint, capsys):
     import json
 
-    from spikevae.simulate import main as simulate
+    from spikevae.cli.simulate import main as simulate
 
     run = tmp_path / "run"
     assert simulate(["--checkpoint", str(tiny_checkpoint), "--out", str(run), "--n-stimuli", "3", "--repeats", "4",
@@ -134,8 +134,8 @@ def test_lca_vs_pvae_smoke(tmp_path, tiny_checkpoint, capsys):
 def test_inference_comparison_smoke(tmp_path, tiny_checkpoint, capsys):
     """Every model's row on the same patches; the P-VAE's rate row recomputed here from the model itself."""
     from spikevae.data import natural_patches
-    from spikevae.ipvae import IPVAE, IPVAEConfig, save
-    from spikevae.model import load_model
+    from spikevae.models.ipvae import IPVAE, IPVAEConfig, save
+    from spikevae.models.trained import load_model
 
     pvae = load_model(tiny_checkpoint)
     ip = tmp_path / "ip.pt"

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from conftest import assert_dandi_clean, run_cli
 
+from spikevae.cli.simulate import main
 from spikevae.io import read_neo, read_nwb
-from spikevae.pipeline import run_simulation
-from spikevae.simulate import main
-from spikevae.spiking import PoissonLayerConfig
+from spikevae.spikes import PoissonLayerConfig
+from spikevae.workflows.simulate import run_simulation
 
 BASE = ["--n-stimuli", "4", "--repeats", "2", "--window", "20", "--dt", "1", "--target", "numpy", "--quiet"]
 
@@ -45,7 +45,7 @@ def test_run_simulation_counts_track_rates_and_seed_is_reproducible(tiny_checkpo
 def _rate_mse(path, res):
     import torch
 
-    from spikevae.model import load_model
+    from spikevae.models.trained import load_model
 
     model = load_model(path).vae
     x = torch.as_tensor(res.stimuli.images[res.spikes.presentations.stimulus]).unsqueeze(1)
@@ -119,8 +119,8 @@ def test_bad_input_one_line_no_files(tmp_path, tiny_checkpoint, hostile_file, ca
 
 
 def test_gaussian_checkpoint_is_refused(tmp_path, small_patches, capsys):
-    from spikevae.train import TrainConfig, fit
-    from spikevae.vae import VAEConfig
+    from spikevae.models.training import TrainConfig, fit
+    from spikevae.models.vae import VAEConfig
 
     path = tmp_path / "gauss.pt"
     fit(VAEConfig(family="gaussian", n_latents=8, patch_size=8), TrainConfig(epochs=1, batch_size=500),

@@ -4,8 +4,8 @@ import pytest
 from scipy import stats
 
 from spikevae.errors import ArgumentError
-from spikevae.spike_model import PRESETS, SpikeModel, transient_kernel
-from spikevae.spiking import PoissonLayerConfig, simulate_poisson
+from spikevae.spikes import PoissonLayerConfig, simulate_poisson
+from spikevae.spikes.spike_model import PRESETS, SpikeModel, transient_kernel
 
 
 def _run(lam, model, window=0.05, gap=0.0, dt=5e-4, seed=0, target="numpy", chunk=2000):
@@ -160,7 +160,7 @@ def test_simulate_options_and_script(tmp_path, tiny_checkpoint, capsys):
 
     from conftest import load_script, run_cli
 
-    from spikevae.simulate import main
+    from spikevae.cli.simulate import main
 
     out = tmp_path / "run"
     assert run_cli(main, ["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--n-stimuli", "30",

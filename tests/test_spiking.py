@@ -6,8 +6,9 @@ import pytest
 from scipy import stats
 
 from spikevae.records import Presentations, SpikeTrains
-from spikevae.spike_model import SpikeModel, drive_schedule
-from spikevae.spiking import PoissonLayerConfig, _chunk_table, rate_dt_report, simulate_poisson
+from spikevae.spikes import PoissonLayerConfig, rate_dt_report, simulate_poisson
+from spikevae.spikes.plan import _chunk_table
+from spikevae.spikes.spike_model import SpikeModel, drive_schedule
 
 FAST = PoissonLayerConfig(window=0.05, dt=5e-4, target="numpy")  # 100 steps per window
 
@@ -100,7 +101,7 @@ def test_same_seed_same_spikes_on_every_target(tmp_path, monkeypatch):
 
     # built once: another seed and other rates of the same shape run the cached binary (no Brian2 build), and
     # their spikes are the numpy target's, so every per-run value reached the binary at run time
-    import spikevae.spiking as S
+    import spikevae.spikes as S
 
     projects = sorted(p.name for p in tmp_path.iterdir() if (p / "manifest.json").exists())
     assert len(projects) == 1
@@ -124,7 +125,7 @@ def test_same_seed_same_spikes_on_every_target(tmp_path, monkeypatch):
     # a compiled run whose clock did not reach the built run length is refused: nothing of it is kept
     import json
 
-    from spikevae import _standalone
+    from spikevae.brian import _standalone
     from spikevae.errors import RunInterrupted
 
     folder = tmp_path / projects[0]
@@ -166,7 +167,7 @@ def test_same_seed_same_spikes_for_any_chunking(spikes):
 
 
 def test_stream_draws_are_uniform_and_independent():
-    from spikevae._streams import stream_key, uniform_numpy
+    from spikevae.brian._streams import stream_key, uniform_numpy
 
     key = stream_key(0)
     unit, step = np.meshgrid(np.arange(500), np.arange(400))
@@ -187,7 +188,7 @@ def test_parallel_chunks_equal_serial_and_a_failed_chunk_is_rerun(monkeypatch):
     again in the parent."""
     import os
 
-    import spikevae.spiking as S
+    import spikevae.spikes as S
 
     lam = np.random.default_rng(8).uniform(0, 3, (40, 6))
     cfg = PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target="numpy", chunk=10)
@@ -223,7 +224,7 @@ def test_chunks_on_a_dask_scheduler_equal_serial():
 def test_compiled_runs_stay_within_brian2_standalone_clock_tolerance():
     """Brian2's standalone network matches clocks to 1e-14 s, which one rounding of t exceeds past 64 s: every
     compiled run is at most 64 s long, and as long as the ladder allows."""
-    from spikevae.spiking import STANDALONE_MAX_SECONDS, _ladder, _piece_rows
+    from spikevae.brian.poisson import STANDALONE_MAX_SECONDS, _ladder, _piece_rows
 
     assert STANDALONE_MAX_SECONDS <= 64.0 and np.spacing(64.0 - 1e-9) < 1e-14 < np.spacing(64.0)
     for slot, dt in [(1000, 1e-4), (10, 1e-2), (1, 1e-7), (500, 1e-4), (640, 1e-4)]:
@@ -238,7 +239,7 @@ def test_compiled_runs_stay_within_brian2_standalone_clock_tolerance():
 def test_two_pass_thresholder_equals_brians_own_with_refractoriness(tmp_path):
     """The template's other branch (``refractory=``, which spikevae's layer does not use) and a group whose size
     is not a multiple of the eight conditions read at once: the same spikes as Brian2's thresholder."""
-    from spikevae._brian import brian_state, two_pass_thresholder
+    from spikevae.brian._state import brian_state, two_pass_thresholder
 
     with brian_state() as b2:
         b2.set_device("cpp_standalone", directory=str(tmp_path), build_on_run=False, with_output=False)
@@ -292,7 +293,7 @@ def test_unit_major_order_equals_a_two_key_sort_for_sorted_and_unsorted_spikes()
 def test_auto_target_falls_back_with_a_note(monkeypatch):
     """``auto`` whose first target cannot build here runs the next one, with the same spikes, and says so in the
     run's notes (serial chunks and the parallel path share one fallback)."""
-    import spikevae.spiking as S
+    import spikevae.spikes as S
 
     lam = np.random.default_rng(2).uniform(0, 3, (6, 5))
     cfg = PoissonLayerConfig(window=0.02, dt=1e-3, target="numpy")
@@ -325,7 +326,7 @@ def test_auto_target_falls_back_with_a_note(monkeypatch):
 
 
 def test_time_order_keeps_a_monitors_order_and_sorts_anything_else():
-    from spikevae.spiking import _time_ordered
+    from spikevae.spikes.plan import _time_ordered
 
     rng = np.random.default_rng(3)
     steps, unit = rng.integers(0, 400, 2000), rng.integers(0, 30, 2000)

@@ -4,7 +4,8 @@ import json
 import pytest
 from conftest import run_cli
 
-from spikevae.sweep import expand_grid, main, run_id, run_job
+from spikevae.cli.sweep import main
+from spikevae.workflows.sweep import expand_grid, run_id, run_job
 
 
 def test_grid_is_the_product_over_defaults_and_ids_are_stable():

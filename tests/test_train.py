@@ -4,17 +4,18 @@ import pytest
 import torch
 from conftest import run_cli
 
-from spikevae import checkpoint as C
 from spikevae.analysis import lifetime_sparsity
-from spikevae.train import TrainConfig, evaluate, extend_config, fit, main, schedule
-from spikevae.vae import VAE, VAEConfig
+from spikevae.cli.train import main
+from spikevae.models import checkpoint as C
+from spikevae.models.training import TrainConfig, evaluate, extend_config, fit, schedule
+from spikevae.models.vae import VAE, VAEConfig
 
 MC = VAEConfig(n_latents=64, patch_size=8, prior_log_high=-2.0)
 TC = TrainConfig(epochs=5, batch_size=100, method="mc", lr=0.03, warmup_epochs=0.5)
 
 
 def test_short_run_lowers_validation_loss(small_patches):
-    from spikevae.train import _child_seeds
+    from spikevae.models.training import _child_seeds
 
     s_init, _, s_val = _child_seeds(TC.seed, 3)
     xva = torch.as_tensor(small_patches.val).unsqueeze(1)

@@ -7,7 +7,7 @@ import pytest
 
 from spikevae.analysis import v1
 from spikevae.analysis.v1_reference import V1_DATA, ks_binned
-from spikevae.spiking import PoissonLayerConfig
+from spikevae.spikes import PoissonLayerConfig
 
 
 def test_orientation_properties_of_a_von_mises_curve():
@@ -94,9 +94,9 @@ def _xr(theta):
 def test_planted_units_recovered_through_the_spiking_path():
     """Grating grid and apertures → rates → Brian2 Poisson spikes → counts → properties, against the planted
     Gabor (orientation ±5°, SF ±10 %) and against each property of the noise-free rates (bandwidths ±15 %)."""
-    from spikevae.rf import grid_from_trials, grid_properties
-    from spikevae.spiking import simulate_poisson
+    from spikevae.spikes import simulate_poisson
     from spikevae.stimuli import aperture_gratings, grating_grid
+    from spikevae.workflows.rf_mapping import grid_from_trials, grid_properties
 
     rates = _units()
     g = grating_grid(P, 12, np.geomspace(0.03, 0.45, 10))  # the issue's minimum: 12 orientations, 10 SFs

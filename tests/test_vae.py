@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikevae.vae import VAE, VAEConfig
+from spikevae.models.vae import VAE, VAEConfig
 
 
 @pytest.mark.parametrize("family", ["poisson", "gaussian"])

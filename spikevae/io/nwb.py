@@ -87,7 +87,7 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
 
     ``st`` is a :class:`SpikeTrains` or any record with its fields whose ``unit_major()`` and
     ``presentations.expected`` may be h5py datasets (a long run spilled to disk,
-    :class:`spikevae.pipeline.SpilledSpikes`): those are copied into the file without being loaded.
+    :class:`spikevae.workflows.simulate.SpilledSpikes`): those are copied into the file without being loaded.
     """
     from hdmf.common import DynamicTable, VectorData, VectorIndex
     from pynwb import NWBHDF5IO, NWBFile

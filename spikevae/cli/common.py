@@ -15,8 +15,8 @@ import math
 import signal
 import sys
 
-from ._resources import available_memory, check_memory
-from .errors import STOP_REQUESTED, ArgumentError, RunInterrupted, SpikeVAEError
+from .._resources import available_memory, check_memory
+from ..errors import STOP_REQUESTED, ArgumentError, RunInterrupted, SpikeVAEError
 
 __all__ = ["ArgumentError", "Parser", "cli_entry", "resolve_device", "seed", "positive_int", "positive_float",
            "nonneg_float", "unit_float", "check_memory", "available_memory"]
@@ -62,7 +62,7 @@ class Parser(argparse.ArgumentParser):
 
 def subject_from(args):
     """The :class:`~spikevae.io.nwb.SubjectInfo` of ``--subject-*`` arguments, validated (one-line errors)."""
-    from .io.nwb import SubjectInfo
+    from ..io.nwb import SubjectInfo
 
     return SubjectInfo(args.subject_species, args.subject_id, args.subject_age, args.subject_sex).validate()
 
@@ -121,7 +121,7 @@ def cli_entry(prog: str):
             sys.unraisablehook = _unraisable_hook(hook)
             try:
                 # Brian2 wraps the SIGINT handler it finds at import; with its stop-on-Ctrl-C preference off
-                # (spikevae._brian.brian_state) it passes the signal on to this one
+                # (spikevae.brian._state.brian_state) it passes the signal on to this one
                 previous = {s: signal.signal(s, h) for s, h in ((signal.SIGTERM, _on_sigterm),
                                                                 (signal.SIGINT, _on_sigint))}
             except ValueError:  # not the main thread (e.g. a test runner's worker): leave the signals alone
@@ -161,8 +161,8 @@ def cli_entry(prog: str):
 
 
 def resolve_device(name: str):
-    """``auto`` → CUDA when available, else CPU (see :func:`spikevae.model.resolve_device`)."""
-    from .model import resolve_device as _resolve
+    """``auto`` → CUDA when available, else CPU (see :func:`spikevae.models.trained.resolve_device`)."""
+    from ..models.trained import resolve_device as _resolve
 
     return _resolve(name)
 

@@ -16,11 +16,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ArgumentError
-from .io.files import provenance, write_json
-from .records import SpikeTrains
-from .spiking import PoissonLayerConfig, rates_hz
-from .stimuli import StimulusSet, make_stimuli
+from ..errors import ArgumentError
+from ..io.files import provenance, write_json
+from ..records import SpikeTrains
+from ..spikes import PoissonLayerConfig, rates_hz
+from ..stimuli import StimulusSet, make_stimuli
 
 __all__ = ["SimulationResult", "run_simulation", "decode_errors", "write_simulation", "simulate_to_folder",
            "describe_simulation", "SpilledSpikes"]
@@ -39,7 +39,7 @@ class SimulationResult(NamedTuple):
 def decode_errors(model, stimuli: np.ndarray, rates: np.ndarray, counts: np.ndarray, stim_index: np.ndarray) -> dict:
     """Squared reconstruction error (summed over pixels) from spike counts and from rates λ, per presentation mean.
 
-    ``model`` is a :class:`~spikevae.model.TrainedModel`; R² = 1 − Σ error / Σ patch energy.
+    ``model`` is a :class:`~spikevae.models.trained.TrainedModel`; R² = 1 − Σ error / Σ patch energy.
     """
     x = np.asarray(stimuli, dtype=np.float64)[stim_index].reshape(len(stim_index), -1)
     err_spk = np.square(x - model.decode(counts).reshape(len(x), -1)).sum(1)
@@ -183,8 +183,8 @@ class SpilledSpikes:
 def _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress, spill_dir=None, workers=1,
               scheduler=None):
     """The one simulation loop: chunks of Brian2 spikes → a tally, and either memory or a spill file."""
-    from .model import TrainedModel, load_model
-    from .spiking import PoissonRun
+    from ..models.trained import TrainedModel, load_model
+    from ..spikes import PoissonRun
 
     t0 = time.perf_counter()
     layer.validate()
@@ -194,7 +194,7 @@ def _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress,
         model = load_model(model, device)
     model._need_poisson("spike trains")
     K = model.config.n_latents
-    from ._resources import check_memory
+    from .._resources import check_memory
 
     n_pres = n_stimuli * repeats
     # the presentation table (~64 bytes a presentation); in memory also λ, counts and spikes of every presentation
@@ -227,7 +227,7 @@ def _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress,
     meta["spikevae_version"] = meta["provenance"]["packages"].get("spikevae")
     run = PoissonRun(lam, layer, s_spk, index=stim_idx, stimulus=stim_idx, repeat=rep)
     if spill_dir is not None:  # λ of every presentation and the spikes, in the spill file and again in the NWB file
-        from .io import check_free_space
+        from ..io import check_free_space
 
         spikes = float(lam[stim_idx[:min(len(stim_idx), 100_000)]].mean()) * n_pres * K if lam.size else 0.0
         check_free_space(spill_dir, 2 * (8.0 * n_pres * K + 12.0 * spikes) + 16 * 2**20, "this run's spikes")
@@ -319,7 +319,7 @@ def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, re
         Model device when ``model`` is a path.
     workers, scheduler
         Brian2 chunks in this many local processes, or on the Dask scheduler at this address (the spikes do
-        not change; :meth:`spikevae.spiking.PoissonRun.chunks`).
+        not change; :meth:`spikevae.spikes.PoissonRun.chunks`).
 
     Notes
     -----
@@ -366,7 +366,7 @@ def write_simulation(out: str | os.PathLike, result: SimulationResult, neo: bool
     ``summary.json`` last. Every file is written to a temporary name and renamed when complete; if any
     write fails, every file of the run is removed (:class:`spikevae.io.RunFolder`).
     """
-    from .io import RunFolder
+    from ..io import RunFolder
 
     with RunFolder(out, command, overwrite) as files:
         counts, expected = result.counts, result.spikes.presentations.expected
@@ -385,7 +385,7 @@ def simulate_to_folder(out: str | os.PathLike, model=None, stimuli: str = "natur
     counts are reduced per chunk (figures use the first :data:`FIGURE_PRESENTATIONS` presentations). The
     Neo file needs the whole run in memory: use ``neo=False`` for long runs. Returns the summary.
     """
-    from .io import RunFolder
+    from ..io import RunFolder
 
     with RunFolder(out, command, overwrite) as files:
         st, stim, _, counts, expected, raster, summary = _simulate(model, stimuli, n_stimuli, repeats, layer, seed,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 from .poisson import poisson_kl, relaxed_poisson, softclamp_upper
 
 __all__ = ["VAEConfig", "Posterior", "LossTerms", "VAE", "FAMILIES", "ANNEALED", "ENCODERS", "DECODERS",

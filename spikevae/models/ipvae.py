@@ -17,7 +17,7 @@ training loss is the mean over ``T`` unrolled iterations, back-propagated throug
 
 One draw per iteration: the reference draws the read-out of iteration t and the spikes that drive update
 t + 1 independently from the same rates ``e^{u_t}``; here they are one draw, as in a circuit whose spikes
-are both what it says and what it hears (:mod:`spikevae.ipvae_spiking`). The potentials u_t and each
+are both what it says and what it hears (:mod:`spikevae.brian.ipvae`). The potentials u_t and each
 iteration's read-out have the reference's law (the same transition from u_{t−1} to u_t); only the read-out
 of t and the drive of t + 1 are now the same spikes. The sampling costs half.
 
@@ -29,7 +29,7 @@ Training (:func:`fit`, ``python -m spikevae.train --model ipvae``) follows the r
 (``u0 ~ U(−2, 0)`` against ``U(−6, −4)``): units must spike to receive a gradient, and from the reference's
 start a 16×16, K = 512 model at β = 24 is nearly silent for hundreds of steps (training NLL 350 after 500
 steps, against 266 after 250 from ours; docs/ipvae.md; the reference trains 150,000 steps on a GPU).
-:func:`evaluate` runs inference to any T with spike and rate read-outs; :mod:`spikevae.ipvae_spiking` runs
+:func:`evaluate` runs inference to any T with spike and rate read-outs; :mod:`spikevae.brian.ipvae` runs
 the same inference as a Brian2 spiking circuit.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 from .poisson import poisson_kl, relaxed_poisson, softclamp_upper
 
 __all__ = ["IPVAEConfig", "IPVAE", "IPVAETrainConfig", "IterationTrace", "scu", "schedule", "fit", "save", "load",
@@ -120,6 +120,18 @@ class IPVAE(nn.Module):
         p = float(self.clamp_progress)
         c = self.config
         return CLAMP_START + p * (c.clamp_u - CLAMP_START), CLAMP_START + p * (c.clamp_du - CLAMP_START)
+
+    @torch.no_grad()
+    def circuit_parameters(self):
+        """The parameters the Brian2 circuit runs on, as float64 numpy
+        (:class:`spikevae.brian.ipvae.CircuitParameters`: Φ, 1/σ², b, η, u0, c_u, c_du, the floor of u)."""
+        from ..brian.ipvae import CircuitParameters
+
+        c_u, c_du = self.ceilings()
+        return CircuitParameters(self.phi.double().cpu().numpy(),
+                                 torch.exp(-2.0 * self.log_sigma).double().cpu().numpy().ravel(),
+                                 torch.exp(self.log_bias).double().cpu().numpy().ravel(), float(torch.exp(self.log_lr)),
+                                 self.u0.double().cpu().numpy().ravel(), c_u, c_du, U_FLOOR)
 
     def drive(self, x: torch.Tensor, z: torch.Tensor, recon: torch.Tensor | None = None) -> torch.Tensor:
         """``Φᵀ Σ⁻¹ (x − Φ z) − b`` (B, K): the gradient step's direction before the step size η
@@ -205,7 +217,7 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
     explained); ``r2_per_patch`` is the reference's mean of per-patch R², which a few near-blank patches
     (4.8 % of ours) drive far below zero whenever a spike lands on them.
     """
-    from .analysis.sparsity import lifetime_sparsity, population_sparsity
+    from ..analysis.sparsity import lifetime_sparsity, population_sparsity
 
     if t_max < 1:
         raise ArgumentError(f"the number of iterations T must be >= 1, got {t_max}")
@@ -371,9 +383,9 @@ def save(model: IPVAE, path, history: list | None = None, train_config: IPVAETra
     """Write an iP-VAE checkpoint atomically: the project's checkpoint container (tensors and plain data
     only) with ``family = "ipvae"``, the iP-VAE's own configs, the preprocessing of its training data, the
     final metrics and the per-epoch history."""
+    from ..data import Preprocessing
+    from ..io.files import provenance
     from .checkpoint import IPVAE_FAMILY, save_checkpoint
-    from .data import Preprocessing
-    from .io.files import provenance
 
     prep = preprocessing if preprocessing is not None else Preprocessing(patch_size=model.config.patch_size).to_dict()
     save_checkpoint(path, {
@@ -389,8 +401,8 @@ def load(path) -> IPVAE:
     The returned model carries the stored fields other than the weights as ``model.checkpoint`` and the
     preprocessing of its training data as ``model.preprocessing``.
     """
+    from ..errors import CheckpointError
     from .checkpoint import IPVAE_FAMILY, load_checkpoint, validate_container
-    from .errors import CheckpointError
 
     ck = load_checkpoint(path)
     if ck.get("family") != IPVAE_FAMILY:

@@ -2,7 +2,7 @@
 and the standard V1 property battery (orientation, spatial frequency, size, F1/F0, subregion overlap).
 
 P-VAE units respond with real spikes: frames → posterior rates λ → Brian2 Poisson neurons
-(:func:`spikevae.spiking.simulate_poisson`) → counts per frame window. LCA units respond with their converged
+(:func:`spikevae.spikes.simulate_poisson`) → counts per frame window. LCA units respond with their converged
 sparse code (:func:`spikevae.lca.lca_fixed_point`), which is signed: each LCA unit is mapped as the two channels a
 recording would see, its ON (a > 0) and OFF (a < 0) rectified responses (channel k is unit k's ON half, channel
 K + k its OFF half, whose STA is then −atom k).
@@ -17,10 +17,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .analysis.geometry import R2_GOOD
-from .analysis.receptive_fields import STA_SNR_MIN, GratingTuning, fit_gabor, frames_for_snr, grating_tuning, sta, sta_snr
-from .errors import ArgumentError
-from .records import SpikeTrains
+from ..analysis.geometry import R2_GOOD
+from ..analysis.receptive_fields import STA_SNR_MIN, GratingTuning, fit_gabor, frames_for_snr, grating_tuning, sta, sta_snr
+from ..errors import ArgumentError
+from ..records import SpikeTrains
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _fork_map(fn, items: list, workers: int | None, min_per_worker: int = 4, des
     progress bar named ``desc`` when given."""
     from tqdm.auto import tqdm
 
-    from ._resources import usable_cores
+    from .._resources import usable_cores
 
     n = workers or usable_cores()
     bar = dict(total=len(items), disable=desc is None, desc=desc)
@@ -113,7 +113,7 @@ _LCA_JOB: dict = {}
 
 def _lca_codes(xf: np.ndarray) -> np.ndarray:
     """The converged LCA codes of one batch (the dictionary and λ are set in :data:`_LCA_JOB` before forking)."""
-    from .lca import LCAConfig, lca_fixed_point
+    from ..lca import LCAConfig, lca_fixed_point
 
     return lca_fixed_point(xf, _LCA_JOB["phi"], LCAConfig(lam=_LCA_JOB["lam"])).codes
 
@@ -131,7 +131,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     ----------
     model : TrainedModel, IPVAE, path or None
         The P-VAE whose units are mapped through spikes (None: the shipped model), or an iP-VAE, whose units
-        are mapped through its Brian2 inference circuit (:func:`spikevae.ipvae_spiking.ipvae_brian`): each frame
+        are mapped through its Brian2 inference circuit (:func:`spikevae.brian.ipvae.ipvae_brian`): each frame
         is one presentation of ``n_iter`` inference iterations (after the prior period), the response is the
         spike count over those iterations, and ``sta_lags`` holds the STA of each iteration's spikes (the
         spatiotemporal STA over iteration lags). Ignored when ``dictionary`` is given.
@@ -154,8 +154,8 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         preferred grating in apertures of ``diameters`` pixels centred on its RF, 4 phases, ``size_repeats``
         times). Without it the gratings are the grid alone at 8 orientations x 4 frequencies x 4 phases.
     """
-    from .lca import normalise_atoms
-    from .stimuli import DEFAULT_FREQUENCIES, aperture_gratings, grating_grid
+    from ..lca import normalise_atoms
+    from ..stimuli import DEFAULT_FREQUENCIES, aperture_gratings, grating_grid
 
     if min(frames, sparse_frames, grating_repeats, fit_units, size_repeats) < 1:
         raise ArgumentError("frames, sparse_frames, grating_repeats, size_repeats and fit_units must be >= 1")
@@ -163,7 +163,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         raise ArgumentError("the grating grid needs >= 4 orientations and >= 4 phases per cycle")
     if space not in ("pixel", "model"):
         raise ArgumentError(f"space must be 'pixel' or 'model', got {space!r}")
-    from ._resources import check_memory
+    from .._resources import check_memory
 
     rng = np.random.default_rng(seed)
     if dictionary is not None:
@@ -175,8 +175,8 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         encoder, decoder = None, np.concatenate([phi.T, -phi.T]).reshape(2 * K, P, P)
         latent, sign = np.tile(np.arange(K), 2), np.repeat([1, -1], K)
     elif _is_ipvae(model):
-        from .ipvae import IPVAE, load
-        from .ipvae_spiking import IPVAECircuitConfig
+        from ..brian.ipvae import IPVAECircuitConfig
+        from ..models.ipvae import IPVAE, load
 
         kind = "ipvae"
         model = model if isinstance(model, IPVAE) else load(model)
@@ -189,8 +189,8 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
         latent, sign = np.arange(K), np.ones(K, np.int64)
         window = n_iter * circuit.period
     else:
-        from .model import TrainedModel, load_model
-        from .spiking import PoissonLayerConfig
+        from ..models.trained import TrainedModel, load_model
+        from ..spikes import PoissonLayerConfig
 
         kind = "pvae"
         model = model if isinstance(model, TrainedModel) else load_model(model)
@@ -219,7 +219,8 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
             per = _ipvae_respond(model, x, s, repeats, n_iter, circuit, against, lag_sums,
                                  progress and (meta or {}).get("protocol", "iP-VAE circuit"))
             return per.mean(0), None, per
-        from .spiking import default_workers, simulate_poisson
+        from ..spikes import simulate_poisson
+        from ..spikes.plan import default_workers
 
         n = len(x)
         index = np.tile(np.arange(n), repeats)
@@ -234,7 +235,7 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
     wn = rng.standard_normal((frames, P, P)).astype(np.float32)
     shown = wn
     if space == "pixel" and kind in ("pvae", "ipvae") and prep.kind == "natural":
-        from .data import whitening_filter
+        from ..data import whitening_filter
 
         # the checkpoint's whitening filter, frame by frame; unit variance per pixel, like the training data
         shown = np.fft.irfft2(np.fft.rfft2(wn) * whitening_filter((P, P), prep.whiten_f0, prep.whiten_n), s=(P, P))
@@ -313,12 +314,12 @@ def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, pr
 def _is_ipvae(model) -> bool:
     if model is None:
         return False
-    from .ipvae import IPVAE
+    from ..models.ipvae import IPVAE
 
     if isinstance(model, IPVAE):
         return True
     if isinstance(model, (str, os.PathLike)):
-        from .checkpoint import IPVAE_FAMILY, load_checkpoint
+        from ..models.checkpoint import IPVAE_FAMILY, load_checkpoint
 
         return load_checkpoint(model).get("family") == IPVAE_FAMILY
     return False
@@ -331,7 +332,7 @@ IPVAE_BATCH = 1024
 def _ipvae_respond(model, x, seed, repeats, n_iter, circuit, against, lag_sums, progress=None) -> np.ndarray:
     """Spike counts over iterations 1..n_iter of the iP-VAE circuit, per repeat (repeats, n, K); frames run in
     batches of :data:`IPVAE_BATCH`, each with its own seed drawn from ``seed``."""
-    from .ipvae_spiking import ipvae_brian
+    from ..brian.ipvae import ipvae_brian
 
     n = len(x)
     xf = np.asarray(x, dtype=np.float64).reshape(n, -1)
@@ -362,7 +363,7 @@ def _ipvae_respond(model, x, seed, repeats, n_iter, circuit, against, lag_sums, 
 def _rf_centres(maps: np.ndarray, rows: list, P: int) -> np.ndarray:
     """Each channel's RF centre (x, y): its Gabor fit's when good, else the centroid of the STA's energy, else
     the patch centre."""
-    from .analysis.geometry import R2_GOOD
+    from ..analysis.geometry import R2_GOOD
 
     C = len(maps)
     yy, xx = np.mgrid[0:P, 0:P]
@@ -427,8 +428,8 @@ def v1_properties(m: RFMapping, pixels_per_degree: float | None = None) -> list[
     the response level, the Gabor fit's R², and flags: ``weak`` (best grating below :data:`MIN_RATE_HZ` spikes/s;
     an LCA channel: no response at all), ``poor_fit`` (no Gabor fit with R² ≥ 0.5), ``size_measured``.
     Flagged channels stay in the table; summaries use the channels that are not ``weak``."""
-    from .analysis import v1
-    from .analysis.geometry import R2_GOOD
+    from ..analysis import v1
+    from ..analysis.geometry import R2_GOOD
 
     b = m.battery
     if b is None:
@@ -480,7 +481,7 @@ def grid_properties(grid: np.ndarray, orientations: np.ndarray, frequencies: np.
     """Orientation, SF and F1/F0 properties of responses ``grid`` (C, O, F, n_phases) to a drifting grating grid:
     the preferred grating is the peak of the cycle-mean response; orientation tuning is taken at the preferred
     frequency, SF tuning at the preferred orientation, F1/F0 over the cycle at the preferred grating."""
-    from .analysis import v1
+    from ..analysis import v1
 
     C = grid.shape[0]
     f0 = grid.mean(-1)  # (C, O, F): mean over the drifting cycle
@@ -518,7 +519,7 @@ def v1_summary(rows: list[dict]) -> list[dict]:
     that are not weak (fractions: the mean), the shipped V1 median and, where V1's distribution is shipped, the
     KS distance at its bin edges (:func:`spikevae.analysis.v1_reference.ks_binned`). The grating summation
     field is compared over channels with SSI > 0.1, the population Cavanaugh et al. report it for."""
-    from .analysis.v1_reference import V1_DATA, ks_binned
+    from ..analysis.v1_reference import V1_DATA, ks_binned
 
     use = [r for r in rows if not r["weak"]]
     out = []

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RunInterrupted
+from ..errors import RunInterrupted
 
 __all__ = ["cache_root", "cached_project", "run_binary"]
 
@@ -46,8 +46,8 @@ def cache_root(override: str | os.PathLike | None = None) -> Path:
 def _key(spec: dict) -> str:
     from importlib.metadata import version
 
-    from ._brian import TEMPLATE_DIR
     from ._build import _cpu_key
+    from ._state import TEMPLATE_DIR
 
     templates = hashlib.sha256()
     for f in sorted(TEMPLATE_DIR.glob("*.cpp")):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 
-from ._resources import usable_cores
+from .._resources import usable_cores
 
 __all__ = ["Beside"]
 

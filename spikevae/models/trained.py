@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import Preprocessing, patches_by_area, preprocess_image, read_image, read_image_folder
+from ..errors import ArgumentError, DataError
+from ..io.files import file_sha256
 from .checkpoint import default_checkpoint_path, load_checkpoint, model_from_checkpoint
-from .data import Preprocessing, patches_by_area, preprocess_image, read_image, read_image_folder
-from .errors import ArgumentError, DataError
-from .io.files import file_sha256
 from .vae import VAE, VAEConfig, posterior_array
 
 __all__ = ["TrainedModel", "load_model", "resolve_device"]

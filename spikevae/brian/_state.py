@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import warnings
 from pathlib import Path
 
-from .errors import STOP_REQUESTED, RunInterrupted
+from ..errors import STOP_REQUESTED, RunInterrupted
 
-__all__ = ["quiet_brian", "brian_state", "run_checked", "reset_brian", "two_pass_thresholder", "TEMPLATE_DIR"]
+__all__ = ["quiet_brian", "brian_state", "runtime_build", "run_checked", "reset_brian", "before_fork",
+           "two_pass_thresholder", "TEMPLATE_DIR"]
 
 
 def quiet_brian(fn):
@@ -66,6 +68,21 @@ def brian_state():
         b2.prefs.core.stop_on_keyboard_interrupt = prev_stop
         if get_device() is not prev_device:
             b2.set_device(prev_device, build_on_run=getattr(prev_device, "build_on_run", True))
+
+
+@contextlib.contextmanager
+def runtime_build(target: str):
+    """Build and run networks on Brian2's runtime device with code-generation ``target`` (``numpy`` or ``cython``).
+
+    The one prologue of every runtime network: objects of an earlier build are collected first (Brian2 would
+    rename the new ones), and :func:`brian_state` restores the device, target and Ctrl-C preference on exit.
+    Yields the ``brian2`` module.
+    """
+    gc.collect()
+    with brian_state() as b2:
+        b2.set_device("runtime")
+        b2.prefs.codegen.target = target
+        yield b2
 
 
 def run_checked(net, duration, finished=None, **kwargs) -> None:
@@ -125,3 +142,10 @@ def reset_brian() -> None:
     b2.prefs.core.stop_on_keyboard_interrupt = True
     b2.defaultclock.dt = 0.1 * b2.ms
     b2.start_scope()
+
+
+def before_fork() -> None:
+    """Import Brian2 in this process before forking workers that run runtime networks: Brian2 opens its debug log
+    files at import and removes them at exit, which forked workers skip (they end with ``os._exit``); imported here,
+    the files are this process's and are removed."""
+    import brian2  # noqa: F401

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cli import ArgumentError, Parser, cli_entry, nonneg_float, positive_float, positive_int, seed, subject_from
-from .data import Preprocessing, natural_patches
-from .io.dictionary import load_dictionary, save_dictionary
-from .io.files import file_sha256, provenance, write_json, write_npz
-from .lca import THRESHOLDS, LCAConfig, lca, lca_brian, lca_fixed_point, learn_dictionary, normalise_atoms, spiking_lca
+from ..brian.lca import lca_brian, spiking_lca
+from ..data import Preprocessing, natural_patches
+from ..errors import ArgumentError
+from ..io.dictionary import load_dictionary, save_dictionary
+from ..io.files import file_sha256, provenance, write_json, write_npz
+from ..lca import THRESHOLDS, LCAConfig, lca, lca_fixed_point, learn_dictionary, normalise_atoms
+from .common import Parser, cli_entry, nonneg_float, positive_float, positive_int, seed, subject_from
 
 __all__ = ["main"]
 
@@ -89,7 +91,7 @@ def _learn(args) -> int:
         raise ArgumentError(f"--out is the dictionary file and must end in .npz, got {out.name}")
     if not out.parent.is_dir():
         raise ArgumentError(f"output folder {out.parent} does not exist")
-    from ._resources import check_memory
+    from .._resources import check_memory
 
     check_memory(8.0 * (args.n_train + 2000) * 256 * 2 + 8.0 * args.atoms * args.atoms * 2,
                  f"--n-train {args.n_train} with --atoms {args.atoms}")
@@ -139,14 +141,14 @@ def _infer(args) -> int:
         args.lam = LCAConfig().lam
     cfg = _cfg(args)
     if not args.dictionary:
-        from .model import load_model
+        from ..models.trained import load_model
 
         model = load_model(args.checkpoint)
         phi, prep = model.dictionary, model.preprocessing
         source = {"checkpoint": str(args.checkpoint), "sha256": model.sha256}
     phi = normalise_atoms(phi)
-    from ._resources import check_memory
-    from .io import RunFolder
+    from .._resources import check_memory
+    from ..io import RunFolder
 
     # patches (float32 and float64), and states, codes and inhibition per patch and atom (float64)
     check_memory(args.n_patches * (12.0 * phi.shape[0] + 8.0 * 4 * phi.shape[1]), f"--n-patches {args.n_patches}")

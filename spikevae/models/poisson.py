@@ -41,7 +41,7 @@ import math
 
 import torch
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 
 __all__ = [
     "n_exp_for_rate",

@@ -11,28 +11,25 @@ in one period; such spikes are dropped and counted (``clipped_spikes``).
 Spikes carry the recurrent input: each spike of neuron j adds ``W_kj`` to ``rec_k`` of every neuron k
 of its patch, ``W = Φᵀ Σ⁻¹ Φ`` (Brian2 ``Synapses``, or for large K a ``network_operation`` that
 multiplies the period's spike counts by W once per period). At the end of the period every neuron
-updates its potential with the iP-VAE's rule (:meth:`spikevae.ipvae.IPVAE.step`)::
+updates its potential with the iP-VAE's rule (:meth:`spikevae.models.ipvae.IPVAE.step`)::
 
     u ← SCU(max(u + SCU(max(η (ff − rec), −8), c_du), −8), c_u),   ff = Φᵀ Σ⁻¹ x − b
 
 and ``rec`` is cleared. So the spikes of period m are drawn at rate ``e^{u_m}``, drive the update to
 ``u_{m+1}``, and are the circuit's read-out of iteration m, exactly as in the torch iteration
-(:meth:`spikevae.ipvae.IPVAE.infer`). Period 0 spikes at the prior rates ``e^{u0}``.
+(:meth:`spikevae.models.ipvae.IPVAE.infer`). Period 0 spikes at the prior rates ``e^{u0}``.
 """
 from __future__ import annotations
 
-import gc
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from ._brian import brian_state, quiet_brian, run_checked
-from .errors import ArgumentError
-from .ipvae import U_FLOOR
-from .records import Presentations, SpikeTrains
-
-__all__ = ["IPVAECircuitConfig", "CircuitResult", "ipvae_brian", "iteration_counts"]
+from ..errors import ArgumentError
+from ..records import Presentations, SpikeTrains
+from ._state import quiet_brian, run_checked, runtime_build
 
 
 @dataclass(frozen=True)
@@ -71,31 +68,32 @@ class CircuitResult:
     config: IPVAECircuitConfig
 
 
-def _parameters(model):
-    """(Φ, 1/σ², b, η, u0, c_u, c_du) of a torch :class:`~spikevae.ipvae.IPVAE` as float64 numpy."""
-    import torch
+class CircuitParameters(NamedTuple):
+    """An iP-VAE's parameters as the circuit needs them (float64 numpy; what
+    :meth:`spikevae.models.ipvae.IPVAE.circuit_parameters` returns)."""
 
-    with torch.no_grad():
-        phi = model.phi.double().cpu().numpy()
-        inv_var = torch.exp(-2.0 * model.log_sigma).double().cpu().numpy().ravel()
-        bias = torch.exp(model.log_bias).double().cpu().numpy().ravel()
-        eta = float(torch.exp(model.log_lr))
-        u0 = model.u0.double().cpu().numpy().ravel()
-    c_u, c_du = model.ceilings()
-    return phi, inv_var, bias, eta, u0, c_u, c_du
+    phi: np.ndarray  # (M, K) dictionary Φ
+    inv_var: np.ndarray  # (M,) 1/σ², the pixel precisions
+    bias: np.ndarray  # (K,) b, the drive's bias
+    eta: float  # η, the potential's learning rate per iteration
+    u0: np.ndarray  # (K,) initial potentials (log of the prior's expected spikes per period)
+    c_u: float  # soft ceiling of u
+    c_du: float  # soft ceiling of one update of u
+    u_floor: float  # floor of u and of one update
 
 
 @quiet_brian
 def ipvae_brian(model, x: np.ndarray, n_iter: int, config: IPVAECircuitConfig = IPVAECircuitConfig(),
                 seed: int = 0, meta: dict | None = None, record: bool = True) -> CircuitResult:
-    """Run the iP-VAE ``model``'s inference on patches ``x`` (B, M) as a Brian2 spiking circuit for ``n_iter``
+    """Run an iP-VAE's inference on patches ``x`` (B, M) as a Brian2 spiking circuit for ``n_iter``
     iterations (``n_iter + 1`` periods, the first at the prior rates). ``record=False``: no spike monitor, only
     the counts per period (the spikes are the same; receptive-field mapping needs only the counts)."""
     cfg = config.validate()
     if n_iter < 1:
         raise ArgumentError(f"the number of iterations T must be >= 1, got {n_iter}")
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    phi, inv_var, bias, eta, u0, c_u, c_du = _parameters(model)
+    params = model if isinstance(model, CircuitParameters) else model.circuit_parameters()
+    phi, inv_var, bias, eta, u0, c_u, c_du, u_floor = params
     if x.shape[1] != phi.shape[0]:
         raise ArgumentError(f"inputs have {x.shape[1]} pixels, the model {phi.shape[0]}")
     if not np.all(np.isfinite(x)):
@@ -105,11 +103,8 @@ def ipvae_brian(model, x: np.ndarray, n_iter: int, config: IPVAECircuitConfig = 
         raise ArgumentError(f"{B} patches x {K}^2 synapses is too many (limit 2e7); use inhibition='dense'")
     W = (phi * inv_var[:, None]).T @ phi  # (K, K) ΦᵀΣ⁻¹Φ
     ff = (x * inv_var) @ phi - bias  # (B, K)
-    gc.collect()
-    with brian_state() as b2:
-        b2.set_device("runtime")
-        b2.prefs.codegen.target = cfg.target
-        unit, time, counts, u, clipped = _run(b2, cfg, W, ff, u0, eta, c_u, c_du, B, K, n_iter, seed, record)
+    with runtime_build(cfg.target) as b2:
+        unit, time, counts, u, clipped = _run(b2, cfg, W, ff, u0, eta, c_u, c_du, u_floor, B, K, n_iter, seed, record)
     if not record:
         return CircuitResult(None, counts, u, clipped, cfg)
     D = (n_iter + 1) * cfg.period
@@ -123,11 +118,11 @@ def ipvae_brian(model, x: np.ndarray, n_iter: int, config: IPVAECircuitConfig = 
     return CircuitResult(st, counts, u, clipped, cfg)
 
 
-def _run(b2, cfg, W, ff, u0, eta, c_u, c_du, B, K, n_iter, seed, record=True):
+def _run(b2, cfg, W, ff, u0, eta, c_u, c_du, u_floor, B, K, n_iter, seed, record=True):
     b2.seed(seed)
     S = cfg.substeps
     dt = cfg.dt * b2.second
-    ns = {"S": S, "eta": eta, "c_u": c_u, "c_du": c_du, "u_floor": U_FLOOR}
+    ns = {"S": S, "eta": eta, "c_u": c_u, "c_du": c_du, "u_floor": u_floor}
     grp = b2.NeuronGroup(B * K, """u : 1
 ff : 1 (constant)
 rec : 1
@@ -201,69 +196,3 @@ def iteration_counts(spikes: SpikeTrains, n_iter: int) -> np.ndarray:
     np.add.at(out, (m, b, spikes.unit), 1)
     return out
 
-
-def circuit_readout(model, x: np.ndarray, counts: np.ndarray, save_t=None) -> list[dict]:
-    """Per-iteration metrics of a circuit's read-out counts (n_iter + 1, B, K): those of
-    :func:`spikevae.analysis.code_metrics` (R² pooled, MSE, zeros, sparsities, distance), the spikes per patch
-    in the iteration and the cumulative spikes of periods 0..t, at each saved iteration (default: the
-    reference's iterations up to n_iter)."""
-    from .analysis import code_metrics
-    from .ipvae import SAVE_T
-
-    phi = model.phi.detach().double().cpu().numpy()
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    n_iter = len(counts) - 1
-    rows = []
-    for t in sorted({t for t in (save_t or SAVE_T) if 1 <= t <= n_iter} | {n_iter}):
-        z = counts[t].astype(np.float64)
-        rows.append({"t": t, **code_metrics(x, z @ phi.T, z), "spikes_per_patch": float(z.sum(1).mean()),
-                     "cumulative_spikes": float(counts[:t + 1].sum((0, 2)).mean())})
-    return rows
-
-
-def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: int = 50, repeats: int = 1,
-                               n_iter: int = 64, config: IPVAECircuitConfig = IPVAECircuitConfig(), seed: int = 0,
-                               neo: bool = True, overwrite: bool = False, command: str = "simulate",
-                               subject=None) -> dict:
-    """``simulate`` for an iP-VAE checkpoint: each (stimulus, repeat) is one presentation of ``n_iter + 1``
-    iteration periods during which the circuit infers; writes ``spikes.nwb`` (with the stimuli),
-    ``spikes.nix`` (unless ``neo=False``), ``summary.json`` (per-iteration read-out metrics) and figures."""
-    import time as _time
-
-    from . import io, plots
-    from .stimuli import make_stimuli
-
-    t0 = _time.perf_counter()
-    if not 1 <= n_stimuli * repeats <= 10**6:
-        raise ArgumentError(f"n_stimuli x repeats must be between 1 and 1e6, got {n_stimuli * repeats}")
-    cfg = config.validate()
-    K = model.config.n_latents
-    s_stim, s_spk = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
-    stim = make_stimuli(stimuli, n_stimuli, model.preprocessing, s_stim)
-    n = len(stim.images)
-    x = np.tile(stim.images.reshape(n, -1), (repeats, 1))  # repeat-major, as the P-VAE's runs
-    with io.RunFolder(out, command, overwrite) as files:
-        res = ipvae_brian(model, x, n_iter, cfg, seed=s_spk, meta={"checkpoint": str(getattr(model, "path", ""))})
-        st = res.spikes
-        st.presentations.stimulus[:] = np.tile(np.arange(n), repeats)
-        st.presentations.repeat[:] = np.repeat(np.arange(repeats), n)
-        rows = circuit_readout(model, x, res.counts)
-        summary = {"model": "ipvae-circuit", "n_units": K, "n_presentations": len(x), "n_stimuli": n,
-                   "repeats": repeats, "stimuli": stimuli, "n_iter": n_iter, "period_s": cfg.period,
-                   "substeps": cfg.substeps, "target": cfg.target, "inhibition": cfg.inhibition,
-                   "presentation_s": (n_iter + 1) * cfg.period, "n_spikes": int(len(st.time)),
-                   "clipped_spikes": res.clipped_spikes,
-                   "mean_rate_hz": float(len(st.time) / (K * st.t_stop)), "readout": rows,
-                   "wall_seconds": _time.perf_counter() - t0}
-        path = files.path
-        io.write_nwb(path / "spikes.nwb", st, stimuli=stim.images, subject=subject,
-                     description=f"spikevae iP-VAE circuit: {n_iter} inference iterations of {cfg.period * 1e3:g} ms")
-        plots.save_figure(plots.raster(st, title=f"iP-VAE circuit neurons (Brian2; {n_iter} inference iterations of "
-                                                    f"{cfg.period * 1e3:g} ms per presentation)"),
-                          path / "figures" / "raster.png")
-        plots.save_figure(plots.convergence({"iP-VAE circuit (spikes)": rows}), path / "figures" / "convergence.png")
-        if neo:
-            io.check_free_space(path, 64 * 2**20 + 24 * len(st.time), "the Neo (NIX) file")
-            io.write_neo(path / "spikes.nix", st)
-        io.write_json(path / "summary.json", summary)
-    return summary

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from .data import Preprocessing
-from .errors import CheckpointError, DataError
-from .io.files import atomic_write
+from ..data import Preprocessing
+from ..errors import CheckpointError, DataError
+from ..io.files import atomic_write
 from .vae import VAE, VAEConfig
 
 __all__ = [
@@ -36,10 +36,10 @@ __all__ = [
     "default_ipvae_path",
 ]
 
-FORMAT = "spikevae.checkpoint"
+FORMAT = "spikevae.models.checkpoint"
 VERSION = 1
 _REQUIRED = ("format", "version", "model_config", "state_dict", "preprocessing", "train_config")
-#: the family tag of iP-VAE checkpoints (same container, own configs: :mod:`spikevae.ipvae`)
+#: the family tag of iP-VAE checkpoints (same container, own configs: :mod:`spikevae.models.ipvae`)
 IPVAE_FAMILY = "ipvae"
 _OPTIONAL = ("family", "data", "metrics", "history", "epoch", "provenance", "train_state")
 
@@ -196,7 +196,7 @@ def validate_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> t
     CheckpointError
         One line naming the file and the field.
     """
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     if data.get("family") == IPVAE_FAMILY:
         raise CheckpointError(f"{path} holds an iP-VAE (inference by iterated spiking dynamics, no encoder); this "

@@ -1,5 +1,5 @@
 """How expected counts λ become a firing-rate schedule: time base, spontaneous rate, response dynamics,
-refractoriness and variability (the description; :mod:`spikevae.spiking` builds and runs it in Brian2).
+refractoriness and variability (the description; :mod:`spikevae.spikes` builds and runs it in Brian2).
 
 Every part is off by default, and the defaults give exactly the plain Poisson layer (rate λ / window
 during the window, nothing in the gaps). The parts, with their biological sources
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 
 __all__ = ["SpikeModel", "PRESETS", "DriveSchedule", "drive_schedule", "transient_kernel", "refractory_drive"]
 

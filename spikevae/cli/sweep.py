@@ -1,0 +1,76 @@
+"""Parameter sweeps on Dask: ``python -m spikevae.sweep --out sweeps/beta --grid beta=0.5,1,2,4``.
+
+Every point of the grid (the product of the ``--grid KEY=V1,V2,...`` lists, on top of the fixed
+``--set KEY=V`` values) is one independent run, submitted as one task to a Dask cluster: a
+``LocalCluster`` with one single-threaded worker process per core by default, or an existing
+scheduler with ``--scheduler tcp://HOST:PORT``. ``--serial`` runs the same jobs one after
+another in this process instead (the baseline of ``benchmarks/sweep.py``).
+
+Runs are VAE trainings (``family`` poisson | gaussian | laplace | categorical | gaussian-relu) or
+LCA runs (``family=lca``: learn a dictionary with threshold ``lam`` and code validation patches
+with it; with ``checkpoint=P.pt`` code them on that P-VAE's decoder atoms instead).
+
+Layout of ``--out``::
+
+    manifest.json            sweep settings and one record per run: id, config, status
+                             (pending | ok | failed), metrics, error, seconds
+    results.csv              one row per run: config and metrics
+    runs/<id>/config.json    what the run was asked to do
+    runs/<id>/model.pt       VAE checkpoint (or dictionary.npz for LCA)
+    runs/<id>/result.json    written last, atomically: the run finished
+
+A run counts as finished only when its ``result.json`` exists and holds the same config; a rerun
+of the same command skips finished runs and retries failed or interrupted ones. A run that raises
+is recorded with its error and does not stop the others.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..errors import ArgumentError
+from ..workflows.sweep import _parse_assignments, run_sweep
+from .common import Parser, cli_entry, positive_int
+
+
+def _parser() -> Parser:
+    p = Parser(prog="python -m spikevae.sweep", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="sweep folder (manifest.json, results.csv, runs/)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a swept key and its values, e.g. beta=0.5,1,2 family=poisson,gaussian latents=10,50 "
+                        "seed=0,1 lam=0.1,0.5 (repeat for a product)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=V",
+                   help="a fixed value for every run, e.g. epochs=100 dataset=digits batch_size=100")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    p.add_argument("--workers", type=positive_int, help="local cluster worker processes (default: one per core)")
+    p.add_argument("--serial", action="store_true", help="run the jobs one after another here, without Dask")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+@cli_entry("python -m spikevae.sweep")
+def main(argv=None) -> int:
+    """Command-line entry point."""
+    args = _parser().parse_args(argv)
+    grid = _parse_assignments(args.grid, many=True)
+    fixed = _parse_assignments(args.set, many=False)
+    if overlap := set(grid) & set(fixed):
+        raise ArgumentError(f"{', '.join(sorted(overlap))} is both swept (--grid) and fixed (--set)")
+    if args.workers is not None and args.workers < 1:
+        raise ArgumentError(f"--workers must be >= 1, got {args.workers}")
+    t0 = time.perf_counter()
+    records = run_sweep(args.out, grid, fixed, args.scheduler, args.workers, args.serial, progress=not args.quiet)
+    n_ok = sum(r["status"] == "ok" for r in records)
+    n_skip = sum(bool(r.get("skipped")) for r in records)
+    failed = [r for r in records if r["status"] == "failed"]
+    print(f"{len(records)} runs: {n_ok} finished ({n_skip} already done, skipped), {len(failed)} failed; "
+          f"{time.perf_counter() - t0:.1f} s")
+    for r in failed:
+        print(f"  failed {r['id']}: {r['error']}")
+    print(f"wrote {Path(args.out) / 'manifest.json'} and {Path(args.out) / 'results.csv'}")
+    return 1 if failed else 0
+
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

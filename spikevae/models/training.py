@@ -1,0 +1,374 @@
+"""Training the P-VAE family: configs, schedules, the training loop and its metrics."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..analysis.sparsity import lifetime_sparsity, population_sparsity
+from ..data import DATASETS, PatchSet
+from ..errors import ArgumentError
+from ..io.files import provenance
+from . import checkpoint as ckpt_mod
+from .poisson import n_exp_for_rate
+from .vae import ANNEALED, VAE, VAEConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training run configuration."""
+
+    dataset: str = "natural"  # natural | digits | mnist | images
+    images: str | None = None  # folder of images for dataset='images'
+    mnist: str | None = None  # folder of MNIST IDX files for dataset='mnist'
+    n_train: int = 100_000  # training patches (natural / images)
+    n_val: int = 10_000  # validation patches (natural / images)
+    epochs: int = 300  # passes over the training set
+    batch_size: int = 1000  # samples per step
+    lr: float = 0.005  # peak learning rate (Adamax)
+    lr_min: float = 1e-5  # final learning rate of the cosine decay
+    warmup_epochs: float = 5.0  # linear learning-rate warm-up, epochs
+    beta: float = 1.0  # final KL weight β
+    beta_start: float = 1e-4  # initial KL weight
+    temp_start: float = 1.0  # initial relaxation temperature
+    temp_stop: float = 0.05  # final relaxation temperature
+    anneal_portion: float = 0.5  # fraction of iterations over which β and t are annealed
+    method: str = "mc"  # mc (one relaxed sample) | exact (closed-form expectation, linear decoder)
+    straight_through: bool = False  # hard counts forward once annealing is done (the paper's "ST")
+    grad_clip: float = 500.0  # global gradient-norm clip
+    p_trunc: float = 1e-5  # relaxed-sampler truncation probability (poisson.n_exp_for_rate)
+    seed: int = 0  # one seed; data, init, shuffling and validation draws get child seeds
+
+    def validate(self) -> TrainConfig:
+        """Raise :class:`~spikevae.errors.ArgumentError` naming the bad field; return self."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ArgumentError(f"{f.name} must be finite, got {v!r}")
+        checks = [
+            (0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
+            (self.epochs <= 10**6, f"epochs must be at most 1e6, got {self.epochs}"),
+            (self.n_train <= 10**8 and self.n_val <= 10**8, "n_train and n_val must be at most 1e8"),
+            (0 < self.p_trunc < 0.5, f"p_trunc must be in (0, 0.5), got {self.p_trunc}"),
+            (self.warmup_epochs >= 0, f"warmup epochs must be >= 0, got {self.warmup_epochs}"),
+            (self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}"),
+            (self.method in ("mc", "exact"), f"method must be 'mc' or 'exact', got {self.method!r}"),
+            (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.batch_size > 0, f"batch size must be > 0, got {self.batch_size}"),
+            (self.lr > 0 and self.lr_min >= 0, "learning rates must be positive"),
+            (self.beta >= 0 and self.beta_start >= 0, "beta must be >= 0"),
+            (self.temp_start > 0 and self.temp_stop > 0, "temperatures must be > 0"),
+            (0 < self.anneal_portion <= 1, f"anneal portion must be in (0, 1], got {self.anneal_portion}"),
+            (self.grad_clip > 0, f"grad clip must be > 0, got {self.grad_clip}"),
+            (self.n_train > 0 and self.n_val > 0, "n_train and n_val must be > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ArgumentError(msg)
+        return self
+
+
+#: input side per data set whose inputs have a fixed size (the others use ``patch_size``)
+DATASET_PATCH = {"digits": 8, "mnist": 28}
+
+
+#: final relaxation temperature per family where it differs from TrainConfig's
+FAMILY_TEMP_STOP = {"categorical": 0.1}
+
+
+#: upper end of the U(-6, ·) prior log-rate init per decoder (the reference: -4 for lin, -2 for conv)
+DECODER_PRIOR_LOG_HIGH = {"lin": -4.0, "conv": -2.0}
+
+
+def make_configs(family: str = "poisson", latents: int = 512, arch: str = "lin|lin", patch_size: int = 16,
+                 **train_fields) -> tuple[VAEConfig, TrainConfig]:
+    """The one factory of (model config, training config) for ``train``, ``sweep`` and notebooks.
+
+    Applies the defaults that depend on other choices: the input size of fixed-size data sets
+    (:data:`DATASET_PATCH`), the categorical family's final temperature (:data:`FAMILY_TEMP_STOP`,
+    unless ``temp_stop`` is given) and the prior-rate init per decoder (:data:`DECODER_PRIOR_LOG_HIGH`).
+    ``train_fields`` are :class:`TrainConfig` fields. Both configs are validated
+    (:class:`~spikevae.errors.ArgumentError` naming the field).
+    """
+    enc, sep, dec = str(arch).partition("|")
+    if not sep or not enc or not dec:
+        raise ArgumentError(f"arch must look like 'lin|lin' (encoder|decoder), got {arch!r}")
+    unknown = sorted(set(train_fields) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ArgumentError(f"unknown training settings {unknown}")
+    fields = dict(train_fields)
+    if fields.get("temp_stop") is None:
+        fields.pop("temp_stop", None)
+        if family in FAMILY_TEMP_STOP:
+            fields["temp_stop"] = FAMILY_TEMP_STOP[family]
+    try:
+        tc = TrainConfig(**fields).validate()
+        patch = DATASET_PATCH.get(tc.dataset, patch_size)
+        mc = VAEConfig(family=family, n_latents=latents, patch_size=patch, encoder=enc, decoder=dec,
+                       prior_log_high=DECODER_PRIOR_LOG_HIGH.get(dec, VAEConfig.prior_log_high)).validate()
+    except TypeError as exc:
+        raise ArgumentError(str(exc)) from None
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
+    if tc.method == "exact" and mc.decoder != "lin":
+        raise ArgumentError("method 'exact' needs a linear decoder (arch '...|lin')")
+    return mc, tc
+
+
+class TrainResult(NamedTuple):
+    """Outcome of :func:`fit`."""
+
+    model: VAE
+    history: list  # one dict per epoch (train loss, schedules, validation metrics)
+    metrics: dict  # validation metrics of the last epoch
+    path: Path | None  # checkpoint written (None if no output path)
+
+
+def schedule(step: int, total: int, cfg: TrainConfig) -> tuple[float, float, float]:
+    """(temperature, β, learning-rate factor) at iteration ``step`` of ``total``."""
+    frac = min(1.0, step / max(1.0, cfg.anneal_portion * total))
+    temp = cfg.temp_start + (cfg.temp_stop - cfg.temp_start) * frac
+    beta = cfg.beta_start + (cfg.beta - cfg.beta_start) * frac
+    steps_per_epoch = total / cfg.epochs
+    warm = cfg.warmup_epochs * steps_per_epoch
+    if step < warm:
+        lr_f = (step + 1) / warm
+    else:
+        prog = (step - warm) / max(1.0, total - warm)
+        lr_f = (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * prog))) / cfg.lr
+    return temp, beta, lr_f
+
+
+@torch.no_grad()
+def evaluate(model: VAE, x: torch.Tensor, generator: torch.Generator, batch_size: int = 2000) -> dict:
+    """Validation metrics with exact samples (P-VAE: Poisson counts, categorical: one-hot, at t = 0;
+    Gaussian/Laplace families at t = 1).
+
+    ``nelbo`` = sampled-latent squared error + KL (the reference's MC NELBO at β = 1); ``nelbo_exact``
+    replaces the squared error by its closed-form expectation (linear decoder, not gaussian-relu).
+    Sparsities are Treves–Rolls of the sampled latents (of ``|z|`` for the signed Gaussian/Laplace
+    families); ``active_fraction`` counts latents with mean KL > 0.01 nats (the reference's training log).
+    """
+    model.eval()
+    cfg = model.config
+    poisson = cfg.family == "poisson"
+    t_eval = 0.0 if cfg.family in ANNEALED else 1.0  # exact discrete samples for P and C
+    exact = cfg.decoder == "lin" and cfg.family != "gaussian-relu"
+    mse, mse_map, mse_exact, kl, kl_diag, zs, rates = [], [], [], [], 0.0, [], []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        post = model.posterior(xb)
+        z = model.sample(post, t_eval, generator)
+        xf = xb.flatten(1)
+        mse.append((xf - model.decode(z).flatten(1)).square().sum(1))
+        mse_map.append((xf - model.decode(post.mean).flatten(1)).square().sum(1))
+        if exact:
+            mse_exact.append(mse_map[-1] + post.var @ model.dictionary.square().sum(0))
+        kl.append(post.kl.sum(1))
+        kl_diag = kl_diag + post.kl.sum(0)
+        zs.append(z)
+        rates.append(post.mean)
+    model.train()
+    mse, mse_map, kl = torch.cat(mse), torch.cat(mse_map), torch.cat(kl)
+    kl_diag = (kl_diag / len(x)).cpu().numpy()
+    z = torch.cat(zs).cpu().numpy()
+    za = np.abs(z)
+    out = {
+        "nelbo": float((mse + kl).mean()),
+        "nelbo_exact": float((torch.cat(mse_exact) + kl).mean()) if exact else float("nan"),
+        "mse": float(mse.mean()),
+        "mse_map": float(mse_map.mean()),
+        "kl": float(kl.mean()),
+        "active_fraction": float((kl_diag > 0.01).mean()),
+        "lifetime_sparsity": float(lifetime_sparsity(za).mean()),
+        "population_sparsity": float(population_sparsity(za).mean()),
+        "portion_zeros": float((z == 0).mean()),
+        "kl_per_latent": kl_diag.tolist(),
+    }
+    if poisson:
+        lam = torch.cat(rates)
+        out["lifetime_sparsity_rates"] = float(lifetime_sparsity(lam.cpu().numpy()).mean())  # of λ, not counts
+        out["mean_rate"] = float(lam.mean())  # expected counts per window, averaged over units and inputs
+        out["max_rate"] = float(lam.max())
+    return out
+
+
+def _child_seeds(seed: int, n: int) -> list[int]:
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def _fingerprint(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+def extend_config(cfg: TrainConfig, done: int, epochs: int) -> TrainConfig:
+    """The training config of a run of ``done`` epochs extended to ``epochs`` in total.
+
+    The learning rate follows the cosine schedule of an ``epochs``-long run from epoch ``done`` on (a warm
+    restart when the run had finished); the temperature and β annealing end at the same step as before
+    (``anneal_portion`` is rescaled), so an annealed run stays annealed.
+    """
+    if epochs <= done:
+        raise ArgumentError(f"--epochs {epochs} must exceed the {done} epochs the run has done")
+    return dataclasses.replace(cfg, epochs=epochs, anneal_portion=cfg.anneal_portion * cfg.epochs / epochs)
+
+
+def fit(
+    model_cfg: VAEConfig,
+    train_cfg: TrainConfig,
+    data: PatchSet,
+    out: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    resume: dict | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train a VAE; write a checkpoint to ``out`` after every epoch.
+
+    Parameters
+    ----------
+    model_cfg, train_cfg : configs (validated here)
+    data : PatchSet
+        Train/validation inputs (n, P, P).
+    out : path, optional
+        Checkpoint path (written atomically each epoch).
+    device : torch device
+    resume : dict, optional
+        A checkpoint dict holding resume state (from an unfinished run), or a finished checkpoint to
+        extend to ``train_cfg.epochs`` (see :func:`extend_config`): its weights and history carry on, the
+        optimizer's moment estimates restart (a finished file does not keep them) and the batch order
+        continues from a stream seeded by the seed and the epoch reached.
+    progress : bool
+        Show a tqdm progress bar.
+    stop_after : int, optional
+        Stop after this many epochs in total (the schedules still span ``epochs``);
+        the checkpoint keeps its resume state.
+    """
+    model_cfg.validate()
+    train_cfg.validate()
+    if train_cfg.method == "exact" and model_cfg.decoder != "lin":
+        raise ArgumentError("method 'exact' needs a linear decoder (decoder='lin')")
+    if data.train.shape[-1] != model_cfg.patch_size:
+        raise ArgumentError(f"data patches are {data.train.shape[-1]} px but the model expects {model_cfg.patch_size}")
+    device = torch.device(device)
+    s_init, s_train, s_val = _child_seeds(train_cfg.seed, 3)
+    model = VAE(model_cfg, torch.Generator().manual_seed(s_init)).to(device)
+    opt = torch.optim.Adamax(model.parameters(), lr=train_cfg.lr)
+    g_train = torch.Generator(device=device).manual_seed(s_train)
+    xtr = torch.as_tensor(data.train, device=device).unsqueeze(1)
+    xva = torch.as_tensor(data.val, device=device).unsqueeze(1)
+    n_batches = len(xtr) // train_cfg.batch_size
+    if n_batches == 0:
+        raise ArgumentError(f"batch size {train_cfg.batch_size} is larger than the training set ({len(xtr)})")
+    total = n_batches * train_cfg.epochs
+    history: list = []
+    start_epoch = 0
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+        history = list(resume.get("history", []))
+        state = resume.get("train_state")
+        if state is not None:  # an interrupted run: the same trajectory
+            opt.load_state_dict(state["optimizer"])
+            g_train.set_state(state["rng"].cpu() if device.type == "cpu" else state["rng"])
+            start_epoch = int(state["epoch"])
+        else:  # a finished run, extended
+            start_epoch = int(resume["epoch"])
+            g_train.manual_seed(_child_seeds(train_cfg.seed + start_epoch, 4)[3])
+        if start_epoch >= train_cfg.epochs:
+            raise ArgumentError(f"the run has {start_epoch} epochs already; extend it with more (epochs > {start_epoch})")
+    payload_base = {
+        "family": model_cfg.family,
+        "model_config": dataclasses.asdict(model_cfg),
+        "train_config": dataclasses.asdict(train_cfg),
+        "preprocessing": data.preprocessing.to_dict(),
+        "data": {"source": data.source, "n_train": len(xtr), "n_val": len(xva),
+                 "train_sha256_16": _fingerprint(data.train), "val_sha256_16": _fingerprint(data.val)},
+    }
+    last_epoch = train_cfg.epochs if stop_after is None else min(train_cfg.epochs, stop_after)
+    bar = tqdm(range(start_epoch, last_epoch), disable=not progress, desc="train", unit="epoch",
+               initial=start_epoch, total=train_cfg.epochs)
+    metrics: dict = history[-1]["val"] if history else {}
+    path = Path(out) if out is not None else None
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(xtr), generator=g_train, device=device)
+        # (loss, recon, kl) summed over the epoch's batches on the device: no host sync per step, so a GPU
+        # can queue steps ahead (float64, added in batch order: the same sums as Python floats)
+        running = torch.zeros(3, dtype=torch.float64, device=device)
+        max_rate = 0.0
+        for b in range(n_batches):
+            step = epoch * n_batches + b
+            temp, beta, lr_f = schedule(step, total, train_cfg)
+            if model_cfg.family not in ANNEALED:
+                temp = 1.0  # the reference keeps Gaussian/Laplace noise at full scale
+            for grp in opt.param_groups:
+                grp["lr"] = train_cfg.lr * lr_f
+            hard = train_cfg.straight_through and step >= train_cfg.anneal_portion * total
+            xb = xtr[perm[b * train_cfg.batch_size:(b + 1) * train_cfg.batch_size]]
+            terms = model.loss(xb, beta, temp, train_cfg.method, g_train, hard=hard)
+            opt.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+            opt.step()
+            running += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()]).double()
+        with torch.no_grad():
+            if model_cfg.family == "poisson":
+                max_rate = float(model.posterior(xtr[:5000]).mean.max())
+        metrics = evaluate(model, xva, torch.Generator(device=device).manual_seed(s_val))
+        if epoch + 1 == train_cfg.epochs:  # per-latent KL on training inputs too (atom ordering, unbiased by
+            with torch.no_grad():          # the few validation photographs)
+                kd = sum(model.posterior(xtr[i:i + 5000]).kl.sum(0) for i in range(0, min(len(xtr), 20000), 5000))
+            metrics["kl_per_latent_train"] = (kd / min(len(xtr), 20000)).cpu().tolist()
+            model.train()
+        rec = {
+            "epoch": epoch + 1,
+            **dict(zip(("train_loss", "train_recon", "train_kl"), (running / n_batches).tolist())),
+            "temperature": temp,
+            "beta": beta,
+            "lr": train_cfg.lr * lr_f,
+            "seconds": time.perf_counter() - t0,
+            "val": {k: v for k, v in metrics.items() if not k.startswith("kl_per_latent")},
+        }
+        if model_cfg.family == "poisson":
+            rec["max_rate"] = max_rate
+            rec["n_exp_max_rate"] = n_exp_for_rate(max_rate, train_cfg.p_trunc)
+        history.append(rec)
+        bar.set_postfix(nelbo=f"{metrics['nelbo']:.1f}", mse=f"{metrics['mse']:.1f}", kl=f"{metrics['kl']:.1f}",
+                        active=f"{metrics['active_fraction']:.2f}")
+        log.info("epoch %d: %s", epoch + 1, rec["val"])
+        if path is not None:
+            finished = epoch + 1 == train_cfg.epochs
+            payload = {**payload_base, "state_dict": model.state_dict(), "metrics": metrics,
+                       "history": history, "epoch": epoch + 1, "provenance": provenance(train_cfg.seed)}
+            if not finished:
+                payload["train_state"] = {"optimizer": opt.state_dict(), "rng": g_train.get_state(),
+                                          "epoch": epoch + 1}
+            ckpt_mod.save_checkpoint(path, payload)
+    bar.close()
+    return TrainResult(model.eval(), history, metrics, path)
+
+
+def load_model_for_init(path, n_latents: int):
+    """The P-VAE whose generative model starts an iP-VAE (``--init-from``): Poisson, linear decoder, same K."""
+    from .trained import load_model
+
+    m = load_model(path)
+    if m.family != "poisson" or m.config.decoder != "lin":
+        raise ArgumentError(f"--init-from needs a P-VAE with a linear decoder; {path} holds a {m.family} VAE "
+                            f"with a {m.config.decoder} decoder")
+    if m.config.n_latents != n_latents:
+        raise ArgumentError(f"--init-from {path} has K = {m.config.n_latents} latents; pass --latents {m.config.n_latents}")
+    return m
+
