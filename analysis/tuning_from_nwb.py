@@ -3,9 +3,9 @@
 Reads the units' spikes and the trials table's stimulus protocol (each presentation's ``orientation``,
 ``spatial_frequency`` and ``phase``, as ``simulations/rf_mapping.py`` writes them; any file with those trial
 columns works), counts each unit's spikes in each trial window, averages repeats, and applies the V1 battery's
-definitions (:func:`spikevae.workflows.rf_mapping.grid_properties`): circular variance, orientation bandwidth, orthogonal/preferred
-ratio, peak SF and SF bandwidth, F1/F0. A size-protocol file (``size.nwb``: trial columns ``unit`` and
-``diameter``) gives each unit's size tuning instead. Writes ``properties.csv`` (one row per unit) and
+definitions (:func:`spikevae.workflows.rf_mapping.grid_properties`): circular variance, orientation bandwidth,
+orthogonal/preferred ratio, peak SF and SF bandwidth, F1/F0. A size-protocol file (``size.nwb``: trial columns
+``unit`` and ``diameter``) gives each unit's size tuning instead. Writes ``properties.csv`` (one row per unit) and
 ``tuning.npz`` (the mean responses).
 """
 from __future__ import annotations

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     rows = []
     for n in sorted(args.lengths):
         with tempfile.TemporaryDirectory(prefix="spikevae-mem-") as out:
-            cmd = [sys.executable, "-m", "spikevae.cli.simulate", "--out", out, "--no-neo", "--quiet",
+            cmd = [sys.executable, "-m", "spikevae.simulate", "--out", out, "--no-neo", "--quiet",
                    "--n-stimuli", str(args.stimuli), "--repeats", str(max(1, n // args.stimuli)),
                    "--target", args.target, "--chunk", str(args.chunk), "--dt", str(args.dt)]
             wall, mb = peak_rss_mb(cmd)

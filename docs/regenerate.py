@@ -50,7 +50,7 @@ def _figure(src: Path, name: str) -> None:
 
 
 def _statistics_run() -> float:
-    return _run("-m", "spikevae.cli.simulate", "--out", str(OUT / "run"), "--n-stimuli", "50", "--repeats", "20",
+    return _run("-m", "spikevae.simulate", "--out", str(OUT / "run"), "--n-stimuli", "50", "--repeats", "20",
                 "--gap", "50", "--no-neo", "--overwrite", "--quiet")
 
 
@@ -124,7 +124,7 @@ def rf_mapping() -> None:
 
 
 def simulate() -> None:
-    wall = _run("-m", "spikevae.cli.simulate", "--out", str(OUT / "demo_run"), "--n-stimuli", "20", "--repeats", "5",
+    wall = _run("-m", "spikevae.simulate", "--out", str(OUT / "demo_run"), "--n-stimuli", "20", "--repeats", "5",
                 "--gap", "50", "--overwrite", "--quiet")
     r = json.loads((OUT / "demo_run" / "summary.json").read_text())["reconstruction"]
     lines = [f"| decoded from | squared error per patch (patch energy {r['patch_energy']:.1f}) | R² |", "|---|---|---|",

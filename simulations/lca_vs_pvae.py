@@ -235,8 +235,9 @@ def main(argv=None) -> int:
                      ("median_corr_sta_decoder", "median corr(STA, decoder atom)", ".3f")]
             lines += ["## Receptive fields", "",
                       f"{args.rf_frames} white-noise frames, {max(1, args.rf_frames // 4)} sparse-noise frames, 128 "
-                      "gratings; Gabor fits to the STAs of the most active units (`spikevae.workflows.rf_mapping.map_receptive_fields`, "
-                      "as `simulations/rf_mapping.py` runs it). The LCA has no encoder filter: its units' feed-forward "
+                      "gratings; Gabor fits to the STAs of the most active units "
+                      "(`spikevae.workflows.rf_mapping.map_receptive_fields`, as `simulations/rf_mapping.py` runs it). "
+                      "The LCA has no encoder filter: its units' feed-forward "
                       "filter is its own atom.", "",
                       "| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
             for key, label, spec in table:

@@ -37,21 +37,25 @@ from .errors import ArgumentError, CheckpointError, DataError, RunInterrupted, S
 from .records import Presentations, SpikeTrains
 
 _LAZY = {
-    "load_model": "model", "TrainedModel": "model",
-    "fit": "train", "TrainConfig": "train", "TrainResult": "train", "make_configs": "train",
-    "VAE": "vae", "VAEConfig": "vae",
-    "evaluate_checkpoint": "evaluate", "ModelEvaluation": "evaluate",
-    "simulate_spikes": "spiking", "simulate_poisson": "spiking", "PoissonLayerConfig": "spiking",
-    "run_simulation": "pipeline", "write_simulation": "pipeline", "SimulationResult": "pipeline",
-    "simulate_to_folder": "pipeline",
-    "LCAConfig": "lca", "LCAResult": "lca", "lca_brian": "lca", "spiking_lca": "lca",
-    "SpikingLCAResult": "lca", "learn_dictionary": "lca", "ista": "lca", "fista": "lca", "normalise_atoms": "lca",
-    "map_receptive_fields": "rf", "RFMapping": "rf", "v1_properties": "rf", "v1_summary": "rf",
-    "IPVAE": "ipvae", "IPVAEConfig": "ipvae", "IPVAETrainConfig": "ipvae",
-    "ipvae_brian": "ipvae_spiking", "IPVAECircuitConfig": "ipvae_spiking",
+    "load_model": "models.trained", "TrainedModel": "models.trained",
+    "fit": "models.training", "TrainConfig": "models.training", "TrainResult": "models.training",
+    "make_configs": "models.training",
+    "VAE": "models.vae", "VAEConfig": "models.vae",
+    "IPVAE": "models.ipvae", "IPVAEConfig": "models.ipvae", "IPVAETrainConfig": "models.ipvae",
+    "evaluate_checkpoint": "workflows.evaluation", "ModelEvaluation": "workflows.evaluation",
+    "simulate_spikes": "spikes", "simulate_poisson": "spikes", "PoissonLayerConfig": "spikes",
+    "SpikeModel": "spikes",
+    "run_simulation": "workflows.simulate", "write_simulation": "workflows.simulate",
+    "SimulationResult": "workflows.simulate", "simulate_to_folder": "workflows.simulate",
+    "LCAConfig": "lca", "LCAResult": "lca", "learn_dictionary": "lca", "ista": "lca", "fista": "lca",
+    "normalise_atoms": "lca",
+    "lca_brian": "brian.lca", "spiking_lca": "brian.lca", "SpikingLCAResult": "brian.lca",
+    "ipvae_brian": "brian.ipvae", "IPVAECircuitConfig": "brian.ipvae",
+    "map_receptive_fields": "workflows.rf_mapping", "RFMapping": "workflows.rf_mapping",
+    "v1_properties": "workflows.rf_mapping", "v1_summary": "workflows.rf_mapping",
 }
-_SUBMODULES = ("io", "lca", "ipvae", "ipvae_spiking",
-               "analysis", "data", "plots", "stimuli", "checkpoint", "poisson", "errors", "records")
+_SUBMODULES = ("io", "lca", "models", "spikes", "brian", "workflows", "cli", "analysis", "data", "plots", "stimuli",
+               "errors", "records")
 
 __all__ = ["SpikeVAEError", "ArgumentError", "DataError", "CheckpointError", "RunInterrupted", "SpikeTrains",
            "Presentations", *_LAZY, *_SUBMODULES]

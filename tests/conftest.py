@@ -71,7 +71,7 @@ def hostile_file(tmp_path):
             return (pathlib.Path.touch, (marker,))
 
     path = tmp_path / "hostile.pt"
-    torch.save({"format": "spikevae.models.checkpoint", "x": Payload()}, path)
+    torch.save({"format": "spikevae.checkpoint", "x": Payload()}, path)
     assert not marker.exists()
     return path, marker
 

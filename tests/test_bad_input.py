@@ -61,10 +61,8 @@ CASES = {
 
 
 def _commands(tmp_path, ck):
+    from spikevae.cli import demo, evaluate, simulate
     from spikevae.cli import lca as lca_cli
-    from spikevae.cli import simulate
-    from spikevae.workflows import evaluation as demo
-    from spikevae.workflows import evaluation as evaluate
 
     out = tmp_path / "out"
     small = ["--window", "10", "--dt", "1", "--target", "numpy", "--quiet"]
@@ -186,7 +184,7 @@ def test_interrupted_simulate_writes_nothing_and_cleans_up(tmp_path, signals):
     out, tmp = tmp_path / "run", tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "spikevae.cli.simulate", "--out", str(out), "--n-stimuli", "200", "--repeats", "50",
+    cmd = [sys.executable, "-m", "spikevae.simulate", "--out", str(out), "--n-stimuli", "200", "--repeats", "50",
            "--chunk", "20", "--target", "numpy", "--device", "cpu"]
     if len(signals) == 2:  # the chunks in this process (by default a run of many chunks uses every core)
         cmd += ["--workers", "1"]

@@ -120,7 +120,7 @@ def test_full_disk_one_line_and_nothing_left(tmp_path, tiny_checkpoint, neo):
     mnt = _small_fs(tmp_path)
     try:
         out = mnt / "run"
-        cmd = [sys.executable, "-m", "spikevae.cli.simulate", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+        cmd = [sys.executable, "-m", "spikevae.simulate", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
                "--stimuli", "white-noise", "--n-stimuli", "200", "--repeats", "20", "--window", "20", "--dt", "1",
                "--target", "cython", "--quiet"] + ([] if neo else ["--no-neo"])
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -236,7 +236,7 @@ def test_memory_does_not_grow_with_the_run(tmp_path):
     rss = []
     for n in (2_000, 50_000):
         out = tmp_path / f"run{n}"
-        _, mb = bench.peak_rss_mb([sys.executable, "-m", "spikevae.cli.simulate", "--out", str(out), "--no-neo", "--quiet",
+        _, mb = bench.peak_rss_mb([sys.executable, "-m", "spikevae.simulate", "--out", str(out), "--no-neo", "--quiet",
                                    "--n-stimuli", "50", "--repeats", str(n // 50), "--chunk", "2000",
                                    "--target", "cython", "--dt", "1"])  # memory does not depend on dt
         rss.append(mb)

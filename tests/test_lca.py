@@ -336,3 +336,26 @@ def test_fixed_point_refuses_the_hard_threshold(planted):
     phi, _, x = planted
     with pytest.raises(ValueError, match="no unique fixed point"):
         lca_fixed_point(x, phi, LCAConfig(threshold="hard"))
+
+
+@pytest.mark.parametrize("kind", ["soft", "nonneg"])
+def test_every_solver_returns_the_same_record_on_one_problem(planted, kind):
+    """Converged on one problem, every solver's record means the same thing: the codes agree, ``recon_error`` is the
+    full squared error ‖x − Φa‖² of its own codes (the energy has half of it), the last energy record is the energy of
+    its codes, ``fraction_active`` counts its nonzeros, and ``converged`` holds where the residual is within tol."""
+    phi, _, x = planted
+    phi, x = normalise_atoms(phi[:32, :48]), x[:6, :32]
+    lam, tol = 0.1, 1e-8
+    cfg = LCAConfig(lam=lam, threshold=kind, tol=tol, n_steps=40_000)
+    records = {"lca": lca(x, phi, cfg), "fixed point": lca_fixed_point(x, phi, cfg), "dense": lca_dense(x, phi, cfg),
+               "brian": lca_brian(x, phi, cfg, target="numpy"), "ista": ista(x, phi, lam, 20_000, kind, tol=tol),
+               "fista": fista(x, phi, lam, 5_000, kind, tol=tol)}
+    ref = records["fixed point"].codes
+    for name, r in records.items():
+        r_full = np.square(x - r.codes @ phi.T).sum(1)
+        np.testing.assert_allclose(r.recon_error, r_full, rtol=1e-12, err_msg=name)
+        assert r.energy[-1] == pytest.approx(energy(x, phi, r.codes, lam, kind).mean(), rel=1e-12), name
+        assert r.fraction_active == np.count_nonzero(r.codes) / r.codes.size, name
+        assert r.converged is not None and r.converged.all() and r.residual.max() <= tol, name
+        np.testing.assert_allclose(r.codes, ref, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(r.recon_error, records["fixed point"].recon_error, rtol=1e-3, err_msg=name)

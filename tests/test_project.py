@@ -56,12 +56,8 @@ def test_every_help_shows_its_defaults():
 
     from conftest import load_script
 
+    from spikevae.cli import demo, evaluate, simulate, sweep, train
     from spikevae.cli import lca as lca_cli
-    from spikevae.cli import simulate
-    from spikevae.models import training as train
-    from spikevae.workflows import evaluation as demo
-    from spikevae.workflows import evaluation as evaluate
-    from spikevae.workflows import sweep
 
     mains = {"simulate": simulate.main, "train": train.main, "evaluate": evaluate.main, "sweep": sweep.main,
              "demo": demo.main, "lca learn": lambda a: lca_cli.main(["learn", *a]),

@@ -101,7 +101,7 @@ def test_same_seed_same_spikes_on_every_target(tmp_path, monkeypatch):
 
     # built once: another seed and other rates of the same shape run the cached binary (no Brian2 build), and
     # their spikes are the numpy target's, so every per-run value reached the binary at run time
-    import spikevae.spikes as S
+    import spikevae.brian.poisson as S
 
     projects = sorted(p.name for p in tmp_path.iterdir() if (p / "manifest.json").exists())
     assert len(projects) == 1
@@ -188,7 +188,7 @@ def test_parallel_chunks_equal_serial_and_a_failed_chunk_is_rerun(monkeypatch):
     again in the parent."""
     import os
 
-    import spikevae.spikes as S
+    import spikevae.spikes.runner as S
 
     lam = np.random.default_rng(8).uniform(0, 3, (40, 6))
     cfg = PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target="numpy", chunk=10)
@@ -293,7 +293,7 @@ def test_unit_major_order_equals_a_two_key_sort_for_sorted_and_unsorted_spikes()
 def test_auto_target_falls_back_with_a_note(monkeypatch):
     """``auto`` whose first target cannot build here runs the next one, with the same spikes, and says so in the
     run's notes (serial chunks and the parallel path share one fallback)."""
-    import spikevae.spikes as S
+    import spikevae.spikes.runner as S
 
     lam = np.random.default_rng(2).uniform(0, 3, (6, 5))
     cfg = PoissonLayerConfig(window=0.02, dt=1e-3, target="numpy")

@@ -110,7 +110,7 @@ def run_checked(net, duration, finished=None, **kwargs) -> None:
 
 
 #: spikevae's own Brian2 code-generation templates (``threshold.cpp``: same spikes as Brian2's, in two passes)
-TEMPLATE_DIR = Path(__file__).parent / "brian_templates"
+TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
 @functools.cache
@@ -119,7 +119,7 @@ def _two_pass_class():
 
     # Brian2's mechanism for a device's own templates: a templater that looks in spikevae's folder first
     return type("TwoPassThresholderCodeObject", (CPPStandaloneCodeObject,), {
-        "templater": CPPStandaloneCodeObject.templater.derive("spikevae", templates_dir=TEMPLATE_DIR.name)})
+        "templater": CPPStandaloneCodeObject.templater.derive("spikevae.brian", templates_dir=TEMPLATE_DIR.name)})
 
 
 def two_pass_thresholder(group) -> None:

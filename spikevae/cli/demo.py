@@ -29,7 +29,7 @@ def _parser() -> Parser:
 @cli_entry("python -m spikevae.demo")
 def main(argv=None) -> int:
     """Command-line entry point."""
-    from . import plots
+    from .. import plots
 
     args = _parser().parse_args(argv)
     device = resolve_device(args.device)

@@ -83,7 +83,7 @@ def _cfg(args) -> LCAConfig:
 
 
 def _learn(args) -> int:
-    from . import plots
+    from .. import plots
 
     cfg = _cfg(args)
     out = Path(args.out)
@@ -178,7 +178,7 @@ def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
                        converged=int(res.converged.sum()), max_residual=float(res.residual.max()),
                        steps_median=float(np.median(res.steps)), steps_max=int(res.steps.max()))
     else:
-        from . import io, plots
+        from .. import io, plots
 
         dur = args.duration * 1e-3
         sp = spiking_lca(x, phi, dataclasses.replace(cfg, threshold="nonneg" if cfg.threshold == "nonneg" else "soft"),

@@ -447,18 +447,23 @@ def lca_dense(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig()) -> L
 
 
 def ista(x: np.ndarray, phi: np.ndarray, lam: float, n_iter: int = 500, kind: str = "soft",
-         accelerate: bool = False) -> LCAResult:
-    """ISTA (``accelerate=False``) or FISTA on ``½‖x − Φa‖² + λ‖a‖₁`` (kind soft or nonneg), step 1/L."""
+         accelerate: bool = False, tol: float = LCAConfig().tol) -> LCAResult:
+    """ISTA (``accelerate=False``) or FISTA on ``½‖x − Φa‖² + λ‖a‖₁`` (kind soft or nonneg), step 1/L.
+
+    Returns the record every solver returns: ``recon_error`` the full squared error ‖x − Φa‖², ``states`` the last
+    pre-threshold iterate, ``residual`` the relative duality gap and ``converged`` where it is at most ``tol``.
+    """
     if kind not in ("soft", "nonneg"):
         raise ArgumentError("ISTA/FISTA here solve the soft (l1) and nonneg problems")
     x, phi = check_problem(x, phi)
     L = np.linalg.norm(phi, 2) ** 2  # Lipschitz constant of the gradient
     a = np.zeros((x.shape[0], phi.shape[1]))
+    u = a.copy()
     y, t = a.copy(), 1.0
     energies = []
     for _ in range(n_iter):
-        grad = (y @ phi.T - x) @ phi
-        a_new = threshold(y - grad / L, lam / L, kind)
+        u = y - (y @ phi.T - x) @ phi / L  # gradient step; its threshold is the next iterate
+        a_new = threshold(u, lam / L, kind)
         if accelerate:
             t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
             y = a_new + ((t - 1) / t_new) * (a_new - a)
@@ -468,12 +473,13 @@ def ista(x: np.ndarray, phi: np.ndarray, lam: float, n_iter: int = 500, kind: st
         a = a_new
         energies.append(energy(x, phi, a, lam, kind).mean())
     r = x - a @ phi.T
-    return LCAResult(a, y, np.array(energies), np.arange(1, n_iter + 1), 0.5 * np.einsum("bd,bd->b", r, r),
-                     float(np.count_nonzero(a) / a.size), n_iter, np.full(len(a), n_iter),
-                     duality_gap(x, phi, a, lam, kind))
+    gap = duality_gap(x, phi, a, lam, kind)
+    return LCAResult(a, u, np.array(energies), np.arange(1, n_iter + 1), np.einsum("bd,bd->b", r, r),
+                     float(np.count_nonzero(a) / a.size), n_iter, np.full(len(a), n_iter), gap, gap <= tol)
 
 
-def fista(x: np.ndarray, phi: np.ndarray, lam: float, n_iter: int = 500, kind: str = "soft") -> LCAResult:
+def fista(x: np.ndarray, phi: np.ndarray, lam: float, n_iter: int = 500, kind: str = "soft",
+          tol: float = LCAConfig().tol) -> LCAResult:
     """FISTA (Beck & Teboulle 2009) on the same objective as :func:`ista`."""
-    return ista(x, phi, lam, n_iter, kind, accelerate=True)
+    return ista(x, phi, lam, n_iter, kind, accelerate=True, tol=tol)
 

@@ -36,7 +36,7 @@ __all__ = [
     "default_ipvae_path",
 ]
 
-FORMAT = "spikevae.models.checkpoint"
+FORMAT = "spikevae.checkpoint"
 VERSION = 1
 _REQUIRED = ("format", "version", "model_config", "state_dict", "preprocessing", "train_config")
 #: the family tag of iP-VAE checkpoints (same container, own configs: :mod:`spikevae.models.ipvae`)
@@ -46,12 +46,12 @@ _OPTIONAL = ("family", "data", "metrics", "history", "epoch", "provenance", "tra
 
 def default_checkpoint_path() -> Path:
     """The pretrained lin|lin P-VAE shipped inside the package."""
-    return Path(__file__).resolve().parent / "assets" / "pvae_default.pt"
+    return Path(__file__).resolve().parent.parent / "assets" / "pvae_default.pt"
 
 
 def default_ipvae_path() -> Path:
     """The iP-VAE shipped inside the package (docs/ipvae.md: 8 epochs of 50,000 patches, 23 min on 2 cores)."""
-    return Path(__file__).resolve().parent / "assets" / "ipvae_default.pt"
+    return Path(__file__).resolve().parent.parent / "assets" / "ipvae_default.pt"
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:

@@ -35,8 +35,8 @@ def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: 
     ``spikes.nix`` (unless ``neo=False``), ``summary.json`` (per-iteration read-out metrics) and figures."""
     import time as _time
 
+    from .. import io, plots
     from ..stimuli import make_stimuli
-    from . import io, plots
 
     t0 = _time.perf_counter()
     if not 1 <= n_stimuli * repeats <= 10**6:

@@ -225,7 +225,7 @@ def group_over_seeds(rows: list[dict]) -> list[dict]:
 
 
 def _figures(rows: list[dict], evals: list[ModelEvaluation] | None, out: Path, suffix: str = "") -> list[Path]:
-    from . import plots
+    from .. import plots
 
     figs = {}
     for r, e in zip(rows, evals or []):

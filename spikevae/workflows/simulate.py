@@ -331,7 +331,7 @@ def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, re
 
 
 def _draw_figures(out: Path, raster, counts, expected) -> dict:
-    from . import plots
+    from .. import plots
 
     return {"raster": plots.save_figure(plots.raster(raster), out / "figures" / "raster.png"),
             "counts_vs_expected": plots.save_figure(plots.counts_vs_expected(counts, expected),
@@ -339,7 +339,7 @@ def _draw_figures(out: Path, raster, counts, expected) -> dict:
 
 
 def _write_outputs(out: Path, st, stimuli, raster, counts, expected, summary, neo: bool, subject=None) -> dict:
-    from . import io
+    from .. import io
     from ._beside import Beside
 
     cols = {k: (np.asarray(v), f"{k} of the stimulus shown ({stimuli.description})") for k, v in stimuli.params.items()}
