@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..brian.lca import lca_brian, spiking_lca
+from ..brian.lca import lca_brian
 from ..data import Preprocessing, natural_patches
 from ..errors import ArgumentError
 from ..io.dictionary import load_dictionary, save_dictionary
 from ..io.files import file_sha256, provenance, write_json, write_npz
 from ..lca import THRESHOLDS, LCAConfig, lca, lca_fixed_point, learn_dictionary, normalise_atoms
+from ..workflows.run_folder import write_run_files
 from .common import Parser, cli_entry, nonneg_float, positive_float, positive_int, seed, subject_from
 
 __all__ = ["main"]
@@ -178,32 +179,38 @@ def _infer_into(files, args, cfg, x, phi, prep, source) -> int:
                        converged=int(res.converged.sum()), max_residual=float(res.residual.max()),
                        steps_median=float(np.median(res.steps)), steps_max=int(res.steps.max()))
     else:
-        from .. import io, plots
+        from ..spikes.producers import SpikingLCAProducer
+        from ..stimuli import StimulusSet
 
         dur = args.duration * 1e-3
-        sp = spiking_lca(x, phi, dataclasses.replace(cfg, threshold="nonneg" if cfg.threshold == "nonneg" else "soft"),
-                         duration=dur, seed=args.seed, target=args.target,
-                         meta={"seed": args.seed, **summary, "provenance": provenance(args.seed)})
-        st = sp.spikes
-        n_in = x.shape[0]
-        io.write_nwb(out / "spikes.nwb", st, stimuli=x.reshape(n_in, prep.patch_size, prep.patch_size),
-                     description="spikevae spiking LCA", subject=args.subject)
-        plots.save_figure(plots.raster(st, max_presentations=min(n_in, 20),
-                                       title="spiking-LCA integrate-and-fire neurons (Brian2; ON units first)"),
-                          out / "figures" / "raster.png")
-        write_npz(out / "codes.npz", codes=sp.codes, patches=x)
-        io.check_free_space(out, 64 * 2**20 + 24 * st.n_spikes, "the Neo (NIX) file")
-        io.write_neo(out / "spikes.nix", st)  # last: NixIO cannot fail cleanly on a full disk
-        summary.update(n_spikes=int(st.n_spikes), fraction_active=float(np.mean(sp.codes != 0)),
-                       duration_s=dur)
-    summary["wall_seconds"] = time.perf_counter() - t0
-
-    write_json(out / "summary.json", summary)
+        producer = SpikingLCAProducer(phi, prep, dataclasses.replace(
+            cfg, threshold="nonneg" if cfg.threshold == "nonneg" else "soft"), window=dur, target=args.target)
+        produced = producer.produce(x, 1, args.seed, meta={"seed": args.seed, **summary,
+                                                           "provenance": provenance(args.seed)})
+        st, codes = produced.spikes, producer.codes(produced.code)
+        write_npz(out / "codes.npz", codes=codes, patches=x)
+        summary.update(n_spikes=int(st.n_spikes), fraction_active=float(np.mean(codes != 0)), duration_s=dur)
+        summary["wall_seconds"] = time.perf_counter() - t0
+        n_in, P = x.shape[0], prep.patch_size
+        stim = StimulusSet(x.reshape(n_in, P, P), "natural", {}, "held-out whitened natural-image patches")
+        write_run_files(out, st, summary, command="lca infer", stimuli=stim, draw=_draw_spiking,
+                        draw_args=(st, min(n_in, 20)), subject=args.subject, description="spikevae spiking LCA")
+    if res is not None:
+        summary["wall_seconds"] = time.perf_counter() - t0
+        write_json(out / "summary.json", summary)
     labels = {"energy": "energy ½‖x − Φa‖² + λ‖a‖₁", "mse": "MSE ‖x − Φa‖²", "fraction_active": "fraction active",
               "n_spikes": "spikes"}  # per patch, means over patches
     print(f"LCA ({args.simulator}, lambda {cfg.lam:g}) on {args.n_patches} held-out patches, means per patch: " +
           ", ".join(f"{labels[k]} {summary[k]:.4g}" for k in labels if k in summary) + f"; wrote {out}")
     return 0
+
+
+def _draw_spiking(out: Path, st, n_show: int) -> dict:
+    from .. import plots
+
+    fig = plots.raster(st, max_presentations=n_show,
+                       title="spiking-LCA integrate-and-fire neurons (Brian2; ON units first)")
+    return {"raster": plots.save_figure(fig, out / "figures" / "raster.png")}
 
 
 @cli_entry("python -m spikevae.lca")

@@ -1,4 +1,4 @@
-"""``python -m spikevae.simulate --checkpoint pvae.pt --out run/``: real spike trains from a P-VAE.
+"""``python -m spikevae.simulate --checkpoint pvae.pt --out run/``: real spike trains from a P-VAE, iP-VAE or LCA.
 
 Stimuli → the checkpoint's preprocessing → posterior rates λ (expected counts
 per presentation window) → Brian2 Poisson neurons, one per latent unit
@@ -7,7 +7,9 @@ per presentation window) → Brian2 Poisson neurons, one per latent unit
 figures. Each presentation's spike counts are also decoded through the model's
 decoder, next to the rate-based (λ) reconstruction. The work is
 :func:`spikevae.workflows.simulate.simulate_to_folder` (the run streamed to disk chunk by chunk: memory does not
-grow with its length).
+grow with its length). Every model goes through its producer (:mod:`spikevae.spikes.producers`): an LCA
+dictionary (``--dictionary``) through the same Poisson layer, an iP-VAE checkpoint through its Brian2 inference
+circuit; the run folder is written by one writer for all.
 """
 from __future__ import annotations
 
@@ -30,21 +32,26 @@ __all__ = ["main"]
 
 
 def _parser() -> Parser:
-    from ..spikes import TARGETS
+    from ..brian.ipvae import IPVAECircuitConfig
+    from ..spikes import TARGETS, PoissonLayerConfig
+    from ..spikes.producers import LCA_GAIN, N_ITER
     from ..spikes.spike_model import PRESETS
 
+    layer, circuit = PoissonLayerConfig(), IPVAECircuitConfig()  # the defaults, written once in the configs
     p = Parser(prog="python -m spikevae.simulate", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="P-VAE or iP-VAE checkpoint (default: the shipped P-VAE)")
+    p.add_argument("--dictionary", help="an LCA dictionary (python -m spikevae.lca learn) instead of a checkpoint: "
+                                        "its units' converged codes drive the Poisson layer")
     p.add_output("simulate", "run")
     p.add_subject()
     p.add_argument("--stimuli", default="natural", help="natural | white-noise | gratings | DIR of images")
     p.add_argument("--n-stimuli", type=positive_int, default=50)
     p.add_argument("--repeats", type=positive_int, default=5, help="presentations of each stimulus")
-    p.add_argument("--window", type=positive_float, default=100.0, help="presentation window, ms")
-    p.add_argument("--gap", type=nonneg_float, default=0.0, help="blank between presentations, ms")
-    p.add_argument("--dt", type=positive_float, default=0.1, help="simulation time step, ms")
-    p.add_argument("--target", default="auto", choices=TARGETS, help="Brian2 code generation")
-    p.add_argument("--chunk", type=positive_int, default=2000,
+    p.add_argument("--window", type=positive_float, default=layer.window * 1e3, help="presentation window, ms")
+    p.add_argument("--gap", type=nonneg_float, default=layer.gap * 1e3, help="blank between presentations, ms")
+    p.add_argument("--dt", type=positive_float, default=layer.dt * 1e3, help="simulation time step, ms")
+    p.add_argument("--target", default=layer.target, choices=TARGETS, help="Brian2 code generation")
+    p.add_argument("--chunk", type=positive_int, default=layer.chunk,
                    help="presentations per Brian2 run (bounds memory; the spikes do not depend on it)")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="local processes running Brian2 chunks in parallel (the spikes do not change; default: "
@@ -58,10 +65,16 @@ def _parser() -> Parser:
     c = p.add_argument_group("iP-VAE checkpoints (the circuit infers by spiking: its spikes over the iterations; "
                              "--window, --gap, --dt, --chunk, --workers, --scheduler and the spike-generation options do "
                              "not apply)")
-    c.add_argument("--iterations", type=positive_int, default=64, help="inference iterations per presentation")
-    c.add_argument("--period", type=positive_float, default=10.0, help="ms per inference iteration")
-    c.add_argument("--substeps", type=positive_int, default=50,
+    c.add_argument("--iterations", type=positive_int, default=N_ITER, help="inference iterations per presentation")
+    c.add_argument("--period", type=positive_float, default=circuit.period * 1e3, help="ms per inference iteration")
+    c.add_argument("--substeps", type=positive_int, default=circuit.substeps,
                    help="Brian2 steps per iteration (at most this many spikes per unit per iteration)")
+    d = p.add_argument_group("LCA dictionaries (--dictionary: λ = gain x the rectified converged code; signed codes "
+                             "as ON and OFF units)")
+    d.add_argument("--lam", type=positive_float, default=None,
+                   help="LCA threshold λ (default: the one the dictionary was learned with)")
+    d.add_argument("--gain", type=positive_float, default=LCA_GAIN,
+                   help="expected spikes per window per unit of LCA code")
     s = p.add_argument_group("spike generation (docs/spike_generation.md; all off by default: the plain Poisson "
                              "layer, Hz = λ / window)")
     s.add_argument("--preset", choices=sorted(PRESETS), default="poisson",
@@ -113,27 +126,45 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     args.subject = subject_from(args)  # refused before anything is loaded
     from ..models.checkpoint import IPVAE_FAMILY, default_checkpoint_path, load_checkpoint
-    from ..models.trained import load_model
 
+    if args.checkpoint is not None and args.dictionary is not None:
+        raise ArgumentError("give at most one of --checkpoint and --dictionary")
     if args.checkpoint is not None and load_checkpoint(args.checkpoint).get("family") == IPVAE_FAMILY:
         return _simulate_ipvae(args)
     from ..spikes import PoissonLayerConfig
     from ..spikes.plan import default_workers
-    from ..workflows.simulate import describe_simulation, simulate_to_folder
+    from ..workflows.simulate import describe_simulation, rate_producer, simulate_to_folder
 
     layer = PoissonLayerConfig(window=args.window * 1e-3, gap=args.gap * 1e-3, dt=args.dt * 1e-3,
                                target=args.target, chunk=args.chunk, spikes=spike_model(args)).validate()
-    device = resolve_device(args.device)
-    if args.checkpoint is None:
-        print(f"no --checkpoint given: using the shipped model {default_checkpoint_path()}")
-    model = load_model(args.checkpoint, device)
+    workers = args.workers or default_workers(args.n_stimuli * args.repeats, layer.chunk)
+    if args.dictionary is not None:
+        producer = _lca_producer(args, layer, workers)
+    else:
+        if args.checkpoint is None:
+            print(f"no --checkpoint given: using the shipped model {default_checkpoint_path()}")
+        producer = rate_producer(args.checkpoint, layer, resolve_device(args.device), workers, args.scheduler)
     out = Path(args.out)
-    summary = simulate_to_folder(out, model, args.stimuli, args.n_stimuli, args.repeats, layer, args.seed,
+    summary = simulate_to_folder(out, producer, args.stimuli, args.n_stimuli, args.repeats, layer, args.seed,
                                  progress=not args.quiet, neo=not args.no_neo, overwrite=args.overwrite,
-                                 workers=args.workers or default_workers(args.n_stimuli * args.repeats, layer.chunk),
-                                 scheduler=args.scheduler, subject=args.subject)
+                                 subject=args.subject)
     print(describe_simulation(summary, out, neo=not args.no_neo))
     return 0
+
+
+def _lca_producer(args, layer, workers):
+    """The LCA dictionary's units as a producer, at the λ it was learned with unless --lam says otherwise."""
+    from ..io.dictionary import load_dictionary
+    from ..lca import LCAConfig
+    from ..spikes.producers import LCAProducer
+
+    phi, prep, meta = load_dictionary(args.dictionary)
+    learned = meta.get("lca_config") or {}
+    threshold = learned.get("threshold", "soft")
+    if threshold == "hard":
+        raise ArgumentError(f"{args.dictionary} was learned with the hard threshold; its codes have no rate form here")
+    lam = args.lam if args.lam is not None else float(learned.get("lam", LCAConfig().lam))
+    return LCAProducer(phi, prep, LCAConfig(lam=lam, threshold=threshold), args.gain, layer, workers, args.scheduler)
 
 
 def _simulate_ipvae(args) -> int:

@@ -77,6 +77,15 @@ class SubjectInfo(NamedTuple):
 MAX_STIMULUS_IMAGES = 2000
 
 
+#: what a units table's rows are, by the producer that made them (``meta['model']``)
+UNIT_DESCRIPTION = {
+    "pvae": "model units simulated as Brian2 Poisson neurons",
+    "lca": "LCA units (rectified converged codes) simulated as Brian2 Poisson neurons",
+    "ipvae-circuit": "iP-VAE latents simulated as the Brian2 inference circuit's neurons",
+    "spiking-lca": "spiking-LCA integrate-and-fire neurons (Brian2)",
+}
+
+
 def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | None = None,
               description: str = "spikevae simulated spike trains", start_time: _dt.datetime | None = None,
               subject: SubjectInfo | None = None, trial_columns: dict | None = None) -> Path:
@@ -103,6 +112,7 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
     meta = dict(st.meta)
     seed = meta.get("seed")
     model = meta.get("model", "pvae")
+    command = str(meta.get("command", "simulate"))  # the command that made the run (its module names the script)
     start = start_time or _dt.datetime.now(_dt.UTC).replace(microsecond=0)
     nwb = NWBFile(
         session_description=f"{description} (a simulation: no animal was recorded)",
@@ -112,8 +122,8 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
         experiment_description=meta.get("experiment", "Poisson neurons driven by a model's posterior rates"),
         institution="simulation (no institution)",
         keywords=["simulation", "brian2", "spikevae", "poisson vae"],
-        source_script="spikevae " + str(meta.get("spikevae_version", "")),
-        source_script_file_name="spikevae/simulate.py",
+        source_script=f"spikevae {meta.get('spikevae_version', '')}: python -m spikevae.{command}",
+        source_script_file_name=f"spikevae/cli/{command.split()[0]}.py",
         notes=json.dumps(meta, sort_keys=True, default=str),
         subject=Subject(subject_id=subject.subject_id or f"sim-{model}-seed{seed}", species=subject.species,
                         age=subject.age, sex=subject.sex, description=SUBJECT_NOTE),
@@ -124,7 +134,9 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
     spike_times = VectorData(name="spike_times", description="the spike times for each unit in seconds", data=times)
     obs = VectorData(name="obs_intervals", description="the observation intervals for each unit",
                      data=np.tile([[0.0, float(st.t_stop)]], (K, 1)))
-    nwb.units = Units(name="units", description="model units simulated as Brian2 Poisson neurons", resolution=st.dt,
+    nwb.units = Units(name="units", description=next((v for k, v in UNIT_DESCRIPTION.items() if str(model).startswith(k)),
+                                                    UNIT_DESCRIPTION["pvae"]),
+                      resolution=st.dt,
                       id=np.arange(K), columns=[
                           spike_times, VectorIndex(name="spike_times_index", data=np.asarray(ends, np.int64),
                                                    target=spike_times),

@@ -17,12 +17,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ArgumentError
-from ..io.files import provenance, write_json
+from ..io.files import provenance
 from ..records import SpikeTrains
 from ..spikes import PoissonLayerConfig, rates_hz
+from ..spikes.producers import repeat_major
 from ..stimuli import StimulusSet, make_stimuli
+from .run_folder import write_run_files
 
-__all__ = ["SimulationResult", "run_simulation", "decode_errors", "write_simulation", "simulate_to_folder",
+__all__ = ["SimulationResult", "run_simulation", "rate_producer", "write_simulation", "simulate_to_folder",
            "describe_simulation", "SpilledSpikes"]
 
 
@@ -34,20 +36,6 @@ class SimulationResult(NamedTuple):
     rates: np.ndarray  # λ per stimulus (n_stimuli, K), expected counts per window
     counts: np.ndarray  # spikes per (presentation, unit) window (SpikeTrains.counts)
     summary: dict  # numbers printed and written to summary.json
-
-
-def decode_errors(model, stimuli: np.ndarray, rates: np.ndarray, counts: np.ndarray, stim_index: np.ndarray) -> dict:
-    """Squared reconstruction error (summed over pixels) from spike counts and from rates λ, per presentation mean.
-
-    ``model`` is a :class:`~spikevae.models.trained.TrainedModel`; R² = 1 − Σ error / Σ patch energy.
-    """
-    x = np.asarray(stimuli, dtype=np.float64)[stim_index].reshape(len(stim_index), -1)
-    err_spk = np.square(x - model.decode(counts).reshape(len(x), -1)).sum(1)
-    err_rate = np.square(x - model.decode(rates[stim_index]).reshape(len(x), -1)).sum(1)
-    energy = np.square(x).sum(1)
-    return {"mse_spikes": float(err_spk.mean()), "mse_rates": float(err_rate.mean()),
-            "patch_energy": float(energy.mean()),
-            "r2_spikes": float(1 - err_spk.sum() / energy.sum()), "r2_rates": float(1 - err_rate.sum() / energy.sum())}
 
 
 #: presentations whose counts a streamed run keeps for its figures (a fixed bound, whatever the run length)
@@ -180,47 +168,54 @@ class SpilledSpikes:
             self.path.unlink(missing_ok=True)
 
 
-def _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress, spill_dir=None, workers=1,
-              scheduler=None):
-    """The one simulation loop: chunks of Brian2 spikes → a tally, and either memory or a spill file."""
+def rate_producer(model, layer: PoissonLayerConfig = PoissonLayerConfig(), device="cpu", workers: int = 1,
+                  scheduler: str | None = None):
+    """``model`` as a producer of Poisson-layer spikes: a :class:`~spikevae.spikes.producers.RateProducer` as it is,
+    else a P-VAE (a loaded model, a checkpoint path, or None for the shipped one) in a
+    :class:`~spikevae.spikes.producers.PoissonProducer` on ``layer``."""
     from ..models.trained import TrainedModel, load_model
-    from ..spikes import PoissonRun
+    from ..spikes.producers import PoissonProducer, RateProducer
 
-    t0 = time.perf_counter()
+    if isinstance(model, RateProducer):
+        return model
     layer.validate()
-    if not 1 <= n_stimuli <= 10**8 or not 1 <= repeats <= 10**8:
-        raise ArgumentError(f"n_stimuli and repeats must be between 1 and 1e8, got {n_stimuli} and {repeats}")
     if not isinstance(model, TrainedModel):
         model = load_model(model, device)
-    model._need_poisson("spike trains")
-    K = model.config.n_latents
-    from .._resources import check_memory
+    return PoissonProducer(model, layer, workers, scheduler)
 
+
+def _simulate(producer, stimuli, n_stimuli, repeats, seed, progress, spill_dir=None):
+    """The one simulation loop of a rate producer: chunks of Brian2 spikes → a tally, and either memory or a
+    spill file."""
+    from .._resources import check_memory
+    from ..spikes import PoissonRun
+    from .circuit import checkpoint_name
+
+    t0 = time.perf_counter()
+    layer = producer.layer
+    if not 1 <= n_stimuli <= 10**8 or not 1 <= repeats <= 10**8:
+        raise ArgumentError(f"n_stimuli and repeats must be between 1 and 1e8, got {n_stimuli} and {repeats}")
+    K = producer.n_units
     n_pres = n_stimuli * repeats
     # the presentation table (~64 bytes a presentation); in memory also λ, counts and spikes of every presentation
     held = n_pres * (64.0 + (K * 8.0 * 3 if spill_dir is None else 0))
     check_memory(held + 8.0 * n_stimuli * K * 2 + 8.0 * min(layer.chunk, n_pres) * K * 4,
                  f"{n_stimuli} stimuli x {repeats} repeats x {K} units")
     s_stim, s_spk = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
-    stim = make_stimuli(stimuli, n_stimuli, model.preprocessing, s_stim)
-    lam = model.rates(stim.images)
+    stim = make_stimuli(stimuli, n_stimuli, producer.preprocessing, s_stim)
+    lam = producer.rates(stim.images)
     n = len(stim.images)
-    stim_idx = np.tile(np.arange(n), repeats)  # repeat-major order: all stimuli, then again
-    rep = np.repeat(np.arange(repeats), n)
+    stim_idx, rep = repeat_major(n, repeats)
     meta = {
-        "model": model.name,
-        "checkpoint": str(model.path),
-        "checkpoint_sha256": model.sha256,
-        "model_config": model.checkpoint["model_config"],
-        "train_config": model.checkpoint["train_config"],
-        "preprocessing": model.checkpoint["preprocessing"],
+        **producer.describe(),
+        "model": getattr(getattr(producer, "model", None), "name", producer.name),
+        "checkpoint": checkpoint_name(getattr(producer, "model", None)),
         "layer_config": dataclasses.asdict(layer),
         "stimuli": stimuli,
         "stimulus_description": stim.description,
         "n_stimuli": n,
         "repeats": repeats,
         "seed": seed,
-        "prior_rates": model.prior_rates.tolist(),  # r, expected counts per window
         "provenance": provenance(seed),
         "run_id": str(uuid.uuid4()),
     }
@@ -231,14 +226,14 @@ def _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress,
 
         spikes = float(lam[stim_idx[:min(len(stim_idx), 100_000)]].mean()) * n_pres * K if lam.size else 0.0
         check_free_space(spill_dir, 2 * (8.0 * n_pres * K + 12.0 * spikes) + 16 * 2**20, "this run's spikes")
-    tally = _Tally(model, stim.images, lam, run, layer, None if spill_dir is None else FIGURE_PRESENTATIONS)
+    tally = _Tally(producer, stim.images, lam, run, layer, None if spill_dir is None else FIGURE_PRESENTATIONS)
     spill = None
     units, steps, first = [], [], []  # in memory: every spike; spilled: those of the first presentations (raster)
     n_raster = min(run.n, 20)
     try:
         if spill_dir is not None:
             spill = SpilledSpikes(Path(spill_dir) / f".spikes-spill-{uuid.uuid4().hex}.h5", K, layer.dt, run.n)
-        for p0, p1, u, st in run.chunks(progress, workers=workers, scheduler=scheduler):
+        for p0, p1, u, st in run.chunks(progress, workers=producer.workers, scheduler=producer.scheduler):
             if spill is None:
                 units.append(u)
                 steps.append(st)
@@ -325,8 +320,8 @@ def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, re
     -----
     A run too long to hold in memory goes to :func:`simulate_to_folder`, which streams it to disk.
     """
-    st, stim, lam, counts, _, _, summary = _simulate(model, stimuli, n_stimuli, repeats, layer, seed, device, progress,
-                                                     workers=workers, scheduler=scheduler)
+    producer = rate_producer(model, layer, device, workers, scheduler)
+    st, stim, lam, counts, _, _, summary = _simulate(producer, stimuli, n_stimuli, repeats, seed, progress)
     return SimulationResult(st, stim, lam, counts, summary)
 
 
@@ -338,23 +333,10 @@ def _draw_figures(out: Path, raster, counts, expected) -> dict:
                                                     out / "figures" / "counts_vs_expected.png")}
 
 
-def _write_outputs(out: Path, st, stimuli, raster, counts, expected, summary, neo: bool, subject=None) -> dict:
-    from .. import io
-    from ._beside import Beside
-
-    cols = {k: (np.asarray(v), f"{k} of the stimulus shown ({stimuli.description})") for k, v in stimuli.params.items()}
-    # the figures are drawn in a process beside this one (from in-memory arrays) while the NWB file is written
-    with Beside(_draw_figures, out, raster, counts, expected) as figures:
-        paths = {"nwb": io.write_nwb(out / "spikes.nwb", st, stimuli=stimuli.images, subject=subject,
-                                     trial_columns=cols)}
-        if neo:  # NIX last: its writer cannot fail cleanly on a full disk, so the space is checked first
-            full = st.load() if hasattr(st, "load") else st
-            io.check_free_space(out, 64 * 2**20 + 24 * full.n_spikes + 8 * full.presentations.expected.size * 2,
-                                "the Neo (NIX) file")
-            paths["nix"] = io.write_neo(out / "spikes.nix", full)
-        paths.update(figures.result())
-    paths["summary"] = write_json(out / "summary.json", summary)
-    return paths
+def _write_outputs(out: Path, st, stimuli, raster, counts, expected, summary, neo: bool, subject=None,
+                   command: str = "simulate") -> dict:
+    return write_run_files(out, st, summary, command=command, stimuli=stimuli, draw=_draw_figures,
+                           draw_args=(raster, counts, expected), neo=neo, subject=subject)
 
 
 def write_simulation(out: str | os.PathLike, result: SimulationResult, neo: bool = True, overwrite: bool = False,
@@ -371,7 +353,7 @@ def write_simulation(out: str | os.PathLike, result: SimulationResult, neo: bool
     with RunFolder(out, command, overwrite) as files:
         counts, expected = result.counts, result.spikes.presentations.expected
         return _write_outputs(files.path, result.spikes, result.stimuli, result.spikes, counts, expected,
-                              result.summary, neo, subject)
+                              result.summary, neo, subject, command)
 
 
 def simulate_to_folder(out: str | os.PathLike, model=None, stimuli: str = "natural", n_stimuli: int = 50,
@@ -388,11 +370,11 @@ def simulate_to_folder(out: str | os.PathLike, model=None, stimuli: str = "natur
     from ..io import RunFolder
 
     with RunFolder(out, command, overwrite) as files:
-        st, stim, _, counts, expected, raster, summary = _simulate(model, stimuli, n_stimuli, repeats, layer, seed,
-                                                                   device, progress, spill_dir=files.path,
-                                                                   workers=workers, scheduler=scheduler)
+        producer = rate_producer(model, layer, device, workers, scheduler)
+        st, stim, _, counts, expected, raster, summary = _simulate(producer, stimuli, n_stimuli, repeats, seed,
+                                                                   progress, spill_dir=files.path)
         try:
-            _write_outputs(files.path, st, stim, raster, counts, expected, summary, neo, subject)
+            _write_outputs(files.path, st, stim, raster, counts, expected, summary, neo, subject, command)
         finally:
             st.close()
     return summary
