@@ -3,7 +3,7 @@
 Reads the units' spikes and the trials table's stimulus protocol (each presentation's ``orientation``,
 ``spatial_frequency`` and ``phase``, as ``simulations/rf_mapping.py`` writes them; any file with those trial
 columns works), counts each unit's spikes in each trial window, averages repeats, and applies the V1 battery's
-definitions (:func:`spikevae.workflows.rf_mapping.grid_properties`): circular variance, orientation bandwidth,
+definitions (:func:`spikevae.analysis.battery.grid_properties`): circular variance, orientation bandwidth,
 orthogonal/preferred ratio, peak SF and SF bandwidth, F1/F0. A size-protocol file (``size.nwb``: trial columns
 ``unit`` and ``diameter``) gives each unit's size tuning instead. Writes ``properties.csv`` (one row per unit) and
 ``tuning.npz`` (the mean responses).
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
 
 
 def _grid(counts, cols):
-    from spikevae.workflows.rf_mapping import grid_from_trials, grid_properties
+    from spikevae.analysis.battery import grid_from_trials, grid_properties
 
     grid, oris, freqs = grid_from_trials(counts, cols["orientation"], cols["spatial_frequency"], cols["phase"])
     g = grid_properties(grid, oris, freqs)

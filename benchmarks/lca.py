@@ -63,14 +63,14 @@ def main(argv=None) -> int:
             rows.append((name, wall, res, peak))
         # the floor: the per-step state update of all B·K units with the inhibition left out
         # (not a solver: it bounds what any method that integrates every unit every step can reach)
-        from spikevae.lca.solvers import _threshold_into
+        from spikevae.lca.solvers import threshold_into
 
         u = np.zeros((len(x), phi.shape[1]))
         kb = 0.01 * (x @ phi)
         a, tmp, du = np.empty_like(u), np.empty_like(u), np.empty_like(u)
         t0 = time.perf_counter()
         for _ in range(900):
-            _threshold_into(u, lam, "soft", a, tmp)
+            threshold_into(u, lam, "soft", a, tmp)
             np.multiply(u, 0.01, out=tmp)
             np.subtract(kb, tmp, out=du)
             u += du

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from spikevae.analysis.sparsity import code_metrics
+from spikevae.analysis.metrics import code_metrics
 from spikevae.cli.common import Parser, cli_entry, positive_float, positive_int, seed
 from spikevae.errors import ArgumentError
 

@@ -213,7 +213,8 @@ def main(argv=None) -> int:
 
         # 3. receptive fields
         if not args.no_rf:
-            from spikevae.workflows.rf_mapping import map_receptive_fields, rf_summary
+            from spikevae.analysis.battery import rf_summary
+            from spikevae.workflows.rf_mapping import map_receptive_fields
 
             common = dict(frames=args.rf_frames, sparse_frames=max(1, args.rf_frames // 4), grating_repeats=1,
                           fit_units=args.rf_fit_units, seed=args.seed, progress=not args.quiet)

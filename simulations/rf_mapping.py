@@ -78,18 +78,19 @@ def _parser() -> Parser:
 @cli_entry("rf_mapping")
 def main(argv=None) -> int:
     from spikevae import plots
+    from spikevae.analysis.battery import rf_summary, v1_properties, v1_summary
     from spikevae.io import RunFolder, atomic_write, load_dictionary, write_csv, write_npz, write_nwb
     from spikevae.io.files import write_text
     from spikevae.models.trained import load_model
     from spikevae.spikes import PoissonLayerConfig
-    from spikevae.workflows.rf_mapping import map_receptive_fields, rf_summary, v1_properties, v1_summary
+    from spikevae.workflows.rf_mapping import map_receptive_fields
 
     args = _parser().parse_args(argv)
     subject = subject_from(args)  # refused before anything is loaded
     t0 = time.perf_counter()
-    from spikevae.workflows.rf_mapping import _is_ipvae
+    from spikevae.workflows.rf_mapping import is_ipvae
 
-    is_ip = args.model == "pvae" and args.checkpoint is not None and _is_ipvae(args.checkpoint)
+    is_ip = args.model == "pvae" and args.checkpoint is not None and is_ipvae(args.checkpoint)
     for name, full, ip, lca in (("frames", 20_000, 5_000, 5_000), ("sparse_frames", 5_000, 2_000, 2_000),
                                 ("grating_repeats", 4, 2, 1), ("size_repeats", 2, 1, 1)):
         if getattr(args, name) is None:
@@ -144,8 +145,8 @@ def main(argv=None) -> int:
         label = {"pvae": "P-VAE units (spikes)", "ipvae": f"iP-VAE units (circuit spikes, {args.iterations} iterations)",
                  "lca": f"LCA channels (λ = {args.lam:g}, ON/OFF rectified)"}[label_model]
         write_text(out / "summary.md", _summary_md(summ, props, label, args))
+        from spikevae.analysis.battery import PROPERTIES
         from spikevae.analysis.v1_reference import V1_DATA
-        from spikevae.workflows.rf_mapping import PROPERTIES
 
         for row in summ:
             ref = PROPERTIES[row["property"]][2]

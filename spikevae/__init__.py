@@ -52,7 +52,8 @@ _LAZY = {
     "lca_brian": "brian.lca", "spiking_lca": "brian.lca", "SpikingLCAResult": "brian.lca",
     "ipvae_brian": "brian.ipvae", "IPVAECircuitConfig": "brian.ipvae",
     "map_receptive_fields": "workflows.rf_mapping", "RFMapping": "workflows.rf_mapping",
-    "v1_properties": "workflows.rf_mapping", "v1_summary": "workflows.rf_mapping",
+    "v1_properties": "analysis.battery", "v1_summary": "analysis.battery", "RFConfig": "workflows.rf_mapping",
+    "map_producer": "workflows.rf_mapping",
 }
 _SUBMODULES = ("io", "lca", "models", "spikes", "brian", "workflows", "cli", "analysis", "data", "plots", "stimuli",
                "errors", "records")

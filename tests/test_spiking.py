@@ -193,14 +193,14 @@ def test_parallel_chunks_equal_serial_and_a_failed_chunk_is_rerun(monkeypatch):
     lam = np.random.default_rng(8).uniform(0, 3, (40, 6))
     cfg = PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target="numpy", chunk=10)
     serial = simulate_poisson(lam, cfg, seed=2)
-    parent, real = os.getpid(), S._brian_chunk
+    parent, real = os.getpid(), S.run_chunk
 
     def flaky(table, slot, n_steps, dt, key, step0, *args):
         if os.getpid() != parent and step0 == 0:  # the first chunk fails in its worker (a forked child)
             raise RuntimeError("worker lost")
         return real(table, slot, n_steps, dt, key, step0, *args)
 
-    monkeypatch.setattr(S, "_brian_chunk", flaky)
+    monkeypatch.setattr(S, "run_chunk", flaky)
     par = simulate_poisson(lam, cfg, seed=2, workers=2)
     assert len(serial.time) > 250
     np.testing.assert_array_equal(par.unit, serial.unit)
@@ -299,14 +299,14 @@ def test_auto_target_falls_back_with_a_note(monkeypatch):
     cfg = PoissonLayerConfig(window=0.02, dt=1e-3, target="numpy")
     ref = simulate_poisson(lam, cfg, seed=4)
     monkeypatch.setattr(S, "_AUTO_ORDER", ("cython", "numpy"))
-    real = S._brian_chunk
+    real = S.run_chunk
 
     def broken(table, slot, n_steps, dt, key, step0, target, *rest):
         if target == "cython":
             raise RuntimeError("no compiler here\nsecond line")
         return real(table, slot, n_steps, dt, key, step0, target, *rest)
 
-    monkeypatch.setattr(S, "_brian_chunk", broken)
+    monkeypatch.setattr(S, "run_chunk", broken)
     run = simulate_poisson(lam, PoissonLayerConfig(window=0.02, dt=1e-3, target="auto"), seed=4)
     assert run.meta["target"] == "numpy"
     assert run.meta["notes"][-1] == "Brian2 target cython did not work here (RuntimeError: no compiler here); using numpy"
@@ -318,7 +318,7 @@ def test_auto_target_falls_back_with_a_note(monkeypatch):
     def no_build(*args, **kwargs):
         raise OSError("no C++ toolchain")
 
-    monkeypatch.setattr(S, "_prepare_standalone", no_build)
+    monkeypatch.setattr(S, "prepare_standalone", no_build)
     par = simulate_poisson(lam, PoissonLayerConfig(window=0.02, dt=1e-3, target="auto", chunk=2), seed=4, workers=2)
     assert par.meta["target"] == "numpy"
     assert par.meta["notes"][-1] == "Brian2 target cpp_standalone did not work here (OSError: no C++ toolchain); using numpy"

@@ -94,9 +94,9 @@ def _xr(theta):
 def test_planted_units_recovered_through_the_spiking_path():
     """Grating grid and apertures → rates → Brian2 Poisson spikes → counts → properties, against the planted
     Gabor (orientation ±5°, SF ±10 %) and against each property of the noise-free rates (bandwidths ±15 %)."""
+    from spikevae.analysis.battery import grid_from_trials, grid_properties
     from spikevae.spikes import simulate_poisson
     from spikevae.stimuli import aperture_gratings, grating_grid
-    from spikevae.workflows.rf_mapping import grid_from_trials, grid_properties
 
     rates = _units()
     g = grating_grid(P, 12, np.geomspace(0.03, 0.45, 10))  # the issue's minimum: 12 orientations, 10 SFs

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["treves_rolls", "lifetime_sparsity", "population_sparsity", "code_metrics"]
+__all__ = ["treves_rolls", "lifetime_sparsity", "population_sparsity"]
 
 
 def treves_rolls(z: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -28,20 +28,3 @@ def lifetime_sparsity(z: np.ndarray) -> np.ndarray:
 def population_sparsity(z: np.ndarray) -> np.ndarray:
     """Per-sample Treves–Rolls sparsity across units (axis 1) of a (samples, units) array."""
     return treves_rolls(z, axis=1)
-
-
-def code_metrics(x: np.ndarray, xhat: np.ndarray, code: np.ndarray) -> dict:
-    """Metrics of one code ``code`` (n, K) whose reconstruction of ``x`` (n, D) is ``xhat``.
-
-    ``r2`` pooled over samples (``1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²``, x̄ each sample's mean), ``mse`` (squared error
-    summed over a sample's dimensions, mean over samples), ``zeros`` (fraction of zero entries), lifetime and
-    population sparsity of |code|, and the iP-VAE reference's ``distance`` √((1 − R²)² + (1 − zeros)²).
-    """
-    x, xhat, code = (np.asarray(a, dtype=np.float64) for a in (x, xhat, code))
-    sq = ((x - xhat) ** 2).sum(1)
-    r2 = float(1.0 - sq.sum() / ((x - x.mean(1, keepdims=True)) ** 2).sum())
-    zeros = float((code == 0).mean())
-    a = np.abs(code)
-    return {"r2": r2, "mse": float(sq.mean()), "zeros": zeros, "distance": float(np.hypot(1 - r2, 1 - zeros)),
-            "lifetime_sparsity": float(np.mean(lifetime_sparsity(a))),
-            "population_sparsity": float(np.mean(population_sparsity(a)))}

@@ -77,7 +77,7 @@ V1_DATA: dict[str, V1Distribution] = {
 
 
 def reference(key: str) -> V1Distribution | None:
-    """The shipped V1 distribution of a property key of :data:`spikevae.workflows.rf_mapping.PROPERTIES`, or None."""
+    """The shipped V1 distribution of a property key of :data:`spikevae.analysis.battery.PROPERTIES`, or None."""
     return V1_DATA.get(key)
 
 

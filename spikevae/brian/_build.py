@@ -18,6 +18,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+__all__ = ["load_kernel"]
+
 log = logging.getLogger(__name__)
 
 _CACHE: dict = {}

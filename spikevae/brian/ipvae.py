@@ -31,6 +31,8 @@ from ..errors import ArgumentError
 from ..records import Presentations, SpikeTrains
 from ._state import quiet_brian, run_checked, runtime_build
 
+__all__ = ["IPVAECircuitConfig", "CircuitResult", "CircuitParameters", "ipvae_brian", "iteration_counts"]
+
 
 @dataclass(frozen=True)
 class IPVAECircuitConfig:

@@ -1,23 +1,14 @@
-"""Locally Competitive Algorithm (Rozell et al. 2008): reference solver, ISTA/FISTA, Brian2 networks.
+"""The LCA as Brian2 networks: continuous-time leaky dynamics and integrate-and-fire neurons.
 
-Dynamics ``τ du/dt = b − u − (ΦᵀΦ − I)·a``, ``b = Φᵀx``, ``a = T_λ(u)`` with unit-norm
-atoms (columns of Φ). Thresholds: ``soft`` (ℓ1, the LASSO), ``hard`` (ℓ0-like) and
-``nonneg`` (soft, a ≥ 0). Energy ``E = ½‖x − Φa‖² + λ Σ C(a)`` with ``C = |a|``
-(soft, nonneg) or ``C = λ/2 · 1[a ≠ 0]`` (hard; Rozell et al.'s ℓ0 cost).
+- :func:`lca_brian`: the dynamics ``τ du/dt = b − u − (ΦᵀΦ − I)·a`` of :func:`spikevae.lca.lca` as a Brian2
+  network, one neuron per (input, unit); the inhibition through Brian2 ``Synapses`` (small K) or a dense
+  ``network_operation`` on Brian2's arrays (K = 512 and batches). Agrees with :func:`spikevae.lca.lca` to ~1e-15
+  at equal dt, and stops where it stops.
+- :func:`spiking_lca`: integrate-and-fire neurons whose inhibition arrives as spikes (Shapero et al. 2014; Tang,
+  Lin & Davies 2017); their rates converge to the non-negative LCA solution; signed codes use ON/OFF pairs
+  (dictionary ``[Φ, −Φ]``).
 
-- :func:`lca` is the reference: forward Euler, batched over inputs (numpy, float64).
-  Inhibition ``G·a`` is computed from the active units only (a sparse product: only
-  active units inhibit), and integration can stop early on ``‖Δu‖/‖u‖``.
-- :func:`ista`, :func:`fista`: proximal-gradient comparators on the same objective.
-- :func:`lca_brian`: the same continuous-time dynamics as a Brian2 network, one neuron
-  per (input, unit); the inhibition through Brian2 ``Synapses`` (small K) or a dense
-  ``network_operation`` on Brian2's arrays (K = 512 and batches). Agrees with
-  :func:`lca` to ~1e-15 at equal dt.
-- :func:`spiking_lca`: integrate-and-fire neurons whose inhibition arrives as spikes
-  (Shapero et al. 2014; Tang, Lin & Davies 2017); their rates converge to the
-  non-negative LCA solution; signed codes use ON/OFF pairs (dictionary ``[Φ, −Φ]``).
-- :func:`learn_dictionary`: Olshausen–Field Hebbian learning ``Φ += η (x − Φa) aᵀ``
-  with renormalised atoms.
+Both take numpy arrays and return the records of :mod:`spikevae.lca` and :mod:`spikevae.records`.
 """
 from __future__ import annotations
 
@@ -29,6 +20,8 @@ from ..errors import ArgumentError
 from ..lca.solvers import LCAConfig, LCAResult, _inhibition, _result, check_problem, optimality, threshold
 from ..records import Presentations, SpikeTrains
 from ._state import quiet_brian, run_checked, runtime_build
+
+__all__ = ["lca_brian", "SpikingLCAResult", "spiking_lca"]
 
 # ------------------------------------------------------------------ Brian2
 _THRESHOLD_EXPR = {

@@ -32,10 +32,12 @@ import numpy as np
 from ..errors import ArgumentError
 from ._state import brian_state, quiet_brian, run_checked, runtime_build, two_pass_thresholder
 
+__all__ = ["run_chunk", "unit_kind", "prepare_standalone", "STANDALONE_MAX_SECONDS", "STACK"]
+
 log = logging.getLogger(__name__)
 
 
-def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, key: int, step0: int, target: str,
+def run_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, key: int, step0: int, target: str,
                  build_dir: str | None, model,
                  carry: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Run one chunk (absolute steps ``step0`` .. ``step0 + n_steps``) in Brian2.
@@ -53,7 +55,7 @@ def _brian_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, ke
                           step0)
 
 
-def _unit_kind(model) -> str:
+def unit_kind(model) -> str:
     """Which network the spike model needs (its parameters are run-time values, not part of the code)."""
     if model.gamma_order > 1:
         return "renewal"
@@ -71,7 +73,7 @@ _ABSOLUTE = ("ref_end",)
 def _unit_values(model, dt: float, key: int, step0: int, carry: dict | None) -> dict:
     """Initial values of the units' variables for one chunk: the run's key, the chunk's first absolute step,
     the model's parameters and the carried state (local steps)."""
-    kind = _unit_kind(model)
+    kind = unit_kind(model)
     values = {"rng_key": float(key), "step0": float(step0)}
     if kind != "poisson":
         values["ref_steps"] = float(int(round(model.refractory / dt)) if model.refractory else 0)
@@ -89,7 +91,7 @@ def _unit_values(model, dt: float, key: int, step0: int, carry: dict | None) -> 
 def _runtime_chunk(table, slot_steps, n_steps, dt, target, model, values, step0):
     from ._streams import uniform_function
 
-    K, kind = table.shape[1], _unit_kind(model)
+    K, kind = table.shape[1], unit_kind(model)
     rows = _ladder(len(table))  # Brian2's Cython TimedArray bakes the table's shape into its code: a few lengths
     if rows > len(table):  # compile once and serve every run (the padded slots lie past the run, never read)
         table = np.vstack([table, np.zeros((rows - len(table), K))])
@@ -149,7 +151,7 @@ def _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, 
     whole slots; the rows past the chunk are silent, so nothing past ``n_steps`` spikes or changes a unit.
     A chunk longer than :data:`STANDALONE_MAX_SECONDS` runs as consecutive pieces of whole slots."""
 
-    K, kind = table.shape[1], _unit_kind(model)
+    K, kind = table.shape[1], unit_kind(model)
     rows, piece = -(-n_steps // slot_steps), _piece_rows(slot_steps, dt)
     if kind == "poisson" and rows > 1:
         return _stacked_chunk(table, slot_steps, n_steps, dt, key, step0, build_dir, rows, piece)
@@ -182,9 +184,9 @@ def _stack_plan(rows: int, piece: int) -> tuple[int, int]:
     return p, -(-rows // p)
 
 
-def _prepare_standalone(K: int, slot_steps: int, n_steps: int, dt: float, model, build_dir) -> None:
+def prepare_standalone(K: int, slot_steps: int, n_steps: int, dt: float, model, build_dir) -> None:
     """Build (if needed) the compiled project a chunk of ``n_steps`` will run: what :func:`_standalone_chunk` uses."""
-    kind, rows, piece = _unit_kind(model), -(-n_steps // slot_steps), _piece_rows(slot_steps, dt)
+    kind, rows, piece = unit_kind(model), -(-n_steps // slot_steps), _piece_rows(slot_steps, dt)
     if kind == "poisson" and rows > 1:
         p, M = _stack_plan(rows, piece)
         _standalone_project(K, slot_steps, p * slot_steps, dt, kind, build_dir, M)
@@ -294,7 +296,7 @@ _UNIT_VARIABLES = ("rng_key", "step0", "ref_steps", "k_order", "has_carry", "ref
 
 def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, kind: str, n_lat: int | None = None):
     """The NeuronGroup that turns the rate table ``stim(t, i)`` (Hz) into spikes, for a network ``kind``
-    (:func:`_unit_kind`); its run-time values (:func:`_unit_values`) are set by the caller.
+    (:func:`unit_kind`); its run-time values (:func:`_unit_values`) are set by the caller.
 
     Poisson: one Bernoulli draw of probability p = rate·dt per step, realised by drawing the geometric number
     of steps to the next spike, redrawn at every slot boundary (memoryless). An absolute refractory period of

@@ -14,6 +14,8 @@ from ..models.trained import load_model
 from ..workflows.evaluation import format_summary, validation_summary
 from .common import Parser, cli_entry, positive_int, resolve_device, seed
 
+__all__ = ["main"]
+
 
 def _parser() -> Parser:
     p = Parser(prog="python -m spikevae.demo", description=__doc__.splitlines()[0])

@@ -1,4 +1,4 @@
-"""Evaluate trained VAEs side by side: ``python -m spikevae.evaluate --checkpoint A.pt [B.pt ...]``.
+"""``python -m spikevae.evaluate --checkpoint A.pt [B.pt ...]``: trained VAEs side by side.
 
 Per model, on the validation set the checkpoint was trained with (rebuilt from its recorded data
 config and checked against its fingerprint):
@@ -30,6 +30,8 @@ from ..io.files import RunFolder, write_csv, write_json, write_text
 from ..models.checkpoint import load_checkpoint, validate_checkpoint
 from ..workflows.evaluation import STAGES, _figures, evaluate_checkpoint, group_over_seeds, markdown_table
 from .common import Parser, cli_entry, positive_int, resolve_device, seed
+
+__all__ = ["main"]
 
 
 def _parser() -> Parser:

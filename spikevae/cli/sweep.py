@@ -1,4 +1,4 @@
-"""Parameter sweeps on Dask: ``python -m spikevae.sweep --out sweeps/beta --grid beta=0.5,1,2,4``.
+"""``python -m spikevae.sweep --out sweeps/beta --grid beta=0.5,1,2,4``: parameter sweeps on Dask.
 
 Every point of the grid (the product of the ``--grid KEY=V1,V2,...`` lists, on top of the fixed
 ``--set KEY=V`` values) is one independent run, submitted as one task to a Dask cluster: a
@@ -31,6 +31,8 @@ from pathlib import Path
 from ..errors import ArgumentError
 from ..workflows.sweep import _parse_assignments, run_sweep
 from .common import Parser, cli_entry, positive_int
+
+__all__ = ["main"]
 
 
 def _parser() -> Parser:

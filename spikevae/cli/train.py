@@ -1,4 +1,4 @@
-"""Training loop for the VAEs: ``python -m spikevae.train --out pvae.pt``.
+"""``python -m spikevae.train --out pvae.pt``: train a P-VAE (or another family, or an iP-VAE).
 
 Schedules follow the reference (anchor §2.1): temperature linear 1.0 → 0.05 and
 β linear 1e-4 → β over the first half of the iterations, then constant; a
@@ -38,6 +38,8 @@ from .common import (
     seed,
     unit_float,
 )
+
+__all__ = ["main"]
 
 
 def _parser() -> Parser:

@@ -100,10 +100,8 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
     """
     from hdmf.common import DynamicTable, VectorData, VectorIndex
     from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.base import ImageReferences, Images
     from pynwb.epoch import TimeIntervals
     from pynwb.file import Subject
-    from pynwb.image import GrayscaleImage, IndexSeries
     from pynwb.misc import Units
 
     from .files import atomic_write
@@ -153,28 +151,7 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
         VectorData(name="repeat", description="repeat number of this stimulus (0-based)",
                    data=np.asarray(p.repeat, np.int64)), *_trial_columns(trial_columns, p)])
     if stimuli is not None and len(p):
-        step = np.diff(p.onset)
-        if len(step) and np.allclose(step, step[0], rtol=0, atol=1e-9 * max(1.0, p.onset[-1])) and step[0] > 0:
-            timing = {"starting_time": float(p.onset[0]), "rate": float(1.0 / step[0])}  # regular onsets
-        else:
-            timing = {"timestamps": p.onset.astype(np.float64)}
-    if stimuli is not None and len(p) and len(stimuli) > MAX_STIMULUS_IMAGES:
-        from pynwb.image import ImageSeries
-
-        frames = np.asarray(stimuli, dtype=np.float32)[np.asarray(p.stimulus, np.int64)]
-        nwb.add_stimulus(ImageSeries(name="stimulus_frames", data=frames, unit="n.a.", format="raw", **timing,
-                                     description="the stimulus shown at each presentation onset, as model input "
-                                                 "(whitened, contrast-normalised); its index is trials.stimulus_index"))
-    elif stimuli is not None and len(p):
-        imgs = [GrayscaleImage(name=f"stimulus_{j:06d}", data=np.asarray(s, dtype=np.float32),
-                               description="model-input patch (whitened, contrast-normalised)")
-                for j, s in enumerate(stimuli)]
-        images = Images(name="stimuli", images=imgs, description="stimuli shown, as model input",
-                        order_of_images=ImageReferences(name="order_of_images", data=imgs))
-        nwb.add_stimulus_template(images)
-        nwb.add_stimulus(IndexSeries(name="stimulus_presentation", data=p.stimulus.astype(np.uint32),
-                                     indexed_images=images, unit="N/A", **timing,
-                                     description="index of the stimulus shown at each presentation onset"))
+        _add_stimuli(nwb, stimuli, p)
     mod = nwb.create_processing_module("model", "model outputs that drove the simulated units")
     lam = VectorData(name="expected_counts", data=p.expected,
                      description="expected spike count λ per unit in the presentation window (rate × window)")
@@ -186,6 +163,34 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
             io.write(nwb, link_data=False)  # copy on-disk columns into the file
 
     return atomic_write(path, _write)
+
+
+def _add_stimuli(nwb, stimuli: np.ndarray, p: Presentations) -> None:
+    """The stimuli as model-input images with the index shown at each onset (regular onsets as a rate), or, beyond
+    :data:`MAX_STIMULUS_IMAGES` stimuli, as one frame per presentation."""
+    from pynwb.base import ImageReferences, Images
+    from pynwb.image import GrayscaleImage, ImageSeries, IndexSeries
+
+    step = np.diff(p.onset)
+    if len(step) and np.allclose(step, step[0], rtol=0, atol=1e-9 * max(1.0, p.onset[-1])) and step[0] > 0:
+        timing = {"starting_time": float(p.onset[0]), "rate": float(1.0 / step[0])}  # regular onsets
+    else:
+        timing = {"timestamps": p.onset.astype(np.float64)}
+    if len(stimuli) > MAX_STIMULUS_IMAGES:
+        frames = np.asarray(stimuli, dtype=np.float32)[np.asarray(p.stimulus, np.int64)]
+        nwb.add_stimulus(ImageSeries(name="stimulus_frames", data=frames, unit="n.a.", format="raw", **timing,
+                                     description="the stimulus shown at each presentation onset, as model input "
+                                                 "(whitened, contrast-normalised); its index is trials.stimulus_index"))
+        return
+    imgs = [GrayscaleImage(name=f"stimulus_{j:06d}", data=np.asarray(s, dtype=np.float32),
+                           description="model-input patch (whitened, contrast-normalised)")
+            for j, s in enumerate(stimuli)]
+    images = Images(name="stimuli", images=imgs, description="stimuli shown, as model input",
+                    order_of_images=ImageReferences(name="order_of_images", data=imgs))
+    nwb.add_stimulus_template(images)
+    nwb.add_stimulus(IndexSeries(name="stimulus_presentation", data=p.stimulus.astype(np.uint32),
+                                 indexed_images=images, unit="N/A", **timing,
+                                 description="index of the stimulus shown at each presentation onset"))
 
 
 def _trial_columns(columns: dict | None, p: Presentations) -> list:

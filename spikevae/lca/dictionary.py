@@ -7,6 +7,8 @@ from tqdm.auto import tqdm
 from ..errors import ArgumentError
 from .solvers import LCAConfig, lca, normalise_atoms
 
+__all__ = ["learn_dictionary"]
+
 
 # ------------------------------------------------------- dictionary learning
 def learn_dictionary(patches: np.ndarray, n_atoms: int = 512, cfg: LCAConfig = LCAConfig(n_steps=300, tol=0.0),

@@ -1,4 +1,4 @@
-"""Locally Competitive Algorithm (Rozell et al. 2008): reference solver, ISTA/FISTA, Brian2 networks.
+"""Locally Competitive Algorithm (Rozell et al. 2008): the reference solvers in numpy.
 
 Dynamics ``τ du/dt = b − u − (ΦᵀΦ − I)·a``, ``b = Φᵀx``, ``a = T_λ(u)`` with unit-norm
 atoms (columns of Φ). Thresholds: ``soft`` (ℓ1, the LASSO), ``hard`` (ℓ0-like) and
@@ -9,15 +9,10 @@ atoms (columns of Φ). Thresholds: ``soft`` (ℓ1, the LASSO), ``hard`` (ℓ0-li
   Inhibition ``G·a`` is computed from the active units only (a sparse product: only
   active units inhibit), and integration can stop early on ``‖Δu‖/‖u‖``.
 - :func:`ista`, :func:`fista`: proximal-gradient comparators on the same objective.
-- :func:`lca_brian`: the same continuous-time dynamics as a Brian2 network, one neuron
-  per (input, unit); the inhibition through Brian2 ``Synapses`` (small K) or a dense
-  ``network_operation`` on Brian2's arrays (K = 512 and batches). Agrees with
-  :func:`lca` to ~1e-15 at equal dt.
-- :func:`spiking_lca`: integrate-and-fire neurons whose inhibition arrives as spikes
-  (Shapero et al. 2014; Tang, Lin & Davies 2017); their rates converge to the
-  non-negative LCA solution; signed codes use ON/OFF pairs (dictionary ``[Φ, −Φ]``).
-- :func:`learn_dictionary`: Olshausen–Field Hebbian learning ``Φ += η (x − Φa) aᵀ``
-  with renormalised atoms.
+- :func:`lca_fixed_point`: the converged code, certified by the relative duality gap.
+
+Every solver returns one :class:`LCAResult` with the same meaning in every field. The Brian2 networks are
+:mod:`spikevae.brian.lca`'s; dictionary learning is :mod:`spikevae.lca.dictionary`'s.
 """
 from __future__ import annotations
 
@@ -30,6 +25,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ArgumentError
+
+__all__ = ["THRESHOLDS", "LCAConfig", "MIN_TOL", "LCAResult", "threshold", "energy", "optimality", "duality_gap",
+           "normalise_atoms", "check_problem", "threshold_into", "lca", "lca_fixed_point", "lca_dense", "ista",
+           "fista"]
 
 THRESHOLDS = ("soft", "hard", "nonneg")
 
@@ -115,7 +114,7 @@ def threshold(u: np.ndarray, lam: float, kind: str = "soft") -> np.ndarray:
     if kind not in THRESHOLDS:
         raise ArgumentError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {kind!r}")
     u = np.asarray(u, dtype=np.float64)
-    return _threshold_into(u, lam, kind, np.empty_like(u), np.empty_like(u))
+    return threshold_into(u, lam, kind, np.empty_like(u), np.empty_like(u))
 
 
 def energy(x: np.ndarray, phi: np.ndarray, a: np.ndarray, lam: float, kind: str = "soft") -> np.ndarray:
@@ -198,7 +197,7 @@ _POOL = None
 log = logging.getLogger(__name__)
 
 
-def _threshold_into(u: np.ndarray, lam: float, kind: str, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+def threshold_into(u: np.ndarray, lam: float, kind: str, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
     """``T_λ(u)`` written into ``out`` (two passes, no temporaries)."""
     if kind == "soft":  # sign(u)·max(|u| − λ, 0) = u − clip(u, −λ, λ)
         np.clip(u, -lam, lam, out=tmp)
@@ -313,7 +312,7 @@ def lca(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig(), u0: np.nda
             return
         a, tmp, du = np.empty_like(ul), np.empty_like(ul), np.empty_like(ul)
         for _ in range(m):
-            _threshold_into(ul, cfg.lam, cfg.threshold, a, tmp)
+            threshold_into(ul, cfg.lam, cfg.threshold, a, tmp)
             inh = _inhibition(a, Gk) if sparse else a @ Gk
             np.subtract(kbl, inh, out=du)  # du = dt/τ (b − G a − u)
             np.multiply(ul, k, out=tmp)

@@ -22,6 +22,9 @@ from . import checkpoint as ckpt_mod
 from .poisson import n_exp_for_rate
 from .vae import ANNEALED, VAE, VAEConfig
 
+__all__ = ["TrainConfig", "DATASET_PATCH", "FAMILY_TEMP_STOP", "DECODER_PRIOR_LOG_HIGH", "make_configs",
+           "TrainResult", "schedule", "evaluate", "extend_config", "fit", "load_model_for_init"]
+
 log = logging.getLogger(__name__)
 
 
@@ -224,6 +227,78 @@ def extend_config(cfg: TrainConfig, done: int, epochs: int) -> TrainConfig:
     return dataclasses.replace(cfg, epochs=epochs, anneal_portion=cfg.anneal_portion * cfg.epochs / epochs)
 
 
+def _restore(resume: dict | None, model, opt, g_train, train_cfg: TrainConfig, device) -> tuple[list, int]:
+    """Carry a run on from ``resume`` (see :func:`fit`): (history, first epoch to train)."""
+    if resume is None:
+        return [], 0
+    model.load_state_dict(resume["state_dict"])
+    history = list(resume.get("history", []))
+    state = resume.get("train_state")
+    if state is not None:  # an interrupted run: the same trajectory
+        opt.load_state_dict(state["optimizer"])
+        g_train.set_state(state["rng"].cpu() if device.type == "cpu" else state["rng"])
+        start_epoch = int(state["epoch"])
+    else:  # a finished run, extended
+        start_epoch = int(resume["epoch"])
+        g_train.manual_seed(_child_seeds(train_cfg.seed + start_epoch, 4)[3])
+    if start_epoch >= train_cfg.epochs:
+        raise ArgumentError(f"the run has {start_epoch} epochs already; extend it with more (epochs > {start_epoch})")
+    return history, start_epoch
+
+
+def _train_epoch(model, opt, xtr, g_train, epoch: int, n_batches: int, total: int, train_cfg: TrainConfig):
+    """One epoch of optimiser steps: ((loss, recon, kl) summed over its batches, float64 on the device; the
+    schedule's (temperature, β, learning-rate factor) at its last step)."""
+    model.train()
+    perm = torch.randperm(len(xtr), generator=g_train, device=xtr.device)
+    # (loss, recon, kl) summed over the epoch's batches on the device: no host sync per step, so a GPU
+    # can queue steps ahead (float64, added in batch order: the same sums as Python floats)
+    running = torch.zeros(3, dtype=torch.float64, device=xtr.device)
+    for b in range(n_batches):
+        step = epoch * n_batches + b
+        temp, beta, lr_f = schedule(step, total, train_cfg)
+        if model.config.family not in ANNEALED:
+            temp = 1.0  # the reference keeps Gaussian/Laplace noise at full scale
+        for grp in opt.param_groups:
+            grp["lr"] = train_cfg.lr * lr_f
+        hard = train_cfg.straight_through and step >= train_cfg.anneal_portion * total
+        xb = xtr[perm[b * train_cfg.batch_size:(b + 1) * train_cfg.batch_size]]
+        terms = model.loss(xb, beta, temp, train_cfg.method, g_train, hard=hard)
+        opt.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        opt.step()
+        running += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()]).double()
+    return running, (temp, beta, lr_f)
+
+
+def _validate_epoch(model, xtr, xva, s_val: int, last: bool) -> tuple[dict, float]:
+    """Validation metrics after an epoch (:func:`evaluate`) and the largest posterior rate on training inputs (a
+    Poisson model; else 0); after the ``last`` epoch also the per-latent KL on training inputs (atom ordering,
+    unbiased by the few validation photographs)."""
+    max_rate = 0.0
+    with torch.no_grad():
+        if model.config.family == "poisson":
+            max_rate = float(model.posterior(xtr[:5000]).mean.max())
+    metrics = evaluate(model, xva, torch.Generator(device=xva.device).manual_seed(s_val))
+    if last:
+        with torch.no_grad():
+            kd = sum(model.posterior(xtr[i:i + 5000]).kl.sum(0) for i in range(0, min(len(xtr), 20000), 5000))
+        metrics["kl_per_latent_train"] = (kd / min(len(xtr), 20000)).cpu().tolist()
+        model.train()
+    return metrics, max_rate
+
+
+def _save_epoch(path: Path, payload_base: dict, model, opt, g_train, metrics: dict, history: list, epoch: int,
+                train_cfg: TrainConfig) -> None:
+    """The checkpoint after ``epoch`` epochs; an unfinished run keeps its resume state (optimiser, RNG, epoch)."""
+    payload = {**payload_base, "state_dict": model.state_dict(), "metrics": metrics,
+               "history": history, "epoch": epoch, "provenance": provenance(train_cfg.seed)}
+    if epoch != train_cfg.epochs:
+        payload["train_state"] = {"optimizer": opt.state_dict(), "rng": g_train.get_state(), "epoch": epoch}
+    ckpt_mod.save_checkpoint(path, payload)
+
+
 def fit(
     model_cfg: VAEConfig,
     train_cfg: TrainConfig,
@@ -272,21 +347,7 @@ def fit(
     if n_batches == 0:
         raise ArgumentError(f"batch size {train_cfg.batch_size} is larger than the training set ({len(xtr)})")
     total = n_batches * train_cfg.epochs
-    history: list = []
-    start_epoch = 0
-    if resume is not None:
-        model.load_state_dict(resume["state_dict"])
-        history = list(resume.get("history", []))
-        state = resume.get("train_state")
-        if state is not None:  # an interrupted run: the same trajectory
-            opt.load_state_dict(state["optimizer"])
-            g_train.set_state(state["rng"].cpu() if device.type == "cpu" else state["rng"])
-            start_epoch = int(state["epoch"])
-        else:  # a finished run, extended
-            start_epoch = int(resume["epoch"])
-            g_train.manual_seed(_child_seeds(train_cfg.seed + start_epoch, 4)[3])
-        if start_epoch >= train_cfg.epochs:
-            raise ArgumentError(f"the run has {start_epoch} epochs already; extend it with more (epochs > {start_epoch})")
+    history, start_epoch = _restore(resume, model, opt, g_train, train_cfg, device)
     payload_base = {
         "family": model_cfg.family,
         "model_config": dataclasses.asdict(model_cfg),
@@ -302,36 +363,8 @@ def fit(
     path = Path(out) if out is not None else None
     for epoch in bar:
         t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(len(xtr), generator=g_train, device=device)
-        # (loss, recon, kl) summed over the epoch's batches on the device: no host sync per step, so a GPU
-        # can queue steps ahead (float64, added in batch order: the same sums as Python floats)
-        running = torch.zeros(3, dtype=torch.float64, device=device)
-        max_rate = 0.0
-        for b in range(n_batches):
-            step = epoch * n_batches + b
-            temp, beta, lr_f = schedule(step, total, train_cfg)
-            if model_cfg.family not in ANNEALED:
-                temp = 1.0  # the reference keeps Gaussian/Laplace noise at full scale
-            for grp in opt.param_groups:
-                grp["lr"] = train_cfg.lr * lr_f
-            hard = train_cfg.straight_through and step >= train_cfg.anneal_portion * total
-            xb = xtr[perm[b * train_cfg.batch_size:(b + 1) * train_cfg.batch_size]]
-            terms = model.loss(xb, beta, temp, train_cfg.method, g_train, hard=hard)
-            opt.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            opt.step()
-            running += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()]).double()
-        with torch.no_grad():
-            if model_cfg.family == "poisson":
-                max_rate = float(model.posterior(xtr[:5000]).mean.max())
-        metrics = evaluate(model, xva, torch.Generator(device=device).manual_seed(s_val))
-        if epoch + 1 == train_cfg.epochs:  # per-latent KL on training inputs too (atom ordering, unbiased by
-            with torch.no_grad():          # the few validation photographs)
-                kd = sum(model.posterior(xtr[i:i + 5000]).kl.sum(0) for i in range(0, min(len(xtr), 20000), 5000))
-            metrics["kl_per_latent_train"] = (kd / min(len(xtr), 20000)).cpu().tolist()
-            model.train()
+        running, (temp, beta, lr_f) = _train_epoch(model, opt, xtr, g_train, epoch, n_batches, total, train_cfg)
+        metrics, max_rate = _validate_epoch(model, xtr, xva, s_val, epoch + 1 == train_cfg.epochs)
         rec = {
             "epoch": epoch + 1,
             **dict(zip(("train_loss", "train_recon", "train_kl"), (running / n_batches).tolist())),
@@ -349,13 +382,7 @@ def fit(
                         active=f"{metrics['active_fraction']:.2f}")
         log.info("epoch %d: %s", epoch + 1, rec["val"])
         if path is not None:
-            finished = epoch + 1 == train_cfg.epochs
-            payload = {**payload_base, "state_dict": model.state_dict(), "metrics": metrics,
-                       "history": history, "epoch": epoch + 1, "provenance": provenance(train_cfg.seed)}
-            if not finished:
-                payload["train_state"] = {"optimizer": opt.state_dict(), "rng": g_train.get_state(),
-                                          "epoch": epoch + 1}
-            ckpt_mod.save_checkpoint(path, payload)
+            _save_epoch(path, payload_base, model, opt, g_train, metrics, history, epoch + 1, train_cfg)
     bar.close()
     return TrainResult(model.eval(), history, metrics, path)
 

@@ -9,6 +9,8 @@ import numpy as np
 from ..errors import ArgumentError
 from .spike_model import SpikeModel
 
+__all__ = ["TARGETS", "PoissonLayerConfig", "rates_hz", "rate_dt_report"]
+
 TARGETS = ("numpy", "cython", "cpp_standalone", "auto")
 
 

@@ -10,6 +10,8 @@ from ..records import Presentations
 from .config import PoissonLayerConfig
 from .spike_model import refractory_drive
 
+__all__ = ["default_workers"]
+
 
 def _slot_steps(cfg: PoissonLayerConfig, sched) -> int:
     """Steps per row of the rate table: every window, gap, kernel bin and the latency are whole rows."""

@@ -1,25 +1,11 @@
-"""Brian2 Poisson neurons driven by the P-VAE's posterior rates.
+"""Running the Brian2 Poisson layer: a run planned chunk by chunk, serially or in parallel, and its spikes.
 
-One neuron per latent unit. The rate of unit ``k`` during presentation ``n`` is
-``λ[n, k] / window`` (Hz; :func:`rates_hz` is the only place this conversion is
-made), held in a 2-D ``TimedArray`` with one row per time slot (a slot is the
-greatest common divisor of the window and the gap, so blanks are rows of zeros)
-plus a trailing zero row: past its end a 2-D TimedArray repeats its last row.
-
-Spike generation has exactly the law of Brian2's ``PoissonGroup`` (one
-Bernoulli draw of probability ``p = rate·dt`` per step), but draws the *gap* to
-the next spiking step instead of one random number per neuron per step: the
-number of steps to the next spike is geometric, ``1 + floor(log U / log(1 - p))``,
-redrawn at every slot boundary (the Bernoulli process is memoryless, so the
-redraw is exact when the rate changes). The per-step work is one comparison per
-neuron; random numbers are drawn only at spikes and at slot boundaries. Rate 0
-gives no spikes, rate ``1/dt`` a spike every step.
-
-Long runs are simulated in chunks of presentations, each a fresh Brian2 network
-with its own child seed, so memory stays bounded. Code generation: ``numpy``
-(no compiler), ``cython`` (compiled once, cached) or ``cpp_standalone`` (one
-build per chunk in a reused directory); ``auto`` tries them fastest first and
-says which it used. The same seed gives the same spikes on every target.
+:class:`PoissonRun` prepares a run of expected counts λ per presentation (the drive schedule of the spike
+options, the presentation table, the rate-dt checks) and yields its spikes chunk by chunk (:meth:`PoissonRun.chunks`:
+in this process, in local worker processes or on a Dask cluster; the spikes are those of a serial run).
+:func:`simulate_poisson` and :func:`simulate_spikes` collect a whole run into a :class:`SpikeTrains`;
+:func:`poisson_spikes_numpy` is the exact continuous-time baseline of the benchmarks. The networks themselves
+are :mod:`spikevae.brian.poisson`'s; the same seed gives the same spikes on every target and for any chunking.
 """
 from __future__ import annotations
 
@@ -31,19 +17,21 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..brian import before_fork
-from ..brian.poisson import _brian_chunk, _prepare_standalone, _unit_kind
+from ..brian.poisson import prepare_standalone, run_chunk, unit_kind
 from ..errors import ArgumentError, RunInterrupted
 from ..records import Presentations, SpikeTrains
 from .config import _AUTO_ORDER, PoissonLayerConfig, _dt_message, _dt_stats, _merge_dt_stats, rates_hz
 from .plan import _check_expected, _chunk_table, _presentations, _slot_steps, _time_ordered
 from .spike_model import drive_schedule, refractory_drive
 
+__all__ = ["PoissonRun", "simulate_poisson", "simulate_spikes", "poisson_spikes_numpy"]
+
 log = logging.getLogger(__name__)
 
 
 def _chunk_job(table, slot_steps, n_steps, dt, key, step0, target, build_dir, model):
     """One chunk without carried state, in a worker: its spikes (unit int32, local step) sorted by time."""
-    u, st, _ = _brian_chunk(table, slot_steps, n_steps, dt, key, step0, target, build_dir, model, None)
+    u, st, _ = run_chunk(table, slot_steps, n_steps, dt, key, step0, target, build_dir, model, None)
     u, st = _time_ordered(u, st)
     return u.astype(np.int32), st
 
@@ -124,7 +112,7 @@ class PoissonRun:
         if workers < 1:
             raise ArgumentError(f"workers must be >= 1, got {workers}")
         if (workers > 1 or scheduler) and n > 1:
-            if _unit_kind(cfg.spikes) == "poisson":
+            if unit_kind(cfg.spikes) == "poisson":
                 yield from self._parallel_chunks(progress, build_dir, workers, scheduler)
                 return
             note = ("the spike model carries state across chunks (refractoriness or renewal), so its chunks run one "
@@ -141,7 +129,7 @@ class PoissonRun:
             while True:
                 tgt = self.target or targets[0]
                 try:
-                    u, st, state = _brian_chunk(table, slot, b - a, cfg.dt, self.key, a, tgt,
+                    u, st, state = run_chunk(table, slot, b - a, cfg.dt, self.key, a, tgt,
                                                 build_dir, cfg.spikes, carry)
                     self.target = tgt
                     break
@@ -257,7 +245,7 @@ class PoissonRun:
         if targets[0] == "cpp_standalone":
             _, _, a, b = chunk
             try:
-                _prepare_standalone(self.n_units, _slot_steps(cfg, self.sched), b - a, cfg.dt, cfg.spikes, build_dir)
+                prepare_standalone(self.n_units, _slot_steps(cfg, self.sched), b - a, cfg.dt, cfg.spikes, build_dir)
             except Exception as exc:  # noqa: BLE001 - cannot build here: fall back as chunks() does
                 if len(targets) == 1:
                     raise

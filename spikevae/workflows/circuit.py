@@ -11,6 +11,8 @@ from ..errors import ArgumentError
 from ..spikes.producers import N_ITER
 from .run_folder import write_run_files
 
+__all__ = ["circuit_readout", "simulate_circuit_to_folder", "checkpoint_name"]
+
 
 def circuit_readout(model, x: np.ndarray, counts: np.ndarray, save_t=None) -> list[dict]:
     """``model``: the iP-VAE or its dictionary Φ (M, K). Per-iteration metrics of a circuit's read-out counts

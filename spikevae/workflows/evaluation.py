@@ -1,4 +1,4 @@
-"""Evaluate trained VAEs side by side: ``python -m spikevae.evaluate --checkpoint A.pt [B.pt ...]``.
+"""Evaluating trained VAEs side by side (what ``python -m spikevae.evaluate`` and ``make demo`` print).
 
 Per model, on the validation set the checkpoint was trained with (rebuilt from its recorded data
 config and checked against its fingerprint):
@@ -44,6 +44,9 @@ from ..errors import ArgumentError
 from ..models.trained import TrainedModel, load_model
 from ..models.training import _child_seeds, _fingerprint, evaluate
 from ..models.vae import VAE
+
+__all__ = ["ModelEvaluation", "decoder_atoms", "default_n_labels", "evaluate_checkpoint", "STAGES", "COLUMNS",
+           "markdown_table", "GROUP_KEYS", "group_over_seeds", "SUMMARY_ROWS", "validation_summary", "format_summary"]
 
 
 class ModelEvaluation(NamedTuple):

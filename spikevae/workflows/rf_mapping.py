@@ -11,21 +11,33 @@ K + k its OFF half, whose STA is then −atom k).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
+from ..analysis.battery import (  # noqa: F401 - the battery's names, beside the mapping they read
+    MIN_RATE_HZ,
+    PROPERTIES,
+    grid_from_trials,
+    grid_properties,
+    rf_summary,
+    v1_properties,
+    v1_summary,
+)
 from ..analysis.geometry import R2_GOOD
 from ..analysis.receptive_fields import STA_SNR_MIN, GratingTuning, fit_gabor, frames_for_snr, grating_tuning, sta, sta_snr
 from ..errors import ArgumentError
 from ..records import SpikeTrains
+from ..spikes.producers import repeat_major
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RFMapping", "V1Battery", "map_receptive_fields", "sparse_noise", "rf_summary", "v1_properties",
-           "v1_summary", "PROPERTIES", "DIAMETERS"]
+__all__ = ["RFConfig", "RFMapping", "V1Battery", "map_receptive_fields", "map_producer", "rf_producer", "is_ipvae",
+           "sparse_noise", "DIAMETERS"]
 
 
 class RFMapping(NamedTuple):
@@ -108,210 +120,348 @@ def _fit_gabors(images: list, workers: int | None, progress: bool = False) -> li
     return _fork_map(fit_gabor, images, workers, desc="Gabor fits" if progress else None)
 
 
-_LCA_JOB: dict = {}
+@dataclass(frozen=True)
+class RFConfig:
+    """The receptive-field protocols: white noise, sparse noise, the grating grid and the size protocol."""
+
+    frames: int = 20_000  # white-noise frames (STA)
+    sparse_frames: int = 5_000  # sparse-noise frames (ON/OFF maps)
+    grating_repeats: int = 4  # presentations of every frame of the grating grid (1 for a deterministic code)
+    space: str = "pixel"  # pixel: noise through the checkpoint's whitening filter (a retina), model: in model space
+    fit_units: int = 512  # Gabor fits (and the size protocol) for this many channels, most active first
+    seed: int = 0  # root seed of the stimuli and of each protocol's spikes
+    battery: bool = True  # run the V1 property protocols (else the grid alone at 8 x 4 x 4)
+    n_orientations: int = 16  # orientations of the grating grid over [0, π)
+    frequencies: tuple | None = None  # spatial frequencies of the grid, cycles/pixel (default DEFAULT_FREQUENCIES)
+    n_phases: int = 8  # frames per drifting-grating cycle
+    diameters: tuple | None = None  # aperture diameters, pixels (default DIAMETERS scaled to the patch)
+    size_repeats: int = 2  # presentations of every aperture grating
+    workers: int | None = None  # processes for each protocol's chunks and the fits (default: every core)
+    progress: bool = False  # progress bars
+
+    def validate(self) -> RFConfig:
+        if min(self.frames, self.sparse_frames, self.grating_repeats, self.fit_units, self.size_repeats) < 1:
+            raise ArgumentError("frames, sparse_frames, grating_repeats, size_repeats and fit_units must be >= 1")
+        if self.n_orientations < 4 or self.n_phases < 4:
+            raise ArgumentError("the grating grid needs >= 4 orientations and >= 4 phases per cycle")
+        if self.space not in ("pixel", "model"):
+            raise ArgumentError(f"space must be 'pixel' or 'model', got {self.space!r}")
+        return self
 
 
-def _lca_codes(xf: np.ndarray) -> np.ndarray:
-    """The converged LCA codes of one batch (the dictionary and λ are set in :data:`_LCA_JOB` before forking)."""
-    from ..lca import LCAConfig, lca_fixed_point
+class _Responder:
+    """What the protocols ask of a producer: its response to frames, per channel, and the filters an STA is
+    compared with. ``respond(x, seed, meta, repeats, against)`` → (mean over repeats (n, C), spike trains or None,
+    responses per repeat (repeats, n, C) or None)."""
 
-    return lca_fixed_point(xf, _LCA_JOB["phi"], LCAConfig(lam=_LCA_JOB["lam"])).codes
+    kind: str  # pvae | lca | ipvae
+    window: float | None  # frame duration, s (None: an analog code)
+
+    def __init__(self, producer, cfg: RFConfig):
+        self.producer, self.cfg = producer, cfg
+        self.prep = producer.preprocessing
+        self.P = self.prep.patch_size
+        C = producer.n_units
+        self.latent, self.sign = np.arange(C), np.ones(C, np.int64)
+        self.encoder = self.decoder = None
+        self.lag_sums: dict = {}
+
+    @property
+    def deterministic(self) -> bool:
+        return self.window is None
 
 
-def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, preprocessing=None,
-                         lam: float = 0.5, frames: int = 20_000, sparse_frames: int = 5_000,
-                         grating_repeats: int = 4, window: float = 0.05, dt: float = 2.5e-4, target: str = "auto",
-                         space: str = "pixel", fit_units: int = 512, seed: int = 0,
-                         progress: bool = False, workers: int | None = None, battery: bool = True,
-                         n_orientations: int = 16, frequencies=None, n_phases: int = 8, diameters=None,
-                         size_repeats: int = 2, n_iter: int = 16, circuit=None) -> RFMapping:
-    """Map the receptive fields of a P-VAE's spiking units, or of LCA units on a dictionary.
+class _SpikeResponder(_Responder):
+    """A P-VAE: frames → λ → Brian2 Poisson neurons → counts per frame window."""
 
-    Parameters
-    ----------
-    model : TrainedModel, IPVAE, path or None
-        The P-VAE whose units are mapped through spikes (None: the shipped model), or an iP-VAE, whose units
-        are mapped through its Brian2 inference circuit (:func:`spikevae.brian.ipvae.ipvae_brian`): each frame
-        is one presentation of ``n_iter`` inference iterations (after the prior period), the response is the
-        spike count over those iterations, and ``sta_lags`` holds the STA of each iteration's spikes (the
-        spatiotemporal STA over iteration lags). Ignored when ``dictionary`` is given.
-    dictionary : ndarray (D, K), optional
-        Map LCA units on these atoms instead (normalised here), at threshold ``lam``, by their converged codes
-        rectified into ON and OFF channels; needs ``preprocessing`` (for the patch size).
-    window, dt, target : P-VAE frame duration (s), Brian2 step (s) and code-generation target.
-    space : {'pixel', 'model'}
-        pixel: white noise is an image passed through the checkpoint's whitening filter R(f) (a
-        retina-like stage; P-VAE and iP-VAE) and the STA is taken against the image; model: white noise
-        directly in model-input space.
-    fit_units : int
-        Gabor fits (and the size protocol) for this many channels, most active first.
-    workers : int, optional
-        Processes running each protocol's Brian2 chunks (default: every core for a protocol of more than one
-        chunk; the spikes do not change).
-    battery : bool
-        Run the V1 property protocols: the grating grid (``n_orientations`` × ``frequencies`` × one drifting
-        cycle of ``n_phases`` frames, ``grating_repeats`` times) and the size protocol (each fitted channel's
-        preferred grating in apertures of ``diameters`` pixels centred on its RF, 4 phases, ``size_repeats``
-        times). Without it the gratings are the grid alone at 8 orientations x 4 frequencies x 4 phases.
-    """
-    from ..lca import normalise_atoms
-    from ..stimuli import DEFAULT_FREQUENCIES, aperture_gratings, grating_grid
+    kind = "pvae"
 
-    if min(frames, sparse_frames, grating_repeats, fit_units, size_repeats) < 1:
-        raise ArgumentError("frames, sparse_frames, grating_repeats, size_repeats and fit_units must be >= 1")
-    if n_orientations < 4 or n_phases < 4:
-        raise ArgumentError("the grating grid needs >= 4 orientations and >= 4 phases per cycle")
-    if space not in ("pixel", "model"):
-        raise ArgumentError(f"space must be 'pixel' or 'model', got {space!r}")
-    from .._resources import check_memory
+    def __init__(self, producer, cfg):
+        super().__init__(producer, cfg)
+        m, K, P = producer.model, producer.n_units, self.P
+        self.window = producer.layer.window
+        self.encoder = m.encoder_filters
+        self.decoder = m.dictionary.T.reshape(K, P, P) if m.config.decoder == "lin" else None
 
-    rng = np.random.default_rng(seed)
-    if dictionary is not None:
-        if preprocessing is None:
-            raise ArgumentError("an LCA mapping needs the dictionary's preprocessing (for the patch size)")
-        kind, prep = "lca", preprocessing
-        phi = normalise_atoms(np.asarray(dictionary, dtype=np.float64))
-        P, K = prep.patch_size, phi.shape[1]
-        encoder, decoder = None, np.concatenate([phi.T, -phi.T]).reshape(2 * K, P, P)
-        latent, sign = np.tile(np.arange(K), 2), np.repeat([1, -1], K)
-    elif _is_ipvae(model):
-        from ..brian.ipvae import IPVAECircuitConfig
-        from ..models.ipvae import IPVAE, load
+    def respond(self, x, seed, meta=None, repeats=1, against=None):
+        from ..spikes import default_workers, simulate_poisson
 
-        kind = "ipvae"
-        model = model if isinstance(model, IPVAE) else load(model)
-        circuit = (circuit or IPVAECircuitConfig(substeps=20, target="cython")).validate()
-        if n_iter < 1:
-            raise ArgumentError(f"the number of iterations must be >= 1, got {n_iter}")
-        prep = model.preprocessing
-        P, K = prep.patch_size, model.config.n_latents
-        encoder, decoder = None, model.phi.detach().double().cpu().numpy().T.reshape(K, P, P)
-        latent, sign = np.arange(K), np.ones(K, np.int64)
-        window = n_iter * circuit.period
-    else:
-        from ..models.trained import TrainedModel, load_model
-        from ..spikes import PoissonLayerConfig
-
-        kind = "pvae"
-        model = model if isinstance(model, TrainedModel) else load_model(model)
-        model._need_poisson("RF mapping through spikes")
-        layer = PoissonLayerConfig(window=window, dt=dt, target=target, chunk=20_000).validate()
-        prep = model.preprocessing
-        P, K = model.config.patch_size, model.config.n_latents
-        encoder = model.encoder_filters
-        decoder = model.dictionary.T.reshape(K, P, P) if model.config.decoder == "lin" else None
-        latent, sign = np.arange(K), np.ones(K, np.int64)
-    C = len(latent)
-    lag_sums = {}
-
-    def respond(x, s, meta=None, repeats=1, against=None):
-        """(mean response per stimulus over ``repeats`` (n, C), spike trains or None, the responses of each repeat
-        (repeats, n, C) or None for the LCA's deterministic code). iP-VAE with ``against``
-        (the frames an STA is taken against): also accumulate each iteration's spike-weighted frame sums."""
-        if kind == "lca":
-            xf = x.reshape(len(x), -1).astype(np.float64)  # the converged codes (the LCA's fixed point)
-            _LCA_JOB.update(phi=phi, lam=lam)
-            a = np.concatenate(_fork_map(_lca_codes, [xf[i:i + 250] for i in range(0, len(xf), 250)], workers, 2,
-                                         (meta or {}).get("protocol", "LCA codes") if progress else None))
-            codes = np.concatenate([np.clip(a, 0, None), np.clip(-a, 0, None)], axis=1)  # ON, OFF channels
-            return codes, None, None
-        if kind == "ipvae":
-            per = _ipvae_respond(model, x, s, repeats, n_iter, circuit, against, lag_sums,
-                                 progress and (meta or {}).get("protocol", "iP-VAE circuit"))
-            return per.mean(0), None, per
-        from ..spikes import simulate_poisson
-        from ..spikes.plan import default_workers
-
-        n = len(x)
-        index = np.tile(np.arange(n), repeats)
-        st = simulate_poisson(model.rates(x), layer, seed=s, progress=progress, meta=meta, index=index,
-                              repeat=np.repeat(np.arange(repeats), n),
-                              workers=workers or default_workers(n * repeats, layer.chunk))
+        layer, n = self.producer.layer, len(x)
+        index, rep = repeat_major(n, repeats)
+        st = simulate_poisson(self.producer.rates(x), layer, seed=seed, progress=self.cfg.progress, meta=meta,
+                              index=index, repeat=rep,
+                              workers=self.cfg.workers or default_workers(n * repeats, layer.chunk))
         per = st.counts().reshape(repeats, n, -1)
         return per.mean(0), st, per
 
+
+def _lca_rates(producer, xf: np.ndarray) -> np.ndarray:
+    """The LCA producer's λ of one batch of frames (run in a forked worker)."""
+    return producer.rates(xf)
+
+
+class _CodeResponder(_Responder):
+    """An LCA: its converged code, rectified into ON and OFF channels, is the response (deterministic: no spikes
+    are drawn); channel k is atom k's ON half, channel K + k its OFF half, whose STA is then −atom k."""
+
+    kind, window = "lca", None
+
+    def __init__(self, producer, cfg):
+        super().__init__(producer, cfg)
+        phi, P = producer.phi, self.P
+        K = phi.shape[1]
+        self.decoder = np.concatenate([phi.T, -phi.T]).reshape(2 * K, P, P)
+        self.latent, self.sign = np.tile(np.arange(K), 2), np.repeat([1, -1], K)
+
+    def respond(self, x, seed, meta=None, repeats=1, against=None):
+        xf = x.reshape(len(x), -1).astype(np.float64)
+        desc = (meta or {}).get("protocol", "LCA codes") if self.cfg.progress else None
+        a = _fork_map(functools.partial(_lca_rates, self.producer), [xf[i:i + 250] for i in range(0, len(xf), 250)],
+                      self.cfg.workers, 2, desc)
+        return np.concatenate(a), None, None
+
+
+#: patches per Brian2 run of the iP-VAE circuit (its neurons are patches x latents)
+IPVAE_BATCH = 1024
+
+
+class _CircuitResponder(_Responder):
+    """An iP-VAE: each frame is one presentation of ``n_iter`` inference iterations of its Brian2 circuit (after the
+    prior period); the response is the spike count over those iterations, and with ``against`` (the frames an STA is
+    taken against) each iteration's spike-weighted frame sums are kept for the STA over iteration lags."""
+
+    kind = "ipvae"
+
+    def __init__(self, producer, cfg):
+        super().__init__(producer, cfg)
+        K, P = producer.n_units, self.P
+        self.window = producer.n_iter * producer.circuit.period
+        self.decoder = producer.params.phi.T.reshape(K, P, P)
+
+    def respond(self, x, seed, meta=None, repeats=1, against=None):
+        """Counts per repeat (repeats, n, K); frames run in batches of :data:`IPVAE_BATCH`, each with its own seed
+        drawn from ``seed``."""
+        from tqdm.auto import tqdm
+
+        from ..brian.ipvae import ipvae_brian
+
+        prod, n = self.producer, len(x)
+        n_iter, K = prod.n_iter, prod.n_units
+        xf = np.asarray(x, dtype=np.float64).reshape(n, -1)
+        out = np.zeros((repeats, n, K))
+        seeds = np.random.SeedSequence(seed).generate_state(repeats * ((n + IPVAE_BATCH - 1) // IPVAE_BATCH))
+        label = self.cfg.progress and (meta or {}).get("protocol", "iP-VAE circuit")
+        bar = tqdm(total=repeats * n, disable=not label, desc=str(label), unit="frame")
+        j = 0
+        for r in range(repeats):
+            for i in range(0, n, IPVAE_BATCH):
+                bar.update(min(IPVAE_BATCH, n - i))
+                res = ipvae_brian(prod.params, xf[i:i + IPVAE_BATCH], n_iter, prod.circuit, seed=int(seeds[j]),
+                                  record=False)
+                j += 1
+                c = res.counts.astype(np.float64)  # (n_iter + 1, B, K)
+                out[r, i:i + IPVAE_BATCH] = c[1:].sum(0)
+                if against is not None:
+                    a = np.asarray(against[i:i + IPVAE_BATCH], dtype=np.float64).reshape(len(c[0]), -1)
+                    self.lag_sums.setdefault("sum", np.zeros((n_iter + 1, K, a.shape[1])))
+                    self.lag_sums.setdefault("n", np.zeros((n_iter + 1, K)))
+                    self.lag_sums["sum"] += np.matmul(c.transpose(0, 2, 1), a)  # (n_iter + 1, K, pixels)
+                    self.lag_sums["n"] += c.sum(1)
+        bar.close()
+        return out.mean(0), None, out
+
+
+def _responder(producer, cfg: RFConfig) -> _Responder:
+    """The protocols' view of a producer (the one place that asks which model it is)."""
+    from ..spikes.producers import IPVAEProducer, LCAProducer, PoissonProducer
+
+    for kind, cls in ((PoissonProducer, _SpikeResponder), (LCAProducer, _CodeResponder),
+                      (IPVAEProducer, _CircuitResponder)):
+        if isinstance(producer, kind):
+            return cls(producer, cfg)
+    raise ArgumentError(f"receptive-field mapping takes a P-VAE, LCA or iP-VAE producer, got {type(producer).__name__}")
+
+
+def rf_producer(model=None, *, dictionary: np.ndarray | None = None, preprocessing=None, lam: float = 0.5,
+                window: float = 0.05, dt: float = 2.5e-4, target: str = "auto", n_iter: int = 16, circuit=None):
+    """The producer a mapping runs on: the LCA on ``dictionary`` (normalised here) at threshold ``lam`` with signed
+    codes; else an iP-VAE (a model or checkpoint) through its circuit (default 20 Brian2 steps per iteration, the
+    cython target); else a P-VAE (None: the shipped one) through Poisson neurons of ``window`` s frames at ``dt``."""
+    from ..spikes import PoissonLayerConfig
+    from ..spikes.producers import IPVAEProducer, LCAProducer, PoissonProducer
+
+    if dictionary is not None:
+        from ..lca import LCAConfig, normalise_atoms
+
+        if preprocessing is None:
+            raise ArgumentError("an LCA mapping needs the dictionary's preprocessing (for the patch size)")
+        return LCAProducer(normalise_atoms(np.asarray(dictionary, dtype=np.float64)), preprocessing, LCAConfig(lam=lam))
+    if is_ipvae(model):
+        from ..brian.ipvae import IPVAECircuitConfig
+        from ..models.ipvae import IPVAE, load
+
+        if n_iter < 1:
+            raise ArgumentError(f"the number of iterations must be >= 1, got {n_iter}")
+        model = model if isinstance(model, IPVAE) else load(model)
+        return IPVAEProducer(model, n_iter, circuit or IPVAECircuitConfig(substeps=20, target="cython"))
+    from ..models.trained import TrainedModel, load_model
+
+    model = model if isinstance(model, TrainedModel) else load_model(model)
+    model._need_poisson("RF mapping through spikes")
+    return PoissonProducer(model, PoissonLayerConfig(window=window, dt=dt, target=target, chunk=20_000))
+
+
+def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, preprocessing=None, lam: float = 0.5,
+                         window: float = 0.05, dt: float = 2.5e-4, target: str = "auto", n_iter: int = 16,
+                         circuit=None, **protocol) -> RFMapping:
+    """Map the receptive fields of a P-VAE's spiking units, of an iP-VAE's circuit neurons, or of LCA units.
+
+    The model (``model``, ``dictionary``, ``preprocessing``, ``lam``, ``window``, ``dt``, ``target``, ``n_iter``,
+    ``circuit``) becomes a producer (:func:`rf_producer`) and the keyword arguments ``protocol`` an
+    :class:`RFConfig`; :func:`map_producer` does the mapping. An iP-VAE's frame is one presentation of ``n_iter``
+    inference iterations after the prior period, its response the spike count over those iterations, and
+    ``sta_lags`` holds the STA of each iteration's spikes.
+    """
+    cfg = RFConfig(**protocol).validate()
+    return map_producer(rf_producer(model, dictionary=dictionary, preprocessing=preprocessing, lam=lam, window=window,
+                                    dt=dt, target=target, n_iter=n_iter, circuit=circuit), cfg)
+
+
+def map_producer(producer, cfg: RFConfig = RFConfig()) -> RFMapping:
+    """Map the receptive fields of a producer's units (:mod:`spikevae.spikes.producers`) with the protocols of
+    ``cfg``: white noise → STA, sparse noise → ON/OFF maps, the grating grid → tuning, Gabor fits of the most active
+    channels, and (``cfg.battery``) the size protocol."""
+    from .._resources import check_memory
+
+    cfg = cfg.validate()
+    resp = _responder(producer, cfg)
+    P, C = resp.P, len(resp.latent)
     # white noise → STA: frames (float32, twice), rates, counts and the STA's work arrays (float64)
-    check_memory(max(frames, sparse_frames) * (8.0 * P * P + 8.0 * 3 * C), f"{frames} white-noise frames for {C} units")
-    wn = rng.standard_normal((frames, P, P)).astype(np.float32)
+    check_memory(max(cfg.frames, cfg.sparse_frames) * (8.0 * P * P + 8.0 * 3 * C),
+                 f"{cfg.frames} white-noise frames for {C} units")
+    rng = np.random.default_rng(cfg.seed)
+    wn, shown, counts, st, maps, lags = _white_noise(resp, cfg, rng)
+    on, off = _on_off(resp, cfg, rng)
+    g, c_g, g_st, reps, tun = _grating_grid(resp, cfg)
+    order, rows, enc = _gabor_fits(resp, cfg, wn, counts, maps, tun)
+    bat = s_st = None
+    if cfg.battery:
+        bat, s_st = _size_protocol(resp, cfg, g, c_g, tun, maps, rows, order)
+    return RFMapping(resp.kind, maps, counts, on, off, tun, order, rows, enc, resp.decoder, wn, shown, st,
+                     len(g.images) * reps, resp.latent, resp.sign, bat, g_st, s_st, lags, resp.lag_sums.get("n"))
+
+
+def _meta(resp: _Responder, cfg: RFConfig, protocol: str) -> dict:
+    return {"protocol": protocol, "seed": cfg.seed, "model": resp.kind}
+
+
+def _white_noise(resp: _Responder, cfg: RFConfig, rng: np.random.Generator):
+    """White-noise frames, what the model saw, the responses and their STA (and the iP-VAE's STA per lag)."""
+    P, prep = resp.P, resp.prep
+    wn = rng.standard_normal((cfg.frames, P, P)).astype(np.float32)
     shown = wn
-    if space == "pixel" and kind in ("pvae", "ipvae") and prep.kind == "natural":
+    if cfg.space == "pixel" and resp.kind in ("pvae", "ipvae") and prep.kind == "natural":
         from ..data import whitening_filter
 
         # the checkpoint's whitening filter, frame by frame; unit variance per pixel, like the training data
         shown = np.fft.irfft2(np.fft.rfft2(wn) * whitening_filter((P, P), prep.whiten_f0, prep.whiten_n), s=(P, P))
         shown = (shown / shown.std()).astype(np.float32)
-    counts, st, _ = respond(shown, seed + 1, {"protocol": "white-noise RF mapping", "seed": seed, "model": kind},
-                         against=wn)
+    counts, st, _ = resp.respond(shown, cfg.seed + 1, _meta(resp, cfg, "white-noise RF mapping"), against=wn)
     maps = sta(wn, counts)
     lags = None
-    if lag_sums:
+    if resp.lag_sums:
         with np.errstate(invalid="ignore", divide="ignore"):
-            lags = (lag_sums["sum"] / lag_sums["n"][:, :, None]).reshape(n_iter + 1, C, P, P)
-    # sparse noise → ON / OFF maps (mean response when the pixel is on, per sign)
-    sp, pix, sgn = sparse_noise(sparse_frames, P, rng)
-    c_sp, _, _ = respond(sp, seed + 2, {"protocol": "sparse noise", "seed": seed, "model": kind})
-    on_off = []
+            lags = (resp.lag_sums["sum"] / resp.lag_sums["n"][:, :, None]).reshape(-1, len(resp.latent), P, P)
+    return wn, shown, counts, st, maps, lags
+
+
+def _on_off(resp: _Responder, cfg: RFConfig, rng: np.random.Generator):
+    """Sparse noise → ON and OFF maps (C, P, P): the mean response when a pixel is bright, and when it is dark."""
+    P, C = resp.P, len(resp.latent)
+    sp, pix, sgn = sparse_noise(cfg.sparse_frames, P, rng)
+    c_sp, _, _ = resp.respond(sp, cfg.seed + 2, _meta(resp, cfg, "sparse noise"))
+    maps = []
     for s in (1.0, -1.0):
         sel = sgn == s
         tot = np.zeros((P * P, C))
         np.add.at(tot, pix[sel], c_sp[sel])
         n_pix = np.bincount(pix[sel], minlength=P * P)[:, None]
-        on_off.append((tot / np.maximum(n_pix, 1)).T.reshape(C, P, P))
-    # gratings: every orientation x frequency as one drifting cycle → tuning
-    if battery:
-        g = grating_grid(P, n_orientations, DEFAULT_FREQUENCIES if frequencies is None else frequencies, n_phases)
+        maps.append((tot / np.maximum(n_pix, 1)).T.reshape(C, P, P))
+    return maps[0], maps[1]
+
+
+def _grating_grid(resp: _Responder, cfg: RFConfig):
+    """Every orientation x frequency as one drifting cycle, repeated → the grid, its responses and the tuning."""
+    from ..stimuli import DEFAULT_FREQUENCIES, grating_grid
+
+    if cfg.battery:
+        freqs = DEFAULT_FREQUENCIES if cfg.frequencies is None else cfg.frequencies
+        g = grating_grid(resp.P, cfg.n_orientations, freqs, cfg.n_phases)
     else:
-        g = grating_grid(P, 8, (0.0625, 0.125, 0.25, 0.375), 4)
-    reps = 1 if kind == "lca" else grating_repeats  # the LCA's code is deterministic
-    c_g, g_st, per_rep = respond(g.images, seed + 3, {"protocol": "grating grid", "seed": seed, "model": kind}, reps)
+        g = grating_grid(resp.P, 8, (0.0625, 0.125, 0.25, 0.375), 4)
+    reps = 1 if resp.deterministic else cfg.grating_repeats  # a deterministic code needs one presentation
+    c_g, g_st, per_rep = resp.respond(g.images, cfg.seed + 3, _meta(resp, cfg, "grating grid"), reps)
     tun = grating_tuning(c_g, g.params["orientation"], g.params["spatial_frequency"], per_rep if reps >= 2 else None)
-    # Gabor fits and agreement of the STA with the encoder filter and the decoder atom
-    order = [k for k in np.argsort(-counts.sum(0), kind="stable")[:fit_units] if np.all(np.isfinite(maps[k]))]
-    rows = []
-    enc = None if encoder is None else encoder[latent]
+    return g, c_g, g_st, reps, tun
+
+
+def _gabor_fits(resp: _Responder, cfg: RFConfig, wn, counts, maps, tun):
+    """Gabor fits of the most active channels' STAs, with their tuning and the STA's agreement with the encoder
+    filter and the decoder atom."""
+    latent, sign, P = resp.latent, resp.sign, resp.P
+    order = [k for k in np.argsort(-counts.sum(0), kind="stable")[:cfg.fit_units] if np.all(np.isfinite(maps[k]))]
+    enc = None if resp.encoder is None else resp.encoder[latent]
     snr = sta_snr(wn, counts, maps)
     if order and np.median(snr[order]) < STA_SNR_MIN:  # noise-dominated STAs: say how much longer the noise must be
-        need = frames_for_snr(frames, float(np.median(snr[order])), P * P)
+        need = frames_for_snr(cfg.frames, float(np.median(snr[order])), P * P)
         log.warning("the white-noise STAs are noise-dominated (median peak %.1f noise s.d. over the %d mapped channels, "
                     "below %g): Gabor fits and RF centres will be unreliable; use frames >= %d (--frames)",
                     float(np.median(snr[order])), len(order), STA_SNR_MIN, int(np.ceil(need / 5000) * 5000))
-    for k, f in zip(order, _fit_gabors([maps[k] for k in order], workers, progress)):
+    rows = []
+    for k, f in zip(order, _fit_gabors([maps[k] for k in order], cfg.workers, cfg.progress)):
         row = {"unit": int(k), "latent": int(latent[k]), "sign": int(sign[k]), "spikes": float(counts[:, k].sum()),
                "sta_snr": float(snr[k]),
                **f._asdict(), "osi": float(tun.osi[k]), "preferred_orientation": float(tun.preferred_orientation[k]),
                "preferred_frequency": float(tun.preferred_frequency[k])}
-        for name, ref in (("corr_sta_encoder", enc), ("corr_sta_decoder", decoder)):
+        for name, ref in (("corr_sta_encoder", enc), ("corr_sta_decoder", resp.decoder)):
             row[name] = float(np.corrcoef(maps[k].ravel(), ref[k].ravel())[0, 1]) if ref is not None else np.nan
         rows.append(row)
-    bat, s_st = None, None
-    if battery:
-        n_o, F = n_orientations, len(g.params["spatial_frequency"]) // (n_orientations * n_phases)
-        grid = c_g.T.reshape(C, n_o, F, n_phases)
-        centre = _rf_centres(maps, rows, P)
-        d = np.asarray(DIAMETERS if diameters is None else diameters, dtype=np.float64) * (P / 16 if diameters is None else 1)
-        f0 = grid.mean(-1).reshape(C, -1).argmax(1)  # preferred (orientation, frequency) cell
-        oi, fi = np.unravel_index(f0, (n_o, F))
-        measured = np.asarray(order, np.int64)
-        # one aperture set per distinct (preferred grating, centre to 0.5 px): channels that share them (an LCA
-        # unit's ON and OFF halves) share the stimuli
-        centre[measured] = np.round(centre[measured] * 2) / 2
-        key = np.column_stack([oi[measured], fi[measured], centre[measured]])
-        _, first, which = np.unique(key, axis=0, return_index=True, return_inverse=True)
-        first = measured[first]
-        ag = aperture_gratings(P, tun.orientations[oi[first]], tun.frequencies[fi[first]], centre[first], d)
-        c_s, s_st, _ = respond(ag.images, seed + 4, {"protocol": "size tuning", "seed": seed, "model": kind},
-                            1 if kind == "lca" else size_repeats)
-        per_set = c_s.reshape(len(first), len(d), 4, C).mean(2)  # (sets, diameters, channels), mean over phases
-        size = np.full((C, len(d)), np.nan)
-        size[measured] = per_set[which.ravel(), :, measured]
-        ag.params["unit"] = first[ag.params["unit"]]  # the channel whose preferred grating and centre the set uses
-        bat = V1Battery(tun.orientations, tun.frequencies, n_phases, grid, g.params, d, size, ag.params, centre,
-                        None if kind == "lca" else window)
-    return RFMapping(kind, maps, counts, on_off[0], on_off[1], tun, order, rows, enc, decoder, wn, shown, st,
-                     len(g.images) * reps, latent, sign, bat, g_st, s_st, lags, lag_sums.get("n"))
+    return order, rows, enc
 
 
-def _is_ipvae(model) -> bool:
+def _size_protocol(resp: _Responder, cfg: RFConfig, g, c_g, tun, maps, rows, order):
+    """Each fitted channel's preferred grating in apertures of growing diameter centred on its RF (4 phases)."""
+    from ..stimuli import aperture_gratings
+
+    P, C = resp.P, len(resp.latent)
+    n_o, n_ph = cfg.n_orientations, cfg.n_phases
+    F = len(g.params["spatial_frequency"]) // (n_o * n_ph)
+    grid = c_g.T.reshape(C, n_o, F, n_ph)
+    centre = _rf_centres(maps, rows, P)
+    d = np.asarray(DIAMETERS if cfg.diameters is None else cfg.diameters, dtype=np.float64) * (
+        P / 16 if cfg.diameters is None else 1)
+    f0 = grid.mean(-1).reshape(C, -1).argmax(1)  # preferred (orientation, frequency) cell
+    oi, fi = np.unravel_index(f0, (n_o, F))
+    measured = np.asarray(order, np.int64)
+    # one aperture set per distinct (preferred grating, centre to 0.5 px): channels that share them (an LCA
+    # unit's ON and OFF halves) share the stimuli
+    centre[measured] = np.round(centre[measured] * 2) / 2
+    key = np.column_stack([oi[measured], fi[measured], centre[measured]])
+    _, first, which = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    first = measured[first]
+    ag = aperture_gratings(P, tun.orientations[oi[first]], tun.frequencies[fi[first]], centre[first], d)
+    c_s, s_st, _ = resp.respond(ag.images, cfg.seed + 4, _meta(resp, cfg, "size tuning"),
+                                1 if resp.deterministic else cfg.size_repeats)
+    per_set = c_s.reshape(len(first), len(d), 4, C).mean(2)  # (sets, diameters, channels), mean over phases
+    size = np.full((C, len(d)), np.nan)
+    size[measured] = per_set[which.ravel(), :, measured]
+    ag.params["unit"] = first[ag.params["unit"]]  # the channel whose preferred grating and centre the set uses
+    return V1Battery(tun.orientations, tun.frequencies, n_ph, grid, g.params, d, size, ag.params, centre,
+                     resp.window), s_st
+
+
+def is_ipvae(model) -> bool:
+    """Whether ``model`` is an iP-VAE or the path of an iP-VAE checkpoint."""
     if model is None:
         return False
     from ..models.ipvae import IPVAE
@@ -325,45 +475,9 @@ def _is_ipvae(model) -> bool:
     return False
 
 
-#: patches per Brian2 run of the iP-VAE circuit (its neurons are patches x latents)
-IPVAE_BATCH = 1024
-
-
-def _ipvae_respond(model, x, seed, repeats, n_iter, circuit, against, lag_sums, progress=None) -> np.ndarray:
-    """Spike counts over iterations 1..n_iter of the iP-VAE circuit, per repeat (repeats, n, K); frames run in
-    batches of :data:`IPVAE_BATCH`, each with its own seed drawn from ``seed``."""
-    from ..brian.ipvae import ipvae_brian
-
-    n = len(x)
-    xf = np.asarray(x, dtype=np.float64).reshape(n, -1)
-    K = model.config.n_latents
-    out = np.zeros((repeats, n, K))
-    seeds = np.random.SeedSequence(seed).generate_state(repeats * ((n + IPVAE_BATCH - 1) // IPVAE_BATCH))
-    from tqdm.auto import tqdm
-
-    j = 0
-    bar = tqdm(total=repeats * n, disable=not progress, desc=str(progress), unit="frame")
-    for r in range(repeats):
-        for i in range(0, n, IPVAE_BATCH):
-            bar.update(min(IPVAE_BATCH, n - i))
-            res = ipvae_brian(model, xf[i:i + IPVAE_BATCH], n_iter, circuit, seed=int(seeds[j]), record=False)
-            j += 1
-            c = res.counts.astype(np.float64)  # (n_iter + 1, B, K)
-            out[r, i:i + IPVAE_BATCH] = c[1:].sum(0)
-            if against is not None:
-                a = np.asarray(against[i:i + IPVAE_BATCH], dtype=np.float64).reshape(len(c[0]), -1)
-                lag_sums.setdefault("sum", np.zeros((n_iter + 1, K, a.shape[1])))
-                lag_sums.setdefault("n", np.zeros((n_iter + 1, K)))
-                lag_sums["sum"] += np.matmul(c.transpose(0, 2, 1), a)  # (n_iter + 1, K, pixels)
-                lag_sums["n"] += c.sum(1)
-    bar.close()
-    return out
-
-
 def _rf_centres(maps: np.ndarray, rows: list, P: int) -> np.ndarray:
     """Each channel's RF centre (x, y): its Gabor fit's when good, else the centroid of the STA's energy, else
     the patch centre."""
-    from ..analysis.geometry import R2_GOOD
 
     C = len(maps)
     yy, xx = np.mgrid[0:P, 0:P]
@@ -378,167 +492,14 @@ def _rf_centres(maps: np.ndarray, rows: list, P: int) -> np.ndarray:
     return c
 
 
-def rf_summary(m: RFMapping) -> dict:
-    """Medians over the fitted units (``units_fitted``: Gabor-fit quality, OSI, STA agreement) and, for the shape
-    (nx, ny, frequency), over the good fits among them (R² ≥ 0.5, ``n_good_fits``)."""
-    col = lambda k: np.array([float(r[k]) for r in m.fits])  # noqa: E731
-    r2 = col("r2")
-    good = r2 >= R2_GOOD
-    med = lambda v: float(np.nanmedian(v)) if np.isfinite(v).any() else None  # noqa: E731
-    return {"units_fitted": len(m.fits), "n_good_fits": int(good.sum()), "gabor_fraction": float(good.mean()),
-            "median_r2": med(r2),
-            "median_osi": med(col("osi")), "median_nx": med(col("nx")[good]) if good.any() else None,
-            "median_ny": med(col("ny")[good]) if good.any() else None,
-            "median_frequency": med(col("frequency")[good]) if good.any() else None,
-            "median_corr_sta_encoder": med(col("corr_sta_encoder")),
-            "median_corr_sta_decoder": med(col("corr_sta_decoder"))}
 
 
-#: the V1 battery's per-channel properties: key → (label, unit, key of the shipped V1 distribution or None).
-#: ``*_cpd`` and ``*_deg`` columns exist only with a pixels-per-degree mapping.
-PROPERTIES = {
-    "circular_variance": ("circular variance (orientation)", "", None),
-    "orientation_bandwidth_deg": ("orientation bandwidth (half-width at 1/√2)", "deg", None),
-    "orth_pref_ratio": ("orthogonal / preferred response", "", None),
-    "osi": ("OSI = 1 − circular variance", "", None),
-    "orientation_selective": ("orientation selective (orthogonal / preferred < 0.5)", "fraction", None),
-    "peak_sf_cpp": ("peak spatial frequency", "cycles/pixel", None),
-    "peak_sf_cpd": ("peak spatial frequency", "cycles/deg", "peak_sf_cpd"),
-    "sf_bandwidth_octaves": ("SF bandwidth (full width at 1/√2)", "octaves", None),
-    "sf_bandwidth_schiller": ("SF bandwidth (Schiller: 100·f_low/f_high)", "%", "sf_bandwidth_schiller"),
-    "sf_selective": ("SF selective (band-pass)", "fraction", "sf_selective"),
-    "gsf_px": ("grating summation field", "pixels", None),
-    "gsf_deg": ("grating summation field", "deg", "gsf_deg"),
-    "ssi": ("surround-suppression index", "", "ssi"),
-    "f1_f0": ("modulation ratio F1/F0", "", None),
-    "simple": ("simple cells (F1/F0 > 1)", "fraction", None),
-    "on_off_overlap": ("ON/OFF overlap index", "", None),
-    "nx": ("Gabor nx = σx·f", "", None),
-    "ny": ("Gabor ny = σy·f", "", None),
-    "aspect_ratio": ("Gabor aspect ratio σy/σx", "", None),
-}
-
-#: a spiking channel whose best grating drives it below this rate is flagged weak (Cavanaugh et al. 2002's
-#: inclusion criterion, > 5 spikes/s)
-MIN_RATE_HZ = 5.0
 
 
-def v1_properties(m: RFMapping, pixels_per_degree: float | None = None) -> list[dict]:
-    """One row per channel of a mapping with the V1 battery: every :data:`PROPERTIES` value (NaN where undefined),
-    the response level, the Gabor fit's R², and flags: ``weak`` (best grating below :data:`MIN_RATE_HZ` spikes/s;
-    an LCA channel: no response at all), ``poor_fit`` (no Gabor fit with R² ≥ 0.5), ``size_measured``.
-    Flagged channels stay in the table; summaries use the channels that are not ``weak``."""
-    from ..analysis import v1
-    from ..analysis.geometry import R2_GOOD
-
-    b = m.battery
-    if b is None:
-        raise ArgumentError("this mapping ran without the V1 battery (battery=False)")
-    if pixels_per_degree is not None and not (np.isfinite(pixels_per_degree) and pixels_per_degree > 0):
-        raise ArgumentError(f"pixels per degree must be a finite number > 0, got {pixels_per_degree}")
-    C = b.grid.shape[0]
-    gp = grid_properties(b.grid, b.orientations, b.frequencies)
-    peak, pref, cv, bw, opr, f1f0 = (gp[k] for k in ("peak", "pref", "cv", "bw", "opr", "f1f0"))
-    sf = gp["sf"]
-    measured = np.all(np.isfinite(b.size), axis=1)
-    size = {"gsf": np.full(C, np.nan), "ssi": np.full(C, np.nan)}
-    if measured.any():
-        st = v1.size_tuning(b.size[measured], b.diameters)
-        for k in size:
-            size[k][measured] = st[k]
-    oi_idx = v1.on_off_overlap(m.on, m.off)
-    fits = {r["unit"]: r for r in m.fits}
-    rate = peak / b.window if b.window else peak
-    weak = rate < MIN_RATE_HZ if b.window else ~(peak > 0)
-    rows = []
-    nan = float("nan")
-    for c in range(C):
-        g = fits.get(c)
-        good = g is not None and g["r2"] >= R2_GOOD
-        row = {"unit": c, "latent": int(m.latent[c]), "sign": int(m.sign[c]),
-               "peak_response": float(rate[c]), "response_unit": "spikes/s" if b.window else "code",
-               "weak": bool(weak[c]), "gabor_r2": float(g["r2"]) if g else nan, "poor_fit": not good,
-               "size_measured": bool(measured[c]),
-               "preferred_orientation_deg": float(np.degrees(pref[c])), "circular_variance": float(cv[c]),
-               "orientation_bandwidth_deg": float(bw[c]), "orth_pref_ratio": float(opr[c]), "osi": float(1 - cv[c]),
-               "orientation_selective": float(opr[c] < 0.5) if np.isfinite(opr[c]) else nan,
-               "peak_sf_cpp": float(sf["peak"][c]), "sf_bandwidth_octaves": float(sf["bandwidth_octaves"][c]),
-               "sf_bandwidth_schiller": float(sf["bandwidth_schiller"][c]),
-               "sf_selective": float(sf["selective"][c]) if np.isfinite(sf["peak"][c]) else nan,
-               "gsf_px": float(size["gsf"][c]), "ssi": float(size["ssi"][c]), "f1_f0": float(f1f0[c]),
-               "simple": float(f1f0[c] > 1) if np.isfinite(f1f0[c]) else nan, "on_off_overlap": float(oi_idx[c]),
-               "nx": float(g["nx"]) if good else nan, "ny": float(g["ny"]) if good else nan,
-               "aspect_ratio": float(g["sigma_y"] / g["sigma_x"]) if good else nan,
-               "rf_x": float(b.centre[c, 0]), "rf_y": float(b.centre[c, 1])}
-        if pixels_per_degree is not None:
-            row["peak_sf_cpd"] = row["peak_sf_cpp"] * pixels_per_degree
-            row["gsf_deg"] = row["gsf_px"] / pixels_per_degree
-        rows.append(row)
-    return rows
 
 
-def grid_properties(grid: np.ndarray, orientations: np.ndarray, frequencies: np.ndarray) -> dict:
-    """Orientation, SF and F1/F0 properties of responses ``grid`` (C, O, F, n_phases) to a drifting grating grid:
-    the preferred grating is the peak of the cycle-mean response; orientation tuning is taken at the preferred
-    frequency, SF tuning at the preferred orientation, F1/F0 over the cycle at the preferred grating."""
-    from ..analysis import v1
-
-    C = grid.shape[0]
-    f0 = grid.mean(-1)  # (C, O, F): mean over the drifting cycle
-    flat = f0.reshape(C, -1)
-    best = flat.argmax(1)
-    oi, fi = np.unravel_index(best, f0.shape[1:])
-    ori = f0[np.arange(C), :, fi]  # (C, O) at the preferred frequency
-    cv, pref = v1.circular_variance(ori, orientations)
-    return {"peak": flat[np.arange(C), best], "pref": pref, "cv": cv, "bw": v1.orientation_bandwidth(ori, orientations),
-            "opr": v1.orthogonal_preferred_ratio(ori, orientations),
-            "sf": v1.sf_tuning(f0[np.arange(C), oi, :], frequencies),
-            "f1f0": v1.modulation_ratio(grid[np.arange(C), oi, fi, :])}
 
 
-def grid_from_trials(responses: np.ndarray, orientation, frequency, phase) -> tuple:
-    """Mean responses (C, O, F, n_phases) per grating of a grid from per-presentation ``responses`` (n, C) and each
-    presentation's parameters (repeats are averaged; as read from an NWB trials table) → (grid, orientations,
-    frequencies)."""
-    r = np.asarray(responses, dtype=np.float64)
-    keys = [np.unique(np.round(np.asarray(v, dtype=np.float64), 12), return_inverse=True)
-            for v in (orientation, frequency, phase)]
-    shape = tuple(len(k[0]) for k in keys)
-    cell = np.ravel_multi_index(tuple(k[1] for k in keys), shape)
-    n = np.bincount(cell, minlength=int(np.prod(shape)))
-    if np.any(n == 0):
-        raise ArgumentError("the trials do not hold a full orientation x frequency x phase grid")
-    tot = np.zeros((int(np.prod(shape)), r.shape[1]))
-    np.add.at(tot, cell, r)
-    grid = (tot / n[:, None]).T.reshape(r.shape[1], *shape)
-    return grid, keys[0][0], keys[1][0]
 
 
-def v1_summary(rows: list[dict]) -> list[dict]:
-    """Per property of :data:`PROPERTIES` present in ``rows``: the model's median and quartiles over the channels
-    that are not weak (fractions: the mean), the shipped V1 median and, where V1's distribution is shipped, the
-    KS distance at its bin edges (:func:`spikevae.analysis.v1_reference.ks_binned`). The grating summation
-    field is compared over channels with SSI > 0.1, the population Cavanaugh et al. report it for."""
-    from ..analysis.v1_reference import V1_DATA, ks_binned
 
-    use = [r for r in rows if not r["weak"]]
-    out = []
-    for key, (label, unit, ref) in PROPERTIES.items():
-        if not rows or key not in rows[0]:
-            continue
-        pop = [r for r in use if r["ssi"] > 0.1] if key.startswith("gsf") else use
-        v = np.array([r[key] for r in pop], dtype=np.float64)
-        fin = v[np.isfinite(v)]
-        frac = unit == "fraction"
-        d = V1_DATA.get(ref) if ref else None
-        s = {"property": key, "label": label, "unit": unit, "n": int(len(fin)), "of": len(pop),
-             "median": float(fin.mean() if frac else np.median(fin)) if len(fin) else float("nan"),
-             "q1": float(np.percentile(fin, 25)) if len(fin) and not frac else float("nan"),
-             "q3": float(np.percentile(fin, 75)) if len(fin) and not frac else float("nan"),
-             "v1_median": float("nan"), "ks": float("nan"), "v1_source": ""}
-        if d is not None:
-            s["v1_median"] = d.counts[1] / d.n if frac else d.median()
-            s["ks"] = float("nan") if frac else ks_binned(fin, d)
-            s["v1_source"] = f"{d.source}; {d.population}; n = {d.n}"
-        out.append(s)
-    return out

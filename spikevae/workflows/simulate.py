@@ -261,14 +261,28 @@ def _simulate(producer, stimuli, n_stimuli, repeats, seed, progress, spill_dir=N
         spill.t_stop, spill.meta = t_stop, info
         spill.presentations = run.presentations(spill.expected)
         st = spill
-        u = np.concatenate([f[0] for f in first])
-        t = np.concatenate([f[1] for f in first]) * layer.dt
-        small = run.presentations(np.zeros((run.n, 0)))
-        keep = t < small.offset[n_raster - 1] + run.sched.latency_steps * layer.dt
-        raster = SpikeTrains(u[keep], t[keep], K, t_stop, layer.dt, type(small)(
-            small.stimulus[:n_raster], small.repeat[:n_raster], small.onset[:n_raster], small.offset[:n_raster],
-            np.zeros((n_raster, 0))), info)
+        raster = _first_presentations(first, run, n_raster, info)
     counts, expected = tally.counts()
+    return st, stim, lam, counts, expected, raster, _summary(st, tally, run, stimuli, n, repeats, info, t0)
+
+
+def _first_presentations(first: list, run, n_raster: int, info: dict) -> SpikeTrains:
+    """The spikes of a spilled run's first ``n_raster`` presentations (for its raster), from the chunks' (unit,
+    step) arrays kept while the run went to disk."""
+    dt = run.cfg.dt
+    u = np.concatenate([f[0] for f in first])
+    t = np.concatenate([f[1] for f in first]) * dt
+    small = run.presentations(np.zeros((run.n, 0)))
+    keep = t < small.offset[n_raster - 1] + run.sched.latency_steps * dt
+    return SpikeTrains(u[keep], t[keep], run.n_units, run.total * dt, dt, type(small)(
+        small.stimulus[:n_raster], small.repeat[:n_raster], small.onset[:n_raster], small.offset[:n_raster],
+        np.zeros((n_raster, 0))), info)
+
+
+def _summary(st, tally: _Tally, run, stimuli: str, n: int, repeats: int, info: dict, t0: float) -> dict:
+    """The numbers a simulation prints and writes to ``summary.json``."""
+    layer, K = run.cfg, run.n_units
+    t_stop = run.total * layer.dt
     summary = {
         "n_spikes": int(st.n_spikes),
         "n_spikes_in_windows": int(tally.n_in),
@@ -290,7 +304,7 @@ def _simulate(producer, stimuli, n_stimuli, repeats, seed, progress, spill_dir=N
     if not layer.spikes.is_plain:
         summary.update(spike_model=info["spike_model"], hz_per_lambda=info["hz_per_lambda"],
                        response_latency_s=info["response_latency_s"])
-    return st, stim, lam, counts, expected, raster, summary
+    return summary
 
 
 def run_simulation(model=None, stimuli: str = "natural", n_stimuli: int = 50, repeats: int = 5,

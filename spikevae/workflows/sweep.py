@@ -1,4 +1,4 @@
-"""Parameter sweeps on Dask: ``python -m spikevae.sweep --out sweeps/beta --grid beta=0.5,1,2,4``.
+"""Parameter sweeps on Dask (what ``python -m spikevae.sweep`` runs).
 
 Every point of the grid (the product of the ``--grid KEY=V1,V2,...`` lists, on top of the fixed
 ``--set KEY=V`` values) is one independent run, submitted as one task to a Dask cluster: a
@@ -35,6 +35,8 @@ import traceback
 from pathlib import Path
 
 from ..errors import ArgumentError
+
+__all__ = ["FAMILIES_ALL", "defaults", "expand_grid", "run_id", "check_config", "run_job", "run_sweep"]
 
 FAMILIES_ALL = ("poisson", "gaussian", "laplace", "categorical", "gaussian-relu", "lca")
 

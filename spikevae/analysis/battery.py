@@ -1,0 +1,179 @@
+"""The V1 property battery of a receptive-field mapping: per-channel properties with the standard definitions
+(:mod:`spikevae.analysis.v1`), their summaries beside published V1 data (:mod:`spikevae.analysis.v1_reference`),
+and the tuning grid of a drifting-grating protocol read back from per-trial responses."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ArgumentError
+from .geometry import R2_GOOD
+
+__all__ = ["PROPERTIES", "MIN_RATE_HZ", "rf_summary", "v1_properties", "v1_summary", "grid_properties",
+           "grid_from_trials"]
+
+
+def rf_summary(m) -> dict:
+    """Medians over the fitted units (``units_fitted``: Gabor-fit quality, OSI, STA agreement) and, for the shape
+    (nx, ny, frequency), over the good fits among them (R² ≥ 0.5, ``n_good_fits``)."""
+    col = lambda k: np.array([float(r[k]) for r in m.fits])  # noqa: E731
+    r2 = col("r2")
+    good = r2 >= R2_GOOD
+    med = lambda v: float(np.nanmedian(v)) if np.isfinite(v).any() else None  # noqa: E731
+    return {"units_fitted": len(m.fits), "n_good_fits": int(good.sum()), "gabor_fraction": float(good.mean()),
+            "median_r2": med(r2),
+            "median_osi": med(col("osi")), "median_nx": med(col("nx")[good]) if good.any() else None,
+            "median_ny": med(col("ny")[good]) if good.any() else None,
+            "median_frequency": med(col("frequency")[good]) if good.any() else None,
+            "median_corr_sta_encoder": med(col("corr_sta_encoder")),
+            "median_corr_sta_decoder": med(col("corr_sta_decoder"))}
+
+
+#: the V1 battery's per-channel properties: key → (label, unit, key of the shipped V1 distribution or None).
+#: ``*_cpd`` and ``*_deg`` columns exist only with a pixels-per-degree mapping.
+PROPERTIES = {
+    "circular_variance": ("circular variance (orientation)", "", None),
+    "orientation_bandwidth_deg": ("orientation bandwidth (half-width at 1/√2)", "deg", None),
+    "orth_pref_ratio": ("orthogonal / preferred response", "", None),
+    "osi": ("OSI = 1 − circular variance", "", None),
+    "orientation_selective": ("orientation selective (orthogonal / preferred < 0.5)", "fraction", None),
+    "peak_sf_cpp": ("peak spatial frequency", "cycles/pixel", None),
+    "peak_sf_cpd": ("peak spatial frequency", "cycles/deg", "peak_sf_cpd"),
+    "sf_bandwidth_octaves": ("SF bandwidth (full width at 1/√2)", "octaves", None),
+    "sf_bandwidth_schiller": ("SF bandwidth (Schiller: 100·f_low/f_high)", "%", "sf_bandwidth_schiller"),
+    "sf_selective": ("SF selective (band-pass)", "fraction", "sf_selective"),
+    "gsf_px": ("grating summation field", "pixels", None),
+    "gsf_deg": ("grating summation field", "deg", "gsf_deg"),
+    "ssi": ("surround-suppression index", "", "ssi"),
+    "f1_f0": ("modulation ratio F1/F0", "", None),
+    "simple": ("simple cells (F1/F0 > 1)", "fraction", None),
+    "on_off_overlap": ("ON/OFF overlap index", "", None),
+    "nx": ("Gabor nx = σx·f", "", None),
+    "ny": ("Gabor ny = σy·f", "", None),
+    "aspect_ratio": ("Gabor aspect ratio σy/σx", "", None),
+}
+
+
+#: a spiking channel whose best grating drives it below this rate is flagged weak (Cavanaugh et al. 2002's
+#: inclusion criterion, > 5 spikes/s)
+MIN_RATE_HZ = 5.0
+
+
+def v1_properties(m, pixels_per_degree: float | None = None) -> list[dict]:
+    """One row per channel of a mapping with the V1 battery: every :data:`PROPERTIES` value (NaN where undefined),
+    the response level, the Gabor fit's R², and flags: ``weak`` (best grating below :data:`MIN_RATE_HZ` spikes/s;
+    an LCA channel: no response at all), ``poor_fit`` (no Gabor fit with R² ≥ 0.5), ``size_measured``.
+    Flagged channels stay in the table; summaries use the channels that are not ``weak``."""
+    from . import v1
+
+    b = m.battery
+    if b is None:
+        raise ArgumentError("this mapping ran without the V1 battery (battery=False)")
+    if pixels_per_degree is not None and not (np.isfinite(pixels_per_degree) and pixels_per_degree > 0):
+        raise ArgumentError(f"pixels per degree must be a finite number > 0, got {pixels_per_degree}")
+    C = b.grid.shape[0]
+    gp = grid_properties(b.grid, b.orientations, b.frequencies)
+    peak, pref, cv, bw, opr, f1f0 = (gp[k] for k in ("peak", "pref", "cv", "bw", "opr", "f1f0"))
+    sf = gp["sf"]
+    measured = np.all(np.isfinite(b.size), axis=1)
+    size = {"gsf": np.full(C, np.nan), "ssi": np.full(C, np.nan)}
+    if measured.any():
+        st = v1.size_tuning(b.size[measured], b.diameters)
+        for k in size:
+            size[k][measured] = st[k]
+    oi_idx = v1.on_off_overlap(m.on, m.off)
+    fits = {r["unit"]: r for r in m.fits}
+    rate = peak / b.window if b.window else peak
+    weak = rate < MIN_RATE_HZ if b.window else ~(peak > 0)
+    rows = []
+    nan = float("nan")
+    for c in range(C):
+        g = fits.get(c)
+        good = g is not None and g["r2"] >= R2_GOOD
+        row = {"unit": c, "latent": int(m.latent[c]), "sign": int(m.sign[c]),
+               "peak_response": float(rate[c]), "response_unit": "spikes/s" if b.window else "code",
+               "weak": bool(weak[c]), "gabor_r2": float(g["r2"]) if g else nan, "poor_fit": not good,
+               "size_measured": bool(measured[c]),
+               "preferred_orientation_deg": float(np.degrees(pref[c])), "circular_variance": float(cv[c]),
+               "orientation_bandwidth_deg": float(bw[c]), "orth_pref_ratio": float(opr[c]), "osi": float(1 - cv[c]),
+               "orientation_selective": float(opr[c] < 0.5) if np.isfinite(opr[c]) else nan,
+               "peak_sf_cpp": float(sf["peak"][c]), "sf_bandwidth_octaves": float(sf["bandwidth_octaves"][c]),
+               "sf_bandwidth_schiller": float(sf["bandwidth_schiller"][c]),
+               "sf_selective": float(sf["selective"][c]) if np.isfinite(sf["peak"][c]) else nan,
+               "gsf_px": float(size["gsf"][c]), "ssi": float(size["ssi"][c]), "f1_f0": float(f1f0[c]),
+               "simple": float(f1f0[c] > 1) if np.isfinite(f1f0[c]) else nan, "on_off_overlap": float(oi_idx[c]),
+               "nx": float(g["nx"]) if good else nan, "ny": float(g["ny"]) if good else nan,
+               "aspect_ratio": float(g["sigma_y"] / g["sigma_x"]) if good else nan,
+               "rf_x": float(b.centre[c, 0]), "rf_y": float(b.centre[c, 1])}
+        if pixels_per_degree is not None:
+            row["peak_sf_cpd"] = row["peak_sf_cpp"] * pixels_per_degree
+            row["gsf_deg"] = row["gsf_px"] / pixels_per_degree
+        rows.append(row)
+    return rows
+
+
+def grid_properties(grid: np.ndarray, orientations: np.ndarray, frequencies: np.ndarray) -> dict:
+    """Orientation, SF and F1/F0 properties of responses ``grid`` (C, O, F, n_phases) to a drifting grating grid:
+    the preferred grating is the peak of the cycle-mean response; orientation tuning is taken at the preferred
+    frequency, SF tuning at the preferred orientation, F1/F0 over the cycle at the preferred grating."""
+    from . import v1
+
+    C = grid.shape[0]
+    f0 = grid.mean(-1)  # (C, O, F): mean over the drifting cycle
+    flat = f0.reshape(C, -1)
+    best = flat.argmax(1)
+    oi, fi = np.unravel_index(best, f0.shape[1:])
+    ori = f0[np.arange(C), :, fi]  # (C, O) at the preferred frequency
+    cv, pref = v1.circular_variance(ori, orientations)
+    return {"peak": flat[np.arange(C), best], "pref": pref, "cv": cv, "bw": v1.orientation_bandwidth(ori, orientations),
+            "opr": v1.orthogonal_preferred_ratio(ori, orientations),
+            "sf": v1.sf_tuning(f0[np.arange(C), oi, :], frequencies),
+            "f1f0": v1.modulation_ratio(grid[np.arange(C), oi, fi, :])}
+
+
+def grid_from_trials(responses: np.ndarray, orientation, frequency, phase) -> tuple:
+    """Mean responses (C, O, F, n_phases) per grating of a grid from per-presentation ``responses`` (n, C) and each
+    presentation's parameters (repeats are averaged; as read from an NWB trials table) → (grid, orientations,
+    frequencies)."""
+    r = np.asarray(responses, dtype=np.float64)
+    keys = [np.unique(np.round(np.asarray(v, dtype=np.float64), 12), return_inverse=True)
+            for v in (orientation, frequency, phase)]
+    shape = tuple(len(k[0]) for k in keys)
+    cell = np.ravel_multi_index(tuple(k[1] for k in keys), shape)
+    n = np.bincount(cell, minlength=int(np.prod(shape)))
+    if np.any(n == 0):
+        raise ArgumentError("the trials do not hold a full orientation x frequency x phase grid")
+    tot = np.zeros((int(np.prod(shape)), r.shape[1]))
+    np.add.at(tot, cell, r)
+    grid = (tot / n[:, None]).T.reshape(r.shape[1], *shape)
+    return grid, keys[0][0], keys[1][0]
+
+
+def v1_summary(rows: list[dict]) -> list[dict]:
+    """Per property of :data:`PROPERTIES` present in ``rows``: the model's median and quartiles over the channels
+    that are not weak (fractions: the mean), the shipped V1 median and, where V1's distribution is shipped, the
+    KS distance at its bin edges (:func:`spikevae.analysis.v1_reference.ks_binned`). The grating summation
+    field is compared over channels with SSI > 0.1, the population Cavanaugh et al. report it for."""
+    from .v1_reference import V1_DATA, ks_binned
+
+    use = [r for r in rows if not r["weak"]]
+    out = []
+    for key, (label, unit, ref) in PROPERTIES.items():
+        if not rows or key not in rows[0]:
+            continue
+        pop = [r for r in use if r["ssi"] > 0.1] if key.startswith("gsf") else use
+        v = np.array([r[key] for r in pop], dtype=np.float64)
+        fin = v[np.isfinite(v)]
+        frac = unit == "fraction"
+        d = V1_DATA.get(ref) if ref else None
+        s = {"property": key, "label": label, "unit": unit, "n": int(len(fin)), "of": len(pop),
+             "median": float(fin.mean() if frac else np.median(fin)) if len(fin) else float("nan"),
+             "q1": float(np.percentile(fin, 25)) if len(fin) and not frac else float("nan"),
+             "q3": float(np.percentile(fin, 75)) if len(fin) and not frac else float("nan"),
+             "v1_median": float("nan"), "ks": float("nan"), "v1_source": ""}
+        if d is not None:
+            s["v1_median"] = d.counts[1] / d.n if frac else d.median()
+            s["ks"] = float("nan") if frac else ks_binned(fin, d)
+            s["v1_source"] = f"{d.source}; {d.population}; n = {d.n}"
+        out.append(s)
+    return out
+
