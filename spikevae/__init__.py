@@ -38,8 +38,8 @@ from .records import Presentations, SpikeTrains
 
 _LAZY = {
     "load_model": "models.trained", "TrainedModel": "models.trained",
-    "fit": "models.training", "TrainConfig": "models.training", "TrainResult": "models.training",
-    "make_configs": "models.training",
+    "fit": "models.training", "TrainConfig": "models.config", "TrainResult": "models.training",
+    "make_configs": "models.config",
     "VAE": "models.vae", "VAEConfig": "models.vae",
     "IPVAE": "models.ipvae", "IPVAEConfig": "models.ipvae", "IPVAETrainConfig": "models.ipvae",
     "evaluate_checkpoint": "workflows.evaluation", "ModelEvaluation": "workflows.evaluation",

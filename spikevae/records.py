@@ -5,6 +5,7 @@ spiking LCA, ...), with one window-counting rule (:meth:`SpikeTrains.counts`).
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,10 +123,10 @@ class SpikeTrains:
         return out
 
     def to_neo(self, name: str = "spikevae run"):
-        """This record as a ``neo.Block`` (one SpikeTrain per unit, an Epoch of presentations)."""
-        from .io.neo import to_neo_block
-
-        return to_neo_block(self, name=name)
+        """This record as a ``neo.Block`` (one SpikeTrain per unit, an Epoch of presentations):
+        :func:`spikevae.io.to_neo_block`. The io layer owns the format and depends on this module, not the
+        reverse: it is reached by name when the method is called."""
+        return importlib.import_module("spikevae.io").to_neo_block(self, name=name)
 
     def _unit_order(self) -> np.ndarray:
         """Permutation to unit-then-time order: a stable sort by unit when the spikes are in time order (as

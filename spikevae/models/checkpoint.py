@@ -196,7 +196,7 @@ def validate_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> t
     CheckpointError
         One line naming the file and the field.
     """
-    from .training import TrainConfig
+    from .config import TrainConfig
 
     if data.get("family") == IPVAE_FAMILY:
         raise CheckpointError(f"{path} holds an iP-VAE (inference by iterated spiking dynamics, no encoder); this "

@@ -1,0 +1,118 @@
+"""The training configuration of the P-VAE family and the one factory of (model config, training config).
+
+Here, apart from the training loop (:mod:`spikevae.models.training`), so that a checkpoint's fields can be
+validated (:mod:`spikevae.models.checkpoint`) without the loop.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from ..data import DATASETS
+from ..errors import ArgumentError
+from .vae import VAEConfig
+
+__all__ = ["TrainConfig", "make_configs", "DATASET_PATCH", "FAMILY_TEMP_STOP", "DECODER_PRIOR_LOG_HIGH"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training run configuration."""
+
+    dataset: str = "natural"  # natural | digits | mnist | images
+    images: str | None = None  # folder of images for dataset='images'
+    mnist: str | None = None  # folder of MNIST IDX files for dataset='mnist'
+    n_train: int = 100_000  # training patches (natural / images)
+    n_val: int = 10_000  # validation patches (natural / images)
+    epochs: int = 300  # passes over the training set
+    batch_size: int = 1000  # samples per step
+    lr: float = 0.005  # peak learning rate (Adamax)
+    lr_min: float = 1e-5  # final learning rate of the cosine decay
+    warmup_epochs: float = 5.0  # linear learning-rate warm-up, epochs
+    beta: float = 1.0  # final KL weight β
+    beta_start: float = 1e-4  # initial KL weight
+    temp_start: float = 1.0  # initial relaxation temperature
+    temp_stop: float = 0.05  # final relaxation temperature
+    anneal_portion: float = 0.5  # fraction of iterations over which β and t are annealed
+    method: str = "mc"  # mc (one relaxed sample) | exact (closed-form expectation, linear decoder)
+    straight_through: bool = False  # hard counts forward once annealing is done (the paper's "ST")
+    grad_clip: float = 500.0  # global gradient-norm clip
+    p_trunc: float = 1e-5  # relaxed-sampler truncation probability (poisson.n_exp_for_rate)
+    seed: int = 0  # one seed; data, init, shuffling and validation draws get child seeds
+
+    def validate(self) -> TrainConfig:
+        """Raise :class:`~spikevae.errors.ArgumentError` naming the bad field; return self."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ArgumentError(f"{f.name} must be finite, got {v!r}")
+        checks = [
+            (0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
+            (self.epochs <= 10**6, f"epochs must be at most 1e6, got {self.epochs}"),
+            (self.n_train <= 10**8 and self.n_val <= 10**8, "n_train and n_val must be at most 1e8"),
+            (0 < self.p_trunc < 0.5, f"p_trunc must be in (0, 0.5), got {self.p_trunc}"),
+            (self.warmup_epochs >= 0, f"warmup epochs must be >= 0, got {self.warmup_epochs}"),
+            (self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}"),
+            (self.method in ("mc", "exact"), f"method must be 'mc' or 'exact', got {self.method!r}"),
+            (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.batch_size > 0, f"batch size must be > 0, got {self.batch_size}"),
+            (self.lr > 0 and self.lr_min >= 0, "learning rates must be positive"),
+            (self.beta >= 0 and self.beta_start >= 0, "beta must be >= 0"),
+            (self.temp_start > 0 and self.temp_stop > 0, "temperatures must be > 0"),
+            (0 < self.anneal_portion <= 1, f"anneal portion must be in (0, 1], got {self.anneal_portion}"),
+            (self.grad_clip > 0, f"grad clip must be > 0, got {self.grad_clip}"),
+            (self.n_train > 0 and self.n_val > 0, "n_train and n_val must be > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ArgumentError(msg)
+        return self
+
+
+#: input side per data set whose inputs have a fixed size (the others use ``patch_size``)
+DATASET_PATCH = {"digits": 8, "mnist": 28}
+
+
+#: final relaxation temperature per family where it differs from TrainConfig's
+FAMILY_TEMP_STOP = {"categorical": 0.1}
+
+
+#: upper end of the U(-6, ·) prior log-rate init per decoder (the reference: -4 for lin, -2 for conv)
+DECODER_PRIOR_LOG_HIGH = {"lin": -4.0, "conv": -2.0}
+
+
+def make_configs(family: str = "poisson", latents: int = 512, arch: str = "lin|lin", patch_size: int = 16,
+                 **train_fields) -> tuple[VAEConfig, TrainConfig]:
+    """The one factory of (model config, training config) for ``train``, ``sweep`` and notebooks.
+
+    Applies the defaults that depend on other choices: the input size of fixed-size data sets
+    (:data:`DATASET_PATCH`), the categorical family's final temperature (:data:`FAMILY_TEMP_STOP`,
+    unless ``temp_stop`` is given) and the prior-rate init per decoder (:data:`DECODER_PRIOR_LOG_HIGH`).
+    ``train_fields`` are :class:`TrainConfig` fields. Both configs are validated
+    (:class:`~spikevae.errors.ArgumentError` naming the field).
+    """
+    enc, sep, dec = str(arch).partition("|")
+    if not sep or not enc or not dec:
+        raise ArgumentError(f"arch must look like 'lin|lin' (encoder|decoder), got {arch!r}")
+    unknown = sorted(set(train_fields) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ArgumentError(f"unknown training settings {unknown}")
+    fields = dict(train_fields)
+    if fields.get("temp_stop") is None:
+        fields.pop("temp_stop", None)
+        if family in FAMILY_TEMP_STOP:
+            fields["temp_stop"] = FAMILY_TEMP_STOP[family]
+    try:
+        tc = TrainConfig(**fields).validate()
+        patch = DATASET_PATCH.get(tc.dataset, patch_size)
+        mc = VAEConfig(family=family, n_latents=latents, patch_size=patch, encoder=enc, decoder=dec,
+                       prior_log_high=DECODER_PRIOR_LOG_HIGH.get(dec, VAEConfig.prior_log_high)).validate()
+    except TypeError as exc:
+        raise ArgumentError(str(exc)) from None
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
+    if tc.method == "exact" and mc.decoder != "lin":
+        raise ArgumentError("method 'exact' needs a linear decoder (arch '...|lin')")
+    return mc, tc
+
