@@ -32,7 +32,18 @@ from spikevae.cli.common import Parser, cli_entry, positive_float, positive_int,
 from spikevae.errors import ArgumentError
 
 
+def _defaults():
+    """The mapping's defaults, as the library writes them: the protocols' (RFConfig) and the producers' (rf_producer)."""
+    import inspect
+
+    from spikevae.workflows.rf_mapping import RFConfig, rf_producer
+
+    model = {k: v.default for k, v in inspect.signature(rf_producer).parameters.items()}
+    return RFConfig(), model
+
+
 def _parser() -> Parser:
+    cfg, model = _defaults()
     p = Parser(prog="rf_mapping", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="pvae", choices=("pvae", "lca"))
     p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model); with --model lca, "
@@ -46,31 +57,32 @@ def _parser() -> Parser:
                    "2,000 for an iP-VAE or the LCA)")
     p.add_argument("--grating-repeats", type=positive_int, default=None,
                    help="repeats of the grating grid (default: 4; 2 for an iP-VAE)")
-    p.add_argument("--window", type=positive_float, default=50.0, help="frame duration, ms (P-VAE)")
-    p.add_argument("--dt", type=positive_float, default=0.25, help="simulation step, ms (P-VAE)")
-    p.add_argument("--target", default="auto", choices=("auto", "cpp_standalone", "cython", "numpy"),
+    p.add_argument("--window", type=positive_float, default=model["window"] * 1e3, help="frame duration, ms (P-VAE)")
+    p.add_argument("--dt", type=positive_float, default=model["dt"] * 1e3, help="simulation step, ms (P-VAE)")
+    p.add_argument("--target", default=model["target"], choices=("auto", "cpp_standalone", "cython", "numpy"),
                    help="Brian2 target (P-VAE)")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="processes running the Brian2 chunks (the spikes do not change; default: every core for a "
                         "protocol of more than one chunk)")
-    p.add_argument("--lam", type=positive_float, default=0.5, help="LCA threshold (--model lca)")
-    p.add_argument("--iterations", type=positive_int, default=16,
+    p.add_argument("--lam", type=positive_float, default=model["lam"], help="LCA threshold (--model lca)")
+    p.add_argument("--iterations", type=positive_int, default=model["n_iter"],
                    help="inference iterations per frame (an iP-VAE checkpoint; its training T is 16)")
-    p.add_argument("--space", default="pixel", choices=("pixel", "model"),
+    p.add_argument("--space", default=cfg.space, choices=("pixel", "model"),
                    help="pixel: white noise is an image, passed through the checkpoint's whitening filter "
                         "R(f) before the model (a retina-like stage) and the STA is taken against the image; "
                         "model: white noise directly in model-input space")
-    p.add_argument("--fit-units", type=positive_int, default=512,
+    p.add_argument("--fit-units", type=positive_int, default=cfg.fit_units,
                    help="fit Gabors to (and run the size protocol on) this many channels, most active first")
-    p.add_argument("--orientations", type=positive_int, default=16, help="grating orientations over 180 deg")
-    p.add_argument("--phases", type=positive_int, default=8, help="frames per drifting-grating cycle (F1/F0)")
+    p.add_argument("--orientations", type=positive_int, default=cfg.n_orientations,
+                   help="grating orientations over 180 deg")
+    p.add_argument("--phases", type=positive_int, default=cfg.n_phases, help="frames per drifting-grating cycle (F1/F0)")
     p.add_argument("--size-repeats", type=positive_int, default=None,
                    help="repeats of the aperture gratings (default: 2; 1 for an iP-VAE)")
     p.add_argument("--pixels-per-degree", type=positive_float, default=None,
                    help="visual-angle mapping of the model's input: adds cycles/deg and degree columns and compares "
                         "peak SF and summation field with V1 (no default: the training photographs have none)")
     p.add_subject()
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=seed, default=cfg.seed)
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -91,10 +103,11 @@ def main(argv=None) -> int:
     from spikevae.workflows.rf_mapping import is_ipvae
 
     is_ip = args.model == "pvae" and args.checkpoint is not None and is_ipvae(args.checkpoint)
-    for name, full, ip, lca in (("frames", 20_000, 5_000, 5_000), ("sparse_frames", 5_000, 2_000, 2_000),
-                                ("grating_repeats", 4, 2, 1), ("size_repeats", 2, 1, 1)):
+    full = _defaults()[0]  # a P-VAE's protocol is RFConfig's; an iP-VAE's circuit and the LCA's code need less
+    for name, ip, lca in (("frames", 5_000, 5_000), ("sparse_frames", 2_000, 2_000), ("grating_repeats", 2, 1),
+                          ("size_repeats", 1, 1)):
         if getattr(args, name) is None:
-            setattr(args, name, ip if is_ip else lca if args.model == "lca" else full)
+            setattr(args, name, ip if is_ip else lca if args.model == "lca" else getattr(full, name))
     PoissonLayerConfig(window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target).validate()
     kw = dict(frames=args.frames, sparse_frames=args.sparse_frames, grating_repeats=args.grating_repeats,
               window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target, space=args.space,

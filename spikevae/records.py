@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["Presentations", "SpikeTrains"]
+__all__ = ["Presentations", "SpikeTrains", "window_index", "window_counts"]
 
 
 @dataclass(frozen=True)
@@ -93,34 +93,20 @@ class SpikeTrains:
     def counts(self, delay: float | None = None) -> np.ndarray:
         """Spike counts per (presentation, unit) inside each window, (n_presentations, n_units).
 
-        The one window-counting rule: a spike at time t counts for the window [onset, offset) that
-        holds it (half a time step of tolerance at both edges). ``delay`` (s) shifts every window, to
+        The one window-counting rule (:func:`window_index`): a spike at time t counts for the window [onset, offset)
+        that holds it (half a time step of tolerance at both edges). ``delay`` (s) shifts every window, to
         count a response that starts one latency after the stimulus; default: the run's response
         latency (``meta['response_latency_s']``, 0 for the plain Poisson layer).
         """
-        out = np.zeros((len(self.presentations), self.n_units), dtype=np.int64)
-        k = self.window_of(delay)
-        ok = k >= 0
-        np.add.at(out, (k[ok], self.unit[ok]), 1)
-        return out
+        return window_counts(self.unit, self.window_of(delay), len(self.presentations), self.n_units)
 
     def window_of(self, delay: float | None = None) -> np.ndarray:
         """The presentation whose window holds each spike (n_spikes,), −1 for a spike outside every window: the
         counting rule of :meth:`counts` (same ``delay``)."""
         p = self.presentations
-        out = np.full(self.n_spikes, -1, dtype=np.int64)
-        if not self.n_spikes or not len(p):
-            return out
         if delay is None:
             delay = float(self.meta.get("response_latency_s", 0.0))
-        # presentation windows are disjoint and sorted: locate each spike's window by its onset
-        order = np.argsort(p.onset, kind="stable")
-        on, off = p.onset[order] + delay, p.offset[order] + delay
-        k = np.searchsorted(on, self.time + 0.5 * self.dt, side="right") - 1  # tolerance: half a step
-        ok = k >= 0
-        ok[ok] &= self.time[ok] < off[k[ok]] - 0.5 * self.dt
-        out[ok] = order[k[ok]]
-        return out
+        return window_index(self.time, p.onset, p.offset, self.dt, delay)
 
     def to_neo(self, name: str = "spikevae run"):
         """This record as a ``neo.Block`` (one SpikeTrain per unit, an Epoch of presentations):
@@ -147,3 +133,27 @@ class SpikeTrains:
         bounds = np.searchsorted(self.unit[order], np.arange(self.n_units + 1))
         t = self.time[order]
         return [t[bounds[k]:bounds[k + 1]] for k in range(self.n_units)]
+
+
+def window_index(time: np.ndarray, onset: np.ndarray, offset: np.ndarray, dt: float, delay: float = 0.0) -> np.ndarray:
+    """The one window-counting rule: the index of the window ``[onset + delay, offset + delay)`` that holds each spike
+    time (half a time step ``dt`` of tolerance at both edges), −1 outside every window. Windows are disjoint."""
+    time = np.asarray(time, dtype=np.float64)
+    out = np.full(len(time), -1, dtype=np.int64)
+    if not len(time) or not len(onset):
+        return out
+    order = np.argsort(onset, kind="stable")  # disjoint windows: locate each spike's window by its onset
+    on, off = np.asarray(onset)[order] + delay, np.asarray(offset)[order] + delay
+    k = np.searchsorted(on, time + 0.5 * dt, side="right") - 1
+    ok = k >= 0
+    ok[ok] &= time[ok] < off[k[ok]] - 0.5 * dt
+    out[ok] = order[k[ok]]
+    return out
+
+
+def window_counts(unit: np.ndarray, window: np.ndarray, n_windows: int, n_units: int) -> np.ndarray:
+    """Spike counts per (window, unit), (n_windows, n_units), of spikes whose window (:func:`window_index`) is given."""
+    out = np.zeros((n_windows, n_units), dtype=np.int64)
+    ok = window >= 0
+    np.add.at(out, (window[ok], np.asarray(unit)[ok]), 1)
+    return out

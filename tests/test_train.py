@@ -15,9 +15,9 @@ TC = TrainConfig(epochs=5, batch_size=100, method="mc", lr=0.03, warmup_epochs=0
 
 
 def test_short_run_lowers_validation_loss(small_patches):
-    from spikevae.models.training import _child_seeds
+    from spikevae.seeds import child_seeds
 
-    s_init, _, s_val = _child_seeds(TC.seed, 3)
+    s_init, _, s_val = child_seeds(TC.seed, 3)
     xva = torch.as_tensor(small_patches.val).unsqueeze(1)
     before = evaluate(VAE(MC, torch.Generator().manual_seed(s_init)), xva, torch.Generator().manual_seed(s_val))
     res = fit(MC, TC, small_patches, progress=False)
@@ -63,9 +63,9 @@ def test_schedules_match_reference():
     cfg = TrainConfig(epochs=10, temp_start=1.0, temp_stop=0.05, beta=2.0, beta_start=1e-4, anneal_portion=0.5,
                       warmup_epochs=1, lr=0.01, lr_min=1e-5)
     total = 1000
-    t0, b0, _ = schedule(0, total, cfg)
-    t_mid, b_mid, _ = schedule(250, total, cfg)
-    t_end, b_end, lr_end = schedule(999, total, cfg)
+    t0, b0, _, _ = schedule(0, total, cfg)
+    t_mid, b_mid, _, _ = schedule(250, total, cfg)
+    t_end, b_end, lr_end, _ = schedule(999, total, cfg)
     assert (t0, b0) == (1.0, 1e-4)
     assert t_mid == pytest.approx(0.525) and b_mid == pytest.approx(1.00005)
     assert t_end == pytest.approx(0.05, abs=1e-12) and b_end == pytest.approx(2.0, abs=1e-12)

@@ -26,7 +26,7 @@ from ..data import DATASETS, Preprocessing, load_dataset
 from ..errors import ArgumentError, DataError
 from ..models import checkpoint as ckpt_mod
 from ..models.ipvae import IPVAETrainConfig
-from ..models.training import FAMILY_TEMP_STOP, TrainConfig, _fingerprint, extend_config, fit, load_model_for_init, make_configs
+from ..models.training import FAMILY_TEMP_STOP, TrainConfig, extend_config, fingerprint, fit, load_model_for_init, make_configs
 from ..models.vae import FAMILIES, VAEConfig
 from .common import (
     Parser,
@@ -199,7 +199,7 @@ def _main_ipvae(args, device) -> int:
     metrics = dict(rows[-1])
     ipvae.save(model, out, history, tc, preprocessing=data.preprocessing.to_dict(),
                data={"source": data.source, "n_train": len(data.train), "n_val": len(data.val),
-                     "train_sha256_16": _fingerprint(data.train), "val_sha256_16": _fingerprint(data.val)},
+                     "train_sha256_16": fingerprint(data.train), "val_sha256_16": fingerprint(data.val)},
                metrics=metrics, seed=args.seed)
     print(f"validation at T = {tc.n_iter}: " + ", ".join(f"{k} {metrics[k]:.4g}" for k in
                                                           ("r2", "r2_rates", "mse", "zeros", "distance", "spikes_per_patch")))

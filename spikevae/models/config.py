@@ -8,12 +8,23 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..data import DATASETS
 from ..errors import ArgumentError
 from .vae import VAEConfig
 
-__all__ = ["TrainConfig", "make_configs", "DATASET_PATCH", "FAMILY_TEMP_STOP", "DECODER_PRIOR_LOG_HIGH"]
+__all__ = ["Schedule", "TrainConfig", "make_configs", "DATASET_PATCH", "FAMILY_TEMP_STOP", "DECODER_PRIOR_LOG_HIGH"]
+
+
+class Schedule(NamedTuple):
+    """The training schedules at one optimiser step: the one convention of every training loop (the P-VAE's
+    :func:`spikevae.models.training.schedule`, the iP-VAE's :func:`spikevae.models.ipvae.schedule`)."""
+
+    temperature: float  # relaxation temperature of the sampler
+    beta: float  # weight of the KL term
+    lr_factor: float  # learning rate / the configured peak rate
+    clamp: float = 1.0  # progress of the iP-VAE's soft ceilings from their start to their final values, 0..1
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ..errors import ArgumentError
+from .config import Schedule
 from .poisson import poisson_kl, relaxed_poisson, softclamp_upper
 
 __all__ = ["IPVAEConfig", "IPVAE", "IPVAETrainConfig", "IterationTrace", "scu", "schedule", "fit", "save", "load",
@@ -299,8 +300,9 @@ class IPVAETrainConfig:
         return self
 
 
-def schedule(step: int, total: int, cfg: IPVAETrainConfig) -> tuple[float, float, float, float]:
-    """(learning-rate factor, temperature, β, clamp progress) at optimizer step ``step`` of ``total``."""
+def schedule(step: int, total: int, cfg: IPVAETrainConfig) -> Schedule:
+    """The :class:`~spikevae.models.config.Schedule` (temperature, β, learning-rate factor, clamp progress) at
+    optimizer step ``step`` of ``total``."""
     f = step / max(total, 1)
     warm = 0.005
     lr_f = f / warm if f < warm else (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 *
@@ -308,7 +310,7 @@ def schedule(step: int, total: int, cfg: IPVAETrainConfig) -> tuple[float, float
     temp = cfg.temp_start + (cfg.temp_stop - cfg.temp_start) * min(f / 0.5, 1.0)
     ramp = min(max((f - 0.001) / 0.1, 0.0), 1.0)
     beta = 1e-4 + (cfg.beta - 1e-4) * ramp
-    return lr_f, temp, beta, ramp
+    return Schedule(temp, beta, lr_f, ramp)
 
 
 def fit(model: IPVAE, x_train: torch.Tensor, cfg: IPVAETrainConfig = IPVAETrainConfig(),
@@ -336,7 +338,7 @@ def fit(model: IPVAE, x_train: torch.Tensor, cfg: IPVAETrainConfig = IPVAETrainC
         order = torch.randperm(len(x_train), generator=g, device=dev)
         sums = torch.zeros(3, device=dev)
         for b in range(n_batches):
-            lr_f, temp, beta, ramp = schedule(step, total, cfg)
+            temp, beta, lr_f, ramp = schedule(step, total, cfg)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * lr_f
             model.clamp_progress = ramp

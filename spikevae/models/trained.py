@@ -178,10 +178,6 @@ class TrainedModel:
         self._need_poisson("rates")
         return posterior_array(self.vae, self._inputs(patches), "mean", batch_size)
 
-    def posterior_means(self, patches, batch_size: int = 4096) -> np.ndarray:
-        """Posterior means E[z | x] (n, K) of any family (λ for the P-VAE)."""
-        return posterior_array(self.vae, self._inputs(patches), "mean", batch_size)
-
     def features(self, patches, batch_size: int = 4096) -> np.ndarray:
         """The reference's decoding features (n, K): P log δr, G/L location, C logits."""
         return posterior_array(self.vae, self._inputs(patches), "features", batch_size)

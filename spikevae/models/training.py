@@ -17,12 +17,13 @@ from ..analysis.sparsity import lifetime_sparsity, population_sparsity
 from ..data import PatchSet
 from ..errors import ArgumentError
 from ..io.files import provenance
+from ..seeds import child_seeds
 from . import checkpoint as ckpt_mod
-from .config import DATASET_PATCH, DECODER_PRIOR_LOG_HIGH, FAMILY_TEMP_STOP, TrainConfig, make_configs  # noqa: F401
+from .config import DATASET_PATCH, DECODER_PRIOR_LOG_HIGH, FAMILY_TEMP_STOP, Schedule, TrainConfig, make_configs  # noqa: F401
 from .poisson import n_exp_for_rate
 from .vae import ANNEALED, VAE, VAEConfig
 
-__all__ = ["TrainResult", "schedule", "evaluate", "extend_config", "fit", "load_model_for_init"]
+__all__ = ["TrainResult", "schedule", "evaluate", "extend_config", "fit", "fingerprint", "load_model_for_init"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ class TrainResult(NamedTuple):
     path: Path | None  # checkpoint written (None if no output path)
 
 
-def schedule(step: int, total: int, cfg: TrainConfig) -> tuple[float, float, float]:
-    """(temperature, β, learning-rate factor) at iteration ``step`` of ``total``."""
+def schedule(step: int, total: int, cfg: TrainConfig) -> Schedule:
+    """The :class:`~spikevae.models.config.Schedule` (temperature, β, learning-rate factor) at iteration ``step`` of
+    ``total``."""
     frac = min(1.0, step / max(1.0, cfg.anneal_portion * total))
     temp = cfg.temp_start + (cfg.temp_stop - cfg.temp_start) * frac
     beta = cfg.beta_start + (cfg.beta - cfg.beta_start) * frac
@@ -58,7 +60,7 @@ def schedule(step: int, total: int, cfg: TrainConfig) -> tuple[float, float, flo
     else:
         prog = (step - warm) / max(1.0, total - warm)
         lr_f = (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * prog))) / cfg.lr
-    return temp, beta, lr_f
+    return Schedule(temp, beta, lr_f)
 
 
 @torch.no_grad()
@@ -115,11 +117,8 @@ def evaluate(model: VAE, x: torch.Tensor, generator: torch.Generator, batch_size
     return out
 
 
-def _child_seeds(seed: int, n: int) -> list[int]:
-    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
-
-
-def _fingerprint(a: np.ndarray) -> str:
+def fingerprint(a: np.ndarray) -> str:
+    """The first 16 hex digits of the SHA-256 of an array's bytes: a data set's identity in a checkpoint."""
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
 
 
@@ -148,7 +147,7 @@ def _restore(resume: dict | None, model, opt, g_train, train_cfg: TrainConfig, d
         start_epoch = int(state["epoch"])
     else:  # a finished run, extended
         start_epoch = int(resume["epoch"])
-        g_train.manual_seed(_child_seeds(train_cfg.seed + start_epoch, 4)[3])
+        g_train.manual_seed(child_seeds(train_cfg.seed + start_epoch, 4)[3])
     if start_epoch >= train_cfg.epochs:
         raise ArgumentError(f"the run has {start_epoch} epochs already; extend it with more (epochs > {start_epoch})")
     return history, start_epoch
@@ -164,7 +163,7 @@ def _train_epoch(model, opt, xtr, g_train, epoch: int, n_batches: int, total: in
     running = torch.zeros(3, dtype=torch.float64, device=xtr.device)
     for b in range(n_batches):
         step = epoch * n_batches + b
-        temp, beta, lr_f = schedule(step, total, train_cfg)
+        temp, beta, lr_f, _ = schedule(step, total, train_cfg)
         if model.config.family not in ANNEALED:
             temp = 1.0  # the reference keeps Gaussian/Laplace noise at full scale
         for grp in opt.param_groups:
@@ -245,7 +244,7 @@ def fit(
     if data.train.shape[-1] != model_cfg.patch_size:
         raise ArgumentError(f"data patches are {data.train.shape[-1]} px but the model expects {model_cfg.patch_size}")
     device = torch.device(device)
-    s_init, s_train, s_val = _child_seeds(train_cfg.seed, 3)
+    s_init, s_train, s_val = child_seeds(train_cfg.seed, 3)
     model = VAE(model_cfg, torch.Generator().manual_seed(s_init)).to(device)
     opt = torch.optim.Adamax(model.parameters(), lr=train_cfg.lr)
     g_train = torch.Generator(device=device).manual_seed(s_train)
@@ -262,7 +261,7 @@ def fit(
         "train_config": dataclasses.asdict(train_cfg),
         "preprocessing": data.preprocessing.to_dict(),
         "data": {"source": data.source, "n_train": len(xtr), "n_val": len(xva),
-                 "train_sha256_16": _fingerprint(data.train), "val_sha256_16": _fingerprint(data.val)},
+                 "train_sha256_16": fingerprint(data.train), "val_sha256_16": fingerprint(data.val)},
     }
     last_epoch = train_cfg.epochs if stop_after is None else min(train_cfg.epochs, stop_after)
     bar = tqdm(range(start_epoch, last_epoch), disable=not progress, desc="train", unit="epoch",

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..brian import before_fork
 from ..brian.poisson import prepare_standalone, run_chunk, unit_kind
 from ..errors import ArgumentError, RunInterrupted
-from ..records import Presentations, SpikeTrains
+from ..records import Presentations, SpikeTrains, window_counts, window_index
 from .config import _AUTO_ORDER, PoissonLayerConfig, _dt_message, _dt_stats, _merge_dt_stats, rates_hz
 from .plan import _check_expected, _chunk_table, _presentations, _slot_steps, _time_ordered
 from .spike_model import drive_schedule, refractory_drive
@@ -265,15 +265,11 @@ class PoissonRun:
     def window_counts(self, p0: int, p1: int, unit: np.ndarray, step: np.ndarray) -> tuple[int, np.ndarray]:
         """Counts of a chunk's spikes in the response windows they fall in: ``(k0, counts)`` for presentations
         ``k0 .. k0 + len(counts)`` (a response may spill into the next chunk by the latency). The counting rule
-        of :meth:`SpikeTrains.counts`, on the integer step grid."""
-        L, w, period = self.sched.latency_steps, self.window_steps, self.period
+        of :meth:`SpikeTrains.counts` (:func:`~spikevae.records.window_index`)."""
+        L, period, dt = self.sched.latency_steps, self.period, self.cfg.dt
         k0 = max(0, p0 - (L + period - 1) // period)
-        rel = step - L
-        k = np.floor_divide(rel, period)
-        ok = (rel >= 0) & (rel - k * period < w) & (k < self.n)
-        out = np.zeros((p1 - k0, self.n_units), dtype=np.int64)
-        np.add.at(out, (k[ok] - k0, unit[ok]), 1)
-        return k0, out
+        k = window_index(step * dt, self.onset[k0:p1], self.offset[k0:p1], dt, L * dt)
+        return k0, window_counts(unit, k, p1 - k0, self.n_units)
 
     def complete_before(self, p1: int) -> int:
         """Presentations below this index have all their response window simulated once chunks up to p1 have run."""

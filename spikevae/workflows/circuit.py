@@ -8,6 +8,7 @@ import numpy as np
 
 from ..brian.ipvae import IPVAECircuitConfig, iteration_counts
 from ..errors import ArgumentError
+from ..seeds import child_seeds
 from ..spikes.producers import N_ITER
 from .run_folder import write_run_files
 
@@ -60,7 +61,7 @@ def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: 
     producer = IPVAEProducer(model, n_iter, config)
     cfg = producer.circuit
     K = producer.n_units
-    s_stim, s_spk = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
+    s_stim, s_spk = child_seeds(seed, 2)
     stim = make_stimuli(stimuli, n_stimuli, model.preprocessing, s_stim)
     n = len(stim.images)
     with RunFolder(out, command, overwrite) as files:

@@ -42,8 +42,9 @@ from ..cli.common import resolve_device
 from ..data import load_dataset, natural_patches
 from ..errors import ArgumentError
 from ..models.trained import TrainedModel, load_model
-from ..models.training import _child_seeds, _fingerprint, evaluate
+from ..models.training import evaluate, fingerprint
 from ..models.vae import VAE
+from ..seeds import child_seeds
 
 __all__ = ["ModelEvaluation", "decoder_atoms", "default_n_labels", "evaluate_checkpoint", "STAGES", "COLUMNS",
            "markdown_table", "GROUP_KEYS", "group_over_seeds", "SUMMARY_ROWS", "validation_summary", "format_summary"]
@@ -125,11 +126,11 @@ def evaluate_checkpoint(path: str | Path | TrainedModel, *, device="cpu", n_val:
         "name": Path(path).stem, "checkpoint": str(path), "family": cfg.family,
         "arch": f"{cfg.encoder}|{cfg.decoder}", "K": cfg.n_latents, "beta": tc.get("beta"),
         "method": tc.get("method"), "epochs": ck.get("epoch"), "dataset": dataset,
-        "same_validation_set": (recorded == _fingerprint(data.val)) if recorded else None,
+        "same_validation_set": (recorded == fingerprint(data.val)) if recorded else None,
     }
     xva = data.val if n_val is None else data.val[:n_val]
     m = evaluate(model, torch.as_tensor(xva, device=device).unsqueeze(1),
-                 torch.Generator(device=device).manual_seed(_child_seeds(seed, 1)[0]))
+                 torch.Generator(device=device).manual_seed(child_seeds(seed, 1)[0]))
     kl_diag = np.asarray(m.pop("kl_per_latent"))
     row.update(m)
     row["n_val"] = len(xva)

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ArgumentError
 from ..io.files import provenance
 from ..records import SpikeTrains
+from ..seeds import child_seeds
 from ..spikes import PoissonLayerConfig, rates_hz
 from ..spikes.producers import repeat_major
 from ..stimuli import StimulusSet, make_stimuli
@@ -201,7 +202,7 @@ def _simulate(producer, stimuli, n_stimuli, repeats, seed, progress, spill_dir=N
     held = n_pres * (64.0 + (K * 8.0 * 3 if spill_dir is None else 0))
     check_memory(held + 8.0 * n_stimuli * K * 2 + 8.0 * min(layer.chunk, n_pres) * K * 4,
                  f"{n_stimuli} stimuli x {repeats} repeats x {K} units")
-    s_stim, s_spk = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
+    s_stim, s_spk = child_seeds(seed, 2)
     stim = make_stimuli(stimuli, n_stimuli, producer.preprocessing, s_stim)
     lam = producer.rates(stim.images)
     n = len(stim.images)
