@@ -153,6 +153,23 @@ class IPVAE(nn.Module):
         return (0.5 * (x - recon) ** 2 * torch.exp(-2.0 * ls) + ls + 0.5 * math.log(2 * math.pi)).sum(-1)
 
     # ------------------------------------------------------------------ inference
+    def iterate(self, x: torch.Tensor, n_iter: int, sample):
+        """The inference iteration, the one loop every caller runs: yields ``(t, u_prev, u_t, z_t, recon_t)`` for
+        t = 0 (the prior period: ``u_prev`` and ``recon_0`` None, ``u_0 = u0``, spikes at the prior rates) then
+        t = 1..n_iter, where ``u_t = step(x, u_{t−1}, z_{t−1})``, ``z_t = sample(e^{u_t})`` is both the read-out
+        of t and the drive of t + 1, and ``recon_t = z_t Φᵀ``. ``x`` (B, M); ``sample(rate)`` draws the spikes
+        (relaxed or exact Poisson)."""
+        u = self.u0.expand(len(x), -1)
+        z = sample(torch.exp(u))
+        recon = None
+        yield 0, None, u, z, recon
+        for t in range(1, n_iter + 1):
+            u_new = self.step(x, u, z, recon)  # driven by the last period's spikes
+            z = sample(torch.exp(u_new))
+            recon = z @ self.phi.T
+            yield t, u, u_new, z, recon
+            u = u_new
+
     def infer(self, x: torch.Tensor, n_iter: int, temperature: float = 0.0,
               generator: torch.Generator | None = None, keep: bool = True) -> IterationTrace:
         """Run ``n_iter`` iterations on inputs ``x`` (B, M); ``temperature`` 0 gives hard Poisson spikes."""
@@ -161,23 +178,18 @@ class IPVAE(nn.Module):
         x = x.reshape(len(x), -1)
         if x.shape[1] != self.phi.shape[0]:
             raise ArgumentError(f"inputs have {x.shape[1]} pixels, the model {self.phi.shape[0]}")
-        u = self.u0.expand(len(x), -1)
         tr = IterationTrace([], [], [], [], [])
-        z = relaxed_poisson(torch.exp(u), temperature, generator)  # period 0: spikes at the prior rates
-        recon = None
-        for _ in range(n_iter):
-            u_new = self.step(x, u, z, recon)  # driven by the last period's spikes
-            z = z_out = relaxed_poisson(torch.exp(u_new), temperature, generator)  # read-out, and the next drive
-            recon = z_out @ self.phi.T
+        for t, u, u_new, z, recon in self.iterate(x, n_iter, lambda r: relaxed_poisson(r, temperature, generator)):
+            if t == 0:
+                continue
             tr.nll.append(self.nll(x, recon))
             tr.kl.append(poisson_kl(u, u_new - u).sum(-1))  # KL(Pois(e^u_new) ‖ Pois(e^u)): prior rate e^u
             if keep:
                 tr.u.append(u_new)
-                tr.spikes.append(z_out)
+                tr.spikes.append(z)
                 tr.recon.append(recon)
-            u = u_new
         if not keep:
-            tr.u, tr.spikes, tr.recon = [u], [z_out], [recon]
+            tr.u, tr.spikes, tr.recon = [u_new], [z], [recon]
         return tr
 
     def loss(self, x: torch.Tensor, n_iter: int, beta: float, temperature: float,
@@ -232,28 +244,20 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
     acc = {t: {"sq": [], "sq_rates": [], "var": [], "r2": [], "z": [], "du": [], "cum": [], "kl": []} for t in saves}
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(dev)
-        u = model.u0.expand(len(xb), -1)
-        z = torch.poisson(torch.exp(u), generator=g)  # period 0: spikes at the prior rates
-        cum = z.sum(-1)
-        rec = None
-        for t in range(1, t_max + 1):
-            u_new = model.step(xb, u, z, rec)
-            lam = torch.exp(u_new)
-            z = zo = torch.poisson(lam, generator=g)  # the read-out of t, and the spikes that drive t + 1
-            rec = zo @ model.phi.T
-            cum += z.sum(-1)
+        cum = 0
+        for t, u, u_new, z, rec in model.iterate(xb, t_max, lambda rate: torch.poisson(rate, generator=g)):
+            cum = cum + z.sum(-1)  # every spike emitted up to the read-out of t (period 0 included)
             if t in acc:
-                rec_r = lam @ model.phi.T
+                rec_r = torch.exp(u_new) @ model.phi.T
                 a = acc[t]
                 a["sq"].append(((xb - rec) ** 2).sum(-1).cpu())
                 a["sq_rates"].append(((xb - rec_r) ** 2).sum(-1).cpu())
                 a["var"].append(((xb - xb.mean(-1, keepdim=True)) ** 2).sum(-1).cpu())
                 a["r2"].append(r_squared(xb, rec).cpu())
-                a["z"].append(zo.cpu())
+                a["z"].append(z.cpu())
                 a["du"].append((u_new - u).norm(dim=-1).cpu())
                 a["cum"].append(cum.cpu().clone())
                 a["kl"].append(poisson_kl(model.u0, u_new - model.u0).sum(-1).cpu())  # KL(posterior ‖ prior)
-            u = u_new
     rows = []
     for t in saves:
         a = {k: torch.cat(v).double().numpy() for k, v in acc[t].items()}

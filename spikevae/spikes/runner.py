@@ -9,6 +9,7 @@ are :mod:`spikevae.brian.poisson`'s; the same seed gives the same spikes on ever
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -34,6 +35,40 @@ def _chunk_job(table, slot_steps, n_steps, dt, key, step0, target, build_dir, mo
     u, st, _ = run_chunk(table, slot_steps, n_steps, dt, key, step0, target, build_dir, model, None)
     u, st = _time_ordered(u, st)
     return u.astype(np.int32), st
+
+
+@contextlib.contextmanager
+def _executor(scheduler: str | None, workers: int, target: str):
+    """``(submit, workers)`` for chunk jobs: a Dask client at ``scheduler`` (as many workers as it has), or a pool of
+    ``workers`` local processes (forked where the OS can: spawn would re-run a user's script that lacks a
+    ``__main__`` guard). On exit the pool is shut down; when the block did not finish (an interrupt, an error,
+    an abandoned generator) its workers are terminated at once, not at the end of their chunks."""
+    import concurrent.futures
+    import multiprocessing
+
+    if scheduler:
+        from dask.distributed import Client
+
+        client = Client(scheduler, timeout="20s")
+        try:
+            yield (lambda *args: client.submit(_chunk_job, *args, pure=False),
+                   max(workers, len(client.scheduler_info().get("workers", {})) or 1))
+        finally:
+            client.close()
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    if target != "cpp_standalone" and method == "fork":
+        before_fork()
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    finished = False
+    try:
+        yield (lambda *args: pool.submit(_chunk_job, *args)), workers
+        finished = True
+    finally:
+        if not finished:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class PoissonRun:
@@ -87,6 +122,29 @@ class PoissonRun:
             drive, _ = refractory_drive(peak, model.refractory, self.cfg.dt)
             peak = np.where(peak * max(model.refractory - self.cfg.dt, 0.0) >= 0.99, 0.0, drive)  # reported apart
         return peak
+
+    @property
+    def index(self) -> np.ndarray:
+        """Row of the rate table shown at each presentation (n,)."""
+        return self.sched.index
+
+    @property
+    def hz_per_lambda(self) -> float:
+        """The time base: Hz of evoked drive per unit of λ."""
+        return self.sched.hz_per_lambda
+
+    @property
+    def latency_steps(self) -> int:
+        """Response latency after each onset, steps."""
+        return self.sched.latency_steps
+
+    def expected(self, rows=slice(None)) -> np.ndarray:
+        """Expected counts in the response windows of presentations ``rows`` (what drove the units)."""
+        return self.sched.expected(rows)
+
+    def blocks(self, size: int = 4096):
+        """(first, stop) presentation ranges of at most ``size``: the expected counts computed a block at a time."""
+        return self.sched.blocks(size)
 
     def presentations(self, expected=None) -> Presentations:
         """The presentation table (``expected``: default, every row computed in memory)."""
@@ -160,8 +218,6 @@ class PoissonRun:
         a cpp_standalone project built) here first; a chunk that fails in a worker is reported and run again
         here; a second failure names the chunk."""
         import collections
-        import concurrent.futures
-        import multiprocessing
 
         cfg = self.cfg
         size = cfg.chunk
@@ -169,24 +225,6 @@ class PoissonRun:
             size //= 2
         plan = self._plan(size)
         target = self._settle_target(plan[0], build_dir)
-        client = pool = None
-        if scheduler:
-            from dask.distributed import Client
-
-            client = Client(scheduler, timeout="20s")
-
-            def submit(*args):
-                return client.submit(_chunk_job, *args, pure=False)
-            workers = max(workers, len(client.scheduler_info().get("workers", {})) or 1)
-        else:
-            # fork where there is one: spawn would re-run a user's script that lacks a __main__ guard
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            if target != "cpp_standalone" and method == "fork":
-                before_fork()
-            pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
-
-            def submit(*args):
-                return pool.submit(_chunk_job, *args)
 
         def job(k):
             s0, s1, a, b = plan[k]
@@ -195,8 +233,7 @@ class PoissonRun:
                     cfg.spikes)
 
         pending = collections.deque()
-        finished = False
-        try:
+        with _executor(scheduler, workers, target) as (submit, workers):
             nxt = 0
             for k in tqdm(range(len(plan)), disable=not progress or len(plan) == 1, desc=f"brian2 x{workers}",
                           unit="chunk"):
@@ -206,36 +243,30 @@ class PoissonRun:
                     except Exception as exc:  # noqa: BLE001 - the pool broke (a worker died): the rest run here
                         pending.append(exc)
                     nxt += 1
-                fut = pending.popleft()
                 s0, s1, a, _ = plan[k]
-                try:
-                    if isinstance(fut, Exception):
-                        raise fut
-                    u, st = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a worker failed or died: rerun the chunk here
-                    note = (f"chunk {k + 1} of {len(plan)} (presentations {s0}-{s1 - 1}) failed in a worker "
-                            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
-                            "running it again here")
-                    log.warning(note)
-                    self.notes.append(note)
-                    try:
-                        u, st = _chunk_job(*job(k))
-                    except Exception as again:
-                        raise RuntimeError(f"chunk {k + 1} of {len(plan)} (presentations {s0}-{s1 - 1}) failed twice: "
-                                           f"{again}") from None
+                u, st = self._collect(pending.popleft(), k, len(plan), s0, s1, lambda k=k: _chunk_job(*job(k)))
                 yield s0, s1, u.astype(np.int64), st + a
-            finished = True
-        finally:
             for fut in pending:
                 if not isinstance(fut, Exception):
                     fut.cancel()
-            if pool is not None:
-                if not finished:  # interrupted, failed or abandoned: stop the workers' chunks now, not at their end
-                    for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                        proc.terminate()
-                pool.shutdown(wait=True, cancel_futures=True)
-            if client is not None:
-                client.close()
+
+    def _collect(self, fut, k: int, n_chunks: int, s0: int, s1: int, again) -> tuple:
+        """A chunk's result from its worker, or, when the worker failed or died, from ``again()`` here (noted)."""
+        try:
+            if isinstance(fut, Exception):
+                raise fut
+            return fut.result()
+        except Exception as exc:  # noqa: BLE001 - a worker failed or died: rerun the chunk here
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            note = (f"chunk {k + 1} of {n_chunks} (presentations {s0}-{s1 - 1}) failed in a worker "
+                    f"({type(exc).__name__}: {first}); running it again here")
+            log.warning(note)
+            self.notes.append(note)
+            try:
+                return again()
+            except Exception as twice:
+                raise RuntimeError(f"chunk {k + 1} of {n_chunks} (presentations {s0}-{s1 - 1}) failed twice: "
+                                   f"{twice}") from None
 
     def _settle_target(self, chunk: tuple, build_dir) -> str:
         """The target parallel chunks use: cpp_standalone when its project builds here (built now, once), else the

@@ -75,12 +75,12 @@ class _Tally:
     def _reduce(self, k0: int, c: np.ndarray):
         run, layer = self.run, self.layer
         rows = slice(k0, k0 + len(c))
-        stim = run.sched.index[rows]
+        stim = run.index[rows]
         z = c
         if not layer.spikes.is_plain:  # back to the model's scale: λ̂ = (count − spontaneous) / (Hz per λ · window)
-            z = (c - layer.spikes.spontaneous_hz * layer.window) / (run.sched.hz_per_lambda * layer.window)
+            z = (c - layer.spikes.spontaneous_hz * layer.window) / (run.hz_per_lambda * layer.window)
         self.err_spk += float(np.square(self.x[stim] - self.model.decode(z).reshape(len(c), -1)).sum())
-        exp = run.sched.expected(rows)
+        exp = run.expected(rows)
         self.expected += float(exp.sum())
         self.per_unit += c.sum(0)
         self.n_in += int(c.sum())
@@ -95,7 +95,7 @@ class _Tally:
         return np.concatenate([k[0] for k in self.kept]), np.concatenate([k[1] for k in self.kept])
 
     def reconstruction(self) -> dict:
-        stim = self.run.sched.index
+        stim = self.run.index
         energy = float(self.energy[stim].sum())
         err_rate = float(self.err_rate[stim].sum())
         n = len(stim)
@@ -240,11 +240,11 @@ def _simulate(producer, stimuli, n_stimuli, repeats, seed, progress, spill_dir=N
                 steps.append(st)
             else:
                 spill.append(u.astype(np.int32), st)
-                for a, b in run.sched.blocks():
+                for a, b in run.blocks():
                     if a >= p1:
                         break
                     if b > p0:
-                        spill.expected[max(a, p0):min(b, p1)] = run.sched.expected(slice(max(a, p0), min(b, p1)))
+                        spill.expected[max(a, p0):min(b, p1)] = run.expected(slice(max(a, p0), min(b, p1)))
                 if p0 < n_raster:
                     first.append((u, st))
             tally.add(*run.window_counts(p0, p1, u, st), run.complete_before(p1))
@@ -274,7 +274,7 @@ def _first_presentations(first: list, run, n_raster: int, info: dict) -> SpikeTr
     u = np.concatenate([f[0] for f in first])
     t = np.concatenate([f[1] for f in first]) * dt
     small = run.presentations(np.zeros((run.n, 0)))
-    keep = t < small.offset[n_raster - 1] + run.sched.latency_steps * dt
+    keep = t < small.offset[n_raster - 1] + run.latency_steps * dt
     return SpikeTrains(u[keep], t[keep], run.n_units, run.total * dt, dt, type(small)(
         small.stimulus[:n_raster], small.repeat[:n_raster], small.onset[:n_raster], small.offset[:n_raster],
         np.zeros((n_raster, 0))), info)
