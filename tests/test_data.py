@@ -207,7 +207,7 @@ def test_default_natural_patches_are_rich():
 def test_sklearn_sample_photographs_read_without_sklearn_equal_its_loader():
     from sklearn.datasets import load_sample_images
 
-    from spikevae.data import _sample_photograph
+    from spikevae.data.images import _sample_photograph
 
     sk = load_sample_images()
     for f, im in zip(sk.filenames, sk.images):
@@ -217,7 +217,7 @@ def test_sklearn_sample_photographs_read_without_sklearn_equal_its_loader():
 def test_skimage_sample_photographs_read_directly_equal_skimage_data():
     import skimage.data
 
-    from spikevae.data import _SKIMAGE_FILES, _sample_photograph
+    from spikevae.data.images import _SKIMAGE_FILES, _sample_photograph
 
     for name in _SKIMAGE_FILES:
         ref = skimage.data.stereo_motorcycle()[0] if name == "stereo_motorcycle" else getattr(skimage.data, name)()

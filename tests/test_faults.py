@@ -158,7 +158,7 @@ def test_image_above_the_pixel_limit_refused_before_decoding(tmp_path, monkeypat
     assert big.stat().st_size < 2e6
     with pytest.raises(DataError, match=r"12000 x 12000 pixels \(144 MP\) exceeds the limit"):
         data.read_image(big)
-    monkeypatch.setattr(data, "MAX_PIXELS", 10_000)  # configurable
+    monkeypatch.setattr(data.images, "MAX_PIXELS", 10_000)  # configurable
     Image.fromarray(np.zeros((50, 300), np.uint8)).save(tmp_path / "wide.png")
     with pytest.raises(DataError, match="300 x 50 pixels"):
         data.read_image(tmp_path / "wide.png")
