@@ -145,12 +145,12 @@ def main(argv=None) -> int:
         x = x.astype(np.float64)
         phi = model.dictionary  # (D, K)
         norms = np.linalg.norm(phi, axis=0)
-        lam = model.rates(x)
-        z = np.random.default_rng(args.seed).poisson(lam)  # exact spike counts in one window
-        pvae = {"mse_map": float(((x - lam @ phi.T) ** 2).sum(1).mean()),
+        rates = model.rates(x)  # λ, expected counts per window
+        z = np.random.default_rng(args.seed).poisson(rates)  # exact spike counts in one window
+        pvae = {"mse_map": float(((x - rates @ phi.T) ** 2).sum(1).mean()),
                 "mse_counts": float(((x - z @ phi.T) ** 2).sum(1).mean()),
                 "lifetime_sparsity": float(lifetime_sparsity(z).mean()),
-                "fraction_active": float((z > 0).mean()), "expected_spikes": float(lam.sum(1).mean())}
+                "fraction_active": float((z > 0).mean()), "expected_spikes": float(rates.sum(1).mean())}
         rows = []
         for lam_lca in args.lams:
             res = lca_fixed_point(x, phi / norms, LCAConfig(lam=lam_lca))  # converged: duality gap <= 1e-9

@@ -64,9 +64,9 @@ class PoissonLayerConfig:
         return self
 
 
-def rates_hz(expected: np.ndarray, window: float) -> np.ndarray:
+def rates_hz(rates: np.ndarray, window: float) -> np.ndarray:
     """Expected counts per window → firing rate in Hz (the one place this is computed)."""
-    return np.asarray(expected, dtype=np.float64) / float(window)
+    return np.asarray(rates, dtype=np.float64) / float(window)
 
 
 def _dt_stats(p: np.ndarray, p_warn: float) -> tuple:
@@ -92,11 +92,11 @@ def _dt_message(stats: tuple, cfg: PoissonLayerConfig, n_units: int) -> str | No
     return msg + f"; use --dt {cfg.dt / k * 1e3:.4g} ms or smaller"
 
 
-def rate_dt_report(expected: np.ndarray, cfg: PoissonLayerConfig, hz: np.ndarray | None = None) -> str | None:
+def rate_dt_report(rates: np.ndarray, cfg: PoissonLayerConfig, hz: np.ndarray | None = None) -> str | None:
     """A warning when some rate·dt is too large for one Bernoulli draw per step, else None.
 
     ``hz``: the peak drive of each (presentation, unit), Hz (default λ / window).
     """
-    p = (rates_hz(expected, cfg.window) if hz is None else np.asarray(hz)) * cfg.dt  # (n, K)
+    p = (rates_hz(rates, cfg.window) if hz is None else np.asarray(hz)) * cfg.dt  # (n, K)
     return _dt_message(_dt_stats(p, cfg.p_warn), cfg, p.shape[1])
 

@@ -74,25 +74,25 @@ def _executor(scheduler: str | None, workers: int, target: str):
 class PoissonRun:
     """A Poisson-layer run prepared chunk by chunk: what :func:`simulate_poisson` does, without holding it.
 
-    ``lam`` (m, K) are expected counts per stimulus and ``index`` (n,) the row shown at each presentation
+    ``rates`` (m, K) are λ, the expected counts per window of each stimulus, and ``index`` (n,) the row shown at each presentation
     (default: one row per presentation). :meth:`chunks` yields ``(p0, p1, unit, step)`` for presentations
     ``p0 .. p1`` (absolute time steps; the last chunk runs to the end of the last response); :attr:`target`
     is the Brian2 target used, :attr:`notes` what the run had to say. Memory is one chunk, whatever ``n``.
     """
 
-    def __init__(self, lam: np.ndarray, cfg: PoissonLayerConfig, seed: int = 0, index: np.ndarray | None = None,
+    def __init__(self, rates: np.ndarray, cfg: PoissonLayerConfig, seed: int = 0, index: np.ndarray | None = None,
                  stimulus: np.ndarray | None = None, repeat: np.ndarray | None = None):
         from ..brian._streams import stream_key
 
         self.cfg = cfg.validate()
-        lam = _check_expected(lam)
+        rates = _check_expected(rates)
         if index is not None:
             index = np.asarray(index, dtype=np.int64)
-            if index.ndim != 1 or not len(index) or index.min() < 0 or index.max() >= len(lam):
-                raise ArgumentError(f"presentation index must be (n,) rows of the {len(lam)} rates")
+            if index.ndim != 1 or not len(index) or index.min() < 0 or index.max() >= len(rates):
+                raise ArgumentError(f"presentation index must be (n,) rows of the {len(rates)} rates")
         model = cfg.spikes
         # shared gains: one stream for the whole run, whatever the chunking
-        self.sched = sched = drive_schedule(lam, cfg.window, cfg.dt, model, np.random.default_rng([seed, 0x5A1E]),
+        self.sched = sched = drive_schedule(rates, cfg.window, cfg.dt, model, np.random.default_rng([seed, 0x5A1E]),
                                             index)
         self.n, self.n_units = len(sched), sched.n_units
         w, g = cfg.steps(cfg.window, "window"), cfg.steps(cfg.gap, "gap")
@@ -311,7 +311,7 @@ class PoissonRun:
         return max(0, min(self.n, (end - L - w) // period + 1))
 
 
-def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 0, progress: bool = False,
+def simulate_poisson(rates: np.ndarray, cfg: PoissonLayerConfig, seed: int = 0, progress: bool = False,
                      build_dir: str | os.PathLike | None = None, stimulus: np.ndarray | None = None,
                      repeat: np.ndarray | None = None, meta: dict | None = None,
                      index: np.ndarray | None = None, workers: int = 1, scheduler: str | None = None) -> SpikeTrains:
@@ -319,7 +319,7 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
 
     Parameters
     ----------
-    expected : ndarray (n_presentations, K)
+    rates : ndarray (n_presentations, K)
         λ, expected spike count of each unit in each presentation window (≥ 0, finite); with ``index``,
         one row per stimulus instead.
     cfg : PoissonLayerConfig
@@ -336,7 +336,7 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
         Provenance stored in the record; ``target`` (the Brian2 target used) and ``notes`` (what the
         run had to say: fallbacks, rates too high for dt) are added.
     index : ndarray (n_presentations,) int, optional
-        Row of ``expected`` shown at each presentation.
+        Row of ``rates`` shown at each presentation.
     workers, scheduler
         Run the chunks in ``workers`` local processes, or on the Dask scheduler at this address
         (:meth:`PoissonRun.chunks`); the spikes do not change.
@@ -346,7 +346,7 @@ def simulate_poisson(expected: np.ndarray, cfg: PoissonLayerConfig, seed: int = 
     SpikeTrains
         Counting rule: :meth:`SpikeTrains.counts`.
     """
-    run = PoissonRun(expected, cfg, seed, index, stimulus, repeat)
+    run = PoissonRun(rates, cfg, seed, index, stimulus, repeat)
     units, steps = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for _, _, u, st in run.chunks(progress, build_dir, workers, scheduler):
         units.append(u)
@@ -390,13 +390,13 @@ def simulate_spikes(rates: np.ndarray, window: float = 0.1, gap: float = 0.0, dt
     return simulate_poisson(rates, cfg, seed, progress=progress, stimulus=stimulus, repeat=repeat, meta=meta)
 
 
-def poisson_spikes_numpy(expected: np.ndarray, cfg: PoissonLayerConfig, rng: np.random.Generator) -> SpikeTrains:
+def poisson_spikes_numpy(rates: np.ndarray, cfg: PoissonLayerConfig, rng: np.random.Generator) -> SpikeTrains:
     """Exact continuous-time Poisson spikes in plain numpy (counts ~ Poisson(λ), times uniform in the window).
 
     The practical speed limit for piecewise-constant rates, used as the baseline in
     ``benchmarks/spiking.py``; times are not on the dt grid.
     """
-    expected = _check_expected(expected)
+    expected = _check_expected(rates)
     w, g = cfg.steps(cfg.window, "window"), cfg.steps(cfg.gap, "gap")
     n, K = expected.shape
     counts = rng.poisson(expected)  # (n, K)
