@@ -130,3 +130,33 @@ def test_one_writer_for_every_producer(tmp_path, tiny_checkpoint, atoms, small_p
             key = next(k for k in UNIT_DESCRIPTION if st.meta["model"].startswith(k))
             assert f.units.description == UNIT_DESCRIPTION[key], name
         assert_dandi_clean(out / "spikes.nwb")
+
+
+def test_simulate_runs_an_lca_dictionary_through_the_same_layer(tmp_path, capsys, atoms, small_patches):
+    """``simulate --dictionary``: the LCA's units through the Poisson layer at the dictionary's λ, into the same
+    files; the NWB file reads back with λ = gain × the rectified converged code; bad combinations: one line, exit 2."""
+    from conftest import run_cli
+
+    from spikevae.cli import simulate
+    from spikevae.io import read_nwb, save_dictionary
+
+    prep = Preprocessing(patch_size=8)
+    dic = tmp_path / "d.npz"
+    save_dictionary(dic, atoms, prep, {"lca_config": {"lam": 0.3, "threshold": "soft"}})
+    out = tmp_path / "run"
+    argv = ["--dictionary", str(dic), "--stimuli", "white-noise", "--n-stimuli", "4", "--repeats", "2",
+            "--window", "20", "--dt", "1", "--target", "numpy", "--gain", "3", "--no-neo", "--quiet", "--out", str(out)]
+    assert run_cli(simulate.main, argv) == 0
+    st = read_nwb(out / "spikes.nwb")
+    assert st.n_units == 2 * atoms.shape[1] and len(st.presentations) == 8
+    lam = st.presentations.expected[:4]
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(out / "spikes.nwb"), "r") as io:
+        f = io.read()
+        imgs = np.stack([f.stimulus_template["stimuli"][f"stimulus_{j:06d}"].data[:] for j in range(4)])
+    ref = LCAProducer(atoms, prep, LCAConfig(lam=0.3, threshold="soft"), gain=3.0).rates(imgs)
+    np.testing.assert_allclose(lam, ref, rtol=1e-5, atol=1e-6)  # the stimuli are stored as float32
+    assert run_cli(simulate.main, [*argv[:-1], str(tmp_path / "r2"), "--checkpoint", str(dic)]) == 2
+    assert "at most one of --checkpoint and --dictionary" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()

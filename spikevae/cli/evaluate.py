@@ -1,23 +1,6 @@
 """``python -m spikevae.evaluate --checkpoint A.pt [B.pt ...]``: trained VAEs side by side.
 
-Per model, on the validation set the checkpoint was trained with (rebuilt from its recorded data
-config and checked against its fingerprint):
-
-- NELBO with sampled latents (MC) and in closed form (exact; linear decoder), MSE with sampled
-  latents and with the posterior mean, KL, the fraction of active latents (mean KL > 0.01 nats),
-  lifetime and population sparsity (Treves–Rolls), the portion of zero latents
-  (:func:`spikevae.models.training.evaluate`);
-- for models trained on labelled digits (scikit-learn digits or MNIST): KNN sample efficiency
-  (k = 5, Euclidean, several numbers of labels N, repeated random draws) and the shattering
-  dimensionality (logistic regression over all 5-vs-5 splits of the ten classes), on the
-  reference's features (P: log δr, G/L: location, C: logits) — anchor §3.1;
-- how Gabor-like the decoder atoms are (fraction of active atoms whose 2-D Gabor fit has R² ≥ 0.5)
-  and how PCA-like: the median spatial spread of the active atoms' pixel energy (participation
-  ratio; principal components of image patches are global, Gabors localized) and the mean largest
-  |cosine| with a single principal component, with the same numbers for the principal components.
-
-Writes ``table.csv``, ``table.md``, ``metrics.json`` and figures (``basis_<name>.png``,
-``knn.png``, ``sparsity.png``) into ``--out``.
+The command is thin: what it runs, and what it computes and writes, is :mod:`spikevae.workflows.evaluation`.
 """
 from __future__ import annotations
 

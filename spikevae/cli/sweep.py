@@ -1,27 +1,6 @@
 """``python -m spikevae.sweep --out sweeps/beta --grid beta=0.5,1,2,4``: parameter sweeps on Dask.
 
-Every point of the grid (the product of the ``--grid KEY=V1,V2,...`` lists, on top of the fixed
-``--set KEY=V`` values) is one independent run, submitted as one task to a Dask cluster: a
-``LocalCluster`` with one single-threaded worker process per core by default, or an existing
-scheduler with ``--scheduler tcp://HOST:PORT``. ``--serial`` runs the same jobs one after
-another in this process instead (the baseline of ``benchmarks/sweep.py``).
-
-Runs are VAE trainings (``family`` poisson | gaussian | laplace | categorical | gaussian-relu) or
-LCA runs (``family=lca``: learn a dictionary with threshold ``lam`` and code validation patches
-with it; with ``checkpoint=P.pt`` code them on that P-VAE's decoder atoms instead).
-
-Layout of ``--out``::
-
-    manifest.json            sweep settings and one record per run: id, config, status
-                             (pending | ok | failed), metrics, error, seconds
-    results.csv              one row per run: config and metrics
-    runs/<id>/config.json    what the run was asked to do
-    runs/<id>/model.pt       VAE checkpoint (or dictionary.npz for LCA)
-    runs/<id>/result.json    written last, atomically: the run finished
-
-A run counts as finished only when its ``result.json`` exists and holds the same config; a rerun
-of the same command skips finished runs and retries failed or interrupted ones. A run that raises
-is recorded with its error and does not stop the others.
+The command is thin: what it runs, and what it computes and writes, is :mod:`spikevae.workflows.sweep`.
 """
 from __future__ import annotations
 
