@@ -5,7 +5,7 @@ import os
 
 from .errors import ArgumentError
 
-__all__ = ["available_memory", "check_memory", "usable_cores"]
+__all__ = ["available_memory", "check_memory", "usable_cores", "bounded_workers", "die_with_parent"]
 
 
 def available_memory() -> int:
@@ -29,6 +29,28 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def bounded_workers(workers: int, jobs: int) -> int:
+    """Worker processes for ``jobs`` independent jobs: at most the usable cores and never more than the jobs
+    (a larger request would only start idle processes), at least 1."""
+    return max(1, min(int(workers), usable_cores(), int(jobs)))
+
+
+def die_with_parent() -> None:
+    """Make this (worker) process receive SIGTERM when its parent dies, whatever killed the parent (Linux's
+    parent-death signal); a worker whose parent is already gone exits at once. Elsewhere: nothing."""
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 def check_memory(nbytes: float, what: str) -> None:

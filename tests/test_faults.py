@@ -242,3 +242,72 @@ def test_memory_does_not_grow_with_the_run(tmp_path):
         rss.append(mb)
     assert rss[1] < 1.25 * rss[0], rss
     assert os.path.getsize(tmp_path / "run50000" / "spikes.nwb") > 10 * os.path.getsize(tmp_path / "run2000" / "spikes.nwb")
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc)."""
+    import os
+
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(d))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    """SIGKILL of a run with worker processes: the workers do not outlive it (they get the parent-death signal)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from spikevae.spikes import PoissonLayerConfig, simulate_poisson\n"
+        "cfg = PoissonLayerConfig(window=0.05, dt=1e-4, target='numpy', chunk=50)\n"
+        "simulate_poisson(np.full((4000, 64), 3.0), cfg, seed=1, workers=2)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path)
+    try:
+        workers = []
+        for _ in range(300):  # the pool starts after the run is planned
+            workers = [c for c in _children(proc.pid) if c != proc.pid]
+            if len(workers) >= 1 or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert workers and proc.poll() is None, "the run did not start its workers"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 10
+        alive = workers
+        while alive and time.time() < deadline:
+            alive = [w for w in workers if os.path.exists(f"/proc/{w}") and _state(w) != "Z"]
+            time.sleep(0.1)
+        assert not alive, f"workers {alive} outlived their killed parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_workers_are_bounded_by_the_cores_and_the_work():
+    from spikevae._resources import bounded_workers, usable_cores
+
+    assert bounded_workers(10**9, 10**6) == usable_cores()
+    assert bounded_workers(30, 2) == min(2, usable_cores())
+    assert bounded_workers(0, 5) == 1

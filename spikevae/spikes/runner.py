@@ -17,6 +17,7 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._resources import bounded_workers, die_with_parent
 from ..brian import before_fork
 from ..brian.poisson import prepare_standalone, run_chunk, unit_kind
 from ..errors import ArgumentError, RunInterrupted
@@ -59,7 +60,8 @@ def _executor(scheduler: str | None, workers: int, target: str):
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     if target != "cpp_standalone" and method == "fork":
         before_fork()
-    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                                  initializer=die_with_parent)
     finished = False
     try:
         yield (lambda *args: pool.submit(_chunk_job, *args)), workers
@@ -220,10 +222,14 @@ class PoissonRun:
         import collections
 
         cfg = self.cfg
+        if not scheduler:  # local processes: no more than the cores (a cluster's size is its own)
+            workers = bounded_workers(workers, self.n)
         size = cfg.chunk
         while size > 1 and -(-self.n // size) < 4 * workers:  # enough chunks to keep every worker busy
             size //= 2
         plan = self._plan(size)
+        if not scheduler:
+            workers = bounded_workers(workers, len(plan))
         target = self._settle_target(plan[0], build_dir)
 
         def job(k):

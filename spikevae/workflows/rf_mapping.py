@@ -101,9 +101,9 @@ def _fork_map(fn, items: list, workers: int | None, min_per_worker: int = 4, des
     progress bar named ``desc`` when given."""
     from tqdm.auto import tqdm
 
-    from .._resources import usable_cores
+    from .._resources import bounded_workers, die_with_parent, usable_cores
 
-    n = workers or usable_cores()
+    n = bounded_workers(workers or usable_cores(), len(items))
     bar = dict(total=len(items), disable=desc is None, desc=desc)
     import multiprocessing
 
@@ -111,7 +111,8 @@ def _fork_map(fn, items: list, workers: int | None, min_per_worker: int = 4, des
         return [fn(x) for x in tqdm(items, **bar)]
     import concurrent.futures
 
-    with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
+    with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
+                                                initializer=die_with_parent) as pool:
         return list(tqdm(pool.map(fn, items, chunksize=max(1, len(items) // (8 * n))), **bar))
 
 
