@@ -47,14 +47,16 @@ def test_one_run_per_folder(tmp_path, tiny_checkpoint, capsys):
             "--repeats", "1", "--target", "numpy", "--window", "10", "--quiet"]
     assert run_cli(main, base + ["--seed", "1"]) == 0
     assert (out / "spikes.nix").is_file()
-    (out / ".spikes.tmp-abc.nix").write_bytes(b"left by a killed run")
     assert run_cli(main, base + ["--seed", "2", "--no-neo"]) == 2  # an earlier run: refused without --overwrite
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--overwrite" in err, err
     assert json.loads((out / "summary.json").read_text())["n_units"] == 16  # untouched
+    (out / ".spikes.tmp-abc.nix").write_bytes(b"named like a temporary file, but no run made it")
+    assert run_cli(main, base + ["--seed", "2", "--no-neo", "--overwrite"]) == 2  # never deleted by its name
+    assert ".spikes.tmp-abc.nix" in capsys.readouterr().err and (out / ".spikes.tmp-abc.nix").exists()
+    (out / ".spikes.tmp-abc.nix").unlink()
     assert run_cli(main, base + ["--seed", "2", "--no-neo", "--overwrite"]) == 0
     assert not (out / "spikes.nix").exists()  # the old run is replaced as a whole
-    assert not (out / ".spikes.tmp-abc.nix").exists()  # temporary files of killed runs are cleaned
     listed = json.loads((out / ".spikevae-run.json").read_text())["files"]
     assert sorted(listed) == sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
                                     and p.name != ".spikevae-run.json")
@@ -87,10 +89,12 @@ def test_a_failed_or_killed_replacement_keeps_the_earlier_run(tmp_path):
             write_json(out / "spikes.json", [2])
             raise KeyboardInterrupt
     assert files() == earlier
-    killed = RunFolder(out, "simulate", overwrite=True).__enter__()  # a process killed before its __exit__
-    write_json(out / "spikes.json", [2])
-    del killed
-    assert "summary.json" not in files()  # moved aside, and restored by the next run into the folder:
+    killed = ("import os, sys\nfrom spikevae.io import RunFolder, write_json\nout = sys.argv[1]\n"
+              "RunFolder(out, 'simulate', overwrite=True).__enter__()\n"
+              "write_json(out + '/spikes.json', [2])\nwrite_json(out + '/figures/b.json', [2])\n"
+              "os._exit(9)  # killed before its __exit__: no clean-up runs\n")
+    subprocess.run([sys.executable, "-c", killed, str(out)], check=False)
+    assert "summary.json" not in files() and "spikes.json" in files()  # moved aside; restored by the next run:
     with pytest.raises(DataError, match="--overwrite"):
         RunFolder(out, "simulate").__enter__()
     assert files() == earlier
@@ -311,3 +315,111 @@ def test_workers_are_bounded_by_the_cores_and_the_work():
     assert bounded_workers(10**9, 10**6) == usable_cores()
     assert bounded_workers(30, 2) == min(2, usable_cores())
     assert bounded_workers(0, 5) == 1
+
+
+def test_a_run_folder_touches_only_what_its_run_created(tmp_path):
+    """A refused run deletes nothing (a user's file named like a temporary one survives); a second run into a
+    folder that another live process writes is refused; runs inside or around another run's folder are refused;
+    the current directory is refused; a run inside this process's own run (the demo's) is part of it."""
+    import time
+
+    from spikevae.io import MANIFEST, RunFolder, write_json
+
+    out = tmp_path / "run"
+    with RunFolder(out, "simulate"):
+        write_json(out / "summary.json", {"seed": 1})
+    draft = out / "sub" / ".thesis.tmp-draft"
+    draft.parent.mkdir()
+    draft.write_text("a user's draft")
+    with pytest.raises(DataError, match="did not write"):
+        RunFolder(out, "simulate", overwrite=True).__enter__()
+    assert draft.read_text() == "a user's draft"
+    draft.unlink()
+    draft.parent.rmdir()
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom spikevae.io import RunFolder\n"
+                               "with RunFolder(sys.argv[1], 'simulate', overwrite=True):\n"
+                               "    print('in', flush=True); time.sleep(30)\n", str(out)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "in"
+        with pytest.raises(DataError, match=rf"process {holder.pid}\) is writing into"):
+            RunFolder(out, "simulate", overwrite=True).__enter__()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    time.sleep(0.1)
+    with RunFolder(out, "simulate", overwrite=True):  # the killed holder's lock is stale: recovered, taken over
+        write_json(out / "summary.json", {"seed": 3})
+    assert json.loads((out / "summary.json").read_text()) == {"seed": 3}
+
+    with pytest.raises(DataError, match="lies inside the run folder"):
+        RunFolder(out / "inner", "simulate").__enter__()
+    assert not (out / "inner").exists()
+    with pytest.raises(DataError, match="holds another run's folder"):
+        RunFolder(tmp_path, "simulate", overwrite=True).__enter__()
+    for here in ("", "."):
+        with pytest.raises(DataError, match="not the current directory"):
+            RunFolder(here, "simulate").__enter__()
+
+    demo = tmp_path / "demo"
+    for _ in range(2):  # the demo's nested simulate run is the demo's: a second demo replaces both
+        with RunFolder(demo, "demo", overwrite=True):
+            write_json(demo / "metrics.json", {})
+            with RunFolder(demo / "run", "simulate", overwrite=True):
+                write_json(demo / "run" / "summary.json", {})
+    listed = json.loads((demo / MANIFEST).read_text())["files"]
+    assert sorted(listed) == ["metrics.json", f"run/{MANIFEST}", "run/summary.json"]
+
+
+def test_outputs_replace_only_regular_files(tmp_path):
+    """A FIFO, a socket, a folder or a symlink at an output path is refused in one line and left as it is."""
+    import socket
+
+    from spikevae.io import write_json
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    sock_path = tmp_path / "sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    target = tmp_path / "elsewhere.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    try:
+        for path, what in ((fifo, "not a regular file"), (sock_path, "not a regular file"), (tmp_path, "a folder"),
+                           (link, "symbolic link")):
+            with pytest.raises(DataError, match=what):
+                write_json(path, {"x": 1})
+        assert fifo.is_fifo() and sock_path.is_socket() and link.is_symlink() and target.read_text() == "{}"
+    finally:
+        sock.close()
+
+
+def test_special_files_as_inputs_and_outputs_get_one_line(tmp_path, capsys, tiny_checkpoint):
+    """A FIFO as a checkpoint, dictionary or image is refused at once (it would block every read); train never
+    replaces a FIFO or a user's file that is not a checkpoint."""
+    from spikevae.cli import simulate, train
+    from spikevae.data import read_image
+    from spikevae.io import load_dictionary
+
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)
+    assert run_cli(simulate.main, ["--checkpoint", str(fifo), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a regular file" in err, err
+    with pytest.raises(DataError, match="not a regular file"):
+        load_dictionary(fifo)
+    with pytest.raises(DataError, match="directory"):
+        read_image(tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    small = ["--dataset", "natural", "--n-train", "256", "--n-val", "64", "--epochs", "1", "--latents", "8",
+             "--patch-size", "8", "--batch-size", "64", "--quiet"]
+    for out, what in ((notes, "not a spikevae checkpoint"), (fifo, "not a regular file")):
+        assert run_cli(train.main, ["--out", str(out), *small]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and what in err, err
+    assert notes.read_text() == "my notes" and fifo.is_fifo()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ArgumentError
-from ..io.files import RunFolder
+from ..io.run_folder import RunFolder
 from ..models.checkpoint import default_checkpoint_path
 from ..models.trained import load_model
 from ..workflows.evaluation import format_summary, validation_summary

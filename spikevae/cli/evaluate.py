@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..io.files import RunFolder, write_csv, write_json, write_text
+from ..io.files import write_csv, write_json, write_text
+from ..io.run_folder import RunFolder
 from ..models.checkpoint import load_checkpoint, validate_checkpoint
 from ..workflows.evaluation import STAGES, _figures, evaluate_checkpoint, group_over_seeds, markdown_table
 from .common import Parser, cli_entry, positive_int, resolve_device, seed

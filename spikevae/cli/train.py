@@ -25,8 +25,9 @@ from .._resources import check_memory
 from ..data import DATASETS, Preprocessing, load_dataset
 from ..errors import ArgumentError, DataError
 from ..models import checkpoint as ckpt_mod
+from ..models.config import FAMILY_TEMP_STOP, TrainConfig, make_configs
 from ..models.ipvae import IPVAETrainConfig
-from ..models.training import FAMILY_TEMP_STOP, TrainConfig, extend_config, fingerprint, fit, load_model_for_init, make_configs
+from ..models.training import extend_config, fingerprint, fit, load_model_for_init
 from ..models.vae import FAMILIES, VAEConfig
 from .common import (
     Parser,
@@ -132,6 +133,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise ArgumentError(f"output folder {out.parent} does not exist")
+    ckpt_mod.check_output(out)  # a checkpoint replaces only a checkpoint
     if resume is not None:  # the data of the run being continued, whatever today's defaults are
         prep = Preprocessing.from_dict(resume["preprocessing"])
     else:
@@ -176,6 +178,7 @@ def _main_ipvae(args, device) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise ArgumentError(f"output folder {out.parent} does not exist")
+    ckpt_mod.check_output(out)  # a checkpoint replaces only a checkpoint
     init = load_model_for_init(args.init_from, args.latents) if args.init_from else None
     prep = (init.preprocessing if init is not None else
             Preprocessing(patch_size=args.patch_size, downsample=args.downsample, whiten_f0=args.whiten_f0))

@@ -112,6 +112,10 @@ def natural_image_shapes(names: tuple[str, ...] = NATURAL_TRAIN + NATURAL_VAL) -
 MAX_PIXELS = int(float(os.environ.get("SPIKEVAE_MAX_PIXELS", 50e6)))
 
 
+#: the largest image file read (a raw van Hateren frame is 3 MB; a large TIFF some hundred MB)
+MAX_FILE_BYTES = 2 * 2**30
+
+
 def _check_pixels(path, shape):
     h, w = int(shape[0]), int(shape[1])
     if h * w > MAX_PIXELS:
@@ -126,7 +130,9 @@ def read_image(path: str | os.PathLike, iml_shape: tuple[int, int] | None = None
     ``.imc`` as raw big-endian uint16 of ``iml_shape`` (default 1024 x 1536; a
     square shape is inferred for other sizes).
     """
-    path = Path(path)
+    from ..io.files import regular_input
+
+    path = regular_input(path, "image", MAX_FILE_BYTES)
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .files import write_npz
+from .files import regular_input, write_npz
 
 __all__ = ["save_dictionary", "load_dictionary"]
 
@@ -27,9 +27,7 @@ def load_dictionary(path: str | os.PathLike):
     """Read a dictionary file → (Φ (D, K), preprocessing, metadata); one clear :class:`DataError` for bad files."""
     from ..data import Preprocessing
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"dictionary {path} does not exist")
+    path = regular_input(path, "dictionary", 2 * 2**30)
     try:
         with np.load(path, allow_pickle=False) as z:
             phi = np.asarray(z["phi"], dtype=np.float64)

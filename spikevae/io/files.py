@@ -18,8 +18,12 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["atomic_write", "check_free_space", "RunFolder", "MANIFEST", "write_json", "write_text", "write_npz", "write_csv",
-           "file_sha256", "provenance"]
+__all__ = ["atomic_write", "check_free_space", "write_json", "write_text", "write_npz", "write_csv", "file_sha256",
+           "provenance", "regular_output", "regular_input"]
+
+#: the run folders open in this process (``spikevae.io.run_folder.RunFolder`` registers itself): a file written
+#: inside one is made in its work folder and logged by name before it is renamed into place
+ACTIVE_RUNS: list = []
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -48,17 +52,62 @@ def provenance(seed: int | None = None) -> dict:
     }
 
 
+def regular_output(path: Path) -> None:
+    """Refuse (:class:`DataError`, one line) to replace anything at ``path`` but a regular file: a device, FIFO,
+    socket, folder, or a symlink (never followed out of its folder)."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise DataError(f"{path} is a symbolic link: refusing to replace it (give the path of a regular file)")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, FIFO or socket)"
+        raise DataError(f"{path} is {kind}: refusing to replace it")
+
+
+def regular_input(path: str | os.PathLike, what: str, max_bytes: float) -> Path:
+    """``path`` if it is a regular file of at most ``max_bytes`` (symlinks followed), else :class:`DataError` in one
+    line at once: a FIFO would block every read, a device or ``/dev/zero`` never ends, a folder is not a file."""
+    import stat
+
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{what} {path} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{what} {path} is not a regular file (a device, FIFO or socket)")
+    if st.st_size > max_bytes:
+        raise DataError(f"{what} {path} is {st.st_size / 2**30:.3g} GiB, more than the {max_bytes / 2**30:.3g} GiB "
+                        "read here")
+    return path
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file to ``path``.
 
-    Nothing is left at ``path`` (or as a temporary file) if ``write`` fails or is interrupted.
+    Nothing is left at ``path`` (or as a temporary file) if ``write`` fails or is interrupted. Only a regular file
+    is ever replaced (:func:`regular_output`). Inside an open run folder the temporary file lies in the run's work
+    folder and ``path`` is logged as the run's before the rename, so a killed run's files are known by name.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise DataError(f"output folder {directory} does not exist")
+    regular_output(path)
+    run = next((r for r in reversed(ACTIVE_RUNS) if r.holds(path)), None)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=directory)  # keeps the extension
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix,
+                                   dir=run.work if run is not None else directory)  # keeps the extension
     except OSError as exc:
         raise DataError(f"cannot write to {directory}: {exc.strerror or exc}") from None
     os.close(fd)
@@ -67,6 +116,8 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        if run is not None:
+            run.log_created(path)
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -102,139 +153,6 @@ def check_free_space(folder: str | os.PathLike, need: float, what: str):
     if free < need:
         raise DataError(f"not enough space for {what} in {folder}: {free / 2**20:.1f} MB free, "
                         f"about {need / 2**20:.1f} MB needed")
-
-
-MANIFEST = ".spikevae-run.json"
-_OURS = (".*.tmp-*", ".spikes-spill-*.h5", ".write-test-*")  # temporary names our writers use
-_BACKUP = ".spikevae-replaced"  # the earlier run while --overwrite replaces it
-
-
-class RunFolder:
-    """One run per output folder: ``with RunFolder(out, command, overwrite): ...write files into out...``.
-
-    The folder must be new or empty, or hold an earlier run of the same ``command`` (its manifest,
-    ``.spikevae-run.json``, lists what that run wrote), which ``overwrite`` replaces as a whole; anything
-    else is refused with one line before any work. The earlier run is moved aside (a rename in the
-    same folder) and comes back unchanged if the new run fails, is interrupted or is killed (the next
-    run into the folder restores it first); temporary files of killed runs are removed. Since the
-    folder is empty when the block starts, everything in it at the end is this run's: on success the
-    manifest lists it, on failure it is removed.
-    """
-
-    def __init__(self, out: str | os.PathLike, command: str, overwrite: bool = False):
-        self.path, self.command, self.overwrite = Path(out), command, overwrite
-        self._created = False
-
-    @property
-    def _backup(self) -> Path:
-        return self.path / _BACKUP
-
-    def _files(self) -> list[Path]:
-        """The run's files now in the folder (not the manifest, temporary files or the moved-aside run)."""
-        return sorted(p for p in self.path.rglob("*") if (p.is_file() or p.is_symlink()) and p.name != MANIFEST
-                      and _BACKUP not in p.relative_to(self.path).parts
-                      and not any(p.match(pattern) for pattern in _OURS))
-
-    def _clear(self):
-        """Remove every file and (now empty) sub-folder, except the moved-aside run."""
-        for p in sorted(self.path.rglob("*"), key=lambda q: len(q.parts), reverse=True):
-            if p == self._backup or self._backup in p.parents:
-                continue
-            if p.is_dir() and not p.is_symlink():
-                try:
-                    p.rmdir()
-                except OSError:
-                    pass
-            else:
-                p.unlink(missing_ok=True)
-
-    def _move(self, src: Path, dst: Path):
-        for p in sorted(q for q in src.rglob("*") if q.is_file() or q.is_symlink()):
-            target = dst / p.relative_to(src)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(p, target)
-
-    def _restore(self):
-        """Put a moved-aside run back (after a failed, interrupted or killed replacement)."""
-        if self._backup.is_dir():
-            self._clear()
-            self._move(self._backup, self.path)
-            shutil.rmtree(self._backup, ignore_errors=True)
-
-    def _check(self):
-        """Refuse (one line) a folder that is neither empty nor an earlier run of this command."""
-        import json
-
-        out = self.path
-        entries = self._files()
-        manifest = out / MANIFEST
-        if not entries and not manifest.exists():
-            return False
-        try:
-            old = json.loads(manifest.read_text())
-            command, listed = old["command"], {out / f for f in old["files"]}
-        except (OSError, ValueError, KeyError, TypeError):
-            raise DataError(f"output folder {out} is not empty and holds no spikevae run: choose a new or empty "
-                            "folder") from None
-        if command != self.command:
-            raise DataError(f"output folder {out} holds a `{command}` run, not a `{self.command}` one: choose "
-                            "another folder")
-        if not self.overwrite:
-            raise DataError(f"output folder {out} holds an earlier `{command}` run: pass --overwrite to replace it "
-                            "or choose another folder")
-        stray = [str(p.relative_to(out)) for p in entries if p not in listed]
-        if stray:
-            raise DataError(f"output folder {out} holds files the earlier run did not write ({', '.join(stray[:3])}"
-                            f"{', ...' if len(stray) > 3 else ''}): move them or choose another folder")
-        return True
-
-    def __enter__(self) -> RunFolder:
-        out = self.path
-        if out.exists() and not out.is_dir():
-            raise DataError(f"output folder {out} is a file")
-        self._created = not out.exists()
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise DataError(f"output folder {out} is not writable")
-        for pattern in _OURS:  # leftovers of a killed run
-            for p in out.rglob(pattern):
-                p.unlink(missing_ok=True)
-        self._restore()  # a replacement that was killed: the earlier run is still the folder's run
-        if self._check():
-            try:
-                self._move(out, self._backup)
-            except OSError as exc:
-                self._restore()
-                raise DataError(f"cannot replace the earlier run in {out}: {exc.strerror or exc}") from None
-        self._clear()  # empty sub-folders of the earlier run
-        (out / "figures").mkdir(exist_ok=True)
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if kind is None:
-            try:
-                rel = [str(p.relative_to(self.path)) for p in self._files()]
-                write_json(self.path / MANIFEST, {"command": self.command, "files": rel, "date": provenance()["date"]})
-            except BaseException:
-                self._fail()
-                raise
-            shutil.rmtree(self._backup, ignore_errors=True)
-            return False
-        self._fail()
-        return False
-
-    def _fail(self):
-        """Remove what this run wrote; bring the earlier run back (or the folder, if this run made it, away)."""
-        self._clear()
-        self._restore()
-        if self._created:
-            try:
-                self.path.rmdir()
-            except OSError:
-                pass
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:

@@ -21,7 +21,7 @@ import torch
 
 from ..data import Preprocessing
 from ..errors import CheckpointError, DataError
-from ..io.files import atomic_write
+from ..io.files import atomic_write, regular_input, regular_output
 from .vae import VAE, VAEConfig
 
 __all__ = [
@@ -54,6 +54,27 @@ def default_ipvae_path() -> Path:
     return Path(__file__).resolve().parent.parent / "assets" / "ipvae_default.pt"
 
 
+#: the largest checkpoint read (a K = 512, 16 x 16 P-VAE is about 1 MB)
+MAX_BYTES = 2 * 2**30
+
+
+def check_output(path: str | os.PathLike) -> Path:
+    """Refuse (one line) to write a checkpoint over anything but a spikevae checkpoint: a device, FIFO, folder or
+    symlink, or a user's file of another kind (``train --out notes.txt``)."""
+    path = Path(path)
+    try:
+        regular_output(path)
+    except DataError as exc:
+        raise CheckpointError(str(exc)) from None
+    if path.exists():
+        try:
+            load_checkpoint(path)
+        except CheckpointError:
+            raise CheckpointError(f"{path} exists and is not a spikevae checkpoint: refusing to replace it "
+                                  "(choose another --out)") from None
+    return path
+
+
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     """Write a checkpoint dict atomically (``format`` and ``version`` are added)."""
     data = {"format": FORMAT, "version": VERSION, **payload}
@@ -71,11 +92,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     CheckpointError
         With one line naming the file and the problem.
     """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a directory, not a file")
+    try:
+        path = regular_input(path, "checkpoint", MAX_BYTES)
+    except DataError as exc:
+        raise CheckpointError(str(exc)) from None
     _check_archive(path)
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)

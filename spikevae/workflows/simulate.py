@@ -387,7 +387,7 @@ def simulate_to_folder(out: str | os.PathLike, model=None, stimuli: str = "natur
     with RunFolder(out, command, overwrite) as files:
         producer = rate_producer(model, layer, device, workers, scheduler)
         st, stim, _, counts, expected, raster, summary = _simulate(producer, stimuli, n_stimuli, repeats, seed,
-                                                                   progress, spill_dir=files.path)
+                                                                   progress, spill_dir=files.work)
         try:
             _write_outputs(files.path, st, stim, raster, counts, expected, summary, neo, subject, command)
         finally:
