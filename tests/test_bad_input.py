@@ -42,6 +42,12 @@ def _tamper(data: dict, case: str) -> dict:
         d["epoch"] = -1
     elif case == "bad-train-config":
         d["train_config"]["beta"] = math.inf
+    elif case == "huge-float64":
+        sd["decoder.weight"] = sd["decoder.weight"].double() * 1e300  # finite as stored, infinite in float32
+    elif case == "int-weight":
+        sd["decoder.weight"] = sd["decoder.weight"].round().to(torch.int64)
+    elif case == "sparse-weight":
+        sd["decoder.weight"] = sd["decoder.weight"].to_sparse()
     return d
 
 
@@ -57,6 +63,9 @@ CASES = {
     "shape": "weights do not match the model config",
     "negative-epoch": "epoch must be >= 0",
     "bad-train-config": "field 'beta' must be a finite number",
+    "huge-float64": "weight 'decoder.weight' holds NaN or infinite values (in float32)",
+    "int-weight": "weight 'decoder.weight' is torch.int64",
+    "sparse-weight": "weight 'decoder.weight' is a torch.sparse_coo tensor",
 }
 
 
@@ -229,3 +238,26 @@ def test_a_swallowed_stop_request_still_stops_the_next_run():
             run_checked(b2.Network(b2.NeuronGroup(1, "v : 1", dt=1 * b2.ms)), 10 * b2.ms)
     finally:
         STOP_REQUESTED.clear()
+
+
+@pytest.mark.parametrize("name, value, match", [
+    ("log_lr", 50.0, "parameter 'log_lr' ranges over"),
+    ("u0", 1e30, "parameter 'u0' ranges over"),
+    ("phi", math.inf, "holds NaN or infinite values"),
+])
+def test_implausible_ipvae_checkpoint_refused(tmp_path, capsys, name, value, match):
+    """An iP-VAE whose parameters no neuron or time step can carry ends in one line before any spike is drawn."""
+    from spikevae.cli import simulate
+    from spikevae.models.ipvae import IPVAE, IPVAEConfig, save
+
+    model = IPVAE(IPVAEConfig(n_latents=8, patch_size=8), seed=1)
+    with torch.no_grad():
+        getattr(model, name).view(-1)[0] = value
+    ck = tmp_path / "bad.pt"
+    save(model, ck)
+    out = tmp_path / "run"
+    assert run_cli(simulate.main, ["--checkpoint", str(ck), "--out", str(out), "--n-stimuli", "2", "--iterations", "2",
+                                   "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err, err
+    assert not out.exists()

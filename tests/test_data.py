@@ -231,3 +231,12 @@ def test_validation_patches_alone_equal_natural_patches_and_shapes_come_from_hea
     assert D.natural_image_shapes() == {k: v.shape for k, v in imgs.items()}
     prep = D.Preprocessing()
     np.testing.assert_array_equal(D.natural_val_patches(300, prep, seed=3), D.natural_patches(1, 300, prep, seed=3).val)
+
+
+def test_a_crop_or_downsampling_the_photographs_cannot_hold_is_one_clear_error():
+    """Preprocessing that leaves no room for a patch in the shipped photographs: the patch sets refuse it in one
+    line (no negative sizes reach numpy)."""
+    with pytest.raises(D.DataError, match="smaller than a 8-pixel patch plus a 200-pixel border"):
+        D.natural_val_patches(5, D.Preprocessing(patch_size=8, crop=200))
+    with pytest.raises(D.DataError, match="at 64x downsampling"):
+        D.natural_patches(5, 5, D.Preprocessing(patch_size=16, downsample=64))

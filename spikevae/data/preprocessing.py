@@ -118,11 +118,7 @@ def preprocess_image(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
         return (img / prep.scale).astype(np.float32)
     c = int(prep.crop)
     f = int(prep.downsample)
-    need = (int(prep.patch_size) + 2 * c) * f
-    if min(img.shape) < need:
-        raise DataError(f"image of shape {img.shape} is smaller than a {prep.patch_size}-pixel patch "
-                        f"plus a {c}-pixel border on each side ({need} pixels"
-                        + (f" at {f}x downsampling)" if f > 1 else ")"))
+    _check_fits(img.shape, prep)
     if img.size and float(img.max() - img.min()) <= 1e-9 * max(1.0, float(np.abs(img).max())):
         raise DataError(f"image of shape {img.shape} is constant (no contrast to whiten)")
     if f > 1:
@@ -166,8 +162,19 @@ def preprocessed_shape(shape: tuple[int, int], prep: Preprocessing) -> tuple[int
     h, w = int(shape[0]), int(shape[1])
     if prep.kind == "scale":
         return h, w
+    _check_fits((h, w), prep)
     f, c = int(prep.downsample), int(prep.crop)
     if f > 1:
         h, w = h // f, w // f
     return h - 2 * c, w - 2 * c
+
+
+def _check_fits(shape: tuple, prep: Preprocessing) -> None:
+    """:class:`DataError` when an image of ``shape`` is too small for one patch after downsampling and cropping."""
+    c, f = int(prep.crop), int(prep.downsample)
+    need = (int(prep.patch_size) + 2 * c) * f
+    if min(shape) < need:
+        raise DataError(f"image of shape {tuple(shape)} is smaller than a {prep.patch_size}-pixel patch "
+                        f"plus a {c}-pixel border on each side ({need} pixels"
+                        + (f" at {f}x downsampling)" if f > 1 else ")"))
 

@@ -181,6 +181,20 @@ def _typed_config(cls, d, where: str):
         raise CheckpointError(f"{where} is invalid: {exc}") from None
 
 
+def check_weights(sd, path) -> None:
+    """A state dict as a model can use it: names to dense floating-point tensors, finite in float32 (the dtype the
+    models compute in: a float64 weight of 1e300 is finite as stored and infinite once cast)."""
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise CheckpointError(f"{path}: state_dict must map parameter names to tensors")
+    for k, v in sd.items():
+        if v.layout != torch.strided:
+            raise CheckpointError(f"{path}: weight {k!r} is a {v.layout} tensor; weights are dense")
+        if not v.is_floating_point():
+            raise CheckpointError(f"{path}: weight {k!r} is {v.dtype}; weights are floating-point")
+        if not bool(torch.isfinite(v.to(torch.float32)).all()):
+            raise CheckpointError(f"{path}: weight {k!r} holds NaN or infinite values (in float32)")
+
+
 def validate_container(data: dict, path, model_cls, train_cls):
     """The checks every checkpoint family shares: known fields only, the model and training configs as the
     family's dataclasses, the preprocessing and its patch size, and the kinds of the bookkeeping fields.
@@ -197,6 +211,7 @@ def validate_container(data: dict, path, model_cls, train_cls):
     if prep.patch_size != mc.patch_size:
         raise CheckpointError(f"{path}: preprocessing patch_size {prep.patch_size} does not match the model's "
                               f"patch_size {mc.patch_size}")
+    check_weights(data["state_dict"], path)
     kinds = {"data": dict, "metrics": dict, "history": list, "provenance": dict, "train_state": dict, "epoch": int}
     for k, kind in kinds.items():
         if k in data and (not isinstance(data[k], kind) or isinstance(data[k], bool)):
@@ -224,12 +239,6 @@ def validate_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> t
     mc, prep = validate_container(data, path, VAEConfig, TrainConfig)
     if "family" in data and data["family"] != mc.family:
         raise CheckpointError(f"{path}: family {data['family']!r} differs from model_config family {mc.family!r}")
-    sd = data["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
-        raise CheckpointError(f"{path}: state_dict must map parameter names to tensors")
-    for k, v in sd.items():
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            raise CheckpointError(f"{path}: weight {k!r} holds NaN or infinite values")
     if "epoch" in data and data["epoch"] < 0:
         raise CheckpointError(f"{path}: epoch must be >= 0, got {data['epoch']}")
     ts = data.get("train_state")

@@ -68,8 +68,10 @@ class IPVAEConfig:
     u0_high: float = 0.0  # (the reference: U(-6, -4), rates 0.0025-0.018)
 
     def validate(self) -> IPVAEConfig:
-        if self.n_latents < 1 or self.patch_size < 1:
-            raise ArgumentError("n_latents and patch_size must be >= 1")
+        if not 1 <= self.n_latents <= 100_000:
+            raise ArgumentError(f"n_latents must be between 1 and 100,000, got {self.n_latents}")
+        if not 2 <= self.patch_size <= 256:
+            raise ArgumentError(f"patch_size must be between 2 and 256, got {self.patch_size}")
         if not (self.clamp_u > CLAMP_START and self.clamp_du > CLAMP_START):
             raise ArgumentError(f"clamp_u and clamp_du must exceed {CLAMP_START}")
         if not (self.init_scale > 0 and math.isfinite(self.init_scale)):
@@ -401,6 +403,11 @@ def save(model: IPVAE, path, history: list | None = None, train_config: IPVAETra
         "data": data or {}, "metrics": metrics or {}, "history": history or [], "provenance": provenance(seed)})
 
 
+#: the ranges a trained iP-VAE's parameters lie in (all logs, natural units): outside them its rates are not ones a
+#: neuron or the circuit's time step can carry (e^u0 above e^12 spikes per iteration, a step size e^log_lr over e^8)
+PLAUSIBLE = {"u0": (U_FLOOR, 12.0), "log_lr": (-30.0, 8.0), "log_bias": (-30.0, 30.0), "dec_log_sigma": (-15.0, 15.0)}
+
+
 def load(path) -> IPVAE:
     """Read an iP-VAE checkpoint without running code (``weights_only``); every field is checked.
 
@@ -423,6 +430,11 @@ def load(path) -> IPVAE:
     for k, v in sd.items():
         if not isinstance(v, torch.Tensor) or v.shape != expect[k].shape or not bool(torch.isfinite(v).all()):
             raise CheckpointError(f"{path}: parameter {k!r} has the wrong shape or non-finite values")
+    for name, (lo, hi) in PLAUSIBLE.items():
+        v = sd[name].to(torch.float64)
+        if not bool(((v >= lo) & (v <= hi)).all()):
+            raise CheckpointError(f"{path}: parameter {name!r} ranges over [{float(v.min()):.3g}, {float(v.max()):.3g}], "
+                                  f"outside [{lo:g}, {hi:g}]: the model would not spike in any physical range")
     model.load_state_dict(sd)
     model.checkpoint = {k: v for k, v in ck.items() if k != "state_dict"}
     model.preprocessing = prep

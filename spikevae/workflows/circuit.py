@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..brian.ipvae import IPVAECircuitConfig, iteration_counts
-from ..errors import ArgumentError
+from ..errors import ArgumentError, DataError
 from ..seeds import child_seeds
 from ..spikes.producers import N_ITER
 from .run_folder import write_run_files
@@ -68,6 +68,7 @@ def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: 
         st = producer.produce(stim.images, repeats, s_spk, meta={"checkpoint": checkpoint_name(model)}).spikes
         x = stim.images.reshape(n, -1)[st.presentations.stimulus]
         rows = circuit_readout(producer.params.phi, x, iteration_counts(st, n_iter))
+        _check_plausible(rows, st, cfg)
         summary = {"model": "ipvae-circuit", "n_units": K, "n_presentations": len(x), "n_stimuli": n,
                    "repeats": repeats, "stimuli": stimuli, "n_iter": n_iter, "period_s": cfg.period,
                    "substeps": cfg.substeps, "target": cfg.target, "inhibition": cfg.inhibition,
@@ -81,6 +82,21 @@ def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: 
                         draw_args=(st, rows, title), neo=neo, subject=subject,
                         description=f"spikevae iP-VAE circuit: {n_iter} inference iterations of {cfg.period * 1e3:g} ms")
     return summary
+
+
+def _check_plausible(rows: list, st, cfg) -> None:
+    """Refuse (nothing is written) a run whose read-out is not a code: a non-finite R², an R² below −1 at the last
+    iteration (worse than predicting blank patches twice over), or more than 1 % of the drawn spikes lost because
+    they did not fit their iteration period."""
+    last = rows[-1]
+    if not all(np.isfinite(r["r2"]) for r in rows) or last["r2"] < -1:
+        raise DataError(f"the circuit's read-out at t = {last['t']} has R² {last['r2']:.3g} with "
+                        f"{last['spikes_per_patch']:.3g} spikes per patch per iteration: this model gives no usable "
+                        "code (check the checkpoint); nothing was written")
+    lost = st.meta.get("clipped_spikes", 0)
+    if lost > 0.01 * max(st.n_spikes, 1):
+        raise DataError(f"{lost} drawn spikes ({100 * lost / max(st.n_spikes + lost, 1):.1f} %) did not fit their "
+                        f"iteration period of {cfg.substeps} steps: raise --substeps; nothing was written")
 
 
 def checkpoint_name(model) -> str:
