@@ -134,3 +134,16 @@ def test_histograms_of_constant_or_empty_values():
     heights = [p.get_height() for p in fig.axes[0].patches]
     assert sum(heights) == 12 and max(heights) == 12
     assert sum(p.get_height() for p in fig.axes[2].patches) == 1
+
+
+@pytest.mark.parametrize("bin_size", [1e-300, 1e300, float("nan")])
+def test_psth_bin_outside_step_and_span_is_refused(bin_size):
+    from spikevae.analysis import psth
+    from spikevae.errors import ArgumentError
+    from spikevae.spikes import simulate_spikes
+
+    st = simulate_spikes(np.full((4, 3), 2.0), window=0.05, dt=1e-3, target="numpy", seed=1)
+    with pytest.raises(ArgumentError, match="PSTH bin must lie between the time step"):
+        psth(st, bin_size)
+    t, rate = psth(st, 0.01)  # a bin between them is fine
+    assert len(t) == 5 and rate.shape == (5, 3)

@@ -261,3 +261,36 @@ def test_implausible_ipvae_checkpoint_refused(tmp_path, capsys, name, value, mat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and match in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command, argv, match", [
+    ("simulate", ["--gain-cv", "1e-300"], "gain_cv must be 0 (off) or in [0.001, 10]"),
+    ("simulate", ["--scheduler", "not a url"], "not a scheduler address"),
+    ("sweep", ["--grid", "beta=1,2", "--scheduler", "host-without-port"], "not a scheduler address"),
+    ("simulate_ipvae", ["--period", "1e-300"], "period must be between 0.1 ms and 10 s"),
+    ("simulate_ipvae", ["--substeps", "1000000000"], "substeps must be between 1 and 10,000"),
+    ("train", ["--lr", "1e300"], "need 0 < lr <= 1"),
+    ("train", ["--temp-start", "1e-300"], "temperatures must be in [0.001, 100]"),
+    ("train", ["--temp-start", "1e300"], "temperatures must be in [0.001, 100]"),
+    ("lca", ["infer", "--simulator", "spiking", "--duration", "1e-7"], "at least the LCA's time constant"),
+])
+def test_options_out_of_physical_range_one_line(tmp_path, capsys, command, argv, match):
+    """Numeric options checked against physical sense and each other, before any work: one line, exit 2, no files."""
+    from spikevae.cli import lca, simulate, sweep, train
+    from spikevae.models.checkpoint import default_checkpoint_path, default_ipvae_path
+
+    out = tmp_path / "out"
+    main, base = {
+        "simulate": (simulate.main, ["--n-stimuli", "2", "--repeats", "1", "--out", str(out), "--quiet"]),
+        "simulate_ipvae": (simulate.main, ["--checkpoint", str(default_ipvae_path()), "--n-stimuli", "1",
+                                           "--repeats", "1", "--iterations", "1", "--out", str(out), "--quiet"]),
+        "sweep": (sweep.main, ["--out", str(out), "--quiet"]),
+        "train": (train.main, ["--out", str(tmp_path / "t.pt"), "--quiet"]),
+        "lca": (lca.main, []),
+    }[command]
+    if command == "lca":
+        argv = [*argv, "--checkpoint", str(default_checkpoint_path()), "--n-patches", "2", "--out", str(out), "--quiet"]
+    assert run_cli(main, [*base, *argv] if command != "lca" else argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err, err
+    assert not out.exists() and not (tmp_path / "t.pt").exists()

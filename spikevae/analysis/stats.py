@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ArgumentError
 from ..records import SpikeTrains
 
 __all__ = ["unit_rates", "isi_cv", "trial_trains", "fano_factors", "count_correlations", "noise_correlations", "psth",
@@ -159,6 +160,9 @@ def psth(st: SpikeTrains, bin_size: float, units: np.ndarray | None = None,
     """
     p = st.presentations
     w = float(np.min(p.offset - p.onset)) if span is None else float(span)
+    if not (np.isfinite(bin_size) and st.dt <= bin_size <= w):
+        raise ArgumentError(f"PSTH bin must lie between the time step ({st.dt * 1e3:g} ms) and the span "
+                            f"({w * 1e3:g} ms), got {bin_size * 1e3:g} ms")
     n_bins = int(np.floor(w / bin_size + 1e-9))
     units = np.arange(st.n_units) if units is None else np.asarray(units)
     k = np.searchsorted(p.onset, st.time + 0.5 * st.dt, side="right") - 1

@@ -21,7 +21,6 @@ and ``rec`` is cleared. So the spikes of period m are drawn at rate ``e^{u_m}``,
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -44,10 +43,13 @@ class IPVAECircuitConfig:
     target: str = "numpy"  # Brian2 runtime target: numpy | cython
 
     def validate(self) -> IPVAECircuitConfig:
-        if not (self.period > 0 and math.isfinite(self.period)):
-            raise ArgumentError(f"period must be > 0 s, got {self.period!r}")
-        if self.substeps < 1:
-            raise ArgumentError(f"substeps must be >= 1, got {self.substeps}")
+        if not (1e-4 <= self.period <= 10.0):
+            raise ArgumentError(f"period must be between 0.1 ms and 10 s per iteration, got {self.period!r} s")
+        if not 1 <= self.substeps <= 10_000:
+            raise ArgumentError(f"substeps must be between 1 and 10,000, got {self.substeps}")
+        if self.period / self.substeps < 1e-7:
+            raise ArgumentError(f"period / substeps = {self.period / self.substeps:.3g} s is below Brian2's 0.1 µs "
+                                "resolution: fewer substeps or a longer period")
         if self.inhibition not in ("dense", "synapses"):
             raise ArgumentError(f"inhibition must be 'dense' or 'synapses', got {self.inhibition!r}")
         if self.target not in ("numpy", "cython"):

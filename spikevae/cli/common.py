@@ -19,7 +19,7 @@ from .._resources import available_memory, check_memory
 from ..errors import STOP_REQUESTED, ArgumentError, RunInterrupted, SpikeVAEError
 
 __all__ = ["ArgumentError", "Parser", "cli_entry", "resolve_device", "seed", "positive_int", "positive_float",
-           "nonneg_float", "unit_float", "check_memory", "available_memory"]
+           "nonneg_float", "unit_float", "scheduler_address", "check_memory", "available_memory"]
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -216,3 +216,13 @@ def unit_float(text: str) -> float:
     if not 0 < v <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v:g}")
     return v
+
+
+def scheduler_address(text: str) -> str:
+    """A Dask scheduler address, ``[scheme://]host:port`` (checked before any work; the scheduler is reached later)."""
+    import re
+
+    m = re.fullmatch(r"(?:(tcp|tls|ws|wss|ucx|inproc)://)?([A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})", text.strip())
+    if not m or not 1 <= int(m.group(3)) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a scheduler address (tcp://HOST:PORT): {text!r}")
+    return text.strip()

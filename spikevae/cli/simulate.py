@@ -24,6 +24,7 @@ from .common import (
     positive_float,
     positive_int,
     resolve_device,
+    scheduler_address,
     seed,
     subject_from,
 )
@@ -56,7 +57,8 @@ def _parser() -> Parser:
     p.add_argument("--workers", type=positive_int, default=None,
                    help="local processes running Brian2 chunks in parallel (the spikes do not change; default: "
                         "every core when the run has more than one --chunk, else 1)")
-    p.add_argument("--scheduler", help="address of a running Dask scheduler to run the chunks on (as sweep's)")
+    p.add_argument("--scheduler", type=scheduler_address,
+                   help="address of a running Dask scheduler to run the chunks on (as sweep's)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="auto", help="model device: auto | cpu | cuda")
     p.add_argument("--no-neo", action="store_true",

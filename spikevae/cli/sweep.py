@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ArgumentError
 from ..workflows.sweep import _parse_assignments, run_sweep
-from .common import Parser, cli_entry, positive_int
+from .common import Parser, cli_entry, positive_int, scheduler_address
 
 __all__ = ["main"]
 
@@ -22,7 +22,8 @@ def _parser() -> Parser:
                         "seed=0,1 lam=0.1,0.5 (repeat for a product)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=V",
                    help="a fixed value for every run, e.g. epochs=100 dataset=digits batch_size=100")
-    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    p.add_argument("--scheduler", type=scheduler_address,
+                   help="address of a running Dask scheduler (default: a local cluster)")
     p.add_argument("--workers", type=positive_int, help="local cluster worker processes (default: one per core)")
     p.add_argument("--serial", action="store_true", help="run the jobs one after another here, without Dask")
     p.add_argument("--quiet", action="store_true")

@@ -301,8 +301,12 @@ class IPVAETrainConfig:
             raise ArgumentError(f"the number of unrolled iterations T must be >= 1, got {self.n_iter}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ArgumentError("epochs and batch_size must be >= 1")
-        if not (self.beta >= 0 and self.lr > 0 and self.temp_start >= self.temp_stop > 0):
-            raise ArgumentError("need beta >= 0, lr > 0 and temp_start >= temp_stop > 0")
+        for name in ("beta", "lr", "lr_min", "temp_start", "temp_stop", "grad_clip"):
+            v = getattr(self, name, 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ArgumentError(f"{name} must be a finite number, got {v!r}")
+        if not (0 <= self.beta <= 1e6 and 0 < self.lr <= 1 and 100 >= self.temp_start >= self.temp_stop >= 1e-3):
+            raise ArgumentError("need 0 <= beta <= 1e6, 0 < lr <= 1 and 100 >= temp_start >= temp_stop >= 0.001")
         return self
 
 

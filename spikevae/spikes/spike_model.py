@@ -78,7 +78,8 @@ class SpikeModel:
             (0 <= self.refractory <= 0.1, f"refractory must be in [0, 0.1] s, got {self.refractory!r}"),
             (isinstance(self.gamma_order, int) and 1 <= self.gamma_order <= 32,
              f"gamma_order must be an integer in [1, 32], got {self.gamma_order!r}"),
-            (0 <= self.gain_cv <= 10, f"gain_cv must be in [0, 10], got {self.gain_cv!r}"),
+            (self.gain_cv == 0 or 1e-3 <= self.gain_cv <= 10,
+             f"gain_cv must be 0 (off) or in [0.001, 10], got {self.gain_cv!r}"),
         ]
         for ok, msg in checks:
             if not ok:
