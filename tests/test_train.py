@@ -141,3 +141,43 @@ def test_cli_family_option(tmp_path):
                           "--epochs", "1", "--batch-size", "200", "--quiet"]) == 0
     ck = C.load_checkpoint(out)
     assert ck["family"] == "categorical" and ck["train_config"]["temp_stop"] == 0.1
+
+
+@pytest.mark.parametrize("case, match", [
+    ("epoch-negative", "train_state epoch must be an integer"),
+    ("epoch-string", "train_state epoch must be an integer"),
+    ("epoch-past-end", "train_state epoch must be an integer"),
+    ("rng-short", "train_state rng must be a generator state"),
+    ("optimizer-string", "train_state optimizer does not match the model"),
+    ("optimizer-other-model", "train_state optimizer does not match the model"),
+])
+def test_resume_state_is_validated(tmp_path, capsys, small_patches, case, match):
+    """Every field of an unfinished run's resume state is checked before training: one line, exit 2, no file."""
+    from spikevae.models.config import make_configs
+
+    part = tmp_path / "part.pt"
+    fit(MC, TC, small_patches, part, progress=False, stop_after=1)
+    d = torch.load(part, weights_only=True)
+    ts = d["train_state"]
+    if case == "epoch-negative":
+        ts["epoch"] = -5
+    elif case == "epoch-string":
+        ts["epoch"] = "1"
+    elif case == "epoch-past-end":
+        ts["epoch"] = TC.epochs
+    elif case == "rng-short":
+        ts["rng"] = ts["rng"][:10]
+    elif case == "optimizer-string":
+        ts["optimizer"] = "adam"
+    else:
+        other = make_configs(latents=MC.n_latents + 3, patch_size=MC.patch_size, epochs=TC.epochs,
+                             batch_size=TC.batch_size)
+        bigger = fit(other[0], other[1], small_patches, tmp_path / "other.pt", progress=False, stop_after=1)
+        del bigger
+        ts["optimizer"] = torch.load(tmp_path / "other.pt", weights_only=True)["train_state"]["optimizer"]
+    torch.save(d, part)
+    out = tmp_path / "resumed.pt"
+    assert run_cli(main, ["--out", str(out), "--resume", str(part), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err, err
+    assert not out.exists()

@@ -241,10 +241,42 @@ def validate_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> t
         raise CheckpointError(f"{path}: family {data['family']!r} differs from model_config family {mc.family!r}")
     if "epoch" in data and data["epoch"] < 0:
         raise CheckpointError(f"{path}: epoch must be >= 0, got {data['epoch']}")
-    ts = data.get("train_state")
-    if ts is not None and not {"optimizer", "rng", "epoch"} <= set(ts):
-        raise CheckpointError(f"{path}: train_state must hold optimizer, rng and epoch")
+    if data.get("train_state") is not None:
+        check_train_state(data["train_state"], mc, data["train_config"], path)
     return mc, prep
+
+
+def check_train_state(ts, mc: VAEConfig, train_config: dict, path) -> None:
+    """The resume state of an unfinished run, as ``fit`` will use it: an epoch within the run, the batch generator's
+    state (a CPU generator's byte state), and an Adamax state whose parameter groups and moment estimates match the
+    model the config builds, shape for shape."""
+    if not isinstance(ts, dict) or not {"optimizer", "rng", "epoch"} <= set(ts):
+        raise CheckpointError(f"{path}: train_state must hold optimizer, rng and epoch")
+    epoch, epochs = ts["epoch"], train_config.get("epochs")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < int(epochs):
+        raise CheckpointError(f"{path}: train_state epoch must be an integer in [0, {epochs}), got {epoch!r}")
+    rng = ts["rng"]
+    expected = torch.Generator().get_state()
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.shape != expected.shape:
+        raise CheckpointError(f"{path}: train_state rng must be a generator state ({expected.numel()} bytes, uint8)")
+    opt = ts["optimizer"]
+    shapes = [tuple(q.shape) for q in VAE(mc).parameters()]
+    try:
+        groups = opt["param_groups"]
+        ids = [i for g in groups for i in g["params"]]
+        state = opt["state"]
+        ok = isinstance(state, dict) and sorted(ids) == list(range(len(shapes)))
+        for i, st in state.items() if ok else ():
+            for name in ("exp_avg", "exp_inf"):
+                v = st[name]
+                ok = ok and isinstance(v, torch.Tensor) and v.is_floating_point() and tuple(v.shape) == shapes[i] \
+                    and bool(torch.isfinite(v.float()).all())
+            ok = ok and all(isinstance(g.get("lr"), (int, float)) and math.isfinite(g["lr"]) for g in groups)
+    except (KeyError, TypeError, IndexError, AttributeError):
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{path}: train_state optimizer does not match the model ({len(shapes)} parameters "
+                              "with Adamax moments of their shapes)")
 
 
 def model_from_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> VAE:
