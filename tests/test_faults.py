@@ -423,3 +423,23 @@ def test_special_files_as_inputs_and_outputs_get_one_line(tmp_path, capsys, tiny
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and what in err, err
     assert notes.read_text() == "my notes" and fifo.is_fifo()
+
+
+def test_a_swallowed_stop_is_never_written_as_complete(tmp_path):
+    """A Ctrl-C whose KeyboardInterrupt a library swallowed (only the stop flag is left): the file being written is
+    not renamed into place, and the run folder ends as an interrupted run, with nothing left."""
+    from spikevae.errors import STOP_REQUESTED
+    from spikevae.io import RunFolder, write_json
+
+    out = tmp_path / "run"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with RunFolder(out, "simulate"):
+                write_json(out / "a.json", [1])
+                STOP_REQUESTED.set()  # as the signal handler does; the exception itself was lost
+        assert not out.exists()
+        with pytest.raises(KeyboardInterrupt):
+            write_json(tmp_path / "b.json", [2])
+        assert not list(tmp_path.iterdir())
+    finally:
+        STOP_REQUESTED.clear()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import STOP_REQUESTED, DataError
 
 __all__ = ["atomic_write", "check_free_space", "write_json", "write_text", "write_npz", "write_csv", "file_sha256",
            "provenance", "regular_output", "regular_input"]
@@ -113,6 +113,8 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        if STOP_REQUESTED.is_set():  # stopped while writing (a library may have swallowed the KeyboardInterrupt)
+            raise KeyboardInterrupt
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions

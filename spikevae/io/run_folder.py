@@ -22,7 +22,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import STOP_REQUESTED, DataError
 from .files import ACTIVE_RUNS, provenance, write_json
 
 __all__ = ["RunFolder", "MANIFEST", "LOCK", "BACKUP"]
@@ -208,6 +208,10 @@ class RunFolder:
     def __exit__(self, kind, exc, tb):
         if self in ACTIVE_RUNS:
             ACTIVE_RUNS.remove(self)
+        if kind is None and STOP_REQUESTED.is_set():
+            # a stop (Ctrl-C, SIGTERM) whose exception a library swallowed: the run is not complete
+            self._fail()
+            raise KeyboardInterrupt
         if kind is None:
             try:
                 rel = sorted(str(p.relative_to(self.path)) for p in self._created_files() if p.is_file())
