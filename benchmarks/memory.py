@@ -1,4 +1,4 @@
-"""Peak memory of `python -m spikevae.simulate --no-neo` against run length (issue: memory must not grow with it).
+"""Peak memory of `python -m spikevae.simulate --no-neo` against run length (it must not grow with the run).
 
 Each length runs in its own process (its own peak RSS, from ``wait4``), the shipped
 model, 512 units, 100 ms windows, 50 stimuli repeated to reach the length. Prints presentations, simulated

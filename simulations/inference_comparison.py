@@ -81,24 +81,26 @@ def _ipvae_rows(ip, x, iterations, seed):
 
 
 def _circuit_rows(ip, x, iterations, args):
-    from spikevae.brian.ipvae import IPVAECircuitConfig, ipvae_brian
+    from spikevae.brian.ipvae import IPVAECircuitConfig, iteration_counts
     from spikevae.models.ipvae import evaluate
+    from spikevae.spikes.producers import IPVAEProducer
     from spikevae.workflows.circuit import circuit_readout
 
     T = max(iterations)
+    producer = IPVAEProducer(ip, T, IPVAECircuitConfig(period=args.period * 1e-3, substeps=args.substeps,
+                                                       target=args.circuit_target))
     t0 = time.perf_counter()
-    res = ipvae_brian(ip, x, T, IPVAECircuitConfig(period=args.period * 1e-3, substeps=args.substeps,
-                                                   target=args.circuit_target), seed=args.seed)
+    spikes = producer.produce(x, 1, seed=args.seed).spikes
     wall = time.perf_counter() - t0
     torch_rows = {r["t"]: r for r in evaluate(ip, x, t_max=T, save_t=iterations, seed=args.seed + 1)}
     out = []
-    for r in circuit_readout(ip, x, res.counts, save_t=iterations):
+    for r in circuit_readout(producer.params.phi, x, iteration_counts(spikes, T), save_t=iterations):
         t = r["t"]
         metrics = {k: r[k] for k in ("r2", "mse", "zeros", "distance", "lifetime_sparsity", "population_sparsity")}
         out.append(_row("iP-VAE (Brian2 circuit)", "spikes", t, metrics, len(x), wall * t / T,
                         spikes_per_patch=r["spikes_per_patch"], cumulative_spikes=r["cumulative_spikes"],
                         torch_r2=torch_rows[t]["r2"], torch_zeros=torch_rows[t]["zeros"]))
-    return out, res
+    return out, spikes
 
 
 def _lca_rows(x, phi, lams):
@@ -121,23 +123,32 @@ def _lca_rows(x, phi, lams):
 
 
 def _spiking_lca_rows(x, phi, lam, duration, seed):
-    from spikevae.brian.lca import spiking_lca
     from spikevae.lca import LCAConfig
+    from spikevae.spikes.producers import SpikingLCAProducer
 
     norms = np.linalg.norm(phi, axis=0)
     out = []
     for kind, label in (("soft", "signed (ON/OFF)"), ("nonneg", "nonneg")):
+        producer = SpikingLCAProducer(phi / norms, None, LCAConfig(lam=lam, threshold=kind), window=duration)
         t0 = time.perf_counter()
-        res = spiking_lca(x, phi / norms, LCAConfig(lam=lam, threshold=kind), duration=duration, seed=seed)
+        produced = producer.produce(x, 1, seed=seed)
         wall = time.perf_counter() - t0
-        a = res.codes / norms
+        codes = producer.codes(produced.code)
+        a = codes / norms
         out.append(_row(f"spiking LCA λ={lam:g}", label, None, code_metrics(x, a @ phi.T, a), len(x), wall,
-                        spikes_per_patch=len(res.spikes.time) / len(x), cost=float(np.abs(res.codes).sum(1).mean()),
+                        spikes_per_patch=produced.spikes.n_spikes / len(x), cost=float(np.abs(codes).sum(1).mean()),
                         cost_unit="l1 (unit atoms)"))
     return out
 
 
 def _parser() -> Parser:
+    import inspect
+
+    from spikevae.brian.ipvae import IPVAECircuitConfig
+    from spikevae.spikes.producers import N_ITER, SpikingLCAProducer
+
+    circuit = IPVAECircuitConfig()  # the defaults, as the library writes them
+    slca_window = inspect.signature(SpikingLCAProducer).parameters["window"].default
     p = Parser(prog="inference_comparison", description=__doc__.splitlines()[0])
     p.add_argument("--ipvae", help="iP-VAE checkpoint (python -m spikevae.train --model ipvae; default: the shipped one)")
     p.add_argument("--checkpoint", help="P-VAE checkpoint with a linear decoder (default: the shipped model)")
@@ -148,13 +159,13 @@ def _parser() -> Parser:
     p.add_argument("--lams", type=positive_float, nargs="+", default=[0.05, 0.1, 0.25, 0.5, 1.0],
                    help="LCA sparsity penalties (unit-norm atoms)")
     p.add_argument("--circuit-patches", type=int, default=100, help="patches for the Brian2 iP-VAE circuit (0: skip)")
-    p.add_argument("--circuit-iterations", type=positive_int, default=64, help="iterations of the circuit run")
-    p.add_argument("--period", type=positive_float, default=10.0, help="circuit: ms per iteration")
-    p.add_argument("--substeps", type=positive_int, default=50, help="circuit: Brian2 steps per iteration")
+    p.add_argument("--circuit-iterations", type=positive_int, default=N_ITER, help="iterations of the circuit run")
+    p.add_argument("--period", type=positive_float, default=circuit.period * 1e3, help="circuit: ms per iteration")
+    p.add_argument("--substeps", type=positive_int, default=circuit.substeps, help="circuit: Brian2 steps per iteration")
     p.add_argument("--circuit-target", default="numpy", choices=("numpy", "cython"))
     p.add_argument("--slca-patches", type=int, default=8, help="patches for the spiking LCA (0: skip)")
     p.add_argument("--slca-lam", type=positive_float, default=0.5, help="λ of the spiking LCA")
-    p.add_argument("--slca-duration", type=positive_float, default=500.0, help="spiking LCA: ms per patch")
+    p.add_argument("--slca-duration", type=positive_float, default=slca_window * 1e3, help="spiking LCA: ms per patch")
     p.add_argument("--seed", type=seed, default=0)
     return p
 

@@ -28,7 +28,8 @@ def _pair(x, xhat) -> tuple[np.ndarray, np.ndarray]:
 def r2_pooled(x: np.ndarray, xhat: np.ndarray) -> float:
     """R² pooled over patches: ``1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²`` (x̄ each patch's pixel mean); x, x̂ (n, D)."""
     x, xhat = _pair(x, xhat)
-    return float(1.0 - ((x - xhat) ** 2).sum() / ((x - x.mean(1, keepdims=True)) ** 2).sum())
+    sq = ((x - xhat) ** 2).sum(1)  # per patch, then over patches
+    return float(1.0 - sq.sum() / ((x - x.mean(1, keepdims=True)) ** 2).sum())
 
 
 def r2_per_patch(x: np.ndarray, xhat: np.ndarray) -> np.ndarray:
