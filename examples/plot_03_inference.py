@@ -24,6 +24,7 @@ from spikevae import plots
 from spikevae.analysis import code_metrics
 from spikevae.data import natural_patches
 from spikevae.lca import LCAConfig, energy, lca_fixed_point
+from spikevae.models import ipvae
 from spikevae.models.checkpoint import default_ipvae_path
 
 pvae = spikevae.load_model()
@@ -41,8 +42,8 @@ rows.append({"model": "P-VAE (amortized)", "readout": "rates", "iterations": 1, 
 # The iP-VAE, iteration by iteration
 # ----------------------------------
 
-ip = spikevae.models.ipvae.load(default_ipvae_path())
-trace = spikevae.models.ipvae.evaluate(ip, x, t_max=256, save_t=(1, 2, 4, 8, 16, 32, 64, 128, 256), seed=0)
+ip = ipvae.load(default_ipvae_path())
+trace = ipvae.evaluate(ip, x, t_max=256, save_t=(1, 2, 4, 8, 16, 32, 64, 128, 256), seed=0)
 for r in trace:
     rows.append({"model": "iP-VAE", "readout": "spikes", "iterations": r["t"], "r2": r["r2"], "zeros": r["zeros"],
                  "distance": r["distance"], "mse": r["mse"]})
