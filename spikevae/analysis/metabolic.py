@@ -1,7 +1,7 @@
 """Metabolic cost of a spiking code: expected and emitted spikes, information (KL) and ATP.
 
 Energy model (Attwell & Laughlin 2001; Lennie 2003): ``E = N_spikes · c_spike + N_units · T · c_rest``.
-Presets (research/peers.md §7; check the sources before quoting):
+Presets (from the papers named with each; check the sources before quoting):
 
 - ``lennie2003``: 2.4e9 ATP per spike, human cortex, synaptic costs included (Lennie 2003,
   Curr. Biol. 13:493); no resting cost given there (0 here: add your own);

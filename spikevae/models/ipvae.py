@@ -2,7 +2,7 @@
 
 Each latent k is a neuron with membrane potential ``u_k`` (its log-rate, ``λ_k = e^{u_k}`` expected spikes
 per iteration). Inference starts at the learned prior log-rates ``u0`` and iterates (reference
-``PoissonLayer``; see ``research/anchor_ipvae.md`` §1.2)::
+``PoissonLayer``; Vafaii, Galor & Yates, arXiv 2410.19315)::
 
     Δu = η [Φᵀ Σ⁻¹ (x − Φ z) − b]                   # feedforward drive, inhibition by the spikes, leak b
     Δu ← SCU(max(Δu, −8), c_du);  u ← SCU(max(u + Δu, −8), c_u)
