@@ -46,6 +46,8 @@ def _tamper(data: dict, case: str) -> dict:
         sd["decoder.weight"] = sd["decoder.weight"].double() * 1e300  # finite as stored, infinite in float32
     elif case == "int-weight":
         sd["decoder.weight"] = sd["decoder.weight"].round().to(torch.int64)
+    elif case == "log-rate-absurd":
+        sd["log_r"][0] = -1e30
     elif case == "sparse-weight":
         sd["decoder.weight"] = sd["decoder.weight"].to_sparse()
     return d
@@ -66,6 +68,7 @@ CASES = {
     "huge-float64": "weight 'decoder.weight' holds NaN or infinite values (in float32)",
     "int-weight": "weight 'decoder.weight' is torch.int64",
     "sparse-weight": "weight 'decoder.weight' is a torch.sparse_coo tensor",
+    "log-rate-absurd": "prior log-rates 'log_r' range over",
 }
 
 

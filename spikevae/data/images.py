@@ -16,7 +16,8 @@ __all__ = ["NATURAL_TRAIN", "NATURAL_VAL", "IMAGE_SUFFIXES", "natural_images", "
 log = logging.getLogger(__name__)
 
 
-#: shipped photographs used for training (scikit-image's sample data; scikit-learn's china and flower). Left out: the textures (brick is a
+#: shipped photographs used for training (scikit-image's sample data; scikit-learn's china and flower).
+#: Left out: the textures (brick is a
 #: near-periodic pattern whose spectral peak is 16,000x the median, gravel and grass are isotropic
 #: blob textures, moon a crater field) and hubble_deep_field (a star field on flat sky): they are
 #: not natural scenes, and in trials they filled the dictionary with texture atoms.

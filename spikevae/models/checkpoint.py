@@ -239,6 +239,10 @@ def validate_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> t
     mc, prep = validate_container(data, path, VAEConfig, TrainConfig)
     if "family" in data and data["family"] != mc.family:
         raise CheckpointError(f"{path}: family {data['family']!r} differs from model_config family {mc.family!r}")
+    lr = data["state_dict"].get("log_r")
+    if lr is not None and not bool(((lr >= -30) & (lr <= 30)).all()):
+        raise CheckpointError(f"{path}: prior log-rates 'log_r' range over [{float(lr.min()):.3g}, {float(lr.max()):.3g}], "
+                              "outside [-30, 30]: expected counts no neuron carries")
     if "epoch" in data and data["epoch"] < 0:
         raise CheckpointError(f"{path}: epoch must be >= 0, got {data['epoch']}")
     if data.get("train_state") is not None:
