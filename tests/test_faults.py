@@ -443,3 +443,29 @@ def test_a_swallowed_stop_is_never_written_as_complete(tmp_path):
         assert not list(tmp_path.iterdir())
     finally:
         STOP_REQUESTED.clear()
+
+
+def test_a_full_disk_inside_a_library_is_one_line(capsys):
+    """A full disk that a library re-raised as its own error type (as compilers and HDF5 do) still ends in one line
+    and exit 2, naming the OS error, not in a traceback."""
+    import errno
+
+    from spikevae.cli.common import cli_entry
+
+    @cli_entry("prog")
+    def main(argv=None):
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as exc:
+            raise RuntimeError("the build failed") from exc
+
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err, err
+
+    @cli_entry("prog")
+    def other(argv=None):
+        raise RuntimeError("a bug, not a full disk")
+
+    with pytest.raises(RuntimeError, match="a bug"):  # anything else is not hidden
+        other([])

@@ -147,6 +147,15 @@ def cli_entry(prog: str):
             except _Terminated:
                 print(f"{prog}: terminated (SIGTERM); no output was written as complete", file=sys.stderr)
                 return 143
+            except Exception as exc:
+                from ..io.files import os_error_of
+
+                reason = os_error_of(exc)  # a full disk or an I/O error that a library wrapped in its own type
+                if reason is None:
+                    raise
+                print(f"{prog}: error: {reason} ({type(exc).__name__} while writing; is the disk, or the cache "
+                      "folder $SPIKEVAE_CACHE, full?)", file=sys.stderr)
+                return 2
             finally:
                 sys.unraisablehook = hook
                 STOP_REQUESTED.clear()

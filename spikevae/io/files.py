@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import STOP_REQUESTED, DataError
 
 __all__ = ["atomic_write", "check_free_space", "write_json", "write_text", "write_npz", "write_csv", "file_sha256",
-           "provenance", "regular_output", "regular_input"]
+           "provenance", "regular_output", "regular_input", "os_error_of"]
 
 #: the run folders open in this process (``spikevae.io.run_folder.RunFolder`` registers itself): a file written
 #: inside one is made in its work folder and logged by name before it is renamed into place
@@ -123,14 +123,14 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        reason = _os_error(exc)
+        reason = os_error_of(exc)
         if reason:  # a write fault (full disk, quota, I/O error) deep inside a library: one line
             raise DataError(f"cannot write {path}: {reason}") from None
         raise
     return path
 
 
-def _os_error(exc: BaseException) -> str | None:
+def os_error_of(exc: BaseException) -> str | None:
     """The OS error behind a failed write (also when h5py, torch or matplotlib re-raised it as their own type)."""
     import errno
 
