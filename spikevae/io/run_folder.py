@@ -234,10 +234,12 @@ class RunFolder:
 
     def _fail(self) -> None:
         """Remove what this run created; bring the earlier run back (or the folder, if this run made it, away)."""
-        for p in self._created_files():
+        created = self._created_files()
+        for p in created:
             p.unlink(missing_ok=True)
         _remove_work(self.work)
-        for d in sorted(self._dirs, key=lambda q: len(q.parts), reverse=True):
+        parents = {q for p in created for q in p.parents if self.path in q.parents}  # sub-folders the files were in
+        for d in sorted([*self._dirs, *parents], key=lambda q: len(q.parts), reverse=True):  # only if left empty
             try:
                 d.rmdir()
             except OSError:
