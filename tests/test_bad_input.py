@@ -276,6 +276,7 @@ def test_implausible_ipvae_checkpoint_refused(tmp_path, capsys, name, value, mat
     ("train", ["--temp-start", "1e-300"], "temperatures must be in [0.001, 100]"),
     ("train", ["--temp-start", "1e300"], "temperatures must be in [0.001, 100]"),
     ("lca", ["infer", "--simulator", "spiking", "--duration", "1e-7"], "at least the LCA's time constant"),
+    ("lca", ["infer", "--simulator", "spiking", "--duration", "1e300"], "at most 100 s"),
 ])
 def test_options_out_of_physical_range_one_line(tmp_path, capsys, command, argv, match):
     """Numeric options checked against physical sense and each other, before any work: one line, exit 2, no files."""

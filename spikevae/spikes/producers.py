@@ -280,8 +280,9 @@ class SpikingLCAProducer(Producer):
         cfg = (cfg or LCAConfig(threshold="nonneg")).validate()
         if cfg.threshold == "hard":
             raise ArgumentError("the spiking LCA implements the soft (ON/OFF pairs) and nonneg thresholds")
-        if not (np.isfinite(window) and window >= cfg.tau):
-            raise ArgumentError(f"window must be at least the LCA's time constant ({cfg.tau:g} s), got {window!r}")
+        if not (np.isfinite(window) and cfg.tau <= window <= 100.0):
+            raise ArgumentError(f"window must be at least the LCA's time constant ({cfg.tau:g} s) and at most 100 s, "
+                                f"got {window!r}")
         self.phi, self.cfg, self.window = _unit_atoms(phi), cfg, float(window)
         self.tau_syn, self.target, self.preprocessing, self.name = tau_syn, target, preprocessing, "spiking-lca"
         K = self.phi.shape[1]
