@@ -26,6 +26,7 @@ Public names (imported on first use, so ``import spikevae`` is light):
   property definitions ``analysis.v1`` and published V1 data ``analysis.v1_reference``, spike statistics,
   metabolic cost, sparsity, decoding geometry);
 - files: :mod:`spikevae.io`; figures: :mod:`spikevae.plots`; data: :mod:`spikevae.data`;
+- the installed version: ``spikevae.__version__``; records print as one short line (counts, shapes, time span);
 - errors: :class:`SpikeVAEError` and its subclasses :class:`ArgumentError`, :class:`DataError`,
   :class:`CheckpointError`, :class:`RunInterrupted`.
 """
@@ -35,6 +36,18 @@ import importlib
 
 from .errors import ArgumentError, CheckpointError, DataError, RunInterrupted, SpikeVAEError
 from .records import Presentations, SpikeTrains
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spikevae")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 _LAZY = {
     "load_model": "models.trained", "TrainedModel": "models.trained",
@@ -58,7 +71,7 @@ _LAZY = {
 _SUBMODULES = ("io", "lca", "models", "spikes", "brian", "workflows", "cli", "analysis", "data", "plots", "stimuli",
                "errors", "records")
 
-__all__ = ["SpikeVAEError", "ArgumentError", "DataError", "CheckpointError", "RunInterrupted", "SpikeTrains",
+__all__ = ["__version__", "SpikeVAEError", "ArgumentError", "DataError", "CheckpointError", "RunInterrupted", "SpikeTrains",
            "Presentations", *_LAZY, *_SUBMODULES]
 
 

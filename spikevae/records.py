@@ -48,6 +48,12 @@ class Presentations:
     def __len__(self) -> int:
         return len(self.stimulus)
 
+    def __repr__(self) -> str:
+        n = len(self)
+        span = f", {float(self.onset[0]):.4g}-{float(self.offset[-1]):.4g} s" if n else ""
+        return (f"Presentations({n} presentations of {len(np.unique(self.stimulus))} stimuli{span}, "
+                f"expected counts {self.expected.shape})")
+
 
 @dataclass(frozen=True)
 class SpikeTrains:
@@ -84,6 +90,11 @@ class SpikeTrains:
             raise DataError("spike unit and time arrays differ in length")
         if len(self.unit) and (self.unit.min() < 0 or self.unit.max() >= self.n_units):
             raise DataError(f"spike unit index outside [0, {self.n_units})")
+
+    def __repr__(self) -> str:
+        model = self.meta.get("model")
+        return (f"SpikeTrains({self.n_spikes} spikes of {self.n_units} units, {len(self.presentations)} presentations, "
+                f"0-{self.t_stop:.4g} s at dt {self.dt * 1e3:g} ms" + (f", model {model!r}" if model else "") + ")")
 
     @property
     def n_spikes(self) -> int:

@@ -71,3 +71,20 @@ def test_every_help_shows_its_defaults():
         text = buf.getvalue()
         assert exc.value.code == 0 and "(default: None)" not in text, name
         assert text.count("(default:") >= 2, (name, text[-800:])
+
+
+def test_version_and_short_reprs():
+    """``spikevae.__version__`` is the installed distribution's; a record's repr says what it holds in one short
+    line (counts, shapes, time span), never its arrays."""
+    from importlib.metadata import version
+
+    import numpy as np
+
+    import spikevae
+
+    assert spikevae.__version__ == version("spikevae")
+    st = spikevae.simulate_spikes(np.full((30, 200), 2.0), window=0.05, dt=1e-3, target="numpy", seed=1)
+    text = repr(st)
+    assert text == (f"SpikeTrains({st.n_spikes} spikes of 200 units, 30 presentations, 0-{st.t_stop:.4g} s at dt 1 ms)")
+    assert repr(st.presentations) == "Presentations(30 presentations of 30 stimuli, 0-1.5 s, expected counts (30, 200))"
+    assert len(text) < 120 and "array" not in text

@@ -38,6 +38,10 @@ class SimulationResult(NamedTuple):
     counts: np.ndarray  # spikes per (presentation, unit) window (SpikeTrains.counts)
     summary: dict  # numbers printed and written to summary.json
 
+    def __repr__(self) -> str:
+        return (f"SimulationResult({self.spikes!r}, {len(self.stimuli.images)} {self.stimuli.kind} stimuli, "
+                f"rates {self.rates.shape}, counts {self.counts.shape})")
+
 
 #: presentations whose counts a streamed run keeps for its figures (a fixed bound, whatever the run length)
 FIGURE_PRESENTATIONS = 2000
