@@ -10,9 +10,9 @@ from ..brian.ipvae import IPVAECircuitConfig, iteration_counts
 from ..errors import ArgumentError, DataError
 from ..seeds import child_seeds
 from ..spikes.producers import N_ITER
-from .run_folder import write_run_files
+from .run_folder import checkpoint_name, write_run_files
 
-__all__ = ["circuit_readout", "simulate_circuit_to_folder", "checkpoint_name"]
+__all__ = ["circuit_readout", "simulate_circuit_to_folder"]
 
 
 def circuit_readout(model, x: np.ndarray, counts: np.ndarray, save_t=None) -> list[dict]:
@@ -97,9 +97,3 @@ def _check_plausible(rows: list, st, cfg) -> None:
     if lost > 0.01 * max(st.n_spikes, 1):
         raise DataError(f"{lost} drawn spikes ({100 * lost / max(st.n_spikes + lost, 1):.1f} %) did not fit their "
                         f"iteration period of {cfg.substeps} steps: raise --substeps; nothing was written")
-
-
-def checkpoint_name(model) -> str:
-    """The name a file records for a model's checkpoint: its file name, never the folder it lies in."""
-    path = getattr(model, "path", None)
-    return Path(path).name if path else ""

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..io.files import write_json
 
-__all__ = ["write_run_files", "nix_bytes", "trial_columns"]
+__all__ = ["write_run_files", "nix_bytes", "trial_columns", "checkpoint_name"]
 
 
 def nix_bytes(st) -> float:
@@ -69,6 +69,12 @@ def write_run_files(out: Path, spikes, summary: dict, *, command: str, stimuli=N
         paths.update(figures.result())
     paths["summary"] = write_json(out / "summary.json", {**summary, "command": command})
     return paths
+
+
+def checkpoint_name(model) -> str:
+    """The name a file records for a model's checkpoint: its file name, never the folder it lies in."""
+    path = getattr(model, "path", None)
+    return Path(path).name if path else ""
 
 
 def _no_figures(out: Path) -> dict:

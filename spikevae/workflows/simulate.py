@@ -194,7 +194,7 @@ def _simulate(producer, stimuli, n_stimuli, repeats, seed, progress, spill_dir=N
     spill file."""
     from .._resources import check_memory
     from ..spikes import PoissonRun
-    from .circuit import checkpoint_name
+    from .run_folder import checkpoint_name
 
     t0 = time.perf_counter()
     layer = producer.layer
