@@ -189,7 +189,8 @@ def test_a_run_that_brian_stopped_early_is_refused():
         run_checked(net2, 10 * b2.ms)  # a full run passes
 
 
-@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGINT, signal.SIGINT], [signal.SIGTERM]])
+@pytest.mark.parametrize("signals", [[signal.SIGINT], pytest.param([signal.SIGINT, signal.SIGINT], marks=pytest.mark.slow),
+                                     pytest.param([signal.SIGTERM], marks=pytest.mark.slow)])
 def test_interrupted_simulate_writes_nothing_and_cleans_up(tmp_path, signals):
     """Ctrl-C (once or twice) or SIGTERM during a long run (in worker processes, or in this one): one line,
     non-zero exit, no files, no temp folders."""

@@ -99,6 +99,7 @@ def digit_models(tmp_path_factory):
     return paths
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_table_and_figures(digit_models, tmp_path, capsys):
     out = tmp_path / "ev"
     argv = ["--checkpoint", *map(str, digit_models), "--out", str(out), "--knn-draws", "3"]

@@ -19,6 +19,7 @@ LAYER = PoissonLayerConfig(window=0.02, gap=0.005, dt=1e-3, target="numpy", chun
                            spikes=SpikeModel(latency=0.01, spontaneous_hz=40.0))  # responses spill over chunk cuts
 
 
+@pytest.mark.slow
 def test_streamed_run_writes_the_spikes_of_the_in_memory_run(tmp_path, tiny_checkpoint):
     """simulate_to_folder (spill file, counting sort on disk, counts reduced per chunk) = run_simulation."""
     from spikevae.io import read_nwb
@@ -119,7 +120,7 @@ def _small_fs(tmp_path, size="3m"):
     return mnt
 
 
-@pytest.mark.parametrize("neo", [True, False], ids=["neo", "no-neo"])
+@pytest.mark.parametrize("neo", [pytest.param(True, id="neo"), pytest.param(False, id="no-neo", marks=pytest.mark.slow)])
 def test_full_disk_one_line_and_nothing_left(tmp_path, tiny_checkpoint, neo):
     mnt = _small_fs(tmp_path)
     try:
@@ -136,6 +137,7 @@ def test_full_disk_one_line_and_nothing_left(tmp_path, tiny_checkpoint, neo):
         subprocess.run(["umount", str(mnt)], check=False)
 
 
+@pytest.mark.slow
 def test_checkpoint_zip_bomb_refused_before_decompressing(tmp_path, tiny_checkpoint):
     from spikevae.models.checkpoint import load_checkpoint
 

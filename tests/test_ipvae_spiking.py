@@ -111,6 +111,7 @@ def test_simulate_runs_an_ipvae_checkpoint_as_its_circuit(tmp_path, capsys):
     assert len(err) == 1 and "holds an iP-VAE" in err[0]
 
 
+@pytest.mark.slow
 def test_rf_mapping_of_an_ipvae_through_its_circuit(tmp_path, capsys):
     """``rf_mapping.py --checkpoint ipvae.pt``: units mapped by their circuit's spikes over the iterations; the STA
     of the response (the spikes of iterations 1..T) is the spike-weighted mean of the per-iteration STAs, and the

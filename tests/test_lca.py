@@ -89,7 +89,7 @@ def test_lca_reaches_the_fista_optimum(planted):
     assert e_i >= e_f - 1e-9 and e_i == pytest.approx(e_f, rel=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["nonneg", "soft"])
+@pytest.mark.parametrize("kind", ["nonneg", pytest.param("soft", marks=pytest.mark.slow)])
 def test_spiking_rates_approach_the_analog_solution(planted, kind):
     phi, _, x = planted
     phi = normalise_atoms(phi[:16, :24])
@@ -137,6 +137,7 @@ def test_threshold_functions():
     np.testing.assert_allclose(threshold(u, 1.0, "nonneg"), [0, 0, 0, 0, 1])
 
 
+@pytest.mark.slow
 def test_lca_command_learn_and_infer(tmp_path, capsys):
     import json
 
@@ -338,7 +339,7 @@ def test_fixed_point_refuses_the_hard_threshold(planted):
         lca_fixed_point(x, phi, LCAConfig(threshold="hard"))
 
 
-@pytest.mark.parametrize("kind", ["soft", "nonneg"])
+@pytest.mark.parametrize("kind", ["soft", pytest.param("nonneg", marks=pytest.mark.slow)])
 def test_every_solver_returns_the_same_record_on_one_problem(planted, kind):
     """Converged on one problem, every solver's record means the same thing: the codes agree, ``recon_error`` is the
     full squared error ‖x − Φa‖² of its own codes (the energy has half of it), the last energy record is the energy of

@@ -65,6 +65,7 @@ def test_every_producer_gives_spike_trains_on_its_time_base_counted_by_the_one_r
         assert prod.decode(out.code).shape == (n, 64), name
 
 
+@pytest.mark.slow
 def test_rate_producers_drive_the_layer_with_their_code(tiny_checkpoint, atoms, small_patches):
     """A rate producer's code is λ, the expected count per window: the LCA's is gain × its converged code (ON and
     OFF halves for signed codes), and decoding λ gives Φa back exactly; the mean counts over many repeats are λ."""
@@ -105,6 +106,7 @@ def test_bad_producer_input_is_refused(tiny_checkpoint, atoms):
         IPVAEProducer(IPVAE(IPVAEConfig(n_latents=4, patch_size=4)), 0)
 
 
+@pytest.mark.slow
 def test_one_writer_for_every_producer(tmp_path, tiny_checkpoint, atoms, small_patches):
     """The run-folder writer takes any producer's spikes: the NWB file reads back with the same spikes, names the
     producer's units and the command, and passes DANDI's inspection."""

@@ -17,6 +17,7 @@ def test_ruff_clean():
     assert res.returncode == 0, res.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_runs_on_cpu(tmp_path):
     """Without a GPU the script runs its CPU rows and says the CUDA rows were skipped."""
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--out", str(tmp_path), "--quick"],
@@ -88,3 +89,25 @@ def test_version_and_short_reprs():
     assert text == (f"SpikeTrains({st.n_spikes} spikes of 200 units, 30 presentations, 0-{st.t_stop:.4g} s at dt 1 ms)")
     assert repr(st.presentations) == "Presentations(30 presentations of 30 stimuli, 0-1.5 s, expected counts (30, 200))"
     assert len(text) < 120 and "array" not in text
+
+
+@pytest.mark.parametrize("command", ["simulate", "train", "evaluate", "sweep", "demo", "lca"])
+def test_every_option_has_help_and_shows_its_default(command):
+    """--help explains every option and prints every default there is (zero included)."""
+    import argparse
+    import importlib
+
+    parser = importlib.import_module(f"spikevae.cli.{command}")._parser()
+    parsers = [parser] + [sub for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+                          for sub in a.choices.values()]
+    for p in parsers:
+        text = " ".join(p.format_help().split())
+        for action in p._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, f"{command}: {action.option_strings[0]} has no help"
+            shown = action.default not in (None, False, argparse.SUPPRESS) and not isinstance(action.default, bool)
+            if shown:
+                flag = action.option_strings[-1]
+                entry = text.split(f" {flag} ")[-1][:400]
+                assert "default" in entry, f"{command}: {flag} hides its default {action.default!r}"

@@ -6,6 +6,7 @@ import pytest
 from conftest import assert_dandi_clean, load_script
 
 
+@pytest.mark.slow
 def test_rf_mapping_smoke(tmp_path, tiny_checkpoint, capsys, caplog):
     rf = load_script("simulations/rf_mapping.py")
     out = tmp_path / "rf"

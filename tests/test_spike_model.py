@@ -31,7 +31,7 @@ COMBOS = {
 
 #: in the default run: one option alone with a closed-form drive correction, the gain time base, and all of them
 #: together; the other single options run with ``-m slow`` (about 8 s each)
-DEFAULT_COMBOS = ("refractory", "gain-hz", "everything")
+DEFAULT_COMBOS = ("everything",)
 
 
 @pytest.mark.parametrize("name", [n if n in DEFAULT_COMBOS else pytest.param(n, marks=pytest.mark.slow) for n in COMBOS])
@@ -94,6 +94,7 @@ def test_shared_gain_fano_is_one_plus_lambda_var():
     assert abs(r - shared / var) < 0.05, r
 
 
+@pytest.mark.slow
 def test_psth_recovers_latency_and_transient():
     """Trial-averaged counts in 5-ms bins against the kernel placed at the latency (χ²)."""
     model = SpikeModel(latency=0.030, transient_ratio=4.0, transient_tau=0.015, kernel_dt=0.005)
@@ -113,6 +114,7 @@ def test_psth_recovers_latency_and_transient():
 @pytest.mark.parametrize("model,targets", [(COMBOS["refractory"], ("numpy", "cpp_standalone")),
                                            (COMBOS["everything"], ("numpy", "cython"))],
                          ids=["poisson-refractory", "gamma"])
+@pytest.mark.slow
 def test_same_seed_same_spikes_on_every_target(model, targets):
     """Each new code path on the numpy target and a compiled one (a C++ build costs ~15 s per chunk)."""
     lam = np.random.default_rng(3).uniform(0.5, 3.0, (30, 6))
@@ -154,6 +156,7 @@ def test_cortex_preset_is_valid():
     assert PRESETS["cortex"].validate().refractory == 0.002 and PRESETS["poisson"].is_plain
 
 
+@pytest.mark.slow
 def test_simulate_options_and_script(tmp_path, tiny_checkpoint, capsys):
     """The options reach the layer, the summary states the time base, and counts keep their expectation."""
     import json

@@ -13,6 +13,7 @@ from spikevae.spikes.spike_model import SpikeModel, drive_schedule
 FAST = PoissonLayerConfig(window=0.05, dt=5e-4, target="numpy")  # 100 steps per window
 
 
+@pytest.mark.slow
 def test_counts_pass_a_poisson_dispersion_test():
     rng = np.random.default_rng(0)
     lam = rng.uniform(0.2, 2.0, (200, 20))
@@ -26,6 +27,7 @@ def test_counts_pass_a_poisson_dispersion_test():
     assert abs(c.sum() - lam.sum()) < 4 * np.sqrt(lam.sum())
 
 
+@pytest.mark.slow
 def test_fano_factor_across_repeats_is_one():
     lam1 = np.linspace(0.5, 3.0, 10)[None, :]
     R = 40
@@ -37,6 +39,7 @@ def test_fano_factor_across_repeats_is_one():
     assert abs(fano.mean() - 1.0) < 4 * np.sqrt(2 / 39) / np.sqrt(50) + 0.03
 
 
+@pytest.mark.slow
 def test_spike_times_uniform_within_window():
     expected = np.full((100, 4), 2.0)
     cfg = PoissonLayerConfig(window=0.05, gap=0.01, dt=5e-4, target="numpy")
@@ -149,9 +152,10 @@ def test_counts_method_matches_loop():
     np.testing.assert_array_equal(st.counts(), loop)
 
 
-@pytest.mark.parametrize("spikes", [SpikeModel(), SpikeModel(refractory=0.003),
-                                    SpikeModel(gamma_order=3, refractory=0.001, spontaneous_hz=4.0)],
-                         ids=["poisson", "refractory", "gamma"])
+@pytest.mark.parametrize("spikes", [pytest.param(SpikeModel(), marks=pytest.mark.slow, id="poisson"),
+                                    pytest.param(SpikeModel(refractory=0.003), marks=pytest.mark.slow, id="refractory"),
+                                    pytest.param(SpikeModel(gamma_order=3, refractory=0.001, spontaneous_hz=4.0),
+                                                 id="gamma")])
 def test_same_seed_same_spikes_for_any_chunking(spikes):
     """Draws are a function of (seed, unit, absolute step): where the run is cut changes nothing."""
     lam = np.random.default_rng(7).gamma(0.5, 6.0, (5, 24))  # some units near the refractory limit
@@ -183,6 +187,7 @@ def test_stream_draws_are_uniform_and_independent():
     assert not np.array_equal(uniform_numpy(stream_key(1), unit, step, 0).ravel(), u0)
 
 
+@pytest.mark.slow
 def test_parallel_chunks_equal_serial_and_a_failed_chunk_is_rerun(monkeypatch):
     """Chunks in worker processes give the serial run's spikes; a chunk whose worker fails is reported and run
     again in the parent."""
@@ -208,6 +213,7 @@ def test_parallel_chunks_equal_serial_and_a_failed_chunk_is_rerun(monkeypatch):
     assert any("chunk 1 of" in n and "failed in a worker" in n for n in par.meta["notes"])
 
 
+@pytest.mark.slow
 def test_chunks_on_a_dask_scheduler_equal_serial():
     from dask.distributed import LocalCluster
 
@@ -290,6 +296,7 @@ def test_unit_major_order_equals_a_two_key_sort_for_sorted_and_unsorted_spikes()
             np.testing.assert_array_equal(tr, np.sort(st.time[st.unit == k]))
 
 
+@pytest.mark.slow
 def test_auto_target_falls_back_with_a_note(monkeypatch):
     """``auto`` whose first target cannot build here runs the next one, with the same spikes, and says so in the
     run's notes (serial chunks and the parallel path share one fallback)."""

@@ -28,6 +28,7 @@ def dask_sweep(tmp_path_factory):
     return out, status
 
 
+@pytest.mark.slow
 def test_failed_run_is_recorded_and_the_others_finish(dask_sweep):
     out, status = dask_sweep
     assert status == 1  # some run failed
@@ -42,6 +43,7 @@ def test_failed_run_is_recorded_and_the_others_finish(dask_sweep):
         assert not (out / "runs" / bad["id"] / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_dask_runs_equal_the_same_runs_done_in_process(dask_sweep, tmp_path):
     out, _ = dask_sweep
     rec = next(r for r in json.loads((out / "manifest.json").read_text())["runs"]
@@ -51,6 +53,7 @@ def test_dask_runs_equal_the_same_runs_done_in_process(dask_sweep, tmp_path):
     assert local["metrics"] == pytest.approx(rec["metrics"], rel=1e-6)  # same seed, one thread: same numbers
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs_and_redoes_unfinished_ones(dask_sweep, tmp_path):
     import shutil
 

@@ -11,6 +11,7 @@ import argparse
 import atexit
 import functools
 import gc
+import logging
 import math
 import signal
 import sys
@@ -26,9 +27,14 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except where there is none to show (None, a flag's False) or the help
     already says it."""
 
+    def _format_action(self, action):
+        if action.help is None and action.option_strings and action.default not in (None, argparse.SUPPRESS):
+            action.help = ""  # argparse shows no default for an option without help text
+        return super()._format_action(action)
+
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default in (None, False) or "(default" in text or action.default is argparse.SUPPRESS:
+        if action.default is None or action.default is False or "(default" in text or action.default is argparse.SUPPRESS:
             return text
         return super()._get_help_string(action)
 
@@ -109,6 +115,20 @@ def _quick_exit() -> None:
     gc.freeze()
 
 
+class _Warnings(logging.Handler):
+    """The library's warnings (``logging`` under ``spikevae``) as ``warning: ...`` lines on stderr, each once."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.seen: set[str] = set()
+
+    def emit(self, record):
+        text = record.getMessage()
+        if text not in self.seen:
+            self.seen.add(text)
+            print(f"warning: {text}", file=sys.stderr)
+
+
 def cli_entry(prog: str):
     """Decorate ``main(argv) -> int``: known errors become one stderr line and a non-zero exit status."""
     def deco(fn):
@@ -116,6 +136,8 @@ def cli_entry(prog: str):
         def wrapper(argv=None):
             atexit.unregister(_quick_exit)  # once, and after the handlers of modules imported so far
             atexit.register(_quick_exit)
+            logger, warn = logging.getLogger("spikevae"), _Warnings()
+            logger.addHandler(warn)  # records still propagate to handlers the caller configured
             previous = {}
             hook = sys.unraisablehook
             sys.unraisablehook = _unraisable_hook(hook)
@@ -157,6 +179,7 @@ def cli_entry(prog: str):
                       "folder $SPIKEVAE_CACHE, full?)", file=sys.stderr)
                 return 2
             finally:
+                logger.removeHandler(warn)
                 sys.unraisablehook = hook
                 STOP_REQUESTED.clear()
                 # after a stop, further signals stay ignored until the process has exited

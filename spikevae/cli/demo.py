@@ -22,8 +22,8 @@ def _parser() -> Parser:
     p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model)")
     p.add_argument("--out", default="out/demo", help="the demo's folder (each demo replaces the previous demo there)")
     p.add_argument("--n-val", type=positive_int, default=10_000, help="held-out patches to encode")
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the held-out patches")
+    p.add_argument("--device", default="auto", help="model device: auto | cpu | cuda")
     p.add_argument("--no-spikes", action="store_true", help="skip the Brian2 simulation step")
     return p
 

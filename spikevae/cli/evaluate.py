@@ -29,9 +29,9 @@ def _parser() -> Parser:
     p.add_argument("--images", help="image folder (overrides the one recorded in a checkpoint)")
     p.add_argument("--no-gabor", action="store_true", help="skip the Gabor fits of the atoms")
     p.add_argument("--max-atoms", type=positive_int, default=512, help="fit at most this many active atoms (by KL)")
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the Monte Carlo estimates")
+    p.add_argument("--device", default="auto", help="model device: auto | cpu | cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
 
 

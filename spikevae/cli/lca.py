@@ -56,15 +56,16 @@ def _parser() -> Parser:
                        help="stop an input when its relative duality gap (soft, nonneg) or fixed-point residual "
                             "(hard) is at most this; 0: run exactly --steps (learning's default: Olshausen-Field "
                             "updates from codes after a fixed number of steps)")
-        s.add_argument("--threshold", default="soft", choices=THRESHOLDS)
-        s.add_argument("--seed", type=seed, default=0)
-        s.add_argument("--quiet", action="store_true")
+        s.add_argument("--threshold", default="soft", choices=THRESHOLDS,
+                       help="soft: the LASSO code; nonneg: a non-negative one; hard: an l0 code")
+        s.add_argument("--seed", type=seed, default=0, help="seed of the patches and the initial dictionary")
+        s.add_argument("--quiet", action="store_true", help="no progress display")
     learn = sub.choices["learn"]
-    learn.add_argument("--atoms", type=positive_int, default=512)
+    learn.add_argument("--atoms", type=positive_int, default=512, help="dictionary atoms (units)")
     learn.add_argument("--updates", type=positive_int, default=300, help="dictionary updates (batches)")
-    learn.add_argument("--batch", type=positive_int, default=250)
+    learn.add_argument("--batch", type=positive_int, default=250, help="patches per dictionary update")
     learn.add_argument("--eta", type=positive_float, default=1.0, help="dictionary learning rate")
-    learn.add_argument("--n-train", type=positive_int, default=100_000)
+    learn.add_argument("--n-train", type=positive_int, default=100_000, help="training patches")
     infer = sub.choices["infer"]
     infer.add_argument("--dictionary", help="dictionary .npz from `learn`")
     infer.add_argument("--checkpoint", help="use a P-VAE checkpoint's linear decoder atoms (normalised)")

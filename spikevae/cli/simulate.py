@@ -46,7 +46,7 @@ def _parser() -> Parser:
     p.add_output("simulate", "run")
     p.add_subject()
     p.add_argument("--stimuli", default="natural", help="natural | white-noise | gratings | DIR of images")
-    p.add_argument("--n-stimuli", type=positive_int, default=50)
+    p.add_argument("--n-stimuli", type=positive_int, default=50, help="stimuli to present")
     p.add_argument("--repeats", type=positive_int, default=5, help="presentations of each stimulus")
     p.add_argument("--window", type=positive_float, default=layer.window * 1e3, help="presentation window, ms")
     p.add_argument("--gap", type=nonneg_float, default=layer.gap * 1e3, help="blank between presentations, ms")
@@ -59,11 +59,11 @@ def _parser() -> Parser:
                         "every core when the run has more than one --chunk, else 1)")
     p.add_argument("--scheduler", type=scheduler_address,
                    help="address of a running Dask scheduler to run the chunks on (as sweep's)")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the stimuli and the spikes (same seed, same spikes)")
     p.add_argument("--device", default="auto", help="model device: auto | cpu | cuda")
     p.add_argument("--no-neo", action="store_true",
                    help="skip the Neo (NixIO) file (it holds the whole run in memory: skip it for long runs)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     c = p.add_argument_group("iP-VAE checkpoints (the circuit infers by spiking: its spikes over the iterations; "
                              "--window, --gap, --dt, --chunk, --workers, --scheduler and the spike-generation options do "
                              "not apply)")
@@ -80,7 +80,8 @@ def _parser() -> Parser:
     s = p.add_argument_group("spike generation (docs/spike_generation.md; all off by default: the plain Poisson "
                              "layer, Hz = λ / window)")
     s.add_argument("--preset", choices=sorted(PRESETS), default="poisson",
-                   help="named settings; the options below override it")
+                   help="named settings, which the options below override: "
+                        + "; ".join(f"{k}: {v.describe()}" for k, v in sorted(PRESETS.items())))
     for flag, kind, text in (
             ("--gain-hz", positive_float, "time base: Hz per unit λ (instead of λ / window)"),
             ("--target-rate", positive_float, "time base: mean evoked rate over the run, Hz"),

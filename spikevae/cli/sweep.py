@@ -26,7 +26,7 @@ def _parser() -> Parser:
                    help="address of a running Dask scheduler (default: a local cluster)")
     p.add_argument("--workers", type=positive_int, help="local cluster worker processes (default: one per core)")
     p.add_argument("--serial", action="store_true", help="run the jobs one after another here, without Dask")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
 
 

@@ -49,7 +49,7 @@ def _parser() -> Parser:
     d = TrainConfig()
     m = VAEConfig()
     p.add_argument("--out", required=True, help="checkpoint to write (e.g. pvae.pt)")
-    p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
+    p.add_argument("--dataset", default=d.dataset, choices=DATASETS, help="training data")
     p.add_argument("--images", help="folder of PNG/JPEG/TIFF/.iml images (implies --dataset images)")
     p.add_argument("--mnist", help="folder with MNIST IDX files (implies --dataset mnist)")
     p.add_argument("--model", default=m.family, choices=(*FAMILIES, "ipvae"),
@@ -62,8 +62,8 @@ def _parser() -> Parser:
                    help="block-average each image by this factor before whitening (natural/images)")
     p.add_argument("--whiten-f0", type=positive_float, default=pp.whiten_f0,
                    help="whitening roll-off, cycles/pixel of the downsampled image (natural/images)")
-    p.add_argument("--n-train", type=positive_int, default=d.n_train)
-    p.add_argument("--n-val", type=positive_int, default=d.n_val)
+    p.add_argument("--n-train", type=positive_int, default=d.n_train, help="training inputs")
+    p.add_argument("--n-val", type=positive_int, default=d.n_val, help="held-out validation inputs")
     ip = IPVAETrainConfig()
     p.add_argument("--beta", type=nonneg_float, default=SUPPRESS, help=f"final KL weight (default {d.beta}; ipvae {ip.beta})")
     p.add_argument("--epochs", type=positive_int, default=SUPPRESS, help=f"default {d.epochs}; ipvae {ip.epochs}")
@@ -73,16 +73,18 @@ def _parser() -> Parser:
                    help="ipvae: inference iterations unrolled in training (T)")
     p.add_argument("--init-from", metavar="CKPT",
                    help="ipvae: start from a P-VAE checkpoint's generative model (its atoms Φ and prior rates)")
-    p.add_argument("--temp-start", type=positive_float, default=d.temp_start)
+    p.add_argument("--temp-start", type=positive_float, default=d.temp_start,
+                   help="relaxation temperature at the start of the annealing")
     p.add_argument("--temp-stop", type=positive_float, default=SUPPRESS,
                    help=f"final temperature (default {d.temp_stop}; categorical {FAMILY_TEMP_STOP['categorical']}; "
                         f"ipvae {ip.temp_stop})")
     p.add_argument("--anneal-portion", type=unit_float, default=d.anneal_portion,
                    help="fraction of training over which temperature and beta are annealed")
-    p.add_argument("--method", default=d.method, choices=("mc", "exact"))
+    p.add_argument("--method", default=d.method, choices=("mc", "exact"),
+                   help="mc: relaxed Poisson samples; exact: the closed-form expected loss of a linear decoder")
     p.add_argument("--straight-through", action="store_true", help="hard counts forward after annealing (ST)")
     p.add_argument("--grad-clip", type=positive_float, default=SUPPRESS, help=f"default {d.grad_clip}; ipvae {ip.grad_clip}")
-    p.add_argument("--seed", type=seed, default=d.seed)
+    p.add_argument("--seed", type=seed, default=d.seed, help="seed of the data, the initialisation and the samples")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--resume", metavar="CKPT",
                    help="continue an interrupted run from its checkpoint; with --epochs N, extend a run (finished or "

@@ -151,9 +151,10 @@ def preprocess_images(images: dict[str, np.ndarray], prep: Preprocessing) -> dic
             out[name] = preprocess_image(im, prep)
         except DataError as exc:
             skipped.append(f"{name}: {exc}")
-            log.warning("skipping image %s: %s", name, exc)
-    if not out:
+    if not out:  # one error naming the reasons, not a warning per image before it
         raise DataError(f"no usable image: {'; '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''}")
+    for reason in skipped:
+        log.warning("skipping image %s", reason)
     return out
 
 

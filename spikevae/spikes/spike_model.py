@@ -86,6 +86,23 @@ class SpikeModel:
                 raise ArgumentError(msg)
         return self
 
+    def describe(self) -> str:
+        """The settings that differ from the plain layer, in the command line's units (``'plain Poisson'`` if none)."""
+        plain = SpikeModel()
+        parts = {
+            "rate_scale": lambda: {"gain": f"{self.gain_hz:g} Hz per unit λ",
+                                   "target": f"mean evoked rate {self.target_rate_hz:g} Hz"}.get(self.rate_scale, ""),
+            "spontaneous_hz": lambda: f"spontaneous {self.spontaneous_hz:g} Hz",
+            "latency": lambda: f"latency {self.latency * 1e3:g} ms",
+            "transient_ratio": lambda: f"onset transient {self.transient_ratio:g}x decaying with {self.transient_tau * 1e3:g} ms",
+            "refractory": lambda: f"refractory {self.refractory * 1e3:g} ms",
+            "correct_refractory": lambda: "no refractory correction",
+            "gamma_order": lambda: f"gamma order {self.gamma_order}",
+            "gain_cv": lambda: f"shared gain s.d. {self.gain_cv:g}",
+        }
+        text = [f() for name, f in parts.items() if getattr(self, name) != getattr(plain, name)]
+        return ", ".join(t for t in text if t) or "plain Poisson"
+
     @property
     def has_transient(self) -> bool:
         """Whether the response has an onset transient (a kernel that is not flat)."""

@@ -400,12 +400,12 @@ def simulate_to_folder(out: str | os.PathLike, model=None, stimuli: str = "natur
 
 
 def describe_simulation(res: SimulationResult | dict, out: str | os.PathLike, neo: bool = True) -> str:
-    """What a simulation did and wrote (a result or its summary), as the lines a command prints."""
+    """What a simulation did and wrote (a result or its summary), as the lines a command prints (its warnings,
+    logged when they arose, are in ``summary["notes"]``)."""
     out = Path(out)
     s = meta = res.summary if isinstance(res, SimulationResult) else res
     r = s["reconstruction"]
-    lines = [f"warning: {note}" for note in s["notes"]]
-    lines += [
+    lines = [
         f"simulated {s['n_presentations']} presentations ({meta['n_stimuli']} {meta['stimuli']} stimuli x "
         f"{meta['repeats']}) of {s['n_units']} units, {s['simulated_seconds']:.1f} s, Brian2 target {s['target']}",
         f"spikes: {s['n_spikes']} emitted"
