@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) -m spikevae.demo
 
+# the everyday suite, one worker per core (at most 4); `make test-all` adds the slow tests
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4
 
 test-all: $(STAMP)
-	$(PY) -m pytest -m ""
+	$(PY) -m pytest -n auto --maxprocesses 4 -m ""
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py

@@ -1,11 +1,16 @@
 """Shared fixtures: small synthetic data, seeded generators, a tiny trained checkpoint."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from spikevae.data import Preprocessing
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each, no oversubscription
+    torch.set_num_threads(1)
 
 
 def load_script(rel: str):

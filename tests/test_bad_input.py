@@ -208,7 +208,7 @@ def test_interrupted_simulate_writes_nothing_and_cleans_up(tmp_path, signals):
         while "brian2" not in seen and time.time() - t0 < 120:  # the chunk progress bar: Brian2 is starting
             seen += proc.stderr.read(1)
         assert "brian2" in seen, seen
-        time.sleep(2.0)
+        time.sleep(1.0)
         for s in signals:
             proc.send_signal(s)
             time.sleep(0.2)

@@ -174,6 +174,7 @@ def test_downsample_block_averages_before_filtering():
     np.testing.assert_allclose(D.preprocess_image(img, prep), expect, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_patch_statistics_against_closed_forms():
     rng = np.random.default_rng(5)
     n, p = 40_000, 8

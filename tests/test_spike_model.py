@@ -29,16 +29,15 @@ COMBOS = {
 }
 
 
-#: in the default run: one option alone with a closed-form drive correction, the gain time base, and all of them
-#: together; the other single options run with ``-m slow`` (about 8 s each)
+#: in the everyday run: all of them together; each option alone runs with ``-m slow`` (a few seconds each)
 DEFAULT_COMBOS = ("everything",)
 
 
 @pytest.mark.parametrize("name", [n if n in DEFAULT_COMBOS else pytest.param(n, marks=pytest.mark.slow) for n in COMBOS])
 def test_expected_counts_per_window_are_kept(name):
-    """Σ counts over 2,000 (presentation, unit) windows equals Σ expected within 4 s.d. (Poisson + shared gain)."""
+    """Σ counts over 1,000 (presentation, unit) windows equals Σ expected within 4 s.d. (Poisson + shared gain)."""
     model = COMBOS[name]
-    lam = np.random.default_rng(1).uniform(0.5, 4.0, (200, 10))
+    lam = np.random.default_rng(1).uniform(0.5, 4.0, (100, 10))
     st = _run(lam, model, gap=0.01)
     c, e = st.counts(), st.presentations.expected
     if model.rate_scale == "gain":  # the recorded expected counts are the closed form
@@ -46,7 +45,7 @@ def test_expected_counts_per_window_are_kept(name):
     elif model.gain_cv:
         g = (e - model.spontaneous_hz * 0.05) / lam  # one gain per presentation, mean 1, s.d. gain_cv
         np.testing.assert_allclose(g, g[:, :1] * np.ones((1, 10)), rtol=1e-12)
-        assert abs(g[:, 0].mean() - 1) < 4 * model.gain_cv / np.sqrt(200)
+        assert abs(g[:, 0].mean() - 1) < 4 * model.gain_cv / np.sqrt(100)
     else:
         np.testing.assert_allclose(e, lam + model.spontaneous_hz * 0.05, rtol=1e-12)
     tot = e.sum(1)  # per presentation; a shared gain correlates the units of one presentation
@@ -67,6 +66,7 @@ def test_refractory_isis_are_a_shifted_exponential():
     assert abs(len(st.time) / 40 - rate) < 4 * np.sqrt(rate / 40)  # the rate asked for, not the drive
 
 
+@pytest.mark.slow
 def test_gamma_renewal_isis_and_fano():
     k, rate = 3, 50.0
     st = _run(np.full((1, 40), rate * 1.0), SpikeModel(gamma_order=k), window=1.0, dt=5e-5, target="cython")

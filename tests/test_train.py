@@ -14,6 +14,7 @@ MC = VAEConfig(n_latents=64, patch_size=8, prior_log_high=-2.0)
 TC = TrainConfig(epochs=5, batch_size=100, method="mc", lr=0.03, warmup_epochs=0.5)
 
 
+@pytest.mark.slow
 def test_short_run_lowers_validation_loss(small_patches):
     from spikevae.seeds import child_seeds
 
