@@ -141,3 +141,49 @@ def test_subject_is_configurable_and_validated(tmp_path, spikes):
     with pytest.raises(ArgumentError):  # refused before anything is written
         write_nwb(tmp_path / "bad.nwb", spikes, subject=SubjectInfo(sex="X"))
     assert not list(tmp_path.glob("bad*"))
+
+
+def _files_naming(folder, secret: str) -> list:
+    """Files under ``folder`` whose bytes contain ``secret`` (HDF5 strings, JSON, CSV, PNG metadata alike)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes())
+
+
+def test_outputs_never_record_a_private_path(tmp_path, tiny_checkpoint):
+    """Provenance names an input file (name, size, SHA-256) and the package version; no output file of simulate (a
+    P-VAE or an LCA dictionary) or of `lca infer` holds the folder the inputs or outputs lie in."""
+    import json
+    import shutil
+
+    from conftest import run_cli
+
+    from spikevae import __version__
+    from spikevae.cli.lca import main as lca_main
+    from spikevae.cli.simulate import main as simulate_main
+    from spikevae.io import file_sha256, read_nwb
+
+    private = tmp_path / "private-folder-3f9c"
+    private.mkdir()
+    ckpt = private / "model.pt"
+    shutil.copyfile(tiny_checkpoint, ckpt)
+    quick = ["--n-stimuli", "3", "--repeats", "1", "--target", "numpy", "--window", "10", "--quiet"]
+    assert run_cli(simulate_main, ["--checkpoint", str(ckpt), "--out", str(private / "run")] + quick) == 0
+    st = read_nwb(private / "run" / "spikes.nwb")
+    assert st.meta["checkpoint"] == {"name": "model.pt", "bytes": ckpt.stat().st_size, "sha256": file_sha256(ckpt)}
+    assert st.meta["provenance"]["packages"]["spikevae"] == __version__
+    summary = json.loads((private / "run" / "summary.json").read_text())
+    assert summary["checkpoint"]["sha256"] == file_sha256(ckpt)
+
+    phi = np.linalg.qr(np.random.default_rng(0).normal(size=(64, 16)))[0]
+    from spikevae.data import Preprocessing
+    from spikevae.io import save_dictionary
+
+    save_dictionary(private / "dict.npz", phi, Preprocessing(patch_size=8, downsample=1, whiten_f0=0.3),
+                    {"lca_config": {"lam": 0.1, "threshold": "nonneg"}})
+    assert run_cli(simulate_main, ["--dictionary", str(private / "dict.npz"), "--out", str(private / "lca_run"),
+                                   "--no-neo"] + quick) == 0
+    assert read_nwb(private / "lca_run" / "spikes.nwb").meta["dictionary"]["name"] == "dict.npz"
+    assert run_cli(lca_main, ["infer", "--dictionary", str(private / "dict.npz"), "--out", str(private / "infer"),
+                              "--n-patches", "3", "--quiet"]) == 0
+    for run in ("run", "lca_run", "infer"):
+        assert _files_naming(private / run, str(tmp_path)) == [], run
+        assert _files_naming(private / run, "private-folder-3f9c") == [], run

@@ -25,7 +25,7 @@ def test_simulate_writes_every_output(tmp_path, tiny_checkpoint, capsys):
     assert summary["per_unit_counts"] == st.counts().sum(0).tolist()
     neo_st = read_neo(out / "spikes.nix")
     np.testing.assert_array_equal(neo_st.time, st.time)
-    assert st.meta["checkpoint_sha256"] and st.meta["seed"] == 0
+    assert len(st.meta["checkpoint"]["sha256"]) == 64 and st.meta["seed"] == 0
     assert (out / "figures" / "raster.png").stat().st_size > 1000
     assert (out / "figures" / "counts_vs_expected.png").stat().st_size > 1000
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]

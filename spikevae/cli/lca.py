@@ -22,7 +22,7 @@ from ..brian.lca import lca_brian
 from ..data import Preprocessing, natural_patches
 from ..errors import ArgumentError
 from ..io.dictionary import load_dictionary, save_dictionary
-from ..io.files import file_sha256, provenance, write_json, write_npz
+from ..io.files import file_record, provenance, write_json, write_npz
 from ..lca import THRESHOLDS, LCAConfig, lca, lca_fixed_point, learn_dictionary, normalise_atoms
 from ..workflows.run_folder import write_run_files
 from .common import Parser, cli_entry, nonneg_float, positive_float, positive_int, seed, subject_from
@@ -131,7 +131,7 @@ def _infer(args) -> int:
     learned = None
     if args.dictionary:
         phi, prep, src = load_dictionary(args.dictionary)
-        source = {"dictionary": str(args.dictionary), "sha256": file_sha256(args.dictionary)}
+        source = {"dictionary": file_record(args.dictionary)}
         learned = (src.get("lca_config") or {}).get("lam")
         if args.lam is None and learned is not None:
             args.lam = float(learned)
@@ -147,7 +147,7 @@ def _infer(args) -> int:
 
         model = load_model(args.checkpoint)
         phi, prep = model.dictionary, model.preprocessing
-        source = {"checkpoint": str(args.checkpoint), "sha256": model.sha256}
+        source = {"checkpoint": file_record(args.checkpoint)}
     phi = normalise_atoms(phi)
     from .._resources import check_memory
     from ..io import RunFolder

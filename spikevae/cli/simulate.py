@@ -158,6 +158,7 @@ def main(argv=None) -> int:
 def _lca_producer(args, layer, workers):
     """The LCA dictionary's units as a producer, at the λ it was learned with unless --lam says otherwise."""
     from ..io.dictionary import load_dictionary
+    from ..io.files import file_record
     from ..lca import LCAConfig
     from ..spikes.producers import LCAProducer
 
@@ -167,7 +168,8 @@ def _lca_producer(args, layer, workers):
     if threshold == "hard":
         raise ArgumentError(f"{args.dictionary} was learned with the hard threshold; its codes have no rate form here")
     lam = args.lam if args.lam is not None else float(learned.get("lam", LCAConfig().lam))
-    return LCAProducer(phi, prep, LCAConfig(lam=lam, threshold=threshold), args.gain, layer, workers, args.scheduler)
+    return LCAProducer(phi, prep, LCAConfig(lam=lam, threshold=threshold), args.gain, layer, workers, args.scheduler,
+                       source=file_record(args.dictionary))
 
 
 def _simulate_ipvae(args) -> int:

@@ -9,6 +9,7 @@ from .dictionary import load_dictionary, save_dictionary
 from .files import (
     atomic_write,
     check_free_space,
+    file_record,
     file_sha256,
     provenance,
     write_csv,
@@ -22,4 +23,4 @@ from .run_folder import MANIFEST, RunFolder
 
 __all__ = ["write_nwb", "read_nwb", "write_neo", "read_neo", "to_neo_block", "save_dictionary", "load_dictionary",
            "atomic_write", "check_free_space", "RunFolder", "MANIFEST", "write_json", "write_text", "write_npz", "write_csv",
-           "file_sha256", "provenance"]
+           "file_sha256", "file_record", "provenance"]

@@ -18,12 +18,19 @@ import numpy as np
 
 from ..errors import STOP_REQUESTED, DataError
 
-__all__ = ["atomic_write", "check_free_space", "write_json", "write_text", "write_npz", "write_csv", "file_sha256",
+__all__ = ["atomic_write", "check_free_space", "write_json", "write_text", "write_npz", "write_csv", "file_sha256", "file_record",
            "provenance", "regular_output", "regular_input", "os_error_of"]
 
 #: the run folders open in this process (``spikevae.io.run_folder.RunFolder`` registers itself): a file written
 #: inside one is made in its work folder and logged by name before it is renamed into place
 ACTIVE_RUNS: list = []
+
+
+def file_record(path: str | os.PathLike) -> dict:
+    """What a run records of an input file: its name, size and SHA-256, never the folder it lies in (a file shared
+    on DANDI must not reveal the layout of the machine that made it)."""
+    path = Path(path)
+    return {"name": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -172,7 +172,9 @@ class PoissonProducer(RateProducer):
 
     def describe(self):
         m = self.model
-        return {**super().describe(), "checkpoint_sha256": m.sha256, "model_config": m.checkpoint["model_config"],
+        from ..workflows.run_folder import checkpoint_record
+
+        return {**super().describe(), "checkpoint": checkpoint_record(m), "model_config": m.checkpoint["model_config"],
                 "train_config": m.checkpoint["train_config"], "preprocessing": m.checkpoint["preprocessing"],
                 "prior_rates": m.prior_rates.tolist()}
 
@@ -185,7 +187,8 @@ class LCAProducer(RateProducer):
     unit per atom. ``gain``: expected spikes per window per unit of code."""
 
     def __init__(self, phi: np.ndarray, preprocessing, cfg=None, gain: float = LCA_GAIN,
-                 layer: PoissonLayerConfig = PoissonLayerConfig(), workers: int = 1, scheduler: str | None = None):
+                 layer: PoissonLayerConfig = PoissonLayerConfig(), workers: int = 1, scheduler: str | None = None,
+                 source: dict | None = None):
         from ..lca import LCAConfig
 
         cfg = (cfg or LCAConfig(threshold="nonneg")).validate()
@@ -195,7 +198,7 @@ class LCAProducer(RateProducer):
             raise ArgumentError(f"gain must be > 0 expected spikes per unit of code, got {gain!r}")
         super().__init__(layer, workers, scheduler)
         self.phi, self.cfg, self.gain = _unit_atoms(phi), cfg, float(gain)
-        self.preprocessing, self.name = preprocessing, "lca"
+        self.preprocessing, self.name, self.source = preprocessing, "lca", source
         K = self.phi.shape[1]
         self.n_units = 2 * K if cfg.threshold == "soft" else K
 
@@ -219,7 +222,8 @@ class LCAProducer(RateProducer):
         return a @ self.phi.T
 
     def describe(self):
-        return {**super().describe(), "lca_config": dataclasses.asdict(self.cfg), "gain": self.gain}
+        return {**super().describe(), "lca_config": dataclasses.asdict(self.cfg), "gain": self.gain,
+                **({"dictionary": self.source} if self.source else {})}
 
 
 class IPVAEProducer(Producer):

@@ -10,7 +10,7 @@ from ..brian.ipvae import IPVAECircuitConfig, iteration_counts
 from ..errors import ArgumentError, DataError
 from ..seeds import child_seeds
 from ..spikes.producers import N_ITER
-from .run_folder import checkpoint_name, write_run_files
+from .run_folder import checkpoint_record, write_run_files
 
 __all__ = ["circuit_readout", "simulate_circuit_to_folder"]
 
@@ -65,7 +65,7 @@ def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: 
     stim = make_stimuli(stimuli, n_stimuli, model.preprocessing, s_stim)
     n = len(stim.images)
     with RunFolder(out, command, overwrite) as files:
-        st = producer.produce(stim.images, repeats, s_spk, meta={"checkpoint": checkpoint_name(model)}).spikes
+        st = producer.produce(stim.images, repeats, s_spk, meta={"checkpoint": checkpoint_record(model)}).spikes
         x = stim.images.reshape(n, -1)[st.presentations.stimulus]
         rows = circuit_readout(producer.params.phi, x, iteration_counts(st, n_iter))
         _check_plausible(rows, st, cfg)

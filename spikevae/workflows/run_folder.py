@@ -16,7 +16,7 @@ import numpy as np
 
 from ..io.files import write_json
 
-__all__ = ["write_run_files", "nix_bytes", "trial_columns", "checkpoint_name"]
+__all__ = ["write_run_files", "nix_bytes", "trial_columns", "checkpoint_record"]
 
 
 def nix_bytes(st) -> float:
@@ -71,10 +71,13 @@ def write_run_files(out: Path, spikes, summary: dict, *, command: str, stimuli=N
     return paths
 
 
-def checkpoint_name(model) -> str:
-    """The name a file records for a model's checkpoint: its file name, never the folder it lies in."""
+def checkpoint_record(model) -> dict | None:
+    """What a run records of a model's checkpoint (:func:`spikevae.io.files.file_record`: name, size, SHA-256);
+    None for a model that was not loaded from a file."""
+    from ..io.files import file_record
+
     path = getattr(model, "path", None)
-    return Path(path).name if path else ""
+    return file_record(path) if path else None
 
 
 def _no_figures(out: Path) -> dict:

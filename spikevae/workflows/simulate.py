@@ -194,7 +194,6 @@ def _simulate(producer, stimuli, n_stimuli, repeats, seed, progress, spill_dir=N
     spill file."""
     from .._resources import check_memory
     from ..spikes import PoissonRun
-    from .run_folder import checkpoint_name
 
     t0 = time.perf_counter()
     layer = producer.layer
@@ -214,7 +213,6 @@ def _simulate(producer, stimuli, n_stimuli, repeats, seed, progress, spill_dir=N
     meta = {
         **producer.describe(),
         "model": getattr(getattr(producer, "model", None), "name", producer.name),
-        "checkpoint": checkpoint_name(getattr(producer, "model", None)),
         "layer_config": dataclasses.asdict(layer),
         "stimuli": stimuli,
         "stimulus_description": stim.description,
@@ -305,6 +303,9 @@ def _summary(st, tally: _Tally, run, stimuli: str, n: int, repeats: int, info: d
         "target": run.target,
         "notes": run.notes,
         "wall_seconds": time.perf_counter() - t0,
+        # the input, by name, size and SHA-256 (never its folder), and the package that made the run
+        **{k: info[k] for k in ("checkpoint", "dictionary") if info.get(k)},
+        "spikevae_version": info["provenance"]["packages"]["spikevae"],
     }
     if not layer.spikes.is_plain:
         summary.update(spike_model=info["spike_model"], hz_per_lambda=info["hz_per_lambda"],
