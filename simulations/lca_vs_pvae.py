@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -166,7 +167,8 @@ def main(argv=None) -> int:
                                                   [r["lambda"] for r in rows])},
             title="amortization gap: one-pass encoder against iterative inference"), out / "figures" / "recon_vs_sparsity.png")
         lines = ["# Amortized (P-VAE) against iterative (LCA) inference", "",
-                 f"Checkpoint `{ck_path}`; held-out natural patches; LCA on the P-VAE's decoder atoms (normalised).", "",
+                 f"Checkpoint `{Path(ck_path).name}`; held-out natural patches; LCA on the P-VAE's decoder atoms "
+                 "(normalised).", "",
                  "## Reconstruction against sparsity", "",
                  f"{args.n_patches} patches; LCA codes at the converged fixed point (relative duality gap ≤ 1e-9). "
                  "Errors are squared errors "

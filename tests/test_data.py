@@ -199,7 +199,7 @@ def test_patch_statistics_against_closed_forms():
 
 
 def test_default_natural_patches_are_rich():
-    """The issue's targets on the held-out photographs: participation ratio >= 120, near-blank <= 5 %."""
+    """The held-out photographs' patches are rich: participation ratio >= 120, near-blank <= 5 %."""
     s = D.patch_statistics(D.natural_patches(1, 10_000, seed=0).val)
     assert s["participation_ratio"] >= 120 and s["near_blank_fraction"] <= 0.05, s
     assert max(s["axis_excess"].values()) < 1.3  # no JPEG block peaks

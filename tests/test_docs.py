@@ -41,3 +41,37 @@ def test_every_docs_page_is_on_the_site():
     listed = set(re.findall(r"^([a-z_]+)$", index, flags=re.M))
     pages = {p.stem for p in (ROOT / "docs").glob("*.md")} - {"index"}
     assert pages <= listed, pages - listed
+
+
+#: what a reader cannot see: numbered work items, the process's sessions and stops, notes kept outside the repository
+_INTERNAL = [
+    (r"(?<![\w/&])#\d+\b", "a numbered work item"),
+    (r"\bresearch/", "a file outside the repository"),
+    (r"\b(the|an|this|that|its|inference-comparison|layout) issue('s)?\b", "a work item"),
+    (r"\b(this|same|one|an? earlier|earlier|previous|that|a later|later) sessions?\b", "a work session"),
+    (r"\bsessions? (ago|before)\b", "a work session"),
+    (r"\bstops? \d+\b", "a numbered stop"),
+    (r"\bprevious main\b", "a branch state"),
+    (r"(?<![\w.])/(work|home|root|tmp|Users)/", "an absolute path of the machine that wrote it"),
+]
+_URL = re.compile(r"https?://\S+|\]\([^)]*\)")
+
+
+def _texts():
+    for pattern in ("README.md", "docs/*.md", "docs/generated/*.md", "docs/*.py", "examples/*.py", "spikevae/**/*.py",
+                    "simulations/*.py", "analysis/*.py", "benchmarks/*.py", "tests/*.py", "Makefile", ".ci/run"):
+        for path in sorted(ROOT.glob(pattern)):
+            if path.name != "test_docs.py":
+                yield path, path.read_text()
+
+
+def test_the_project_speaks_only_of_itself():
+    """Docs, code and comments name no work item, work session or file outside the repository (links aside)."""
+    found = []
+    for path, text in _texts():
+        for n, line in enumerate(text.splitlines(), 1):
+            plain = _URL.sub("", line)
+            for pattern, what in _INTERNAL:
+                if re.search(pattern, plain, flags=re.I):
+                    found.append(f"{path.relative_to(ROOT)}:{n}: {what}: {line.strip()[:100]}")
+    assert not found, "\n".join(found)

@@ -160,7 +160,7 @@ def test_spatial_spread_closed_forms():
 
 def test_a_checkpoint_is_evaluated_on_the_data_of_its_own_preprocessing(tmp_path):
     """A checkpoint trained with another preprocessing than today's defaults (no downsampling, f0 0.3, the
-    recipe of the model shipped before #13): its own recipe (stored in the checkpoint) rebuilds its validation
+    recipe of an earlier shipped model): its own recipe (stored in the checkpoint) rebuilds its validation
     set, fingerprint and all."""
     from conftest import run_cli
 

@@ -100,7 +100,7 @@ def test_planted_units_recovered_through_the_spiking_path():
     from spikevae.stimuli import aperture_gratings, grating_grid
 
     rates = _units()
-    g = grating_grid(P, 12, np.geomspace(0.03, 0.45, 10))  # the minimum: 12 orientations, 10 SFs
+    g = grating_grid(P, 12, np.geomspace(0.03, 0.45, 10))  # at least 12 orientations and 10 SFs
     reps = 4
     n = len(g.images)
     st = simulate_poisson(rates(g.images), LAYER,
