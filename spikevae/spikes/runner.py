@@ -24,7 +24,7 @@ from ..errors import ArgumentError, RunInterrupted
 from ..records import Presentations, SpikeTrains, window_counts, window_index
 from .config import _AUTO_ORDER, PoissonLayerConfig, _dt_message, _dt_stats, _merge_dt_stats, rates_hz
 from .plan import _check_expected, _chunk_table, _presentations, _slot_steps, _time_ordered
-from .spike_model import drive_schedule, refractory_drive
+from .spike_model import SpikeModel, drive_schedule, refractory_drive
 
 __all__ = ["PoissonRun", "simulate_poisson", "simulate_spikes", "poisson_spikes_numpy"]
 
@@ -362,8 +362,9 @@ def simulate_poisson(rates: np.ndarray, cfg: PoissonLayerConfig, seed: int = 0, 
 
 
 def simulate_spikes(rates: np.ndarray, window: float = 0.1, gap: float = 0.0, dt: float = 1e-4, target: str = "auto",
-                    seed: int = 0, *, chunk: int = 2000, stimulus: np.ndarray | None = None,
-                    repeat: np.ndarray | None = None, meta: dict | None = None, progress: bool = False) -> SpikeTrains:
+                    seed: int = 0, *, spikes: SpikeModel | str | None = None, chunk: int = 2000,
+                    stimulus: np.ndarray | None = None, repeat: np.ndarray | None = None, meta: dict | None = None,
+                    progress: bool = False) -> SpikeTrains:
     """Real spike trains from expected counts: one Brian2 Poisson neuron per unit, one presentation per row.
 
     Parameters
@@ -376,6 +377,11 @@ def simulate_spikes(rates: np.ndarray, window: float = 0.1, gap: float = 0.0, dt
     target : {'auto', 'cpp_standalone', 'cython', 'numpy'}
         Brian2 code generation (the same seed gives the same spikes on every target).
     seed : int
+    spikes : SpikeModel or str, optional
+        The spike-generation settings (:class:`~spikevae.spikes.spike_model.SpikeModel`: time base, spontaneous
+        rate, latency and onset transient, refractoriness, gamma-renewal order, shared gain) or the name of a
+        preset (``'cortex'``, ``'poisson'``; :data:`~spikevae.spikes.spike_model.PRESETS`). None: the plain
+        Poisson layer.
     chunk : int
         Presentations per Brian2 run (bounds Brian2's memory).
     stimulus, repeat, meta, progress
@@ -391,8 +397,17 @@ def simulate_spikes(rates: np.ndarray, window: float = 0.1, gap: float = 0.0, dt
     >>> st = simulate_spikes(np.full((10, 3), 2.0), window=0.1, target="numpy", seed=1)
     >>> st.counts().shape
     (10, 3)
+    >>> cortex = simulate_spikes(np.full((10, 3), 2.0), window=0.1, target="numpy", seed=1, spikes="cortex")
+    >>> bool((np.diff(cortex.time[cortex.unit == 0]) >= 0.002 - 1e-9).all())  # its 2 ms refractory period
+    True
     """
-    cfg = PoissonLayerConfig(window=window, gap=gap, dt=dt, target=target, chunk=chunk)
+    if isinstance(spikes, str):
+        from .spike_model import PRESETS
+
+        if spikes not in PRESETS:
+            raise ArgumentError(f"unknown spike preset {spikes!r}; presets: {', '.join(sorted(PRESETS))}")
+        spikes = PRESETS[spikes]
+    cfg = PoissonLayerConfig(window=window, gap=gap, dt=dt, target=target, chunk=chunk, spikes=spikes or SpikeModel())
     return simulate_poisson(rates, cfg, seed, progress=progress, stimulus=stimulus, repeat=repeat, meta=meta)
 
 
