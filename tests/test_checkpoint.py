@@ -1,4 +1,6 @@
 """Checkpoints: round trip, and every kind of bad file gets one clear error without running code."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -30,7 +32,7 @@ def test_missing(tmp_path):
 def test_truncated(tmp_path, tiny_checkpoint):
     p = tmp_path / "trunc.pt"
     p.write_bytes(tiny_checkpoint.read_bytes()[:5000])
-    with pytest.raises(C.CheckpointError, match="truncated or not a torch file"):
+    with pytest.raises(C.CheckpointError, match="is truncated: a torch file .* whose end is missing"):
         C.load_checkpoint(p)
 
 
@@ -42,11 +44,37 @@ def test_foreign_torch_file(tmp_path, obj):
         C.load_checkpoint(p)
 
 
-def test_text_file(tmp_path):
-    p = tmp_path / "notes.pt"
-    p.write_text("hello")
-    with pytest.raises(C.CheckpointError):
+@pytest.mark.parametrize("kind", ["text", "png", "npy", "empty", "truncated", "foreign", "hostile"])
+def test_each_kind_of_wrong_file_gets_its_own_message(tmp_path, tiny_checkpoint, hostile_file, kind):
+    """A file that is not a checkpoint is named for what it is: not a torch file (and which format), truncated,
+    a foreign torch file, or one whose unpickling would run code; only the last says so."""
+    import numpy as np
+
+    p = tmp_path / "model.pt"
+    if kind == "text":
+        p.write_text("step,loss\n1,0.5\n")
+    elif kind == "png":
+        p.write_bytes((Path(__file__).resolve().parents[1] / "docs" / "figures" / "basis.png").read_bytes())
+    elif kind == "npy":
+        np.save(tmp_path / "a.npy", np.zeros(3))
+        p.write_bytes((tmp_path / "a.npy").read_bytes())
+    elif kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "truncated":
+        p.write_bytes(tiny_checkpoint.read_bytes()[:-200])
+    elif kind == "foreign":
+        torch.save({"state_dict": {"w": torch.zeros(2)}}, p)
+    else:
+        p = hostile_file[0]
+    expect = {"text": "is a text file, not a torch file", "png": "is a PNG image, not a torch file",
+              "npy": "is a NumPy .npy array, not a torch file", "empty": "is empty, not a torch file",
+              "truncated": "is truncated", "foreign": "is a torch file but not a spikevae checkpoint",
+              "hostile": "would run code when unpickled"}
+    with pytest.raises(C.CheckpointError) as err:
         C.load_checkpoint(p)
+    msg = str(err.value)
+    assert expect[kind] in msg and "\n" not in msg, msg
+    assert ("would run code" in msg) == (kind == "hostile")
 
 
 def test_hostile_file_never_runs(hostile_file):

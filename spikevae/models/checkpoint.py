@@ -96,6 +96,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         path = regular_input(path, "checkpoint", MAX_BYTES)
     except DataError as exc:
         raise CheckpointError(str(exc)) from None
+    _check_kind(path)
     _check_archive(path)
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
@@ -122,6 +123,42 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return data
+
+
+#: the first bytes of files that are often mistaken for (or renamed to) a checkpoint
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+          (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"\x93NUMPY", "a NumPy .npy array"),
+          (b"\x89HDF\r\n\x1a\n", "an HDF5 file (NWB, NIX, ...)"), (b"%PDF", "a PDF document"),
+          (b"\x1f\x8b", "a gzip archive"))
+
+
+def _check_kind(path: Path):
+    """Say what a file is when it is not a torch file at all, from its first bytes (before torch reads it): empty,
+    another known format, text, or a zip archive whose end is missing (a torch file cut short)."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head:
+        raise CheckpointError(f"{path} is empty, not a torch file")
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            raise CheckpointError(f"{path} is {kind}, not a torch file")
+    if head.startswith(b"PK\x03\x04"):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path} is truncated: a torch file (zip archive) whose end is missing, as an "
+                                  "interrupted copy or download leaves it")
+        return
+    if head.startswith(b"\x80"):
+        return  # a pickle: torch's legacy format, which torch.load reads (or refuses) itself
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:  # not just a character cut at the end of the block read
+                raise CheckpointError(f"{path} is not a torch file (unrecognised content)") from None
+        raise CheckpointError(f"{path} is a text file, not a torch file")
+    raise CheckpointError(f"{path} is not a torch file (unrecognised content)")
 
 
 def _check_archive(path: Path):
