@@ -75,3 +75,11 @@ def test_the_project_speaks_only_of_itself():
                 if re.search(pattern, plain, flags=re.I):
                     found.append(f"{path.relative_to(ROOT)}:{n}: {what}: {line.strip()[:100]}")
     assert not found, "\n".join(found)
+
+
+def test_every_figure_is_shown_and_every_shown_figure_exists():
+    """docs/figures holds exactly the images the pages show (no stale file, no broken image)."""
+    pages = [*(ROOT / "docs").glob("*.md"), *(ROOT / "docs" / "generated").glob("*.md"), ROOT / "README.md"]
+    shown = {m for p in pages for m in re.findall(r"\]\((?:docs/)?figures/([\w.\-]+\.png)\)", p.read_text())}
+    present = {p.name for p in (ROOT / "docs" / "figures").glob("*.png")}
+    assert shown == present, {"shown, missing": sorted(shown - present), "on no page": sorted(present - shown)}
