@@ -36,10 +36,10 @@ def _defaults():
     """The mapping's defaults, as the library writes them: the protocols' (RFConfig) and the producers' (rf_producer)."""
     import inspect
 
-    from spikevae.workflows.rf_mapping import RFConfig, rf_producer
+    from spikevae.workflows.rf_mapping import RF_DT, RFConfig, rf_producer
 
     model = {k: v.default for k, v in inspect.signature(rf_producer).parameters.items()}
-    return RFConfig(), model
+    return RFConfig(), {**model, "max_dt": RF_DT}
 
 
 def _parser() -> Parser:
@@ -58,7 +58,9 @@ def _parser() -> Parser:
     p.add_argument("--grating-repeats", type=positive_int, default=None,
                    help="repeats of the grating grid (default: 4; 2 for an iP-VAE)")
     p.add_argument("--window", type=positive_float, default=model["window"] * 1e3, help="frame duration, ms (P-VAE)")
-    p.add_argument("--dt", type=positive_float, default=model["dt"] * 1e3, help="simulation step, ms (P-VAE)")
+    p.add_argument("--dt", type=positive_float, default=None,
+                   help=f"simulation step, ms (P-VAE; default: per protocol, the largest step <= {model['max_dt'] * 1e3:g} ms at "
+                        "which every rate·dt <= 0.05)")
     p.add_argument("--target", default=model["target"], choices=("auto", "cpp_standalone", "cython", "numpy"),
                    help="Brian2 target (P-VAE)")
     p.add_argument("--workers", type=positive_int, default=None,
@@ -108,9 +110,11 @@ def main(argv=None) -> int:
                           ("size_repeats", 1, 1)):
         if getattr(args, name) is None:
             setattr(args, name, ip if is_ip else lca if args.model == "lca" else getattr(full, name))
-    PoissonLayerConfig(window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target).validate()
+    dt = None if args.dt is None else args.dt * 1e-3
+    PoissonLayerConfig(window=args.window * 1e-3, dt=_defaults()[1]["max_dt"] if dt is None else dt,
+                       target=args.target).validate()
     kw = dict(frames=args.frames, sparse_frames=args.sparse_frames, grating_repeats=args.grating_repeats,
-              window=args.window * 1e-3, dt=args.dt * 1e-3, target=args.target, space=args.space,
+              window=args.window * 1e-3, dt=dt, target=args.target, space=args.space,
               fit_units=args.fit_units, seed=args.seed, progress=not args.quiet, workers=args.workers,
               n_orientations=args.orientations, n_phases=args.phases, size_repeats=args.size_repeats,
               n_iter=args.iterations)

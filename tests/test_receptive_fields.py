@@ -114,3 +114,23 @@ def test_sta_snr_noise_floor_and_growth():
     ratio = np.sqrt(s4**2 - floor**2) / np.sqrt(s1**2 - floor**2)
     assert ratio == pytest.approx(2.0, rel=0.15)  # signal ∝ √frames
     assert frames_for_snr(2000, s1, P * P, target=s4) == pytest.approx(8000, rel=0.3)
+    # at the noise peak nothing can be extrapolated: no number instead of an absurd one
+    assert frames_for_snr(1000, floor, P * P) is None and frames_for_snr(1000, 1.02 * floor, P * P) is None
+
+
+def test_a_mapping_picks_a_step_that_does_not_under_disperse():
+    """By default a P-VAE mapping runs each protocol at the largest step <= 0.25 ms that keeps rate·dt <= 0.05: the
+    peak rate decides it (closed form), and a fixed --dt is kept as given."""
+    from spikevae.spikes import PoissonLayerConfig
+    from spikevae.spikes.config import fitting_dt
+    from spikevae.workflows.rf_mapping import RF_DT, rf_producer
+
+    cfg = PoissonLayerConfig(window=0.05, dt=RF_DT)
+    assert fitting_dt(100.0, cfg) == RF_DT  # 100 Hz x 0.25 ms = 0.025
+    assert fitting_dt(595.0, cfg) == pytest.approx(RF_DT / 3)  # 0.149 -> three steps of 0.0833 ms: 0.0496
+    assert fitting_dt(600.0, cfg) == pytest.approx(RF_DT / 3) and fitting_dt(601.0, cfg) == pytest.approx(RF_DT / 4)
+    auto, fixed = rf_producer(), rf_producer(dt=RF_DT)
+    lam = np.array([[0.1, 29.75]])  # 595 Hz in a 50 ms frame
+    assert auto.layer_for(lam).dt == pytest.approx(RF_DT / 3) and fixed.layer_for(lam).dt == RF_DT
+    steps = auto.layer_for(lam).steps(0.05, "window")  # still divides the frame
+    assert steps == 600

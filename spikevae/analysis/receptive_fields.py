@@ -86,11 +86,14 @@ def sta_snr(stimuli: np.ndarray, responses: np.ndarray, maps: np.ndarray | None 
         return np.abs(m.reshape(len(m), -1)).max(1) / (x.std() / np.sqrt(n_eff))
 
 
-def frames_for_snr(frames: int, snr: float, n_pixels: int, target: float = STA_SNR_MIN) -> int:
+def frames_for_snr(frames: int, snr: float, n_pixels: int, target: float = STA_SNR_MIN) -> int | None:
     """White-noise frames for an STA of peak SNR ``snr`` at ``frames`` to reach ``target``: the signal part
-    √(snr² − noise peak²) grows as √frames."""
+    √(snr² − noise peak²) grows as √frames. None when ``snr`` is within 5 % of the noise peak: no signal is
+    measurable yet, so no number of frames can be extrapolated from it."""
     floor = _noise_peak(n_pixels)
-    signal = np.sqrt(max(snr**2 - floor**2, 1e-12))
+    if snr < 1.05 * floor:
+        return None
+    signal = np.sqrt(snr**2 - floor**2)
     need = np.sqrt(max(target**2 - floor**2, 0.0))
     return int(np.ceil(frames * (need / signal) ** 2))
 

@@ -92,6 +92,14 @@ def _dt_message(stats: tuple, cfg: PoissonLayerConfig, n_units: int) -> str | No
     return msg + f"; use --dt {cfg.dt / k * 1e3:.4g} ms or smaller"
 
 
+def fitting_dt(peak_hz: float, cfg: PoissonLayerConfig) -> float:
+    """The largest step ``cfg.dt / k`` (k = 1, 2, ...; it still divides the window) at which a unit firing at
+    ``peak_hz`` keeps rate·dt <= ``cfg.p_warn``: the step a run picks for itself so that it never under-disperses."""
+    if not (math.isfinite(peak_hz) and peak_hz >= 0):
+        raise ArgumentError(f"peak rate must be finite and >= 0 Hz, got {peak_hz!r}")
+    return cfg.dt / max(1, math.ceil(peak_hz * cfg.dt / cfg.p_warn - 1e-9))
+
+
 def rate_dt_report(rates: np.ndarray, cfg: PoissonLayerConfig, hz: np.ndarray | None = None) -> str | None:
     """A warning when some rate·dt is too large for one Bernoulli draw per step, else None.
 

@@ -127,8 +127,12 @@ class RateProducer(Producer):
     come from :func:`spikevae.spikes.simulate_poisson` (or, streamed chunk by chunk, :class:`PoissonRun`)."""
 
     def __init__(self, layer: PoissonLayerConfig = PoissonLayerConfig(), workers: int = 1,
-                 scheduler: str | None = None):
+                 scheduler: str | None = None, auto_dt: bool = False):
         self.layer, self.workers, self.scheduler = layer.validate(), workers, scheduler
+        # auto_dt: each produce() runs at the largest step <= layer.dt that keeps every rate·dt <= p_warn (a plain layer)
+        if auto_dt and not layer.spikes.is_plain:
+            raise ArgumentError("a step chosen from the rates needs the plain Poisson layer (no spike options)")
+        self.auto_dt = auto_dt
 
     @abc.abstractmethod
     def rates(self, x: np.ndarray) -> np.ndarray:
@@ -138,13 +142,23 @@ class RateProducer(Producer):
     def time_base(self) -> TimeBase:
         return TimeBase(self.layer.window, self.layer.gap, self.layer.dt)
 
+    def layer_for(self, lam: np.ndarray) -> PoissonLayerConfig:
+        """The layer a run of the rates ``lam`` uses: ``layer``, at the step :func:`~spikevae.spikes.config.fitting_dt`
+        picks from their peak rate when the producer chooses its own step (``auto_dt``)."""
+        if not (self.auto_dt and len(lam)):
+            return self.layer
+        from .config import fitting_dt, rates_hz
+
+        peak = float(rates_hz(np.asarray(lam), self.layer.window).max())
+        return dataclasses.replace(self.layer, dt=fitting_dt(peak, self.layer)).validate()
+
     def produce(self, x, repeats=1, seed=0, progress=False, meta=None) -> Produced:
         from .runner import simulate_poisson
 
         repeats = _check_repeats(repeats)
         lam = self.rates(x)
         stim, rep = repeat_major(len(lam), repeats)
-        st = simulate_poisson(lam, self.layer, seed, progress=progress, index=stim, stimulus=stim, repeat=rep,
+        st = simulate_poisson(lam, self.layer_for(lam), seed, progress=progress, index=stim, stimulus=stim, repeat=rep,
                               meta={**self.describe(), **(meta or {})}, workers=self.workers, scheduler=self.scheduler)
         return Produced(st, lam)
 
@@ -155,9 +169,9 @@ class PoissonProducer(RateProducer):
     ``model``: a :class:`~spikevae.models.trained.TrainedModel` of the Poisson family."""
 
     def __init__(self, model, layer: PoissonLayerConfig = PoissonLayerConfig(), workers: int = 1,
-                 scheduler: str | None = None):
+                 scheduler: str | None = None, auto_dt: bool = False):
         model._need_poisson("spike trains")
-        super().__init__(layer, workers, scheduler)
+        super().__init__(layer, workers, scheduler, auto_dt)
         self.model, self.name = model, "pvae"
         self.n_units, self.preprocessing = model.config.n_latents, model.preprocessing
 

@@ -187,9 +187,10 @@ class _SpikeResponder(_Responder):
     def respond(self, x, seed, meta=None, repeats=1, against=None):
         from ..spikes import default_workers, simulate_poisson
 
-        layer, n = self.producer.layer, len(x)
+        lam, n = self.producer.rates(x), len(x)
+        layer = self.producer.layer_for(lam)
         index, rep = repeat_major(n, repeats)
-        st = simulate_poisson(self.producer.rates(x), layer, seed=seed, progress=self.cfg.progress, meta=meta,
+        st = simulate_poisson(lam, layer, seed=seed, progress=self.cfg.progress, meta=meta,
                               index=index, repeat=rep,
                               workers=self.cfg.workers or default_workers(n * repeats, layer.chunk))
         per = st.counts().reshape(repeats, n, -1)
@@ -283,11 +284,17 @@ def _responder(producer, cfg: RFConfig) -> _Responder:
     raise ArgumentError(f"receptive-field mapping takes a P-VAE, LCA or iP-VAE producer, got {type(producer).__name__}")
 
 
+#: a P-VAE mapping's largest step, s; each protocol runs at the largest step up to it that keeps every rate·dt <= 0.05
+RF_DT = 2.5e-4
+
+
 def rf_producer(model=None, *, dictionary: np.ndarray | None = None, preprocessing=None, lam: float = 0.5,
-                window: float = 0.05, dt: float = 2.5e-4, target: str = "auto", n_iter: int = 16, circuit=None):
+                window: float = 0.05, dt: float | None = None, target: str = "auto", n_iter: int = 16, circuit=None):
     """The producer a mapping runs on: the LCA on ``dictionary`` (normalised here) at threshold ``lam`` with signed
     codes; else an iP-VAE (a model or checkpoint) through its circuit (default 20 Brian2 steps per iteration, the
-    cython target); else a P-VAE (None: the shipped one) through Poisson neurons of ``window`` s frames at ``dt``."""
+    cython target); else a P-VAE (None: the shipped one) through Poisson neurons of ``window`` s frames at ``dt``
+    (None: each protocol at the largest step <= :data:`RF_DT` that keeps every rate·dt <= 0.05, so that one
+    Bernoulli draw per step never under-disperses the counts)."""
     from ..spikes import PoissonLayerConfig
     from ..spikes.producers import IPVAEProducer, LCAProducer, PoissonProducer
 
@@ -309,11 +316,12 @@ def rf_producer(model=None, *, dictionary: np.ndarray | None = None, preprocessi
 
     model = model if isinstance(model, TrainedModel) else load_model(model)
     model._need_poisson("RF mapping through spikes")
-    return PoissonProducer(model, PoissonLayerConfig(window=window, dt=dt, target=target, chunk=20_000))
+    return PoissonProducer(model, PoissonLayerConfig(window=window, dt=RF_DT if dt is None else dt, target=target,
+                                                     chunk=20_000), auto_dt=dt is None)
 
 
 def map_receptive_fields(model=None, *, dictionary: np.ndarray | None = None, preprocessing=None, lam: float = 0.5,
-                         window: float = 0.05, dt: float = 2.5e-4, target: str = "auto", n_iter: int = 16,
+                         window: float = 0.05, dt: float | None = None, target: str = "auto", n_iter: int = 16,
                          circuit=None, **protocol) -> RFMapping:
     """Map the receptive fields of a P-VAE's spiking units, of an iP-VAE's circuit neurons, or of LCA units.
 
@@ -415,9 +423,11 @@ def _gabor_fits(resp: _Responder, cfg: RFConfig, wn, counts, maps, tun):
     snr = sta_snr(wn, counts, maps)
     if order and np.median(snr[order]) < STA_SNR_MIN:  # noise-dominated STAs: say how much longer the noise must be
         need = frames_for_snr(cfg.frames, float(np.median(snr[order])), P * P)
+        advice = (f"use frames >= {int(np.ceil(need / 5000) * 5000)} (--frames)" if need is not None else
+                  f"no signal is measurable above the noise at {cfg.frames} frames: use many more (--frames)")
         log.warning("the white-noise STAs are noise-dominated (median peak %.1f noise s.d. over the %d mapped channels, "
-                    "below %g): Gabor fits and RF centres will be unreliable; use frames >= %d (--frames)",
-                    float(np.median(snr[order])), len(order), STA_SNR_MIN, int(np.ceil(need / 5000) * 5000))
+                    "below %g): Gabor fits and RF centres will be unreliable; %s",
+                    float(np.median(snr[order])), len(order), STA_SNR_MIN, advice)
     rows = []
     for k, f in zip(order, _fit_gabors([maps[k] for k in order], cfg.workers, cfg.progress)):
         row = {"unit": int(k), "latent": int(latent[k]), "sign": int(sign[k]), "spikes": float(counts[:, k].sum()),
