@@ -66,7 +66,7 @@ CASES = {
     "negative-epoch": "epoch must be >= 0",
     "bad-train-config": "field 'beta' must be a finite number",
     "huge-float64": "weight 'decoder.weight' holds NaN or infinite values (in float32)",
-    "int-weight": "weight 'decoder.weight' is torch.int64",
+    "int-weight": "weight 'decoder.weight' is int64",
     "sparse-weight": "weight 'decoder.weight' is a torch.sparse_coo tensor",
     "log-rate-absurd": "prior log-rates 'log_r' range over",
 }

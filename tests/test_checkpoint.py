@@ -110,3 +110,58 @@ def test_shipped_checkpoint_loads():
     assert data["family"] == "poisson" and model.config.n_latents == 512
     assert C.default_checkpoint_path().stat().st_size < 4_000_000
     assert "train_state" not in data
+
+
+def test_a_linear_checkpoint_is_read_without_torch_into_the_same_rates(tmp_path, tiny_checkpoint, small_patches):
+    """The torch-free reader gives the weights torch reads, bit for bit, and the same λ as the torch model (one
+    computation); a checkpoint of another model is left to torch (None)."""
+    import numpy as np
+
+    from spikevae.io.torchfile import read_torch_file
+    from spikevae.models.linear import load_linear
+    from spikevae.models.training import TrainConfig, fit
+    from spikevae.models.vae import VAEConfig
+
+    raw, ref = read_torch_file(tiny_checkpoint), torch.load(tiny_checkpoint, weights_only=True)
+    assert raw["model_config"] == ref["model_config"] and raw["train_config"] == ref["train_config"]
+    for k, v in ref["state_dict"].items():
+        assert raw["state_dict"][k].dtype == np.float32 and np.array_equal(raw["state_dict"][k], v.numpy())
+    fast, slow = load_linear(tiny_checkpoint), load_model(tiny_checkpoint)
+    x = small_patches.val[:300]
+    np.testing.assert_array_equal(fast.rates(x), slow.rates(x))
+    # the rates are the torch posterior's, to float32 rounding
+    from spikevae.models.vae import posterior_array
+
+    np.testing.assert_allclose(fast.rates(x), posterior_array(slow.vae, x, "mean"), rtol=2e-5)
+    np.testing.assert_allclose(fast.decode(fast.rates(x)), slow.decode(slow.rates(x)), rtol=1e-5, atol=1e-6)
+    assert fast.name == slow.name and np.allclose(fast.prior_rates, slow.prior_rates)
+    gauss = tmp_path / "g.pt"
+    fit(VAEConfig(family="gaussian", n_latents=4, patch_size=8), TrainConfig(epochs=1, batch_size=500),
+        small_patches, gauss, progress=False)
+    assert load_linear(gauss) is None
+
+
+def test_simulate_runs_a_linear_checkpoint_without_importing_torch(tmp_path):
+    """`simulate` on a lin|lin checkpoint (the shipped one) never imports torch (it is made unimportable here) and
+    writes the spikes the torch path writes for the same seed."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from spikevae.io import read_nwb
+    from spikevae.spikes import PoissonLayerConfig
+    from spikevae.workflows.simulate import run_simulation
+
+    argv = ["--out", str(tmp_path / "run"), "--n-stimuli", "6", "--repeats", "2",
+            "--window", "20", "--target", "numpy", "--no-neo", "--quiet", "--seed", "4"]
+    code = ("import sys\nsys.modules['torch'] = None  # any import of torch fails\n"
+            "from spikevae.cli.simulate import main\nraise SystemExit(main(sys.argv[1:]))\n")
+    res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    quick = read_nwb(tmp_path / "run" / "spikes.nwb")
+    ref = run_simulation(load_model(), n_stimuli=6, repeats=2, seed=4,
+                         layer=PoissonLayerConfig(window=0.02, target="numpy")).spikes
+    assert quick.n_spikes == ref.n_spikes > 0
+    np.testing.assert_array_equal(quick.unit, ref.unit)
+    np.testing.assert_array_equal(quick.time, ref.time)

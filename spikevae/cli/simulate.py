@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, DataError
 from .common import (
     Parser,
     cli_entry,
     nonneg_float,
     positive_float,
     positive_int,
-    resolve_device,
     scheduler_address,
     seed,
     subject_from,
@@ -128,11 +127,11 @@ def main(argv=None) -> int:
     """Command-line entry point."""
     args = _parser().parse_args(argv)
     args.subject = subject_from(args)  # refused before anything is loaded
-    from ..models.checkpoint import IPVAE_FAMILY, default_checkpoint_path, load_checkpoint
+    from ..models.container import IPVAE_FAMILY, default_checkpoint_path
 
     if args.checkpoint is not None and args.dictionary is not None:
         raise ArgumentError("give at most one of --checkpoint and --dictionary")
-    if args.checkpoint is not None and load_checkpoint(args.checkpoint).get("family") == IPVAE_FAMILY:
+    if args.checkpoint is not None and _family(args.checkpoint) == IPVAE_FAMILY:
         return _simulate_ipvae(args)
     from ..spikes import PoissonLayerConfig
     from ..spikes.plan import default_workers
@@ -146,13 +145,27 @@ def main(argv=None) -> int:
     else:
         if args.checkpoint is None:
             print(f"no --checkpoint given: using the shipped model {default_checkpoint_path()}")
-        producer = rate_producer(args.checkpoint, layer, resolve_device(args.device), workers, args.scheduler)
+        producer = rate_producer(args.checkpoint, layer, args.device, workers, args.scheduler)
     out = Path(args.out)
     summary = simulate_to_folder(out, producer, args.stimuli, args.n_stimuli, args.repeats, layer, args.seed,
                                  progress=not args.quiet, neo=not args.no_neo, overwrite=args.overwrite,
                                  subject=args.subject)
     print(describe_simulation(summary, out, neo=not args.no_neo))
     return 0
+
+
+def _family(path) -> str:
+    """The family a checkpoint names, read without torch (the file is checked as every checkpoint is)."""
+    from ..errors import CheckpointError
+    from ..io.files import regular_input
+    from ..io.torchfile import read_torch_file
+    from ..models.container import MAX_BYTES, check_tags
+
+    try:
+        path = regular_input(path, "checkpoint", MAX_BYTES)
+    except DataError as exc:
+        raise CheckpointError(str(exc)) from None
+    return check_tags(read_torch_file(path), path).get("family", "poisson")
 
 
 def _lca_producer(args, layer, workers):

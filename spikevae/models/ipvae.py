@@ -419,13 +419,13 @@ def load(path) -> IPVAE:
     preprocessing of its training data as ``model.preprocessing``.
     """
     from ..errors import CheckpointError
-    from .checkpoint import IPVAE_FAMILY, load_checkpoint, validate_container
+    from .checkpoint import IPVAE_FAMILY, check_weights, load_checkpoint, validate_container
 
     ck = load_checkpoint(path)
     if ck.get("family") != IPVAE_FAMILY:
         raise CheckpointError(f"{path} holds a {ck.get('family', 'poisson')} VAE, not an iP-VAE "
                               "(train one with python -m spikevae.train --model ipvae)")
-    cfg, prep = validate_container(ck, path, IPVAEConfig, IPVAETrainConfig)
+    cfg, prep = validate_container(ck, path, IPVAEConfig, IPVAETrainConfig, check_weights)
     model = IPVAE(cfg)
     sd, expect = ck["state_dict"], model.state_dict()
     if not isinstance(sd, dict) or set(sd) != set(expect):

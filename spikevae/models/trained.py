@@ -176,6 +176,16 @@ class TrainedModel:
     def rates(self, patches, batch_size: int = 4096) -> np.ndarray:
         """Posterior rates λ (n, K) float64: expected spike counts per presentation window (P-VAE only)."""
         self._need_poisson("rates")
+        c = self.config
+        if c.encoder == "lin":  # one matrix product, the computation the torch-free reader uses (same λ, same spikes)
+            from .linear import linear_rates
+
+            enc = self.vae.encoder[-1]
+            bias = None if enc.bias is None else enc.bias.detach().double().cpu().numpy()
+            x = self._inputs(patches).reshape(-1, c.n_pixels)
+            return linear_rates(x, enc.weight.detach().double().cpu().numpy()[: c.n_latents], bias,
+                                self.vae.log_r.detach().double().cpu().numpy(), c.logdr_clamp, c.lograte_clamp,
+                                batch_size)
         return posterior_array(self.vae, self._inputs(patches), "mean", batch_size)
 
     def features(self, patches, batch_size: int = 4096) -> np.ndarray:

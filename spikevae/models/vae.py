@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -36,66 +35,9 @@ from .poisson import poisson_kl, relaxed_poisson, softclamp_upper
 __all__ = ["VAEConfig", "Posterior", "LossTerms", "VAE", "FAMILIES", "ANNEALED", "ENCODERS", "DECODERS",
            "gumbel_softmax", "posterior_array"]
 
-FAMILIES = ("poisson", "gaussian", "laplace", "gaussian-relu", "categorical")
-#: families whose relaxation temperature is annealed during training (the others keep t = 1)
-ANNEALED = ("poisson", "categorical")
-ENCODERS = ("lin", "conv", "mlp")
-DECODERS = ("lin", "conv")
+from .config import ANNEALED, DECODERS, ENCODERS, FAMILIES, VAEConfig  # noqa: F401 - re-exported
+
 _EPS = float(torch.finfo(torch.float32).eps)
-
-
-@dataclass(frozen=True)
-class VAEConfig:
-    """Model configuration (all sizes in units, pixels or channels)."""
-
-    family: str = "poisson"  # latent family: poisson | gaussian | laplace | gaussian-relu | categorical
-    n_latents: int = 512  # K, number of latent units
-    patch_size: int = 16  # input side length, pixels (input is patch_size x patch_size)
-    encoder: str = "lin"  # lin | conv | mlp
-    decoder: str = "lin"  # lin | conv
-    n_channels: int = 32  # conv: first-level channels; mlp: hidden expansion factor / 2
-    bias: bool = False  # biases on the linear encoder / decoder layers
-    init_scale: float = 0.05  # std of the N(0, s) init of linear encoder/decoder weights
-    prior_log_high: float = -4.0  # log r ~ U(-6, prior_log_high) at init (reference: -4 lin decoder)
-    logdr_clamp: float = 10.0  # soft upper clamp on log δr
-    lograte_clamp: float = 5.3  # soft upper clamp on log λ (max rate ≈ e^5.3 ≈ 200 per window)
-
-    def validate(self) -> VAEConfig:
-        """Raise :class:`~spikevae.errors.ArgumentError` naming the bad field; return self."""
-        for name in ("init_scale", "prior_log_high", "logdr_clamp", "lograte_clamp"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ArgumentError(f"{name} must be a finite number, got {v!r}")
-        if not 1 <= int(self.n_latents) <= 100_000:
-            raise ArgumentError(f"n_latents must be between 1 and 100,000, got {self.n_latents!r}")
-        if not 2 <= int(self.patch_size) <= 256:
-            raise ArgumentError(f"patch_size must be between 2 and 256, got {self.patch_size!r}")
-        if not 1 <= int(self.n_channels) <= 1024:
-            raise ArgumentError(f"n_channels must be between 1 and 1024, got {self.n_channels!r}")
-        if self.logdr_clamp <= 0 or self.lograte_clamp <= 0:
-            raise ArgumentError("logdr_clamp and lograte_clamp must be > 0")
-        if self.family not in FAMILIES:
-            raise ArgumentError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        if self.encoder not in ENCODERS:
-            raise ArgumentError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
-        if self.decoder not in DECODERS:
-            raise ArgumentError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
-        if int(self.n_latents) <= 0:
-            raise ArgumentError(f"n_latents must be > 0, got {self.n_latents!r}")
-        if int(self.patch_size) <= 1:
-            raise ArgumentError(f"patch_size must be > 1, got {self.patch_size!r}")
-        if "conv" in (self.encoder, self.decoder):
-            p = int(self.patch_size)
-            if p < 4 or p & (p - 1):
-                raise ArgumentError(f"conv layers need a power-of-two patch_size >= 4, got {p}")
-        if self.init_scale <= 0:
-            raise ArgumentError(f"init_scale must be > 0, got {self.init_scale!r}")
-        return self
-
-    @property
-    def n_pixels(self) -> int:
-        """D, pixels per input."""
-        return int(self.patch_size) ** 2
 
 
 class Posterior(NamedTuple):

@@ -177,15 +177,25 @@ def rate_producer(model, layer: PoissonLayerConfig = PoissonLayerConfig(), devic
                   scheduler: str | None = None):
     """``model`` as a producer of Poisson-layer spikes: a :class:`~spikevae.spikes.producers.RateProducer` as it is,
     else a P-VAE (a loaded model, a checkpoint path, or None for the shipped one) in a
-    :class:`~spikevae.spikes.producers.PoissonProducer` on ``layer``."""
-    from ..models.trained import TrainedModel, load_model
+    :class:`~spikevae.spikes.producers.PoissonProducer` on ``layer``.
+
+    A lin|lin checkpoint is read without torch (:mod:`spikevae.models.linear`: its rates are one matrix product, on
+    the CPU whatever ``device`` says, unless it is ``'cuda'``); any other is loaded with torch on ``device``
+    (``'auto'``: CUDA when available)."""
     from ..spikes.producers import PoissonProducer, RateProducer
 
     if isinstance(model, RateProducer):
         return model
     layer.validate()
-    if not isinstance(model, TrainedModel):
-        model = load_model(model, device)
+    if model is None or isinstance(model, (str, os.PathLike)):
+        from ..models.linear import load_linear
+
+        fast = load_linear(model) if str(device) != "cuda" else None
+        if fast is None:
+            from ..models.trained import load_model, resolve_device
+
+            fast = load_model(model, resolve_device(device))
+        model = fast
     return PoissonProducer(model, layer, workers, scheduler)
 
 
