@@ -198,6 +198,7 @@ def test_patch_statistics_against_closed_forms():
     assert D.patch_statistics(rng.normal(size=(5000, 16, 16)))["axis_excess"]["0.125"] == pytest.approx(1, abs=0.1)
 
 
+@pytest.mark.slow
 def test_default_natural_patches_are_rich():
     """The held-out photographs' patches are rich: participation ratio >= 120, near-blank <= 5 %."""
     s = D.patch_statistics(D.natural_patches(1, 10_000, seed=0).val)

@@ -41,6 +41,7 @@ def test_knn_rejects_impossible_label_counts():
         knn_accuracy(x, y, x, y, n_labels=[100])
 
 
+@pytest.mark.slow
 def test_shattering_of_one_hot_classes_is_one_and_of_noise_is_chance():
     rng = np.random.default_rng(0)
     ytr, yte = np.repeat(np.arange(10), 40), np.repeat(np.arange(10), 20)

@@ -148,6 +148,7 @@ def _files_naming(folder, secret: str) -> list:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes())
 
 
+@pytest.mark.slow
 def test_outputs_never_record_a_private_path(tmp_path, tiny_checkpoint):
     """Provenance names an input file (name, size, SHA-256) and the package version; no output file of simulate (a
     P-VAE or an LCA dictionary) or of `lca infer` holds the folder the inputs or outputs lie in."""
