@@ -20,7 +20,7 @@ def _parser() -> Parser:
     p.add_argument("--checkpoint", help="checkpoint whose preprocessing is compared (default: the shipped model)")
     p.add_output("patch_statistics", "data_stats")
     p.add_argument("--n-val", type=positive_int, default=10_000, help="validation patches per preprocessing")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the patch positions")
     return p
 
 

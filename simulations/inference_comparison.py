@@ -162,11 +162,12 @@ def _parser() -> Parser:
     p.add_argument("--circuit-iterations", type=positive_int, default=N_ITER, help="iterations of the circuit run")
     p.add_argument("--period", type=positive_float, default=circuit.period * 1e3, help="circuit: ms per iteration")
     p.add_argument("--substeps", type=positive_int, default=circuit.substeps, help="circuit: Brian2 steps per iteration")
-    p.add_argument("--circuit-target", default="numpy", choices=("numpy", "cython"))
+    p.add_argument("--circuit-target", default="numpy", choices=("numpy", "cython"),
+                   help="Brian2 target of the iP-VAE circuit")
     p.add_argument("--slca-patches", type=int, default=8, help="patches for the spiking LCA (0: skip)")
     p.add_argument("--slca-lam", type=positive_float, default=0.5, help="λ of the spiking LCA")
     p.add_argument("--slca-duration", type=positive_float, default=slca_window * 1e3, help="spiking LCA: ms per patch")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the stimuli and the spikes")
     return p
 
 

@@ -97,7 +97,8 @@ def _parser() -> Parser:
     p.add_argument("--checkpoint", help="P-VAE checkpoint with a linear decoder (default: the shipped model)")
     p.add_output("lca_vs_pvae", "report")
     p.add_argument("--n-patches", type=positive_int, default=1000, help="patches for reconstruction against sparsity")
-    p.add_argument("--lams", type=nonneg_float, nargs="+", default=[0.001, 0.01, 0.1, 0.5, 1.0])
+    p.add_argument("--lams", type=nonneg_float, nargs="+", default=[0.001, 0.01, 0.1, 0.5, 1.0],
+                   help="LCA thresholds λ of the sweep")
     p.add_argument("--lam-spiking", type=positive_float, default=0.5,
                    help="λ of the spiking LCA and of the LCA RF mapping")
     p.add_argument("--stimuli", type=positive_int, default=20, help="patches presented to the P-VAE's spiking units")
@@ -115,8 +116,8 @@ def _parser() -> Parser:
     p.add_argument("--no-rf", action="store_true", help="skip the receptive-field comparison")
     p.add_argument("--target", default="auto", choices=("auto", "cpp_standalone", "cython", "numpy"),
                    help="Brian2 target for the P-VAE neurons")
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the stimuli and the spikes")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
 
 

@@ -45,7 +45,8 @@ def _defaults():
 def _parser() -> Parser:
     cfg, model = _defaults()
     p = Parser(prog="rf_mapping", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="pvae", choices=("pvae", "lca"))
+    p.add_argument("--model", default="pvae", choices=("pvae", "lca"),
+                   help="pvae: a P-VAE or iP-VAE checkpoint's spiking units; lca: LCA units on a dictionary")
     p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model); with --model lca, "
                    "LCA runs on its normalised decoder atoms")
     p.add_argument("--dictionary", help="LCA dictionary .npz (for --model lca)")
@@ -84,8 +85,8 @@ def _parser() -> Parser:
                    help="visual-angle mapping of the model's input: adds cycles/deg and degree columns and compares "
                         "peak SF and summation field with V1 (no default: the training photographs have none)")
     p.add_subject()
-    p.add_argument("--seed", type=seed, default=cfg.seed)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=seed, default=cfg.seed, help="seed of the stimuli and the spikes")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
 
 

@@ -24,12 +24,13 @@ def _parser() -> Parser:
     p.add_argument("--checkpoint", help="P-VAE checkpoint (default: the shipped model)")
     p.add_output("spike_generation", "spikegen")
     p.add_argument("--preset", default="cortex", choices=sorted(PRESETS), help="compared with the plain layer")
-    p.add_argument("--stimuli", type=positive_int, default=40)
-    p.add_argument("--repeats", type=positive_int, default=20)
-    p.add_argument("--target", default="auto", choices=("auto", "cpp_standalone", "cython", "numpy"))
+    p.add_argument("--stimuli", type=positive_int, default=40, help="natural patches presented")
+    p.add_argument("--repeats", type=positive_int, default=20, help="presentations of each patch")
+    p.add_argument("--target", default="auto", choices=("auto", "cpp_standalone", "cython", "numpy"),
+                   help="Brian2 code generation")
     p.add_argument("--dt", type=positive_float, default=0.1, help="simulation step, ms")
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the stimuli and the spikes")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
 
 

@@ -91,13 +91,20 @@ def test_version_and_short_reprs():
     assert len(text) < 120 and "array" not in text
 
 
-@pytest.mark.parametrize("command", ["simulate", "train", "evaluate", "sweep", "demo", "lca"])
+SCRIPTS = ["simulations/inference_comparison.py", "simulations/lca_vs_pvae.py", "simulations/rf_mapping.py",
+           "simulations/spike_generation.py", "analysis/patch_statistics.py"]
+
+
+@pytest.mark.parametrize("command", ["simulate", "train", "evaluate", "sweep", "demo", "lca", *SCRIPTS])
 def test_every_option_has_help_and_shows_its_default(command):
-    """--help explains every option and prints every default there is (zero included)."""
+    """--help explains every option and prints every default there is (zero included), commands and scripts."""
     import argparse
     import importlib
 
-    parser = importlib.import_module(f"spikevae.cli.{command}")._parser()
+    from conftest import load_script
+
+    module = load_script(command) if command.endswith(".py") else importlib.import_module(f"spikevae.cli.{command}")
+    parser = module._parser()
     parsers = [parser] + [sub for a in parser._actions if isinstance(a, argparse._SubParsersAction)
                           for sub in a.choices.values()]
     for p in parsers:
