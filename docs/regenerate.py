@@ -123,13 +123,21 @@ def rf_mapping() -> None:
         _figure(OUT / "rf" / "figures" / f"{src}.png", name)
 
 
+#: the demo's run, as docs/simulate.md shows it (tests/test_docs.py reruns it and compares the table)
+SIMULATE_ARGS = ("--n-stimuli", "20", "--repeats", "5", "--gap", "50")
+
+
+def simulate_lines(summary: dict) -> list[str]:
+    """The table of docs/simulate.md from the run's summary.json."""
+    r = summary["reconstruction"]
+    return [f"| decoded from | squared error per patch (patch energy {r['patch_energy']:.1f}) | R² |", "|---|---|---|",
+            f"| spike counts of one 100 ms window | {r['mse_spikes']:.1f} | {r['r2_spikes']:.3f} |",
+            f"| rates λ | {r['mse_rates']:.1f} | {r['r2_rates']:.3f} |"]
+
+
 def simulate() -> None:
-    wall = _run("-m", "spikevae.simulate", "--out", str(OUT / "demo_run"), "--n-stimuli", "20", "--repeats", "5",
-                "--gap", "50", "--overwrite", "--quiet")
-    r = json.loads((OUT / "demo_run" / "summary.json").read_text())["reconstruction"]
-    lines = [f"| decoded from | squared error per patch (patch energy {r['patch_energy']:.1f}) | R² |", "|---|---|---|",
-             f"| spike counts of one 100 ms window | {r['mse_spikes']:.1f} | {r['r2_spikes']:.3f} |",
-             f"| rates λ | {r['mse_rates']:.1f} | {r['r2_rates']:.3f} |"]
+    wall = _run("-m", "spikevae.simulate", "--out", str(OUT / "demo_run"), *SIMULATE_ARGS, "--overwrite", "--quiet")
+    lines = simulate_lines(json.loads((OUT / "demo_run" / "summary.json").read_text()))
     _write("simulate", lines, ["python -m spikevae.simulate --n-stimuli 20 --repeats 5 --gap 50"], wall)
     for name in ("raster", "counts_vs_expected"):
         _figure(OUT / "demo_run" / "figures" / f"{name}.png", f"{name}.png")
@@ -151,8 +159,27 @@ def lca_vs_pvae() -> None:
            ["python simulations/lca_vs_pvae.py --out report/ --lams 0.1 0.5 1"], wall)
 
 
+def ipvae() -> None:
+    """The shipped iP-VAE's atoms (the figure of docs/ipvae.md), drawn from the model itself."""
+    t0 = time.perf_counter()
+    from spikevae import plots
+    from spikevae.models.checkpoint import default_ipvae_path
+    from spikevae.models.ipvae import load
+
+    model = load(default_ipvae_path())
+    phi = model.circuit_parameters().phi  # (D, K)
+    P = model.preprocessing.patch_size
+    order = np.argsort(-np.linalg.norm(phi, axis=0), kind="stable")
+    fig = plots.basis_grid(phi.T.reshape(-1, P, P), order, n_show=128,
+                           title="shipped iP-VAE: decoder atoms Φ, largest norm first")
+    out = OUT / "ipvae_basis.png"
+    plots.save_figure(fig, out)
+    _figure(out, "ipvae_basis.png")
+    print(f"ipvae: {time.perf_counter() - t0:.0f} s")
+
+
 PAGES = {"simulate": simulate, "lca_vs_pvae": lca_vs_pvae, "spike_statistics": spike_statistics, "metabolic_cost": metabolic_cost,
-         "spike_generation": spike_generation, "rf_mapping": rf_mapping}
+         "spike_generation": spike_generation, "rf_mapping": rf_mapping, "ipvae": ipvae}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(PAGES)

@@ -282,6 +282,7 @@ def tuning_curves(tuning, units: np.ndarray, max_units: int = 8, response: str =
     plt = _mpl()
     units = np.asarray(units)[:max_units]
     sem = getattr(tuning, "sem", None)
+    from matplotlib.ticker import FixedLocator, NullFormatter
     fig, axes = plt.subplots(2, len(units), figsize=(1.9 * len(units), 4.1), squeeze=False)
     for j, k in enumerate(units):
         pf = int(np.searchsorted(tuning.frequencies, tuning.preferred_frequency[k]))
@@ -295,7 +296,11 @@ def tuning_curves(tuning, units: np.ndarray, max_units: int = 8, response: str =
             ax.tick_params(labelsize=6)
         axes[0, j].set_title(f"unit {k}, OSI {tuning.osi[k]:.2f}", fontsize=7)
         axes[0, j].set_xlabel("orientation (deg)", fontsize=7)
-        axes[1, j].set_xscale("log")  # the frequencies are log-spaced
+        axes[1, j].set_xscale("log")  # the frequencies are log-spaced: three labelled ticks, no minor labels
+        lo, hi = float(np.min(tuning.frequencies)), float(np.max(tuning.frequencies))
+        axes[1, j].xaxis.set_major_locator(FixedLocator([t for t in (0.03, 0.1, 0.3) if lo / 1.5 <= t <= hi * 1.5]))
+        axes[1, j].xaxis.set_major_formatter(lambda v, _: f"{v:g}")
+        axes[1, j].xaxis.set_minor_formatter(NullFormatter())
         axes[1, j].set_xlabel("cycles/pixel", fontsize=7)
     axes[0, 0].set_ylabel(f"{response}\n(at preferred SF)", fontsize=7)
     axes[1, 0].set_ylabel(f"{response}\n(at preferred orientation)", fontsize=7)
@@ -467,6 +472,13 @@ def metric_bars(rows: list[dict], metrics: dict):
     return fig
 
 
+def _most_selective(osi: np.ndarray, units: np.ndarray, n: int = 8) -> np.ndarray:
+    """The ``n`` of ``units`` with the largest OSI (units without one last)."""
+    units = np.asarray(units)
+    key = np.where(np.isfinite(osi[units]), -osi[units], np.inf)
+    return units[np.argsort(key, kind="stable")[:n]]
+
+
 def rf_mapping_figures(m, label: str) -> dict:
     """The figures of one :class:`~spikevae.workflows.rf_mapping.RFMapping`, by file stem: ``rf_grid`` (STAs), ``nx_ny``,
     ``tuning``, ``on_off`` (sparse-noise maps) and ``agreement`` (STA beside encoder filter and decoder atom)."""
@@ -486,7 +498,8 @@ def rf_mapping_figures(m, label: str) -> dict:
         "rf_grid": basis_grid(m.sta, order, n_show=min(128, len(order)), title=f"{avg}, {act}"),
         "nx_ny": nx_ny_scatter(np.array([r["nx"] for r in rows]), np.array([r["ny"] for r in rows]),
                                np.array([r["r2"] for r in rows])),
-        "tuning": tuning_curves(m.tuning, order, response=resp),
+        # the most orientation-selective of the most active units (their tuning is what the panel is for)
+        "tuning": tuning_curves(m.tuning, _most_selective(m.tuning.osi, order[:64]), response=resp),
         "on_off": basis_grid(onoff, n_show=len(onoff), ncols=16,
                              title=f"sparse noise: ON maps (rows 1-{rows_on}), OFF maps (rows {rows_on + 1}-{2 * rows_on}); "
                                    f"{resp} minus each map's median, {act}"),
@@ -509,7 +522,8 @@ def spike_generation(runs: dict, window: float):
         if len(isi):
             axes[1].hist(isi * 1e3, bins=bins, histtype="step", density=True, color=color, label=label)
         ok = np.isfinite(ff) & (mc > 0)
-        axes[2].scatter(mc[ok], ff[ok], s=4, alpha=0.3, color=color, zorder=len(runs) - j,  # the first on top
+        # each layer in its own marker, later layers on top (the plain layer first, the grounded ones over it)
+        axes[2].scatter(mc[ok], ff[ok], s=6, alpha=0.45, color=color, marker="os^dv"[j % 5], linewidths=0, zorder=2 + j,
                         label=f"{label} (median {np.median(ff[ok]) if ok.any() else float('nan'):.2f})")
     axes[0].axvspan(0, window * 1e3, color="0.9", zorder=0, label="stimulus")
     axes[0].set_xlabel("time after stimulus onset (ms)")

@@ -83,3 +83,20 @@ def test_every_figure_is_shown_and_every_shown_figure_exists():
     shown = {m for p in pages for m in re.findall(r"\]\((?:docs/)?figures/([\w.\-]+\.png)\)", p.read_text())}
     present = {p.name for p in (ROOT / "docs" / "figures").glob("*.png")}
     assert shown == present, {"shown, missing": sorted(shown - present), "on no page": sorted(present - shown)}
+
+
+@pytest.mark.slow
+def test_the_simulate_page_quotes_what_its_command_prints(tmp_path):
+    """docs/simulate.md's table is the demo run's: rerun the page's command, rebuild the table with the function that
+    wrote it (docs/regenerate.py), compare line by line."""
+    import json
+
+    from conftest import load_script, run_cli
+
+    from spikevae.cli.simulate import main
+
+    regen = load_script("docs/regenerate.py")
+    assert run_cli(main, ["--out", str(tmp_path / "run"), *regen.SIMULATE_ARGS, "--quiet", "--no-neo"]) == 0
+    lines = regen.simulate_lines(json.loads((tmp_path / "run" / "summary.json").read_text()))
+    page = (ROOT / "docs" / "generated" / "simulate.md").read_text().splitlines()
+    assert page[:len(lines)] == lines
