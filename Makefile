@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/lca.py
 	$(PY) benchmarks/rf_mapping.py
 	$(PY) benchmarks/sweep.py
+	$(PY) benchmarks/simulate_startup.py
 
 DOCSTAMP := $(VENV)/.docs-installed
 

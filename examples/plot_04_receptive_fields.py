@@ -5,8 +5,9 @@ Receptive fields of spiking units and the V1 property battery
 The shipped P-VAE's units are mapped as a physiologist maps V1 neurons, through their Brian2 spikes only:
 white noise (spike-triggered averages and their Gabor fits), sparse noise (ON/OFF maps), a grid of drifting
 gratings (orientation and spatial-frequency tuning, F1/F0) and gratings in growing apertures (size tuning).
-This is a short run (5,000 white-noise frames, 2 grating repeats); ``simulations/rf_mapping.py`` runs the full
-protocol (20,000 frames, 4 repeats) and writes every table, figure and NWB file.
+This is a shorter run than the full protocol (20,000 white-noise frames as there, but 2,000 sparse-noise frames
+instead of 5,000 and 2 grating repeats instead of 4); ``simulations/rf_mapping.py`` runs the full protocol and writes
+every table, figure and NWB file.
 
 Conventions: responses are spikes per 50-ms frame; tuning curves are means over the 8 phases of a drifting
 cycle, with error bars of ± 1 s.e.m. over repeats; properties are summarised over the units that are not
@@ -19,7 +20,7 @@ import spikevae
 from spikevae import plots
 
 model = spikevae.load_model()
-m = spikevae.map_receptive_fields(model, frames=20_000, sparse_frames=2000, grating_repeats=2, size_repeats=1, dt=1e-4,
+m = spikevae.map_receptive_fields(model, frames=20_000, sparse_frames=2000, grating_repeats=2, size_repeats=1,
                                   fit_units=128, seed=0)
 good = sum(r["r2"] >= 0.5 for r in m.fits)
 print(f"{len(m.fits)} most active units fitted; {good} STAs fit a 2-D Gabor with R² ≥ 0.5")

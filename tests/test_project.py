@@ -118,3 +118,11 @@ def test_every_option_has_help_and_shows_its_default(command):
                 flag = action.option_strings[-1]
                 entry = text.split(f" {flag} ")[-1][:400]
                 assert "default" in entry, f"{command}: {flag} hides its default {action.default!r}"
+
+
+@pytest.mark.slow
+def test_startup_benchmark_runs_and_finds_the_same_spikes(tmp_path):
+    """benchmarks/simulate_startup.py: both paths run and write the same spikes (its exit status says so)."""
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "simulate_startup.py"), "--runs", "1",
+                          "--out", str(tmp_path / "b")], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0 and "same spikes: True" in res.stdout, res.stdout + res.stderr[-2000:]
