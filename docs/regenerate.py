@@ -159,6 +159,13 @@ def lca_vs_pvae() -> None:
            ["python simulations/lca_vs_pvae.py --out report/ --lams 0.1 0.5 1"], wall)
 
 
+def lca() -> None:
+    """The LCA dictionary of docs/lca.md: the page's `lca learn` command, and its figure."""
+    _run("-m", "spikevae.lca", "learn", "--out", str(OUT / "lca" / "dict.npz"), "--atoms", "512", "--lam", "0.5",
+         "--updates", "300", "--eta", "1.0", "--quiet")
+    _figure(OUT / "lca" / "dict_basis.png", "lca_dictionary.png")
+
+
 def ipvae() -> None:
     """The shipped iP-VAE's atoms (the figure of docs/ipvae.md), drawn from the model itself."""
     t0 = time.perf_counter()
@@ -179,7 +186,8 @@ def ipvae() -> None:
 
 
 PAGES = {"simulate": simulate, "lca_vs_pvae": lca_vs_pvae, "spike_statistics": spike_statistics, "metabolic_cost": metabolic_cost,
-         "spike_generation": spike_generation, "rf_mapping": rf_mapping, "ipvae": ipvae}
+         "spike_generation": spike_generation, "rf_mapping": rf_mapping, "ipvae": ipvae,
+         "lca": lca}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(PAGES)
@@ -187,5 +195,6 @@ if __name__ == "__main__":
     if unknown:
         raise SystemExit(f"regenerate.py: unknown page(s) {', '.join(unknown)}; pages: {', '.join(PAGES)}")
     OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "lca").mkdir(exist_ok=True)
     for name in names:
         PAGES[name]()
