@@ -91,7 +91,6 @@ def _xr(theta):
     return ((xx - (P - 1) / 2) * np.cos(theta) + (yy - (P - 1) / 2) * np.sin(theta)).ravel()
 
 
-@pytest.mark.slow
 def test_planted_units_recovered_through_the_spiking_path():
     """Grating grid and apertures → rates → Brian2 Poisson spikes → counts → properties, against the planted
     Gabor (orientation ±5°, SF ±10 %) and against each property of the noise-free rates (bandwidths ±15 %)."""
