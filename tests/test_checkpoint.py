@@ -141,6 +141,7 @@ def test_a_linear_checkpoint_is_read_without_torch_into_the_same_rates(tmp_path,
     assert load_linear(gauss) is None
 
 
+@pytest.mark.slow
 def test_simulate_runs_a_linear_checkpoint_without_importing_torch(tmp_path):
     """`simulate` on a lin|lin checkpoint (the shipped one) never imports torch (it is made unimportable here) and
     writes the spikes the torch path writes for the same seed."""

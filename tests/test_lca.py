@@ -339,7 +339,8 @@ def test_fixed_point_refuses_the_hard_threshold(planted):
         lca_fixed_point(x, phi, LCAConfig(threshold="hard"))
 
 
-@pytest.mark.parametrize("kind", ["soft", pytest.param("nonneg", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["soft", "nonneg"])
 def test_every_solver_returns_the_same_record_on_one_problem(planted, kind):
     """Converged on one problem, every solver's record means the same thing: the codes agree, ``recon_error`` is the
     full squared error ‖x − Φa‖² of its own codes (the energy has half of it), the last energy record is the energy of

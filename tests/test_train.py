@@ -26,6 +26,7 @@ def test_short_run_lowers_validation_loss(small_patches):
     assert [h["epoch"] for h in res.history] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_trajectory(tmp_path, small_patches):
     full = fit(MC, TC, small_patches, tmp_path / "full.pt", progress=False)
     part = fit(MC, TC, small_patches, tmp_path / "part.pt", progress=False, stop_after=2)

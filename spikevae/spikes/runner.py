@@ -394,10 +394,10 @@ def simulate_spikes(rates: np.ndarray, window: float = 0.1, gap: float = 0.0, dt
     Examples
     --------
     >>> import numpy as np
-    >>> st = simulate_spikes(np.full((10, 3), 2.0), window=0.1, target="numpy", seed=1)
+    >>> st = simulate_spikes(np.full((10, 3), 2.0), window=0.02, target="numpy", seed=1)
     >>> st.counts().shape
     (10, 3)
-    >>> cortex = simulate_spikes(np.full((10, 3), 2.0), window=0.1, target="numpy", seed=1, spikes="cortex")
+    >>> cortex = simulate_spikes(np.full((3, 3), 4.0), window=0.1, target="numpy", seed=1, spikes="cortex")
     >>> bool((np.diff(cortex.time[cortex.unit == 0]) >= 0.002 - 1e-9).all())  # its 2 ms refractory period
     True
     """
