@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .data import DataError, Preprocessing, extract_patches, natural_val_patches, preprocess_images, read_image_folder
+from .errors import ArgumentError
 
 __all__ = ["StimulusSet", "natural", "white_noise", "gratings", "grating_grid", "aperture_gratings", "from_folder",
            "make_stimuli", "DEFAULT_FREQUENCIES"]
@@ -42,16 +43,25 @@ def white_noise(n: int, size: int, rng: np.random.Generator) -> StimulusSet:
                        "Gaussian white noise, unit variance per pixel")
 
 
-def gratings(n: int, size: int, n_orientations: int = 8, frequencies=(0.0625, 0.125, 0.25, 0.375),
-             n_phases: int = 4) -> StimulusSet:
-    """Full-field sinusoidal gratings, unit variance per pixel, cycling orientation × frequency × phase.
+def gratings(n: int, size: int, n_orientations: int = 8, frequencies=(0.0625, 0.125, 0.25, 0.375)) -> StimulusSet:
+    """Full-field sinusoidal gratings, unit variance per pixel: every orientation × frequency, at ``n / (orientations ×
+    frequencies)`` evenly spaced phases.
 
-    Orientation θ in [0, π) is the direction of the wave vector; frequency in cycles/pixel.
+    Orientation θ in [0, π) is the direction of the wave vector; frequency in cycles/pixel. ``n`` must be a
+    multiple of the grid (8 × 4 = 32 by default): a set that does not span every orientation and frequency is
+    refused (:class:`~spikevae.errors.ArgumentError` naming the nearest valid ``n``), never shrunk silently.
     """
+    grid_size = n_orientations * len(frequencies)
+    if n < grid_size or n % grid_size:
+        lo = max(grid_size, n // grid_size * grid_size)
+        near = min((lo, lo + grid_size), key=lambda m: (abs(m - n), m))
+        raise ArgumentError(f"{n} gratings cannot span the grid of {n_orientations} orientations x {len(frequencies)} "
+                            f"spatial frequencies: use a multiple of {grid_size} (nearest: {near}; each multiple adds "
+                            "one phase)")
+    n_phases = n // grid_size
     th = np.arange(n_orientations) * np.pi / n_orientations
     grid = np.array([(t, f, ph) for f in frequencies for t in th
                      for ph in np.arange(n_phases) * 2 * np.pi / n_phases])
-    grid = grid[np.arange(n) % len(grid)]
     yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
     arg = 2 * np.pi * grid[:, 1, None, None] * (np.cos(grid[:, 0, None, None]) * xx + np.sin(grid[:, 0, None, None]) * yy)
     img = np.sqrt(2) * np.cos(arg + grid[:, 2, None, None])  # amplitude √2: unit variance

@@ -128,3 +128,21 @@ def test_gaussian_checkpoint_is_refused(tmp_path, small_patches, capsys):
     code = run_cli(main, ["--checkpoint", str(path), "--out", str(tmp_path / "r")] + BASE)
     err = capsys.readouterr().err
     assert code == 2 and "only the Poisson family emits spike counts" in err and err.count("\n") == 1
+
+
+def test_a_grating_set_spans_the_whole_grid_or_is_refused(tmp_path, capsys):
+    """`--stimuli gratings --n-stimuli N`: N a multiple of the 8 x 4 grid gives every orientation and frequency at
+    N / 32 phases; any other N is one error line naming the nearest valid N, exit 2, nothing written."""
+    from spikevae.stimuli import gratings
+
+    g = gratings(64, 16)
+    combos = {(round(o, 9), f) for o, f in zip(g.params["orientation"], g.params["spatial_frequency"])}
+    assert len(combos) == 32 and len(set(np.round(g.params["phase"], 9))) == 2
+    np.testing.assert_allclose(np.sort(np.unique(np.round(g.params["orientation"], 9))), np.arange(8) * np.pi / 8)
+    np.testing.assert_allclose(g.images.reshape(64, -1).var(1), 1.0, rtol=0.15)  # unit variance per pixel
+    out = tmp_path / "run"
+    for n, near in (("16", "32"), ("50", "64"), ("100", "96")):
+        assert run_cli(main, ["--stimuli", "gratings", "--n-stimuli", n, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"nearest: {near}" in err, err
+        assert not out.exists()
