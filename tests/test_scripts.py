@@ -3,7 +3,7 @@ import csv
 
 import numpy as np
 import pytest
-from conftest import assert_dandi_clean, load_script
+from conftest import assert_dandi_clean, load_script, run_cli
 
 
 @pytest.mark.slow
@@ -41,6 +41,9 @@ def test_rf_mapping_smoke(tmp_path, tiny_checkpoint, capsys, caplog):
         again = list(csv.DictReader(fh))
     for key in ("circular_variance", "orientation_bandwidth_deg", "peak_sf_cpp", "f1_f0"):
         np.testing.assert_array_equal([float(r[key]) for r in again], [float(r[key]) for r in props])
+    # the peak response in the RF run's unit (spikes/s), and no folder the command wrote nothing into
+    np.testing.assert_allclose([float(r["peak_response"]) for r in again], [float(r["peak_response"]) for r in props])
+    assert {r["response_unit"] for r in again} == {"spikes/s"} and not (tmp_path / "tun" / "figures").exists()
     capsys.readouterr()
     # the LCA's mapping into the same folder replaces the P-VAE's as a whole: no white_noise.nwb survives beside it
     lca = ["--model", "lca", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--frames", "300",
@@ -167,3 +170,20 @@ def test_inference_comparison_smoke(tmp_path, tiny_checkpoint, capsys):
     save(IPVAE(IPVAEConfig(n_latents=16, patch_size=8)), other)
     assert cmp.main(["--ipvae", str(other), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o2")]) == 2
     assert "other data" in capsys.readouterr().err
+
+
+def test_tuning_from_a_file_without_a_full_grid_names_what_it_lacks(tmp_path, tiny_checkpoint, capsys):
+    """A grating run of one phase per grating (`--n-stimuli 32`) cannot give F1/F0: one line naming what the file
+    lacks and the command that records a full grid, exit 2, no output folder."""
+    from spikevae.cli.simulate import main as simulate
+
+    run = tmp_path / "run"
+    assert run_cli(simulate, ["--checkpoint", str(tiny_checkpoint), "--out", str(run), "--stimuli", "gratings",
+                              "--n-stimuli", "32", "--repeats", "1", "--window", "10", "--target", "numpy", "--no-neo",
+                              "--quiet"]) == 0
+    capsys.readouterr()
+    tun = load_script("analysis/tuning_from_nwb.py")
+    assert tun.main([str(run / "spikes.nwb"), "--out", str(tmp_path / "tun")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 phase (needs >= 3)" in err and "--n-stimuli 96" in err, err
+    assert not (tmp_path / "tun").exists()

@@ -213,6 +213,11 @@ class RunFolder:
             self._fail()
             raise KeyboardInterrupt
         if kind is None:
+            for d in sorted(self._dirs, key=lambda q: len(q.parts), reverse=True):  # a complete run leaves no empty
+                try:                                                                  # folder it made (no figures/)
+                    d.rmdir()
+                except OSError:
+                    pass
             try:
                 rel = sorted(str(p.relative_to(self.path)) for p in self._created_files() if p.is_file())
                 write_json(self.path / MANIFEST, {"command": self.command, "files": rel, "token": self.token,
