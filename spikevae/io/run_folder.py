@@ -213,11 +213,7 @@ class RunFolder:
             self._fail()
             raise KeyboardInterrupt
         if kind is None:
-            for d in sorted(self._dirs, key=lambda q: len(q.parts), reverse=True):  # a complete run leaves no empty
-                try:                                                                  # folder it made (no figures/)
-                    d.rmdir()
-                except OSError:
-                    pass
+            _remove_empty(self._dirs)  # a complete run leaves no empty folder it made (no figures/ without figures)
             try:
                 rel = sorted(str(p.relative_to(self.path)) for p in self._created_files() if p.is_file())
                 write_json(self.path / MANIFEST, {"command": self.command, "files": rel, "token": self.token,
@@ -244,11 +240,7 @@ class RunFolder:
             p.unlink(missing_ok=True)
         _remove_work(self.work)
         parents = {q for p in created for q in p.parents if self.path in q.parents}  # sub-folders the files were in
-        for d in sorted([*self._dirs, *parents], key=lambda q: len(q.parts), reverse=True):  # only if left empty
-            try:
-                d.rmdir()
-            except OSError:
-                pass
+        _remove_empty([*self._dirs, *parents])
         _restore(self.path)
         self._unlock()
         if self._created:
@@ -256,6 +248,15 @@ class RunFolder:
                 self.path.rmdir()
             except OSError:
                 pass
+
+
+def _remove_empty(dirs) -> None:
+    """Remove those of ``dirs`` that are empty, deepest first (a folder emptied by its sub-folder's removal too)."""
+    for d in sorted(dirs, key=lambda q: len(q.parts), reverse=True):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def _recover_work_folders(out: Path) -> None:

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Preprocessing
-from ..errors import CheckpointError, DataError
+from ..errors import ArgumentError, CheckpointError, DataError
+from ..io.files import file_sha256
 from .config import typed_config
 
 __all__ = ["FORMAT", "VERSION", "IPVAE_FAMILY", "MAX_BYTES", "REQUIRED", "OPTIONAL", "check_tags", "check_array_weights",
-           "check_vae_fields", "validate_container", "default_checkpoint_path", "default_ipvae_path"]
+           "check_vae_fields", "validate_container", "default_checkpoint_path", "default_ipvae_path", "LoadedModel"]
 
 FORMAT = "spikevae.checkpoint"
 VERSION = 1
@@ -103,3 +104,41 @@ def validate_container(data: dict, path, model_cls, train_cls, check_weights=che
         if k in data and (not isinstance(data[k], kind) or isinstance(data[k], bool)):
             raise CheckpointError(f"{path}: field {k!r} must be a {kind.__name__}, got {type(data[k]).__name__}")
     return mc, prep
+
+
+class LoadedModel:
+    """What a VAE loaded from a checkpoint says of itself, with or without torch (``config`` and ``path`` come from
+    the subclass): its name, its file's SHA-256, and its inputs as checked patches."""
+
+    config: object  # VAEConfig
+    path: Path
+    _sha: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Short description, e.g. ``pvae-lin-lin-K512``."""
+        c = self.config
+        prefix = "pvae" if c.family == "poisson" else f"{c.family}-vae"
+        return f"{prefix}-{c.encoder}-{c.decoder}-K{c.n_latents}"
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the checkpoint file."""
+        if self._sha is None:
+            self._sha = file_sha256(self.path)
+        return self._sha
+
+    def _inputs(self, patches) -> np.ndarray:
+        """Model inputs (n, P, P) float32 from one patch, (n, P, P) or (n, P·P); finite."""
+        x = np.asarray(patches, dtype=np.float32)
+        P = self.config.patch_size
+        if x.ndim == 2 and x.shape == (P, P):
+            x = x[None]
+        if x.ndim == 2 and x.shape[1] == P * P:
+            x = x.reshape(-1, P, P)
+        if x.ndim != 3 or x.shape[1:] != (P, P):
+            raise ArgumentError(f"patches must be (n, {P}, {P}) model inputs (see TrainedModel.preprocess), "
+                                f"got shape {np.shape(patches)}")
+        if not np.all(np.isfinite(x)):
+            raise DataError("patches hold NaN or infinite values")
+        return x

@@ -21,10 +21,10 @@ import numpy as np
 
 from ..data import Preprocessing
 from ..errors import ArgumentError, DataError
-from ..io.files import file_sha256, regular_input
+from ..io.files import regular_input
 from ..io.torchfile import read_torch_file
 from .config import TrainConfig, VAEConfig
-from .container import MAX_BYTES, check_tags, check_vae_fields, default_checkpoint_path, validate_container
+from .container import MAX_BYTES, LoadedModel, check_tags, check_vae_fields, default_checkpoint_path, validate_container
 
 __all__ = ["LinearPoissonModel", "load_linear", "linear_rates"]
 
@@ -51,7 +51,7 @@ def linear_rates(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, log_r: n
     return out
 
 
-class LinearPoissonModel:
+class LinearPoissonModel(LoadedModel):
     """A lin|lin P-VAE checkpoint as numpy arrays: rates, decoding and the facts a run records.
 
     Attributes
@@ -73,22 +73,11 @@ class LinearPoissonModel:
         self._w_dec = np.ascontiguousarray(sd["decoder.weight"], dtype=np.float32)  # (D, K)
         self._b_dec = None if "decoder.bias" not in sd else sd["decoder.bias"].astype(np.float32)
         self._log_r = sd["log_r"].astype(np.float64)
-        self._sha = None
 
     def __repr__(self) -> str:
         c = self.config
         return (f"LinearPoissonModel(lin|lin P-VAE, K={c.n_latents}, {c.patch_size}x{c.patch_size} patches, "
                 f"from {self.path.name}, numpy)")
-
-    @property
-    def name(self) -> str:
-        return f"pvae-lin-lin-K{self.config.n_latents}"
-
-    @property
-    def sha256(self) -> str:
-        if self._sha is None:
-            self._sha = file_sha256(self.path)
-        return self._sha
 
     @property
     def prior_rates(self) -> np.ndarray:
@@ -109,21 +98,10 @@ class LinearPoissonModel:
     def _need_poisson(self, what: str) -> None:
         """A lin|lin model here is always a P-VAE (:func:`load_linear` returns no other)."""
 
-    def _inputs(self, patches) -> np.ndarray:
-        x = np.asarray(patches, dtype=np.float32)
-        P = self.config.patch_size
-        if x.ndim == 2 and x.shape == (P, P):
-            x = x[None]
-        if x.ndim == 2 and x.shape[1] == P * P:
-            return x
-        if x.ndim != 3 or x.shape[1:] != (P, P):
-            raise ArgumentError(f"inputs must be (n, {P}, {P}) patches, got shape {np.shape(patches)}")
-        return x.reshape(len(x), P * P)
-
     def rates(self, patches, batch_size: int = 4096) -> np.ndarray:
         """Posterior rates λ (n, K) float64: expected spike counts per presentation window."""
         c = self.config
-        return linear_rates(self._inputs(patches), self._w_enc, self._b_enc, self._log_r, c.logdr_clamp,
+        return linear_rates(self._inputs(patches).reshape(-1, c.n_pixels), self._w_enc, self._b_enc, self._log_r, c.logdr_clamp,
                             c.lograte_clamp, batch_size)
 
     def decode(self, z, batch_size: int = 4096) -> np.ndarray:

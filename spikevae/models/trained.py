@@ -17,8 +17,8 @@ import torch
 
 from ..data import Preprocessing, patches_by_area, preprocess_image, read_image, read_image_folder
 from ..errors import ArgumentError, DataError
-from ..io.files import file_sha256
 from .checkpoint import default_checkpoint_path, load_checkpoint, model_from_checkpoint
+from .container import LoadedModel
 from .vae import VAE, VAEConfig, posterior_array
 
 __all__ = ["TrainedModel", "load_model", "resolve_device"]
@@ -39,7 +39,7 @@ def resolve_device(name: str | torch.device = "cpu") -> torch.device:
     raise ArgumentError(f"device must be auto, cpu or cuda, got {name!r}")
 
 
-class TrainedModel:
+class TrainedModel(LoadedModel):
     """A VAE loaded from a checkpoint, with the preprocessing its training data had.
 
     Attributes
@@ -61,7 +61,6 @@ class TrainedModel:
         self.path = Path(path)
         self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
         self.device = device
-        self._sha = None
 
     def __repr__(self) -> str:
         c = self.config
@@ -80,23 +79,9 @@ class TrainedModel:
         return self.config.family
 
     @property
-    def name(self) -> str:
-        """Short description, e.g. ``pvae-lin-lin-K512``."""
-        c = self.config
-        prefix = "pvae" if c.family == "poisson" else f"{c.family}-vae"
-        return f"{prefix}-{c.encoder}-{c.decoder}-K{c.n_latents}"
-
-    @property
     def train_config(self) -> dict:
         """The training configuration, as stored."""
         return dict(self.checkpoint["train_config"])
-
-    @property
-    def sha256(self) -> str:
-        """SHA-256 of the checkpoint file."""
-        if self._sha is None:
-            self._sha = file_sha256(self.path)
-        return self._sha
 
     @property
     def prior_rates(self) -> np.ndarray:
@@ -158,20 +143,6 @@ class TrainedModel:
         if n_patches < 1:
             raise ArgumentError(f"n_patches must be >= 1, got {n_patches}")
         return patches_by_area(proc, P, n_patches, np.random.default_rng(seed))
-
-    def _inputs(self, patches) -> np.ndarray:
-        x = np.asarray(patches, dtype=np.float32)
-        P = self.config.patch_size
-        if x.ndim == 2 and x.shape == (P, P):
-            x = x[None]
-        if x.ndim == 2 and x.shape[1] == P * P:
-            x = x.reshape(-1, P, P)
-        if x.ndim != 3 or x.shape[1:] != (P, P):
-            raise ArgumentError(f"patches must be (n, {P}, {P}) model inputs (see TrainedModel.preprocess), "
-                                f"got shape {np.shape(patches)}")
-        if not np.all(np.isfinite(x)):
-            raise DataError("patches hold NaN or infinite values")
-        return x
 
     def rates(self, patches, batch_size: int = 4096) -> np.ndarray:
         """Posterior rates λ (n, K) float64: expected spike counts per presentation window (P-VAE only)."""
