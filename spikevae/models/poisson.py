@@ -19,24 +19,28 @@ hard-count rule ``P(count ≥ n) ≤ p_trunc``). So the sampler's E[z] and E[dz/
 untruncated relaxed count, ``λ t softplus(1/t)`` and ``t softplus(1/t)``, to ``p_trunc``. The
 reference uses ``n = 263`` for every element whatever the temperature.
 
-Rather than applying the ``n`` of the largest rate in the batch to every element,
-:func:`relaxed_poisson` groups the elements into buckets of ``n ∈ {4, 8, 16, ..., 4096}`` by their
-own rate, so each element carries the same guarantee as under the max-rate rule while the work is
-``Σ n_i`` instead of ``N · n_max``. A rate past the largest bucket's limit (about 227 at ``t = 0.85``,
-3,800 at ``t → 0``) draws its first 256 arrivals one by one and the rest as a Gaussian with their exact
-mean and variance (:func:`_count_with_tail`), so E[z] and E[dz/dλ] stay those of the untruncated count.
-The bucket limits depend on the temperature; they are computed for a grid of temperatures (4 per
-octave, ≤ 1 s each, once per process) and the grid point at or above ``t`` is used (the dropped
-share grows with ``t``). Passing ``n_exp=<int>`` reproduces the reference's single fixed truncation.
+Rather than one ``n`` for every element, :func:`relaxed_poisson` lets each element draw the arrivals of
+its own window ``(a, b)`` (:func:`window_edges`) and stop at the first one past ``b``: the arrivals before
+``a`` add 1 each (``σ`` is within ``p_trunc`` of 1 there), the arrivals past ``b`` add their exact
+expectation to ``z`` and to ``dz/dλ`` (:func:`tail_terms`; what this leaves out is their variance, at most
+``p_trunc``), and only the arrivals in between are drawn one by one. Many arrivals before ``a`` (a high
+rate at a low temperature) are counted by one Poisson draw, and more than ``GAUSSIAN_AFTER`` arrivals left
+in the window (rates in the thousands) become one Gaussian with the remainder's exact mean and variance
+(Campbell's theorem). So E[z] and E[dz/dλ] are those of the untruncated relaxed count to ``p_trunc``, and
+the work is the few arrivals each element needs: about ``λ(1 + t·log(max(λt, 1)/p_trunc)/2) + 1``. On the
+CPU a compiled loop (``spikevae/brian/_relaxed_kernel.pyx``, built on first use) draws them element by
+element over ``torch.get_num_threads()`` threads; elsewhere, or without a compiler, the torch
+implementation draws the same law in a few vectorised passes. The per-bucket sampler of earlier releases
+is :mod:`spikevae.models.poisson_buckets`; passing ``n_exp=<int>`` reproduces the reference's single fixed
+truncation.
 
 Gradients flow to the rate only: the unit-rate arrival times are drawn without
 gradient and divided by the rate (``T = cumsum(E) / λ``), and the derivative of
 the soft count is computed in the same pass (``dz/dλ = Σ s(1 - s) T / (λ t)``),
-so no ``(B, K, n)`` tensor is kept for the backward pass.
+so nothing of size (elements × arrivals) is kept for the backward pass.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -44,6 +48,8 @@ import torch
 from ..errors import ArgumentError
 
 __all__ = [
+    "window_edges",
+    "tail_terms",
     "n_exp_for_rate",
     "truncation_bias",
     "relaxed_poisson",
@@ -52,11 +58,6 @@ __all__ = [
     "kl_f",
     "softclamp_upper",
 ]
-
-#: truncation buckets (number of exponentials drawn per element); 4096 carries the largest rate the
-#: P-VAE emits (e^5.3 ≈ 200) at t = 1. Larger rates (the iP-VAE's reach e^10) take :func:`_count_with_tail`
-_BUCKETS = (4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
-
 
 def truncation_bias(n: int, rate: float, temperature: float) -> tuple[float, float]:
     """Expected contribution of the arrivals past the first ``n`` to the relaxed count and to its derivative:
@@ -147,33 +148,6 @@ def n_exp_for_rate(rate: float, p_trunc: float = 1e-5, temperature: float = 0.0)
     return lo
 
 
-def _temperature_grid(temperature: float) -> float:
-    """The grid temperature (4 per octave) at or above ``temperature``; 0 stays 0."""
-    if temperature == 0:
-        return 0.0
-    return 2.0 ** (math.ceil(4.0 * math.log2(temperature) - 1e-9) / 4.0)
-
-
-@functools.lru_cache(maxsize=64)
-def _bucket_limits(p_trunc: float, temperature: float = 0.0) -> tuple[float, ...]:
-    """Largest rate each bucket size in ``_BUCKETS`` can carry at ``p_trunc`` and ``temperature``."""
-    from scipy.optimize import brentq
-    from scipy.stats import poisson
-
-    limits = []
-    for n in _BUCKETS:
-        # P(count >= n) = sf(n - 1) is increasing in the rate; solve sf(n - 1; r) = p
-        hard = brentq(lambda r: poisson.sf(n - 1, r) - p_trunc, 1e-12, 10.0 * n)
-        if temperature == 0:
-            limits.append(hard)
-            continue
-        # the dropped arrivals' share grows with the rate; solved to 0.1 % and shrunk by 0.2 % so that every
-        # rate below the limit holds the bound, and never above the hard-count limit
-        f = lambda r: math.log(max(truncation_bias(n, r, temperature)) + 1e-300) - math.log(p_trunc)  # noqa: E731
-        limits.append(min(hard, brentq(f, 1e-9, 4 * hard, rtol=1e-3) * 0.998) if f(1e-9) < 0 else 0.0)
-    return tuple(limits)
-
-
 class _SoftCount(torch.autograd.Function):
     """Soft (or straight-through hard) count of unit-rate arrivals inside the window."""
 
@@ -214,7 +188,7 @@ def relaxed_poisson(
     Parameters
     ----------
     rate : Tensor, any shape
-        Poisson rates λ > 0 (expected counts per window).
+        Poisson rates λ ≥ 0 (expected counts per window).
     temperature : float
         Relaxation temperature t ≥ 0. ``t = 0`` returns exact Poisson counts
         (``torch.poisson``, no gradient).
@@ -222,8 +196,8 @@ def relaxed_poisson(
         Source of randomness.
     n_exp : int, optional
         Fixed number of arrivals for every element (the reference's
-        formulation). Default: chosen per element from its own rate and the
-        temperature so that the dropped arrivals change E[z] and E[dz/dλ] by at
+        formulation). Default: each element draws the arrivals its own window
+        needs, so that the arrivals left out change E[z] and E[dz/dλ] by at
         most ``p_trunc`` (module docstring).
     p_trunc : float
         Truncation bound used when ``n_exp`` is None.
@@ -235,74 +209,222 @@ def relaxed_poisson(
     -------
     Tensor, same shape as ``rate``
         Relaxed (or hard) counts.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> lam = torch.full((100_000,), 2.0, requires_grad=True)
+    >>> z = relaxed_poisson(lam, 0.05, g)
+    >>> z.sum().backward()
+    >>> round(z.mean().item(), 2), round(lam.grad.mean().item(), 2)  # E[z] = λ t softplus(1/t), E[dz/dλ] = t softplus(1/t)
+    (2.0, 1.0)
     """
-    if temperature < 0:
-        raise ArgumentError(f"temperature must be >= 0, got {temperature!r}")
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ArgumentError(f"temperature must be finite and >= 0, got {temperature!r}")
     if temperature == 0:
         with torch.no_grad():
             return torch.poisson(rate.detach(), generator=generator)
     flat = rate.reshape(-1)
-    dev, dt = flat.device, flat.dtype
     if n_exp is not None:
         if n_exp < 1:
             raise ArgumentError(f"n_exp must be >= 1, got {n_exp!r}")
-        arr = _unit_arrivals((flat.numel(), int(n_exp)), generator, dev, dt)
+        arr = _unit_arrivals((flat.numel(), int(n_exp)), generator, flat.device, flat.dtype)
         return _SoftCount.apply(flat, arr, temperature, hard).reshape(rate.shape)
-
-    grid_t = _temperature_grid(float(temperature))
-    limits = torch.tensor(_bucket_limits(p_trunc, grid_t), device=dev, dtype=dt)
+    if not 0 < p_trunc < 1:
+        raise ArgumentError(f"p_trunc must be in (0, 1), got {p_trunc!r}")
     with torch.no_grad():
-        bucket = torch.searchsorted(limits, flat.detach().contiguous())  # (N,); len(_BUCKETS): past every bucket
-    # one bucket for all: no gather / scatter. On an accelerator always: memory bandwidth is plentiful and
-    # every gather, scatter and host sync of the per-bucket loop costs more than the extra arrivals
-    # (the largest bucket still holds each element's guarantee at this temperature)
-    top = int(bucket.max())
-    if top < len(_BUCKETS) and (dev.type != "cpu" or int(bucket.min()) == top):
-        arr = _unit_arrivals((flat.numel(), _BUCKETS[top]), generator, dev, dt)
-        return _SoftCount.apply(flat, arr, temperature, hard).reshape(rate.shape)
-    out = torch.zeros_like(flat)
-    for b in torch.unique(bucket).tolist():
-        idx = torch.nonzero(bucket == b).squeeze(1)
-        if b == len(_BUCKETS):
-            z = _count_with_tail(flat[idx], temperature, generator, hard)
-        else:
-            z = _SoftCount.apply(flat[idx], _unit_arrivals((idx.numel(), _BUCKETS[b]), generator, dev, dt),
-                                 temperature, hard)
-        out = out.index_put((idx,), z)
-    return out.reshape(rate.shape)
+        count = _compiled_count if flat.device.type == "cpu" and _kernel() is not None else _windowed_count
+        z, dz = count(flat.detach(), float(temperature), generator, p_trunc, hard)
+    return _Counted.apply(flat, z, dz).reshape(rate.shape)
 
 
-#: arrivals drawn one by one for a rate past the largest bucket; the rest is the Gaussian tail
-TAIL_AFTER = 256
+class _Counted(torch.autograd.Function):
+    """The count ``z`` drawn for ``rate``, with its pathwise derivative ``dz/dλ`` drawn with it."""
+
+    @staticmethod
+    def forward(ctx, rate, z, dz):  # noqa: D102
+        ctx.save_for_backward(dz)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: D102
+        (dz,) = ctx.saved_tensors
+        return grad_out * dz, None, None
 
 
-def _count_with_tail(rate: torch.Tensor, temperature: float, generator, hard: bool) -> torch.Tensor:
-    """Relaxed count of a rate too large for the buckets: the first ``TAIL_AFTER`` arrivals one by one, the
-    rest as a Gaussian with the exact mean and variance of their contribution.
+#: expected arrivals left in an element's window past which its remainder is drawn as one Gaussian
+GAUSSIAN_AFTER = 4096
+#: expected arrivals before the window's inner edge past which they are counted by one Poisson draw
+SKIP_AFTER = 16
 
-    Given the last drawn arrival ``T_n``, the later arrivals are a Poisson process of rate λ on (T_n, ∞)
-    (memorylessness), so by Campbell's theorem their soft count has mean ``λ t softplus(y)`` and variance
-    ``λ t (softplus(y) − σ(y))``, ``y = (1 − T_n)/t`` (using ``∫σ² = softplus − σ``); both are in the
-    thousands here (λ ≥ ~200), where the sum of that many small terms is Gaussian. The mean and its
-    derivative in λ are therefore those of the untruncated count. In ``hard`` mode the forward value of
-    the tail is the exact hard count ``Pois(λ·max(1 − T_n, 0))`` and its gradient that of the soft tail.
+
+def window_edges(rate: torch.Tensor, temperature: float, p_trunc: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The window ``(a, b)`` of each rate's relaxed count at ``p_trunc``: the arrivals before ``a`` are counted
+    as 1 each, those after ``b`` by their expectation (:func:`tail_terms`), those between one by one.
+
+    With ``y = (1 − a)/t``, the arrivals before ``a`` miss ``λ∫₀ᵃ σ((x − 1)/t) dx ≤ λt e^{−y}`` of E[z] and at
+    most ``e^{−y}`` of E[dz/dλ]: ``y = log(max(λt, 1)/p)``. With ``w = (b − 1)/t``, replacing the arrivals after
+    ``b`` by their mean keeps E[z] and E[dz/dλ] and removes their variance, ``λt (softplus(−w) − σ(−w)) ≤
+    λt e^{−2w}``: ``w = ½ log(max(λt, 1)/p)``.
+
+    Examples
+    --------
+    >>> a, b = window_edges(torch.tensor([1.0, 1000.0]), 0.01)
+    >>> [round(v, 4) for v in a.tolist()], [round(v, 4) for v in b.tolist()]
+    ([0.8849, 0.8618], [1.0576, 1.0691])
     """
-    n = TAIL_AFTER
-    arr = _unit_arrivals((rate.numel(), n), generator, rate.device, rate.dtype)
-    gamma_n = arr[:, -1].clone()
-    head = _SoftCount.apply(rate, arr, temperature, hard)
-    t = float(temperature)
-    y = (1.0 - gamma_n / rate) / t  # gradient flows to the rate through T_n = Γ_n / λ
-    sp = torch.nn.functional.softplus(y)
-    mean = rate * t * sp
-    var = (rate * t * (sp - torch.sigmoid(y))).clamp_min(0.0)
-    eps = torch.randn(rate.shape, generator=generator, device=rate.device, dtype=rate.dtype)
-    tail = (mean + var.sqrt() * eps).clamp_min(0.0)
+    lt = (rate * temperature).clamp_min(1.0)
+    return 1.0 - temperature * torch.log(lt / p_trunc), 1.0 + 0.5 * temperature * torch.log(lt / p_trunc)
+
+
+def tail_terms(rate: torch.Tensor, b: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The expected contribution of the arrivals after ``b`` to the relaxed count, ``λt softplus(−w)``, and to
+    its pathwise derivative ``Σ σ(1 − σ)·T/(λt)``, ``b σ(−w) + t softplus(−w)`` (``w = (b − 1)/t``; integration
+    by parts of ``∫_b^∞ σ(1 − σ) x dx``). They are independent of the arrivals before ``b``."""
+    w = (1.0 - b) / temperature
+    sp = torch.nn.functional.softplus(w)
+    return rate * temperature * sp, b * torch.sigmoid(w) + temperature * sp
+
+
+def _windowed_count(lam: torch.Tensor, t: float, generator, p_trunc: float, hard: bool):
+    """``(z, dz/dλ)`` for flat rates ``lam``: the relaxed (or hard) count and the pathwise derivative
+    ``Σ σ(1 − σ)·T/(λt)`` of the same arrivals, each element drawing the arrivals of its window only.
+
+    The arrivals past each element's window add their expectation (:func:`tail_terms`). Each pass draws
+    ``n`` arrivals for every element still drawing (the first pass: all; ``n`` from their
+    mean number of arrivals left in the window); an element whose last arrival is still inside its window
+    continues from there (memorylessness) in the next pass, of twice the size, among the few that need it.
+    Before a pass, an element with more than ``SKIP_AFTER`` arrivals expected before its window's inner edge
+    ``a`` counts them with one Poisson draw and continues from ``a``, and one with more than
+    ``GAUSSIAN_AFTER`` arrivals left draws its whole remainder as a Gaussian with the remainder's exact mean
+    and variance (:func:`_gaussian_remainder`).
+    """
+    rate, lam = lam, lam.clamp_min(1e-30)  # a zero rate: its first arrival lies past any window
+    a, b = window_edges(lam, t, p_trunc)
+    z = torch.zeros_like(lam)
+    dz = torch.zeros_like(lam)  # Σ σ(1 − σ) T, divided by λt at the end
+    gauss = torch.zeros(lam.shape, dtype=torch.bool, device=lam.device)  # drawn as a Gaussian remainder
+    idx = None  # the elements still drawing (None: all)
+    r, aa, bb, start = lam, a, b, torch.zeros_like(lam)  # their rates, window edges and last arrival (0: none)
+    n = 0
+    while True:
+        left = r * (bb - start)  # expected arrivals left in the window
+        big = left > GAUSSIAN_AFTER
+        if bool(big.any()):
+            sel = big.nonzero().squeeze(1)
+            gz, gdz = _gaussian_remainder(r[sel], start[sel], t, generator, hard)
+            sel = sel if idx is None else idx[sel]
+            z.index_add_(0, sel, gz)
+            dz.index_add_(0, sel, gdz)
+            gauss[sel] = True
+            keep = (~big).nonzero().squeeze(1)
+            idx = keep if idx is None else idx[keep]
+            r, aa, bb, start, left = r[keep], aa[keep], bb[keep], start[keep], left[keep]
+            if idx.numel() == 0:
+                break
+        inner = r * (aa - start)
+        skip = inner > SKIP_AFTER
+        if bool(skip.any()):
+            count = torch.poisson(torch.where(skip, inner, 0.0), generator=generator)
+            z.add_(count) if idx is None else z.index_add_(0, idx, count)
+            start = torch.where(skip, aa, start)
+            left = r * (bb - start)
+        if n == 0:  # the first pass: a little under the mean number of arrivals to the first past the window
+            need = float(left.mean()) + 1.0
+            n = max(1, math.floor(need - math.sqrt(need)))
+        else:
+            n = min(2 * n, 2 * GAUSSIAN_AFTER)
+        last = torch.empty_like(start)
+        rows = max(1, (1 << 22) // n)  # at most 4 M arrivals in memory at once
+        for i in range(0, len(r), rows):
+            sl = slice(i, i + rows)
+            T = _unit_arrivals((len(r[sl]), n), generator, lam.device, lam.dtype)
+            T = T.div_(r[sl].unsqueeze(-1)).add_(start[sl].unsqueeze(-1))
+            sg = T.mul(-1.0 / t).add_(1.0 / t).sigmoid_().mul_(T < bb[sl].unsqueeze(-1))  # past b: the tail terms
+            zc = (T < 1.0).sum(-1).to(lam.dtype) if hard else sg.sum(-1)
+            dc = sg.sub_(sg.square()).mul_(T).sum(-1)
+            if idx is None:
+                z[sl] += zc
+                dz[sl] += dc
+            else:
+                z.index_add_(0, idx[sl], zc)
+                dz.index_add_(0, idx[sl], dc)
+            last[sl] = T[:, -1]
+        more = (last < bb).nonzero().squeeze(1)
+        if more.numel() == 0:
+            break
+        idx = more if idx is None else idx[more]
+        r, aa, bb, start = r[more], aa[more], bb[more], last[more]
+    # the arrivals past b, by their expectation (not for elements drawn as a Gaussian: theirs is in it)
+    z_tail, dz_tail = tail_terms(rate, b, t)
+    if not hard:
+        z.add_(z_tail.masked_fill_(gauss, 0.0))
+    return z, (dz / (lam * t)).add_(dz_tail.masked_fill_(gauss, 0.0))
+
+
+_POOL = None
+
+
+def _kernel():
+    """The compiled per-element sampler (``spikevae/brian/_relaxed_kernel.pyx``), or None where it cannot be built."""
+    from ..brian._build import load_kernel
+
+    try:
+        return load_kernel("_relaxed_kernel")
+    except ImportError as exc:
+        import logging
+
+        logging.getLogger(__name__).info("relaxed Poisson: compiled sampler unavailable (%s); using torch", exc)
+        return None
+
+
+def _compiled_count(lam: torch.Tensor, t: float, generator, p_trunc: float, hard: bool):
+    """:func:`_windowed_count`'s ``(z, dz/dλ)`` from the compiled sampler: one element at a time, each drawing
+    arrivals until one falls past its window, the elements split over ``torch.get_num_threads()`` threads.
+    Its seed is drawn from ``generator``, so a seeded run repeats exactly, whatever the number of threads."""
+    import numpy as np
+
+    global _POOL
+    kern = _kernel()
+    x = lam.to(torch.float64) if lam.dtype not in (torch.float32, torch.float64) else lam
+    x = x.contiguous().numpy()
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=lam.device))
+    z, dz = np.empty_like(x), np.empty_like(x)
+    n, n_threads = len(x), max(1, min(torch.get_num_threads(), 16))
+    args = (x, t, p_trunc, seed, hard, SKIP_AFTER, GAUSSIAN_AFTER, z, dz)
+    if n_threads == 1 or n < 8192:
+        kern.relaxed_counts(*args, 0, n)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if _POOL is None or _POOL._max_workers < n_threads:
+            _POOL = ThreadPoolExecutor(n_threads)
+        edges = np.linspace(0, n, n_threads + 1).astype(int)
+        for f in [_POOL.submit(kern.relaxed_counts, *args, int(i0), int(i1)) for i0, i1 in zip(edges[:-1], edges[1:])]:
+            f.result()
+    return torch.from_numpy(z).to(lam.dtype), torch.from_numpy(dz).to(lam.dtype)
+
+
+def _gaussian_remainder(lam, start, t: float, generator, hard: bool):
+    """The relaxed count of the arrivals after ``start`` (the last arrival drawn, or 0) and its derivative, as
+    a Gaussian with their exact mean and variance: after ``start`` the arrivals are a Poisson process of rate λ
+    (memorylessness), so by Campbell's theorem their soft count has mean ``λt softplus(y)`` and variance
+    ``λt (softplus(y) − σ(y))``, ``y = (1 − start)/t`` (``∫σ² = softplus − σ``), a sum of thousands of terms
+    here. Its derivative is that of ``mean + sd·ε`` with ``start = Γ/λ`` (``dy/dλ = start/(λt)``), whose
+    expectation given ``start`` is that of the arrivals' ``Σ σ(1 − σ)T/(λt)``. In ``hard`` mode the forward
+    value is the exact hard count ``Pois(λ·max(1 − start, 0))``."""
+    y = (1.0 - start) / t
+    sp, sg = torch.nn.functional.softplus(y), torch.sigmoid(y)
+    var = (lam * t * (sp - sg)).clamp_min(1e-30)
+    sd = var.sqrt()
+    eps = torch.randn(lam.shape, generator=generator, device=lam.device, dtype=lam.dtype)
+    dmean = t * sp + sg * start
+    dvar = t * (sp - sg) + sg * sg * start
+    dz = dmean + dvar / (2.0 * sd) * eps
+    z = (lam * t * sp + sd * eps).clamp_min(0.0)
     if hard:
-        with torch.no_grad():
-            exact = torch.poisson((rate * (1.0 - gamma_n / rate).clamp_min(0.0)).detach(), generator=generator)
-        tail = tail + (exact - tail).detach()
-    return head + tail
+        z = torch.poisson(lam * (1.0 - start).clamp_min(0.0), generator=generator)
+    return z, dz * (lam * t)  # the caller divides Σ by λt
 
 
 def relaxed_poisson_reference(
