@@ -15,7 +15,13 @@ formulation and peak RSS:
 - ``exact``: the closed-form linear-decoder objective (no sampling);
 - ``gaussian``: a Gaussian VAE of the same lin|lin architecture.
 
-``python benchmarks/train_throughput.py [--steps 20] [--threads 2]``
+And the iP-VAE's training step (batch 200, T = 16 unrolled iterations, β 24) with the default sampler against the
+per-bucket sampler of earlier releases (:mod:`spikevae.models.poisson_buckets`), side by side: ``ipvae-<model>-t<t>``
+and ``ipvae-buckets-<model>-t<t>``, ``<model>`` ``trained`` (the shipped iP-VAE's rates, the end of training) or
+``fresh`` (a new model with its ceilings at their start, the start of training), at temperatures 1, 0.1 and 0.01;
+the sampler's own time per step is reported beside the step's.
+
+``python benchmarks/train_throughput.py [--steps 20] [--threads 2] [--configs ipvae]``
 """
 from __future__ import annotations
 
@@ -27,6 +33,56 @@ import sys
 import time
 
 CONFIGS = ("reference", "spikevae", "spikevae-t1", "spikevae-maxrate", "exact", "gaussian")
+IPVAE_CONFIGS = tuple(f"ipvae{s}-{m}-t{t:g}" for m, ts in (("fresh", (1.0,)), ("trained", (1.0, 0.1, 0.01)))
+                      for t in ts for s in ("-buckets", ""))
+
+
+def _one_ipvae(name: str, steps: int, batch: int, threads: int) -> dict:
+    """One iP-VAE configuration: ms per training step and per step of the sampler alone, peak RSS."""
+    import numpy as np
+    import torch
+
+    import spikevae.models.ipvae as ipvae_mod
+    from spikevae.data import natural_patches
+    from spikevae.models.checkpoint import default_ipvae_path
+    from spikevae.models.poisson_buckets import relaxed_poisson_bucketed
+
+    torch.set_num_threads(threads)
+    _, *kind, model_kind, t_part = name.split("-")
+    temp = float(t_part[1:])
+    shipped = ipvae_mod.load(default_ipvae_path())
+    model = shipped if model_kind == "trained" else ipvae_mod.IPVAE(shipped.config, seed=0)
+    model.clamp_progress = 1.0 if model_kind == "trained" else 0.0
+    model.train()
+    base = relaxed_poisson_bucketed if kind == ["buckets"] else ipvae_mod.relaxed_poisson
+    spent = [0.0]
+
+    def timed(rate, t, g):
+        t0 = time.perf_counter()
+        out = base(rate, t, g)
+        spent[0] += time.perf_counter() - t0
+        return out
+
+    ipvae_mod.relaxed_poisson = timed
+    x = torch.as_tensor(natural_patches(1, 20 * batch, shipped.preprocessing, seed=5).val).reshape(20 * batch, -1)
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adamax(model.parameters(), lr=1e-5)
+    times, samp = [], []
+    for i in range(3 + steps):
+        xb = x[(i * batch) % len(x):][:batch]
+        spent[0] = 0.0
+        t0 = time.perf_counter()
+        loss, _ = model.loss(xb, 16, 24.0, temp, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+            samp.append(spent[0])
+    ms = 1e3 * float(np.median(times))
+    return {"config": name, "ms_per_step": ms, "sampler_ms_per_step": 1e3 * float(np.median(samp)),
+            "samples_per_s": batch / (ms / 1e3), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "batch": batch}
 
 
 def _one(name: str, steps: int, batch: int, threads: int) -> dict:
@@ -103,15 +159,30 @@ def main(argv=None) -> int:
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        print(json.dumps(_one(args.one, args.steps, args.batch, args.threads)))
+        one = _one_ipvae if args.one.startswith("ipvae") else _one
+        print(json.dumps(one(args.one, args.steps, args.batch, args.threads)))
         return 0
+    names = [c for n in args.configs.split(",") for c in (IPVAE_CONFIGS if n == "ipvae" else (n,))]
     rows = []
-    for name in args.configs.split(","):
+    for name in names:
         out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
                               "--batch", str(args.batch), "--threads", str(args.threads)],
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"  measured {name}", file=sys.stderr)
+    ip_rows = [r for r in rows if r["config"].startswith("ipvae")]
+    rows = [r for r in rows if not r["config"].startswith("ipvae")]
+    if ip_rows:
+        print(f"iP-VAE K=512, batch {args.batch}, T = 16, {args.threads} threads: a training step with the default "
+              "sampler against the per-bucket sampler of earlier releases")
+        print(f"{'config':26s} {'ms/step':>9s} {'sampler ms':>11s} {'step x':>7s} {'sampler x':>10s} {'peak RSS MB':>12s}")
+        for r in ip_rows:
+            old = next((o for o in ip_rows if o["config"] == r["config"].replace("ipvae-", "ipvae-buckets-", 1)), r)
+            print(f"{r['config']:26s} {r['ms_per_step']:9.1f} {r['sampler_ms_per_step']:11.1f} "
+                  f"{old['ms_per_step'] / r['ms_per_step']:7.2f} "
+                  f"{old['sampler_ms_per_step'] / r['sampler_ms_per_step']:10.2f} {r['peak_rss_mb']:12.0f}")
+    if not rows:
+        return 0
     ref = next((r for r in rows if r["config"] == "reference"), rows[0])
     r0 = rows[0]
     print(f"P-VAE lin|lin K=512, batch {args.batch}, {args.threads} threads, t = 0.05 (spikevae-t1: t = 1); shipped "

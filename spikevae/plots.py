@@ -384,8 +384,9 @@ def recon_vs_sparsity(points: dict, curves: dict, title: str = ""):
 def convergence(runs: dict, r2_key: str = "r2", title: str = "iterative inference: read-out against iterations"):
     """R² and fraction of zero counts of a read-out against inference iterations (log axis), one line per run.
 
-    ``runs``: name -> rows with ``t``, ``r2`` (pooled over patches) and ``zeros``; a row without ``zeros``
-    (a rate read-out) is drawn in the R² panel only.
+    ``runs``: name -> rows with ``t``, ``r2`` (the reference's: the mean over patches of each patch's R²) and
+    ``zeros``; a row without ``zeros`` (a rate read-out) is drawn in the R² panel only. ``r2_key``: another R² of
+    the rows (``"r2_rates"``), named in the axis label.
     """
     plt = _mpl()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.6))
@@ -394,7 +395,8 @@ def convergence(runs: dict, r2_key: str = "r2", title: str = "iterative inferenc
         line, = a1.plot(t, [r[r2_key] for r in rows], "o-", ms=3, label=name)
         if all("zeros" in r for r in rows):
             a2.plot(t, [r["zeros"] for r in rows], "o-", ms=3, color=line.get_color(), label=name)
-    for ax, lab in ((a1, "R² (variance explained, pooled over patches)"), (a2, "fraction of zero counts")):
+    r2_label = "R² (mean over patches of each patch's R²)" if r2_key == "r2" else f"R² ({r2_key})"
+    for ax, lab in ((a1, r2_label), (a2, "fraction of zero counts")):
         ax.set_xscale("log")
         ax.set_xlabel("inference iteration t")
         ax.set_ylabel(lab)
@@ -410,11 +412,15 @@ def rate_distortion(rows: list[dict], title: str = "every code: variance explain
     reference's ideal is the corner (1, 1) and its distance is the distance to that corner."""
     plt = _mpl()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    groups: dict = {}
+    groups: dict = {}  # one line per code family, read-out, dictionary and patch set: never across patch sets
     for r in rows:
-        groups.setdefault(f"{r['model'].split(' λ=')[0]} ({r['readout']})", []).append(r)
+        atoms = f", {r['dictionary']} atoms" if r.get("dictionary") else ""
+        groups.setdefault(f"{r['model'].split(' λ=')[0].split(' (the')[0]} ({r['readout']}{atoms}, "
+                          f"{r['n_patches']} patches)", []).append(r)
     for name, rs in groups.items():
-        rs = sorted(rs, key=lambda r: r["zeros"])
+        rs = sorted((r for r in rs if r["r2"] is not None), key=lambda r: r["zeros"])
+        if not rs:
+            continue
         line, = ax.plot([r["zeros"] for r in rs], [r["r2"] for r in rs], "o-" if len(rs) > 1 else "*",
                         ms=4 if len(rs) > 1 else 11, label=name, alpha=0.85)
         for r in rs:
@@ -424,8 +430,8 @@ def rate_distortion(rows: list[dict], title: str = "every code: variance explain
                             color=line.get_color())
     ax.plot([1], [1], "k+", ms=12)
     ax.set_xlabel("fraction of zero entries in the code")
-    ax.set_ylabel("R² (variance explained, pooled over patches)")
-    lo = min(0.0, min(r["r2"] for r in rows))
+    ax.set_ylabel("R² (mean over patches of each patch's R²)")
+    lo = min(0.0, min(r["r2"] for r in rows if r["r2"] is not None))
     ax.set_ylim(max(lo, -0.5), 1.02)
     ax.set_xlim(-0.02, 1.02)
     ax.grid(alpha=0.3)

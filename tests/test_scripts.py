@@ -136,7 +136,9 @@ def test_lca_vs_pvae_smoke(tmp_path, tiny_checkpoint, capsys):
 
 
 def test_inference_comparison_smoke(tmp_path, tiny_checkpoint, capsys):
-    """Every model's row on the same patches; the P-VAE's rate row recomputed here from the model itself."""
+    """Every model's row on the same patches and its dictionary; the P-VAE's rate row recomputed here from the model
+    itself with both R² definitions; the frontier's gap is the interpolation of the rows it names; one time base."""
+    from spikevae.analysis.metrics import r2_mean, r2_pooled
     from spikevae.data import natural_patches
     from spikevae.models.ipvae import IPVAE, IPVAEConfig, save
     from spikevae.models.trained import load_model
@@ -148,28 +150,53 @@ def test_inference_comparison_smoke(tmp_path, tiny_checkpoint, capsys):
     cmp = load_script("simulations/inference_comparison.py")
     out = tmp_path / "cmp"
     assert cmp.main(["--ipvae", str(ip), "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--n-patches", "30",
-                     "--iterations", "1", "4", "--lams", "0.5", "--circuit-patches", "5", "--circuit-iterations", "4",
-                     "--substeps", "20", "--slca-patches", "1", "--slca-duration", "30"]) == 0
+                     "--iterations", "1", "4", "16", "--lams", "0.1", "0.5", "2", "--circuit-patches", "5",
+                     "--circuit-iterations", "4", "--substeps", "20", "--slca-patches", "1", "--slca-duration", "30",
+                     "--zeros", "0.3", "0.6", "0.99"]) == 0
     with open(out / "comparison.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0])[:8] == ["model", "readout", "iterations", "r2", "mse", "zeros", "distance", "spikes_per_patch"]
-    kinds = {(r["model"], r["readout"], r["iterations"]) for r in rows}
-    assert {("iP-VAE (torch)", "spikes", "4"), ("iP-VAE (Brian2 circuit)", "spikes", "4"),
-            ("P-VAE (amortized)", "counts", "1")} <= kinds
-    assert {(r["model"], r["readout"]) for r in rows if "LCA" in r["model"]} == {
-        ("LCA λ=0.5", "signed"), ("LCA λ=0.5", "nonneg"), ("spiking LCA λ=0.5", "signed (ON/OFF)"),
-        ("spiking LCA λ=0.5", "nonneg"), ("LCA λ=0.5 (the spiking LCA's patches)", "signed"),
-        ("LCA λ=0.5 (the spiking LCA's patches)", "nonneg")}
+    assert list(rows[0])[:12] == ["model", "dictionary", "readout", "iterations", "r2", "r2_pooled", "zeros", "distance",
+                                  "distance_pooled", "mse", "spikes_per_patch", "window_ms"]
+    kinds = {(r["model"], r["dictionary"], r["readout"], r["iterations"]) for r in rows}
+    assert {("iP-VAE (torch)", "iP-VAE", "spikes", "4"), ("iP-VAE (Brian2 circuit)", "iP-VAE", "spikes", "4"),
+            ("P-VAE (amortized)", "P-VAE", "counts", "1")} <= kinds
+    lca = {(r["model"], r["dictionary"], r["readout"]) for r in rows if "LCA" in r["model"]}
+    for atoms in ("P-VAE", "iP-VAE"):  # the LCA on each model's own atoms
+        assert {("LCA λ=0.1", atoms, "signed"), ("LCA λ=2", atoms, "nonneg")} <= lca
+    assert {("spiking LCA λ=0.5", "P-VAE", "nonneg"), ("LCA λ=0.5 (the spiking LCA's patches)", "P-VAE", "signed")} <= lca
     x = natural_patches(1, 30, pvae.preprocessing, seed=1).val.reshape(30, -1).astype(np.float64)
-    xhat = pvae.rates(x) @ pvae.dictionary.T
-    r2 = 1 - ((x - xhat) ** 2).sum() / ((x - x.mean(1, keepdims=True)) ** 2).sum()
+    lam = pvae.rates(x)
+    xhat = lam @ pvae.dictionary.T
     rates = next(r for r in rows if r["readout"] == "rates" and r["model"].startswith("P-VAE"))
-    assert float(rates["r2"]) == pytest.approx(r2, rel=1e-6) and float(rates["distance"]) == pytest.approx(np.hypot(1 - r2, 1))
-    assert "the closest to (R² 1, zeros 1)" in capsys.readouterr().out
-    other = tmp_path / "other.pt"  # an iP-VAE trained on other data is refused in one line
-    save(IPVAE(IPVAEConfig(n_latents=16, patch_size=8)), other)
+    assert float(rates["r2"]) == pytest.approx(r2_mean(x, xhat), rel=1e-6)
+    assert float(rates["r2_pooled"]) == pytest.approx(r2_pooled(x, xhat), rel=1e-6)
+    assert float(rates["distance"]) == pytest.approx(np.hypot(1 - r2_mean(x, xhat), 1))
+    # one time base: spikes per second per unit from spikes per patch over the read-out's window, K units
+    for r in rows:
+        if r["spikes_per_s"] and "LCA" not in r["model"]:  # the P-VAE's and the iP-VAE's 16 units
+            assert float(r["spikes_per_s"]) == pytest.approx(float(r["spikes_per_patch"]) / (16 * float(r["window_ms"]) * 1e-3))
+    it16 = next(r for r in rows if r["model"] == "iP-VAE (torch)" and r["readout"] == "spikes" and r["iterations"] == "16")
+    assert float(it16["elapsed_ms"]) == pytest.approx(17 * float(it16["window_ms"]))  # periods 0..16
+    with open(out / "frontier.csv") as fh:
+        front = list(csv.DictReader(fh))
+    assert {r["dictionary"] for r in front} == {"P-VAE", "iP-VAE"}
+    pts = sorted((float(r["zeros"]), float(r["r2"])) for r in rows if r["model"].startswith("LCA λ=")
+                 and r["dictionary"] == "iP-VAE" and r["readout"] == "signed" and "spiking" not in r["model"])
+    for f in (f for f in front if f["dictionary"] == "iP-VAE" and f["lca"] == "signed"):
+        z = float(f["zeros"])
+        inside = pts[0][0] <= z <= pts[-1][0]
+        assert (f["r2_lca"] != "") == inside  # interpolated inside the sweep, never extrapolated
+        if inside:
+            assert float(f["r2_lca"]) == pytest.approx(np.interp(z, *zip(*pts)), abs=1e-9)
+        if f["r2_lca"] and f["r2_model"]:
+            assert float(f["gap"]) == pytest.approx(float(f["r2_lca"]) - float(f["r2_model"]), abs=1e-9)
+    capsys.readouterr()
+    other = tmp_path / "other.pt"  # an iP-VAE whose atoms do not match the patches is refused in one line
+    save(IPVAE(IPVAEConfig(n_latents=16, patch_size=12)), other)
     assert cmp.main(["--ipvae", str(other), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o2")]) == 2
-    assert "other data" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "atoms do not match the patches" in err
+    assert not (tmp_path / "o2").exists()
 
 
 def test_tuning_from_a_file_without_a_full_grid_names_what_it_lacks(tmp_path, tiny_checkpoint, capsys):

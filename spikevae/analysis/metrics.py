@@ -63,16 +63,15 @@ def distance(r2: float, zeros: float) -> float:
 def code_metrics(x: np.ndarray, xhat: np.ndarray, code: np.ndarray) -> dict:
     """Metrics of one code ``code`` (n, K) whose reconstruction of ``x`` (n, D) is ``xhat``.
 
-    ``r2_pooled`` (:func:`r2_pooled`) and ``r2_mean`` (:func:`r2_mean`, the reference's), ``mse`` (squared error
+    ``r2`` (:func:`r2_mean`, the reference's R²) and ``r2_pooled`` (:func:`r2_pooled`), ``mse`` (squared error
     summed over a patch's dimensions, mean over patches), ``zeros``, lifetime and population sparsity of |code|,
-    and ``distance_pooled`` / ``distance_mean`` from each R². ``r2`` and ``distance`` are the pooled ones (the
-    convention of the tables this toolkit has printed).
+    and ``distance`` / ``distance_pooled`` from each R².
     """
     x, xhat = _pair(x, xhat)
     code = np.asarray(code, dtype=np.float64)
     rp, rm, z = r2_pooled(x, xhat), r2_mean(x, xhat), zeros(code)
     a = np.abs(code)
-    return {"r2": rp, "r2_pooled": rp, "r2_mean": rm, "mse": float(((x - xhat) ** 2).sum(1).mean()), "zeros": z,
-            "distance": distance(rp, z), "distance_pooled": distance(rp, z), "distance_mean": distance(rm, z),
+    return {"r2": rm, "r2_pooled": rp, "mse": float(((x - xhat) ** 2).sum(1).mean()), "zeros": z,
+            "distance": distance(rm, z), "distance_pooled": distance(rp, z),
             "lifetime_sparsity": float(np.mean(lifetime_sparsity(a))),
             "population_sparsity": float(np.mean(population_sparsity(a)))}

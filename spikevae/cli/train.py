@@ -89,14 +89,31 @@ def _parser() -> Parser:
     p.add_argument("--resume", metavar="CKPT",
                    help="continue an interrupted run from its checkpoint; with --epochs N, extend a run (finished or "
                         "not) to N epochs in total (the lr follows an N-epoch cosine from there, annealing stays done)")
+    p.add_argument("--stop-after", type=positive_int, metavar="EPOCHS",
+                   help="stop after this many epochs in total (the schedules still span --epochs); the checkpoint "
+                        "keeps its resume state, so --resume continues the run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+#: recipe options of ``--model ipvae``: a resumed run keeps the stored values
+_IPVAE_RECIPE = ("epochs", "batch_size", "lr", "beta", "iterations", "temp_start", "temp_stop", "grad_clip", "seed",
+                 "latents", "patch_size", "downsample", "whiten_f0", "n_train", "n_val", "dataset", "images", "mnist",
+                 "init_from", "arch", "method", "straight_through", "anneal_portion")
+
+
+def _given(parser: Parser, argv) -> set:
+    """The destinations of the options written on the command line (``--opt v`` or ``--opt=v``)."""
+    words = [w.split("=", 1)[0] for w in (sys.argv[1:] if argv is None else argv) if w.startswith("--")]
+    return {a.dest for a in parser._actions if any(o in words for o in a.option_strings)}
 
 
 @cli_entry("python -m spikevae.train")
 def main(argv=None) -> int:
     """Command-line entry point."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    args.given = _given(parser, argv)
     for name in ("beta", "epochs", "batch_size", "lr", "grad_clip", "temp_stop"):  # per-model defaults, set below
         setattr(args, name, getattr(args, name, None))
     epochs_given = args.epochs
@@ -153,7 +170,7 @@ def main(argv=None) -> int:
     if mc.n_latents > 2 * mc.n_pixels:
         print(f"warning: {mc.n_latents} latents for {mc.n_pixels}-pixel inputs: most will stay at the prior (collapsed); "
               f"the reference uses K = 10-50 for digits (--latents 50)", file=sys.stderr)
-    res = fit(mc, tc, data, out, device, resume=resume, progress=not args.quiet)
+    res = fit(mc, tc, data, out, device, resume=resume, progress=not args.quiet, stop_after=args.stop_after)
     m = res.metrics
     if m.get("active_fraction", 1.0) == 0.0:
         print(f"warning: no latent is active (every per-latent KL <= 0.01 nats; total KL {m['kl']:.3g}): the posterior "
@@ -165,52 +182,124 @@ def main(argv=None) -> int:
 
 
 def _main_ipvae(args, device) -> int:
-    """``--model ipvae``: the iterative Poisson VAE, trained with the reference's recipe (:func:`spikevae.models.ipvae.fit`)."""
+    """``--model ipvae``: the iterative Poisson VAE, trained with the reference's recipe (:func:`spikevae.models.ipvae.fit`).
+
+    A checkpoint is written after every epoch; an unfinished one keeps the optimizer and generator state, and
+    ``--resume`` carries the run on, step for step, with the recipe and data stored in it."""
     from ..models import ipvae
 
-    if args.resume or args.straight_through or args.arch != "lin|lin" or args.method != "mc":
-        raise ArgumentError("--model ipvae takes no --resume, --straight-through, --arch or --method "
+    if args.straight_through or args.arch != "lin|lin" or args.method != "mc":
+        raise ArgumentError("--model ipvae takes no --straight-through, --arch or --method "
                             "(its decoder is linear and its inference is iterative)")
-    d = IPVAETrainConfig()
-    tc = IPVAETrainConfig(epochs=args.epochs or d.epochs, batch_size=args.batch_size or d.batch_size,
-                          lr=args.lr or d.lr, beta=d.beta if args.beta is None else args.beta, n_iter=args.iterations,
-                          temp_start=args.temp_start, temp_stop=args.temp_stop or d.temp_stop,
-                          grad_clip=args.grad_clip or d.grad_clip,
-                          seed=args.seed).validate()
     out = Path(args.out)
     if not out.parent.is_dir():
         raise ArgumentError(f"output folder {out.parent} does not exist")
     ckpt_mod.check_output(out)  # a checkpoint replaces only a checkpoint
-    init = load_model_for_init(args.init_from, args.latents) if args.init_from else None
-    prep = (init.preprocessing if init is not None else
-            Preprocessing(patch_size=args.patch_size, downsample=args.downsample, whiten_f0=args.whiten_f0))
+    if args.resume:
+        model, tc, prep, dataset, images = _ipvae_resume(args)
+    else:
+        d = IPVAETrainConfig()
+        tc = IPVAETrainConfig(epochs=args.epochs or d.epochs, batch_size=args.batch_size or d.batch_size,
+                              lr=args.lr or d.lr, beta=d.beta if args.beta is None else args.beta,
+                              n_iter=args.iterations, temp_start=args.temp_start, temp_stop=args.temp_stop or d.temp_stop,
+                              grad_clip=args.grad_clip or d.grad_clip, seed=args.seed).validate()
+        init = load_model_for_init(args.init_from, args.latents) if args.init_from else None
+        prep = (init.preprocessing if init is not None else
+                Preprocessing(patch_size=args.patch_size, downsample=args.downsample, whiten_f0=args.whiten_f0))
+        dataset = "mnist" if args.mnist else "images" if args.images else args.dataset
+        images, model = args.images, None
     try:
         prep.validate()
     except DataError as exc:
         raise ArgumentError(str(exc)) from None
-    dataset = "mnist" if args.mnist else "images" if args.images else args.dataset
-    check_memory(2 * 4 * (args.n_train + args.n_val) * prep.patch_size**2, f"{args.n_train} + {args.n_val} patches")
-    data = load_dataset(dataset, n_train=args.n_train, n_val=args.n_val, patch_size=prep.patch_size,
-                        images=args.images, mnist_dir=args.mnist, seed=args.seed, prep=prep)
-    side = int(data.train.shape[-1])
-    model = ipvae.IPVAE(ipvae.IPVAEConfig(n_latents=args.latents, patch_size=side), seed=args.seed)
-    if init is not None:
-        ipvae.init_from_pvae(model, init)
-    print(f"training iP-VAE, K={args.latents}, T={tc.n_iter}, on {data.source}: {len(data.train)} train / "
-          f"{len(data.val)} validation inputs, device {device}")
+    n_train, n_val = ((args.resume_data["n_train"], args.resume_data["n_val"]) if args.resume else
+                      (args.n_train, args.n_val))
+    check_memory(2 * 4 * (n_train + n_val) * prep.patch_size**2, f"{n_train} + {n_val} patches")
+    data = load_dataset(dataset, n_train=n_train, n_val=n_val, patch_size=prep.patch_size, images=images,
+                        mnist_dir=args.mnist, seed=tc.seed, prep=prep)
+    record = {"source": data.source, "dataset": dataset, "n_train": len(data.train), "n_val": len(data.val),
+              "train_sha256_16": fingerprint(data.train), "val_sha256_16": fingerprint(data.val),
+              **({"images": str(images)} if images else {})}
+    if args.resume:
+        stored = args.resume_data
+        if (stored.get("train_sha256_16"), stored.get("val_sha256_16")) != (record["train_sha256_16"],
+                                                                           record["val_sha256_16"]):
+            raise ArgumentError(f"{args.resume}: its training data cannot be drawn again here (the patches differ "
+                                "from the ones it recorded); the run cannot continue on the same trajectory")
+    else:
+        side = int(data.train.shape[-1])
+        model = ipvae.IPVAE(ipvae.IPVAEConfig(n_latents=args.latents, patch_size=side), seed=args.seed)
+        if init is not None:
+            ipvae.init_from_pvae(model, init)
+    print(f"training iP-VAE, K={model.config.n_latents}, T={tc.n_iter}, on {data.source}: {len(data.train)} train / "
+          f"{len(data.val)} validation inputs, device {device}"
+          + (f"; resuming {args.resume} after epoch {args.resume_state['epoch']} of {tc.epochs}" if args.resume else ""))
     xtr = torch.as_tensor(data.train).reshape(len(data.train), -1)
-    history = ipvae.fit(model, xtr, tc, progress=not args.quiet, device=device)
-    rows = ipvae.evaluate(model, data.val, t_max=tc.n_iter, save_t=(tc.n_iter,), seed=args.seed, device=device)
+
+    def checkpoint(epoch, history, state):
+        row = history[-1]
+        metrics = dict(row.get("val", {}))
+        if args.quiet:  # one line per epoch instead of the progress bar: a log of the run
+            val = "".join(f", val {k} {metrics[k]:.4f}" for k in ("r2", "r2_pooled", "zeros", "distance") if k in metrics)
+            print(f"epoch {epoch}/{tc.epochs} (step {row['step']}): loss {row['loss']:.2f}, nll {row['nll']:.2f}, "
+                  f"kl {row['kl']:.3f}, temperature {row['temperature']:.3f}, beta {row['beta']:.2f}, "
+                  f"{row['seconds']:.0f} s{val}", flush=True)
+        ipvae.save(model, out, history, tc, preprocessing=data.preprocessing.to_dict(), data=record, metrics=metrics,
+                   seed=tc.seed, train_state=state)
+
+    history = ipvae.fit(model, xtr, tc, progress=not args.quiet, device=device,
+                        resume=args.resume_ck if args.resume else None, stop_after=args.stop_after,
+                        on_epoch=checkpoint, x_val=data.val, val_every=VAL_EVERY)
+    if history[-1]["epoch"] < tc.epochs:
+        print(f"stopped after epoch {history[-1]['epoch']} of {tc.epochs}; continue with "
+              f"python -m spikevae.train --model ipvae --resume {out} --out {out}")
+        print(f"wrote {out}")
+        return 0
+    rows = ipvae.evaluate(model, data.val, t_max=tc.n_iter, save_t=(tc.n_iter,), seed=tc.seed, device=device)
     metrics = dict(rows[-1])
-    ipvae.save(model, out, history, tc, preprocessing=data.preprocessing.to_dict(),
-               data={"source": data.source, "n_train": len(data.train), "n_val": len(data.val),
-                     "train_sha256_16": fingerprint(data.train), "val_sha256_16": fingerprint(data.val)},
-               metrics=metrics, seed=args.seed)
+    ipvae.save(model, out, history, tc, preprocessing=data.preprocessing.to_dict(), data=record, metrics=metrics,
+               seed=tc.seed)
     print(f"validation at T = {tc.n_iter}: " + ", ".join(f"{k} {metrics[k]:.4g}" for k in
-                                                          ("r2", "r2_rates", "mse", "zeros", "distance", "spikes_per_patch")))
+                                                          ("r2", "r2_pooled", "r2_rates", "mse", "zeros", "distance",
+                                                           "spikes_per_patch")))
     print(f"wrote {out}")
     return 0
 
+
+#: epochs between the validation rows of an iP-VAE's training history (and after the last)
+VAL_EVERY = 5
+
+
+def _ipvae_resume(args):
+    """The model, recipe and data of the unfinished iP-VAE run in ``--resume``; a recipe option on the command
+    line that differs from the stored one is refused (the run would not be the one it continues)."""
+    from ..errors import CheckpointError
+    from ..models import ipvae
+
+    ck = ckpt_mod.load_checkpoint(args.resume)
+    if ck.get("family") != ckpt_mod.IPVAE_FAMILY:
+        raise ArgumentError(f"{args.resume} holds a {ck.get('family', 'poisson')} VAE run, not an iP-VAE run; resume it "
+                            "without --model ipvae")
+    model = ipvae.load(args.resume)
+    if ck.get("train_state") is None:
+        raise ArgumentError(f"{args.resume} is a finished iP-VAE run ({len(ck.get('history', []))} epochs): there is "
+                            "nothing to resume")
+    tc = IPVAETrainConfig(**ck["train_config"]).validate()
+    data = ck.get("data", {})
+    if not isinstance(data, dict) or not {"dataset", "n_train", "n_val"} <= set(data):
+        raise CheckpointError(f"{args.resume}: its data record does not say which patches it trained on")
+    stored = {"epochs": tc.epochs, "batch_size": tc.batch_size, "lr": tc.lr, "beta": tc.beta, "iterations": tc.n_iter,
+              "temp_start": tc.temp_start, "temp_stop": tc.temp_stop, "grad_clip": tc.grad_clip, "seed": tc.seed,
+              "latents": model.config.n_latents, "n_train": data["n_train"], "n_val": data["n_val"],
+              "dataset": data["dataset"]}
+    for name in sorted(args.given & set(_IPVAE_RECIPE)):
+        if name not in stored or getattr(args, name) != stored[name]:
+            shown = f"--{name.replace('_', '-')} {getattr(args, name)}"
+            recipe = ", ".join(f"{k} {stored[k]}" for k in ("epochs", "beta", "lr", "iterations", "seed"))
+            raise ArgumentError(f"{args.resume} continues its own recipe ({recipe}); {shown} would make it another "
+                                "run: start a new one instead")
+    args.resume_ck, args.resume_state, args.resume_data = ck, ck["train_state"], data
+    return model, tc, Preprocessing.from_dict(ck["preprocessing"]), data["dataset"], data.get("images")
 
 
 if __name__ == "__main__":

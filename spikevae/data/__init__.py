@@ -19,7 +19,10 @@ grey, then processed as Olshausen & Field (1996) and the P-VAE reference do:
    13-tap kernel), divide by the Gaussian-weighted local standard deviation
    floored at its image mean;
 3. z-score each image, crop ``crop`` pixels from each border (filter edge effects);
-4. cut ``patch_size`` x ``patch_size`` patches at random positions.
+4. cut ``patch_size`` x ``patch_size`` patches at random positions, uniformly among the positions whose
+   patch has energy (sum of squares) at least ``min_energy`` (default 10, 4 % of the mean patch energy
+   256): near-blank patches (sky, walls: 13 % of the training photographs' patches, 4 % of the validation
+   ones') are redrawn, in training and validation alike; the participation ratio stays ~122.
 
 The split is by image: validation patches come only from the validation
 photographs. All parameters travel in :class:`Preprocessing` (and so in the

@@ -47,17 +47,19 @@ def image_patches(
         raise DataError(f"n_train and n_val must be > 0, got {n_train} and {n_val}")
 
     def cut(images, n):
-        return patches_by_area(list(preprocess_images(images, prep).values()), prep.patch_size, n, rng)
+        return patches_by_area(list(preprocess_images(images, prep).values()), prep.patch_size, n, rng,
+                               prep.min_energy if prep.kind == "natural" else 0.0)
 
     return PatchSet(cut(train_images, n_train), cut(val_images, n_val), prep, source=source)
 
 
-def patches_by_area(images: list, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` random patches (n, size, size) from preprocessed images, each image's share in proportion to its area."""
+def patches_by_area(images: list, size: int, n: int, rng: np.random.Generator, min_energy: float = 0.0) -> np.ndarray:
+    """``n`` random patches (n, size, size) from preprocessed images, each image's share in proportion to its area;
+    patches with energy below ``min_energy`` are redrawn (:func:`~spikevae.data.extract_patches`)."""
     area = np.array([im.size for im in images], dtype=float)
     counts = np.floor(n * area / area.sum()).astype(int)
     counts[: n - counts.sum()] += 1
-    return np.concatenate([extract_patches(im, size, c, rng) for im, c in zip(images, counts)])
+    return np.concatenate([extract_patches(im, size, c, rng, min_energy) for im, c in zip(images, counts)])
 
 
 def natural_patches(n_train: int = 100_000, n_val: int = 10_000, prep: Preprocessing | None = None,
@@ -77,12 +79,15 @@ def natural_val_patches(n: int, prep: Preprocessing | None = None, seed: int = 0
     prep = prep or Preprocessing()
     shapes = natural_image_shapes(NATURAL_TRAIN)
     rng = np.random.default_rng(seed)
-    patches_by_area([np.zeros(preprocessed_shape(shapes[k], prep), np.float32) for k in NATURAL_TRAIN],
-                    prep.patch_size, 1, rng)
+    if prep.min_energy > 0:
+        rng.random(1)  # the one training patch: one uniform, whatever the image
+    else:
+        patches_by_area([np.zeros(preprocessed_shape(shapes[k], prep), np.float32) for k in NATURAL_TRAIN],
+                        prep.patch_size, 1, rng)
     if n <= 0:
         raise DataError(f"n_train and n_val must be > 0, got 1 and {n}")
     return patches_by_area(list(preprocess_images(natural_images(NATURAL_VAL), prep).values()),
-                           prep.patch_size, n, rng)
+                           prep.patch_size, n, rng, prep.min_energy)
 
 
 def folder_patches(folder: str | os.PathLike, n_train: int, n_val: int, prep: Preprocessing | None = None,

@@ -12,7 +12,7 @@ from ..errors import DataError
 log = logging.getLogger(__name__)
 
 __all__ = ["Preprocessing", "whitening_filter", "whiten", "local_contrast_normalise", "preprocess_image",
-           "extract_patches", "preprocess_images", "preprocessed_shape"]
+           "extract_patches", "patch_energy", "preprocess_images", "preprocessed_shape"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class Preprocessing:
     lcn_size: int = 13  # local contrast normalisation kernel size, pixels (odd)
     crop: int = 4  # pixels dropped from each border after filtering
     scale: float = 1.0  # kind='scale': divisor that maps raw values to model input
+    # training and validation patches whose energy (sum of squares) is below this are redrawn (natural/images);
+    # a stored record without the field was sampled without rejection (0)
+    min_energy: float = 10.0
 
     def to_dict(self) -> dict:
         """Plain-value dict (stored in checkpoints)."""
@@ -53,6 +56,9 @@ class Preprocessing:
         for name in ("whiten_f0", "whiten_n", "lcn_sigma", "scale"):
             if not getattr(self, name) > 0:
                 raise DataError(f"field {name!r} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.min_energy < self.patch_size**2:  # the z-scored image's patches have energy P² on average
+            raise DataError(f"field 'min_energy' must be in [0, {self.patch_size**2}) for {self.patch_size}-px patches, "
+                            f"got {self.min_energy}")
         return self
 
     @classmethod
@@ -64,7 +70,7 @@ class Preprocessing:
         if unknown:
             raise DataError(f"{where} has unknown fields {unknown}")
         try:
-            return cls(**d).validate()
+            return cls(**{"min_energy": 0.0, **d}).validate()
         except DataError as exc:
             raise DataError(f"{where}: {exc}") from None
 
@@ -131,15 +137,35 @@ def preprocess_image(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def extract_patches(img: np.ndarray, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` patches (n, size, size) at uniform random positions of ``img``."""
+def extract_patches(img: np.ndarray, size: int, n: int, rng: np.random.Generator,
+                    min_energy: float = 0.0) -> np.ndarray:
+    """``n`` patches (n, size, size) at uniform random positions of ``img``; with ``min_energy`` > 0, at uniform
+    random positions among those whose patch has energy (sum of squares) ``>= min_energy`` (rejection and redraw,
+    in law), drawn with ``n`` uniforms whatever the image holds."""
     h, w = img.shape
     if h < size or w < size:
         raise DataError(f"patch size {size} is larger than the image ({h} x {w})")
-    rows = rng.integers(0, h - size + 1, n)
-    cols = rng.integers(0, w - size + 1, n)
     win = np.lib.stride_tricks.sliding_window_view(img, (size, size))
+    if min_energy <= 0:
+        rows = rng.integers(0, h - size + 1, n)
+        cols = rng.integers(0, w - size + 1, n)
+        return np.ascontiguousarray(win[rows, cols])
+    ok = np.flatnonzero(patch_energy(img, size) >= min_energy)
+    u = rng.random(n)
+    if n and not len(ok):
+        raise DataError(f"no {size}-px patch of a {h} x {w} image has energy >= {min_energy:g} (min_energy)")
+    pick = ok[np.minimum((u * len(ok)).astype(np.int64), len(ok) - 1)] if n else ok[:0]
+    rows, cols = np.divmod(pick, w - size + 1)
     return np.ascontiguousarray(win[rows, cols])
+
+
+def patch_energy(img: np.ndarray, size: int) -> np.ndarray:
+    """The energy (sum of squares, float64) of the ``size``-px patch at every position of ``img``, (H − size + 1,
+    W − size + 1), from an integral image."""
+    sq = np.square(np.asarray(img, dtype=np.float64))
+    c = np.zeros((sq.shape[0] + 1, sq.shape[1] + 1))
+    c[1:, 1:] = sq.cumsum(0).cumsum(1)
+    return c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]
 
 
 def preprocess_images(images: dict[str, np.ndarray], prep: Preprocessing) -> dict[str, np.ndarray]:

@@ -405,14 +405,27 @@ def lca_fixed_point(x: np.ndarray, phi: np.ndarray, cfg: LCAConfig = LCAConfig()
     epochs = np.zeros(B, dtype=np.int64)
     if cfg.lam == 0:
         raise ArgumentError("lambda = 0 has no sparse fixed point (the energy is the least-squares error); use lam > 0")
-    model = Lasso(alpha=cfg.lam / D, fit_intercept=False, precompute=gram, positive=cfg.threshold == "nonneg",
-                  tol=1e-12, max_iter=100_000, selection="cyclic")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # the certificate below decides
-        for i in range(B):
-            model.fit(phi, x[i])
-            a[i] = model.coef_
-            epochs[i] = model.n_iter_
+
+    def solve(rows):  # one model per thread; scikit-learn's coordinate descent releases the GIL
+        model = Lasso(alpha=cfg.lam / D, fit_intercept=False, precompute=gram, positive=cfg.threshold == "nonneg",
+                      tol=1e-12, max_iter=100_000, selection="cyclic")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # the certificate below decides
+            for i in rows:
+                model.fit(phi, x[i])
+                a[i] = model.coef_
+                epochs[i] = model.n_iter_
+
+    import os
+
+    n_threads = max(1, min(os.cpu_count() or 1, 8, B // 16))
+    if n_threads == 1:
+        solve(range(B))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(solve, np.array_split(np.arange(B), n_threads)))
     u = x @ phi - a @ (gram - np.eye(K))  # u* = b − G a*
     residual = duality_gap(x, phi, a, cfg.lam, cfg.threshold)
     return _result(x, phi, u, cfg, [], [], epochs, residual, codes=a, tol=tol,

@@ -142,14 +142,15 @@ def validate_checkpoint(data: dict, path: str | os.PathLike = "checkpoint") -> t
     mc, prep = validate_container(data, path, VAEConfig, TrainConfig, check_weights)
     check_vae_fields(data, mc, path)
     if data.get("train_state") is not None:
-        check_train_state(data["train_state"], mc, data["train_config"], path)
+        check_train_state(data["train_state"], [tuple(q.shape) for q in VAE(mc).parameters()], data["train_config"],
+                          path)
     return mc, prep
 
 
-def check_train_state(ts, mc: VAEConfig, train_config: dict, path) -> None:
+def check_train_state(ts, shapes: list, train_config: dict, path) -> None:
     """The resume state of an unfinished run, as ``fit`` will use it: an epoch within the run, the batch generator's
     state (a CPU generator's byte state), and an Adamax state whose parameter groups and moment estimates match the
-    model the config builds, shape for shape."""
+    model's parameters (``shapes``, in order), shape for shape."""
     if not isinstance(ts, dict) or not {"optimizer", "rng", "epoch"} <= set(ts):
         raise CheckpointError(f"{path}: train_state must hold optimizer, rng and epoch")
     epoch, epochs = ts["epoch"], train_config.get("epochs")
@@ -160,7 +161,6 @@ def check_train_state(ts, mc: VAEConfig, train_config: dict, path) -> None:
     if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.shape != expected.shape:
         raise CheckpointError(f"{path}: train_state rng must be a generator state ({expected.numel()} bytes, uint8)")
     opt = ts["optimizer"]
-    shapes = [tuple(q.shape) for q in VAE(mc).parameters()]
     try:
         groups = opt["param_groups"]
         ids = [i for g in groups for i in g["params"]]

@@ -228,9 +228,10 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
     ``Pois(e^{u0})`` (nats per patch, the rate code's information cost). MSE is the squared error summed over
     the pixels of a patch.
 
-    R² is pooled over patches, ``1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²`` (the fraction of the patches' variance
-    explained); ``r2_per_patch`` is the reference's mean of per-patch R², which a few near-blank patches
-    (4.8 % of ours) drive far below zero whenever a spike lands on them.
+    ``r2`` is the reference's R², the mean over patches of each patch's ``1 − ‖x − x̂‖² / ‖x − x̄‖²``, and
+    ``r2_pooled`` the R² pooled over patches, ``1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²`` (:mod:`spikevae.analysis.metrics`);
+    ``distance`` and ``distance_pooled`` are the reference's ``√((1 − R²)² + (1 − zeros)²)`` from each. The
+    rate read-out's ``r2_rates`` is pooled.
     """
     from ..analysis.sparsity import lifetime_sparsity, population_sparsity
 
@@ -264,14 +265,14 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
     for t in saves:
         a = {k: torch.cat(v).double().numpy() for k, v in acc[t].items()}
         var = a["var"].sum()
-        r2, r2r, zeros = 1 - a["sq"].sum() / var, 1 - a["sq_rates"].sum() / var, float((a["z"] == 0).mean())
-        rows.append({"t": t, "r2": float(r2), "mse": float(a["sq"].mean()), "zeros": zeros,
+        r2p, r2r, zeros = 1 - a["sq"].sum() / var, 1 - a["sq_rates"].sum() / var, float((a["z"] == 0).mean())
+        r2 = float(a["r2"].mean())
+        rows.append({"t": t, "r2": r2, "r2_pooled": float(r2p), "mse": float(a["sq"].mean()), "zeros": zeros,
                      "lifetime_sparsity": float(np.mean(lifetime_sparsity(a["z"]))),
                      "population_sparsity": float(np.mean(population_sparsity(a["z"]))),
-                     "distance": math.hypot(1 - r2, 1 - zeros),
+                     "distance": math.hypot(1 - r2, 1 - zeros), "distance_pooled": math.hypot(1 - r2p, 1 - zeros),
                      "r2_rates": float(r2r), "mse_rates": float(a["sq_rates"].mean()),
                      "distance_rates": math.hypot(1 - r2r, 1.0), "distance_map": math.hypot(1 - r2r, 1 - zeros),
-                     "r2_per_patch": float(a["r2"].mean()),
                      "spikes_per_patch": float(a["z"].sum(1).mean()), "cumulative_spikes": float(a["cum"].mean()),
                      "du_norm": float(a["du"].mean()), "kl_to_prior": float(a["kl"].mean())})
     return rows
@@ -324,8 +325,25 @@ def schedule(step: int, total: int, cfg: IPVAETrainConfig) -> Schedule:
 
 
 def fit(model: IPVAE, x_train: torch.Tensor, cfg: IPVAETrainConfig = IPVAETrainConfig(),
-        progress: bool = False, device: str | torch.device = "cpu") -> list[dict]:
-    """Train ``model`` on patches ``x_train`` (N, M) with the reference's recipe; returns per-epoch history."""
+        progress: bool = False, device: str | torch.device = "cpu", *, resume: dict | None = None,
+        stop_after: int | None = None, on_epoch=None, x_val=None, val_every: int = 0) -> list[dict]:
+    """Train ``model`` on patches ``x_train`` (N, M) with the reference's recipe; returns per-epoch history.
+
+    Parameters
+    ----------
+    resume : dict, optional
+        A checkpoint dict of an unfinished run (``train_state``: optimizer, generator state, epoch): training
+        continues on the same trajectory, step for step, as if it had not stopped (the model's weights must
+        already be loaded from it).
+    stop_after : int, optional
+        Stop after this many epochs in total; the schedules still span ``cfg.epochs``.
+    on_epoch : callable, optional
+        ``on_epoch(epoch, history, train_state)`` after every epoch (``train_state`` None after the last):
+        the caller writes its checkpoint there.
+    x_val, val_every : optional
+        Every ``val_every`` epochs (and after the last), :func:`evaluate` at T = ``cfg.n_iter`` on ``x_val``
+        (hard spikes, a fixed seed) goes into the epoch's history row as ``val``.
+    """
     import time
 
     from tqdm.auto import tqdm
@@ -341,13 +359,21 @@ def fit(model: IPVAE, x_train: torch.Tensor, cfg: IPVAETrainConfig = IPVAETrainC
                              weight_decay=cfg.weight_decay)
     n_batches = max(len(x_train) // cfg.batch_size, 1)
     total = n_batches * cfg.epochs
-    history, step = [], 0
-    bar = tqdm(range(cfg.epochs), disable=not progress, desc="train ipvae", unit="epoch")
+    history, start = [], 0
+    if resume is not None:
+        state = resume["train_state"]
+        opt.load_state_dict(state["optimizer"])
+        g.set_state(state["rng"].cpu() if dev.type == "cpu" else state["rng"])
+        start, history = int(state["epoch"]), list(resume.get("history", []))
+    last = cfg.epochs if stop_after is None else min(cfg.epochs, max(int(stop_after), start))
+    bar = tqdm(range(start, last), disable=not progress, desc="train ipvae", unit="epoch", initial=start,
+               total=cfg.epochs)
     for epoch in bar:
         t0 = time.perf_counter()
         order = torch.randperm(len(x_train), generator=g, device=dev)
         sums = torch.zeros(3, device=dev)
         for b in range(n_batches):
+            step = epoch * n_batches + b
             temp, beta, lr_f, ramp = schedule(step, total, cfg)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * lr_f
@@ -359,14 +385,27 @@ def fit(model: IPVAE, x_train: torch.Tensor, cfg: IPVAETrainConfig = IPVAETrainC
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip * (3 if step < 0.005 * total else 1))
             opt.step()
             sums += torch.stack([loss.detach(), parts["nll"].mean(), parts["kl"].mean()])
-            step += 1
         loss_m, nll_m, kl_m = (sums / n_batches).tolist()
-        history.append({"epoch": epoch + 1, "loss": loss_m, "nll": nll_m, "kl": kl_m, "temperature": temp,
-                        "beta": beta, "eta": float(model.log_lr.detach().exp()), "seconds": time.perf_counter() - t0})
-        bar.set_postfix(loss=f"{loss_m:.1f}", nll=f"{nll_m:.1f}", kl=f"{kl_m:.2f}")
+        row = {"epoch": epoch + 1, "step": (epoch + 1) * n_batches, "loss": loss_m, "nll": nll_m, "kl": kl_m,
+               "temperature": temp, "beta": beta, "eta": float(model.log_lr.detach().exp()),
+               "seconds": time.perf_counter() - t0}
         if not math.isfinite(loss_m):
             raise ArgumentError(f"the iP-VAE's loss became {loss_m} in epoch {epoch + 1}; lower --lr or --beta")
-    model.clamp_progress = 1.0
+        if x_val is not None and val_every and ((epoch + 1) % val_every == 0 or epoch + 1 == cfg.epochs):
+            keep = model.clamp_progress
+            model.clamp_progress = ramp
+            v = evaluate(model, x_val, t_max=cfg.n_iter, save_t=(cfg.n_iter,), seed=cfg.seed, device=dev)[-1]
+            row["val"] = {k: v[k] for k in ("r2", "r2_pooled", "zeros", "distance", "distance_pooled", "r2_rates",
+                                            "spikes_per_patch")}
+            model.clamp_progress = keep
+            model.train()
+        history.append(row)
+        bar.set_postfix(loss=f"{loss_m:.1f}", nll=f"{nll_m:.1f}", kl=f"{kl_m:.2f}")
+        if on_epoch is not None:
+            done = epoch + 1 == cfg.epochs
+            on_epoch(epoch + 1, history, None if done else
+                     {"optimizer": opt.state_dict(), "rng": g.get_state(), "epoch": epoch + 1})
+    model.clamp_progress = 1.0 if last == cfg.epochs else schedule(last * n_batches, total, cfg).clamp
     return history
 
 
@@ -391,10 +430,11 @@ def init_from_pvae(model: IPVAE, pvae) -> IPVAE:
 # ------------------------------------------------------------------ checkpoints (their own family)
 def save(model: IPVAE, path, history: list | None = None, train_config: IPVAETrainConfig | None = None,
          preprocessing: dict | None = None, data: dict | None = None, metrics: dict | None = None,
-         seed: int = 0) -> None:
+         seed: int = 0, train_state: dict | None = None) -> None:
     """Write an iP-VAE checkpoint atomically: the project's checkpoint container (tensors and plain data
     only) with ``family = "ipvae"``, the iP-VAE's own configs, the preprocessing of its training data, the
-    final metrics and the per-epoch history."""
+    final metrics and the per-epoch history; an unfinished run also keeps its ``train_state`` (optimizer,
+    generator state, epoch) for ``train --model ipvae --resume``."""
     from ..data import Preprocessing
     from ..io.files import provenance
     from .checkpoint import IPVAE_FAMILY, save_checkpoint
@@ -404,7 +444,8 @@ def save(model: IPVAE, path, history: list | None = None, train_config: IPVAETra
         "family": IPVAE_FAMILY, "model_config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "train_config": asdict(train_config or IPVAETrainConfig()), "preprocessing": prep,
-        "data": data or {}, "metrics": metrics or {}, "history": history or [], "provenance": provenance(seed)})
+        "data": data or {}, "metrics": metrics or {}, "history": history or [], "provenance": provenance(seed),
+        **({"train_state": train_state} if train_state is not None else {})})
 
 
 #: the ranges a trained iP-VAE's parameters lie in (all logs, natural units): outside them its rates are not ones a
@@ -419,7 +460,7 @@ def load(path) -> IPVAE:
     preprocessing of its training data as ``model.preprocessing``.
     """
     from ..errors import CheckpointError
-    from .checkpoint import IPVAE_FAMILY, check_weights, load_checkpoint, validate_container
+    from .checkpoint import IPVAE_FAMILY, check_train_state, check_weights, load_checkpoint, validate_container
 
     ck = load_checkpoint(path)
     if ck.get("family") != IPVAE_FAMILY:
@@ -439,6 +480,8 @@ def load(path) -> IPVAE:
         if not bool(((v >= lo) & (v <= hi)).all()):
             raise CheckpointError(f"{path}: parameter {name!r} ranges over [{float(v.min()):.3g}, {float(v.max()):.3g}], "
                                   f"outside [{lo:g}, {hi:g}]: the model would not spike in any physical range")
+    if ck.get("train_state") is not None:
+        check_train_state(ck["train_state"], [tuple(q.shape) for q in model.parameters()], ck["train_config"], path)
     model.load_state_dict(sd)
     model.checkpoint = {k: v for k, v in ck.items() if k != "state_dict"}
     model.preprocessing = prep
