@@ -130,3 +130,39 @@ def test_train_command_writes_an_ipvae_checkpoint(tmp_path, capsys):
     assert "validation at T = 2" in capsys.readouterr().out
     assert main(["--model", "ipvae", "--dataset", "digits", "--arch", "mlp|lin", "--out", str(tmp_path / "x.pt")]) == 2
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_an_interrupted_run_resumes_step_for_step(tmp_path, capsys):
+    """Three epochs in one go against one epoch, a stop, and a resume of the written checkpoint: the same weights
+    and history to the bit (the schedules, the batch order and the sampler's draws continue as if uninterrupted).
+    A resume with another recipe, of a finished run or of a P-VAE run is refused in one line, exit 2."""
+    from spikevae.cli.train import main
+
+    common = ["--model", "ipvae", "--dataset", "digits", "--latents", "12", "--epochs", "3", "--batch-size", "200",
+              "--iterations", "3", "--quiet"]
+    full, part = tmp_path / "full.pt", tmp_path / "part.pt"
+    assert main([*common, "--out", str(full)]) == 0
+    assert main([*common, "--out", str(part), "--stop-after", "1"]) == 0
+    assert "stopped after epoch 1 of 3" in capsys.readouterr().out
+    stopped = load(part).checkpoint
+    assert stopped["train_state"]["epoch"] == 1 and len(stopped["history"]) == 1
+    assert main(["--model", "ipvae", "--resume", str(part), "--out", str(tmp_path / "other.pt"), "--beta", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--beta 3.0 would make it another run" in err
+    assert not (tmp_path / "other.pt").exists()
+    assert main(["--model", "ipvae", "--resume", str(part), "--out", str(part), "--quiet"]) == 0
+    a, b = torch.load(full, weights_only=True), torch.load(part, weights_only=True)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]] and "train_state" not in b
+    assert a["metrics"] == b["metrics"]
+    capsys.readouterr()
+    assert main(["--model", "ipvae", "--resume", str(part), "--out", str(part)]) == 2
+    assert "finished iP-VAE run" in capsys.readouterr().err
+
+
+def test_a_pvae_run_is_not_resumed_as_an_ipvae(tmp_path, tiny_checkpoint, capsys):
+    from spikevae.cli.train import main
+
+    assert main(["--model", "ipvae", "--resume", str(tiny_checkpoint), "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an iP-VAE run" in err and not (tmp_path / "x.pt").exists()
