@@ -185,9 +185,49 @@ def ipvae() -> None:
     print(f"ipvae: {time.perf_counter() - t0:.0f} s")
 
 
+def inference_comparison() -> None:
+    """The tables and figures of docs/inference_comparison.md: the page's command with the shipped models."""
+    wall = _run("simulations/inference_comparison.py", "--out", str(OUT / "cmp"), "--overwrite")
+    res = json.loads((OUT / "cmp" / "results.json").read_text())
+    rows, front = res["rows"], res["frontier"]
+
+    def f(v, spec=".3f"):
+        return "–" if v is None else format(v, spec)
+
+    lines = [f"{res['n_patches']} held-out patches of the validation photographs (patches of energy < "
+             f"{res['preprocessing']['min_energy']:g} redrawn); the shipped P-VAE (`{res['checkpoint']}`) and iP-VAE "
+             f"(`{', '.join(res['ipvae'])}`). R² is the reference's (mean over patches of each patch's R²), pooled "
+             "R² beside it.", "",
+             "**Frontiers**: R² at matched fractions of zeros, each model against the converged LCA on the model's "
+             "own atoms (interpolated along the LCA's λ sweep and the iP-VAE's iterations t; – where a sweep does "
+             "not reach that fraction of zeros); gap = LCA − model.", "",
+             "| atoms | model | LCA | zeros | R² model | R² LCA | gap | pooled R² model | pooled R² LCA | gap |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in front:
+        lines.append(f"| {r['dictionary']} | {r['model']} | {r['lca']} | {r['zeros']:.3f} | {f(r['r2_model'])} | "
+                     f"{f(r['r2_lca'])} | {f(r['gap'], '+.3f')} | {f(r['r2_pooled_model'])} | "
+                     f"{f(r['r2_pooled_lca'])} | {f(r['gap_pooled'], '+.3f')} |")
+    lines += ["", "**Codes** (every row one code on one dictionary; spikes per second per unit over the read-out's "
+              "window: the P-VAE's 100 ms presentation, one 10 ms iteration period of the iP-VAE; cumulative: every "
+              "spike from the stimulus onset to the read-out):", "",
+              "| model | atoms | read-out | t | R² | pooled R² | zeros | distance | spikes / patch | spikes / s / unit "
+              "| cumulative spikes / s / unit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    n = res["n_patches"]
+    for r in rows:
+        if r["n_patches"] != n or (r["model"].startswith("iP-VAE") and r["iterations"] not in (1, 16, 64, 256, 1000)):
+            continue
+        t = "–" if r["iterations"] is None else r["iterations"]
+        lines.append(f"| {r['model']} | {r['dictionary']} | {r['readout']} | {t} | {f(r['r2'])} | "
+                     f"{f(r['r2_pooled'])} | {f(r['zeros'])} | {f(r['distance'])} | {f(r['spikes_per_patch'], '.1f')} "
+                     f"| {f(r['spikes_per_s'], '.2f')} | {f(r['cumulative_spikes_per_s'], '.2f')} |")
+    _write("inference_comparison", lines, ["python simulations/inference_comparison.py --out cmp/"], wall)
+    _figure(OUT / "cmp" / "figures" / "convergence.png", "inference_convergence.png")
+    _figure(OUT / "cmp" / "figures" / "rate_distortion.png", "inference_rate_distortion.png")
+
+
 PAGES = {"simulate": simulate, "lca_vs_pvae": lca_vs_pvae, "spike_statistics": spike_statistics, "metabolic_cost": metabolic_cost,
          "spike_generation": spike_generation, "rf_mapping": rf_mapping, "ipvae": ipvae,
-         "lca": lca}
+         "lca": lca, "inference_comparison": inference_comparison}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(PAGES)
