@@ -415,8 +415,9 @@ def rate_distortion(rows: list[dict], title: str = "every code: variance explain
     groups: dict = {}  # one line per code family, read-out, dictionary and patch set: never across patch sets
     for r in rows:
         atoms = f", {r['dictionary']} atoms" if r.get("dictionary") else ""
-        groups.setdefault(f"{r['model'].split(' λ=')[0].split(' (the')[0]} ({r['readout']}{atoms}, "
-                          f"{r['n_patches']} patches)", []).append(r)
+        patches = f", {r['n_patches']} patches" if r.get("n_patches") else ""
+        groups.setdefault(f"{r['model'].split(' λ=')[0].split(' (the')[0]} ({r['readout']}{atoms}{patches})",
+                          []).append(r)
     for name, rs in groups.items():
         rs = sorted((r for r in rs if r["r2"] is not None), key=lambda r: r["zeros"])
         if not rs:

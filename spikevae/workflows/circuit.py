@@ -18,7 +18,8 @@ __all__ = ["circuit_readout", "simulate_circuit_to_folder"]
 def circuit_readout(model, x: np.ndarray, counts: np.ndarray, save_t=None) -> list[dict]:
     """``model``: the iP-VAE or its dictionary Φ (M, K). Per-iteration metrics of a circuit's read-out counts
     (n_iter + 1, B, K): those of
-    :func:`spikevae.analysis.code_metrics` (R² pooled, MSE, zeros, sparsities, distance), the spikes per patch
+    :func:`spikevae.analysis.code_metrics` (the reference's R² and the pooled one, MSE, zeros, sparsities, distance
+    from each), the spikes per patch
     in the iteration and the cumulative spikes of periods 0..t, at each saved iteration (default: the
     reference's iterations up to n_iter)."""
     from ..analysis import code_metrics
@@ -85,12 +86,12 @@ def simulate_circuit_to_folder(out, model, stimuli: str = "natural", n_stimuli: 
 
 
 def _check_plausible(rows: list, st, cfg) -> None:
-    """Refuse (nothing is written) a run whose read-out is not a code: a non-finite R², an R² below −1 at the last
-    iteration (worse than predicting blank patches twice over), or more than 1 % of the drawn spikes lost because
-    they did not fit their iteration period."""
+    """Refuse (nothing is written) a run whose read-out is not a code: a non-finite R², a pooled R² below −1 at the
+    last iteration (worse than predicting blank patches twice over), or more than 1 % of the drawn spikes lost
+    because they did not fit their iteration period."""
     last = rows[-1]
-    if not all(np.isfinite(r["r2"]) for r in rows) or last["r2"] < -1:
-        raise DataError(f"the circuit's read-out at t = {last['t']} has R² {last['r2']:.3g} with "
+    if not all(np.isfinite(r["r2_pooled"]) for r in rows) or last["r2_pooled"] < -1:
+        raise DataError(f"the circuit's read-out at t = {last['t']} has pooled R² {last['r2_pooled']:.3g} with "
                         f"{last['spikes_per_patch']:.3g} spikes per patch per iteration: this model gives no usable "
                         "code (check the checkpoint); nothing was written")
     lost = st.meta.get("clipped_spikes", 0)
