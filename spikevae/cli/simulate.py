@@ -204,7 +204,8 @@ def _simulate_ipvae(args) -> int:
     print(f"iP-VAE circuit: {s['n_presentations']} presentations ({s['n_stimuli']} {s['stimuli']} stimuli x "
           f"{s['repeats']}) of {s['n_units']} units, {s['n_iter']} iterations of {args.period:g} ms, target {target}")
     print(f"spikes: {s['n_spikes']} ({s['mean_rate_hz']:.2f} Hz per unit); read-out at t = {last['t']}: R² "
-          f"{last['r2']:.3f} (pooled {last['r2_pooled']:.3f}), zeros {last['zeros']:.3f}, {last['spikes_per_patch']:.1f} spikes per patch per iteration"
+          f"{last['r2']:.3f} (pooled {last['r2_pooled']:.3f}), zeros {last['zeros']:.3f}, "
+          f"{last['spikes_per_patch']:.1f} spikes per patch per iteration"
           + (f"; {s['clipped_spikes']} spikes did not fit their period (raise --substeps)" if s["clipped_spikes"] else ""))
     print(f"wrote {out / 'spikes.nwb'}" + ("" if args.no_neo else f", {out / 'spikes.nix'}") +
           f", {out / 'summary.json'} and figures in {out / 'figures'}")
