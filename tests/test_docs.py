@@ -59,7 +59,8 @@ _URL = re.compile(r"https?://\S+|\]\([^)]*\)")
 
 def _texts():
     for pattern in ("README.md", "docs/*.md", "docs/generated/*.md", "docs/*.py", "examples/*.py", "spikevae/**/*.py",
-                    "simulations/*.py", "analysis/*.py", "benchmarks/*.py", "tests/*.py", "Makefile", ".ci/run"):
+                    "simulations/*.py", "analysis/*.py", "benchmarks/*.py", "tests/*.py", "runs/*/README.md", "spikevae/**/*.pyx",
+                    "Makefile", ".ci/run"):
         for path in sorted(ROOT.glob(pattern)):
             if path.name != "test_docs.py":
                 yield path, path.read_text()
