@@ -20,14 +20,24 @@ from spikevae.models.poisson_buckets import _BUCKETS, _bucket_limits, relaxed_po
 N = 200_000
 
 
-@pytest.fixture(params=["compiled", "torch"])
-def sampler(request, monkeypatch):
-    """Each implementation of the default sampler: the compiled one (CPU) and the torch one (any device)."""
-    if request.param == "torch":
+def _use(which, monkeypatch):
+    if which == "torch":
         monkeypatch.setattr(P, "_kernel", lambda: None)
     else:
         assert P._kernel() is not None, "the compiled sampler did not build here"
-    return request.param
+    return which
+
+
+@pytest.fixture(params=["compiled", pytest.param("torch", marks=pytest.mark.slow)])
+def sampler(request, monkeypatch):
+    """Each implementation of the default sampler: the compiled one (CPU) and the torch one (any device; in the
+    everyday suite through the law test against the earlier sampler)."""
+    return _use(request.param, monkeypatch)
+
+
+@pytest.fixture(params=["compiled", "torch"])
+def both_samplers(request, monkeypatch):
+    return _use(request.param, monkeypatch)
 
 
 @pytest.mark.parametrize("temperature,var_tol", [(0.05, 0.08), (0.01, 0.025)])
@@ -201,7 +211,7 @@ def test_window_edges_hold_their_bounds(rate, temperature):
 
 
 @pytest.mark.parametrize("rate,temperature", [(0.3, 0.02), (2.0, 0.3), (12.0, 1.0)])
-def test_same_law_as_the_earlier_bucketed_sampler(rate, temperature, sampler):
+def test_same_law_as_the_earlier_bucketed_sampler(rate, temperature, both_samplers):
     """Two-sample checks against the per-bucket sampler of earlier releases: mean and variance of z, mean and
     variance of dz/dλ, within 4 standard errors of their difference (normal-theory s.e. of a variance)."""
     n = 100_000
