@@ -225,9 +225,15 @@ def inference_comparison() -> None:
     _figure(OUT / "cmp" / "figures" / "rate_distortion.png", "inference_rate_distortion.png")
 
 
+def basis() -> None:
+    """The shipped P-VAE's dictionary (README's figure), as `python -m spikevae.demo` draws it."""
+    _run("-m", "spikevae.demo", "--out", str(OUT / "demo"), "--no-spikes")
+    _figure(OUT / "demo" / "basis.png", "basis.png")
+
+
 PAGES = {"simulate": simulate, "lca_vs_pvae": lca_vs_pvae, "spike_statistics": spike_statistics, "metabolic_cost": metabolic_cost,
          "spike_generation": spike_generation, "rf_mapping": rf_mapping, "ipvae": ipvae,
-         "lca": lca, "inference_comparison": inference_comparison}
+         "lca": lca, "inference_comparison": inference_comparison, "basis": basis}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(PAGES)
