@@ -74,10 +74,11 @@ def test_rerun_skips_finished_runs_and_redoes_unfinished_ones(dask_sweep, tmp_pa
 
 def test_bad_sweep_arguments_are_one_line(tmp_path, capsys):
     for argv in (["--grid", "bogus=1"], ["--grid", "beta=x"], ["--grid", "beta=-1"], ["--grid", "beta"],
-                 ["--grid", "beta=1", "--set", "beta=2"], ["--grid", "family=wolf"]):
+                 ["--grid", "beta=1", "--set", "beta=2"], ["--grid", "family=wolf"], ["--grid", "beta=1,nan"],
+                 ["--grid", "beta=inf,2"]):
         assert run_cli(main, ["--out", str(tmp_path / "s"), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 6 and all(line.startswith("python -m spikevae.sweep: error:") for line in err)
+    assert len(err) == 8 and "must be finite" in err[-1] and all(line.startswith("python -m spikevae.sweep: error:") for line in err)
     assert not (tmp_path / "s").exists()  # nothing written for a rejected sweep
 
 
