@@ -78,7 +78,8 @@ def test_bad_sweep_arguments_are_one_line(tmp_path, capsys):
                  ["--grid", "beta=inf,2"]):
         assert run_cli(main, ["--out", str(tmp_path / "s"), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 8 and "must be finite" in err[-1] and all(line.startswith("python -m spikevae.sweep: error:") for line in err)
+    assert len(err) == 8 and "must be finite" in err[-1]
+    assert all(line.startswith("python -m spikevae.sweep: error:") for line in err)
     assert not (tmp_path / "s").exists()  # nothing written for a rejected sweep
 
 
