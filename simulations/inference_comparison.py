@@ -325,7 +325,7 @@ def main(argv=None) -> int:
                 if r["model"] == "iP-VAE (Brian2 circuit)"]
         plots.save_figure(plots.convergence(runs), out / "figures" / "convergence.png")
         plots.save_figure(plots.rate_distortion(rows), out / "figures" / "rate_distortion.png")
-        results = {"n_patches": len(x), "preprocessing": pvae.preprocessing.to_dict(), "checkpoint": pvae.name,
+        results = {"n_patches": len(x), "preprocessing": pvae.preprocessing.to_dict(), "checkpoint": Path(pvae.path).name,
                    "ipvae": [Path(p).name for p in paths], "zeros_levels": sorted(set(args.zeros)), "rows": rows,
                    "frontier": front, "ipvae_trace": traces, "wall_seconds": time.perf_counter() - t_start}
         write_json(out / "results.json", results)

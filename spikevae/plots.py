@@ -411,7 +411,7 @@ def rate_distortion(rows: list[dict], title: str = "every code: variance explain
     """R² against the fraction of zero entries, one marker per (model, read-out), iterations labelled; the
     reference's ideal is the corner (1, 1) and its distance is the distance to that corner."""
     plt = _mpl()
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    fig, ax = plt.subplots(figsize=(9.6, 4.8))
     groups: dict = {}  # one line per code family, read-out, dictionary and patch set: never across patch sets
     for r in rows:
         atoms = f", {r['dictionary']} atoms" if r.get("dictionary") else ""
@@ -437,8 +437,9 @@ def rate_distortion(rows: list[dict], title: str = "every code: variance explain
     ax.set_xlim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.set_title(title + "\n(labels: iterations for the iP-VAE, λ for the LCA)", fontsize=9)
-    ax.legend(fontsize=6, loc="lower left")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plane: no point hidden
     fig.tight_layout()
+    fig.subplots_adjust(right=0.69)  # the legend to the right of the plane
     return fig
 
 
