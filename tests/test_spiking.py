@@ -66,7 +66,7 @@ def test_rate_zero_silent_and_rate_one_over_dt_every_step():
 def test_gap_rows_and_trailing_zero_row():
     cfg = PoissonLayerConfig(window=0.004, gap=0.002, dt=1e-3)
     lam = np.array([[1.0, 2.0], [3.0, 4.0]])
-    table, slot = _chunk_table(drive_schedule(lam, cfg.window, cfg.dt, cfg.spikes), cfg, 0, 12)
+    table, slot, _ = _chunk_table(drive_schedule(lam, cfg.window, cfg.dt, cfg.spikes), cfg, 0, 12)
     assert slot == 2  # gcd(4, 2) steps
     hz = np.array([[250.0, 500.0], [750.0, 1000.0]])  # λ / 4 ms
     expect = np.array([hz[0], hz[0], [0, 0], hz[1], hz[1], [0, 0], [0, 0]])

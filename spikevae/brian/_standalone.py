@@ -33,7 +33,7 @@ __all__ = ["cache_root", "cached_project", "run_binary"]
 
 #: bump when the code that builds a cached network changes (it is part of every key, with spikevae's Brian2
 #: templates' text)
-CODE_VERSION = 1
+CODE_VERSION = 2
 
 
 def cache_root(override: str | os.PathLike | None = None) -> Path:

@@ -39,47 +39,63 @@ log = logging.getLogger(__name__)
 
 def run_chunk(table: np.ndarray, slot_steps: int, n_steps: int, dt: float, key: int, step0: int, target: str,
                  build_dir: str | None, model,
-                 carry: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                 carry: dict | None = None, hist_rows: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """Run one chunk (absolute steps ``step0`` .. ``step0 + n_steps``) in Brian2.
 
-    Returns spikes as (unit, time step within the chunk) and the state the next chunk starts from
-    (``carry``: what a unit remembers across the cut, in absolute steps). Every random draw is
+    ``table``: the rates, one row per slot, its first ``hist_rows`` rows the slots before ``step0`` (what the
+    refractory correction looks back on, :func:`history_rows`). Returns spikes as (unit, time step within the
+    chunk) and the state the next chunk starts from (``carry``: what a unit remembers across the cut, in
+    absolute steps). Every random draw is
     :mod:`spikevae.brian._streams`' function of (key, unit, absolute step, stream), so the spikes do not
     depend on where the run is cut. ``build_dir``: the cache of compiled standalone projects.
     """
-    if table.shape[0] * slot_steps < n_steps:  # guard the repeat-last-row trap
+    if (table.shape[0] - hist_rows) * slot_steps < n_steps:  # guard the repeat-last-row trap
         raise AssertionError("rate table shorter than the run")
     if target == "cpp_standalone":
-        return _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, build_dir)
-    return _runtime_chunk(table, slot_steps, n_steps, dt, target, model, _unit_values(model, dt, key, step0, carry),
-                          step0)
+        return _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, build_dir, hist_rows)
+    return _runtime_chunk(table, slot_steps, n_steps, dt, target, model,
+                          _unit_values(model, dt, key, step0, carry, hist_rows * slot_steps, n_steps), step0)
 
 
 def unit_kind(model) -> str:
     """Which network the spike model needs (its parameters are run-time values, not part of the code)."""
-    if model.gamma_order > 1:
-        return "renewal"
-    return "refractory" if model.refractory else "poisson"
+    return "renewal" if model.gamma_order > 1 or model.refractory else "poisson"
+
+
+def history_rows(model, dt: float, slot_steps: int, step0: int) -> int:
+    """Rows of the rate table before a chunk that starts at absolute step ``step0``: enough whole slots to cover
+    :func:`history_steps`, and none before the run's first step."""
+    return min(step0 // slot_steps, -(-history_steps(model, dt) // slot_steps))
+
+
+def history_steps(model, dt: float) -> int:
+    """Steps of rates before a step that the refractory correction looks back on (r − 1 for r refractory
+    steps; 0 without the correction)."""
+    if not (model.refractory and model.correct_refractory):
+        return 0
+    return max(int(round(model.refractory / dt)) - 1, 0)
 
 
 #: state variables of each network kind that a unit carries into the next chunk
-_CARRIED = {"poisson": (), "refractory": ("ref_end",), "renewal": ("Lam", "next_L", "c", "ref_end")}
+_CARRIED = {"poisson": (), "renewal": ("Lam", "next_L", "c", "ref_end", "D")}
 
 
 # ... of which these are held in local steps inside a chunk and carried in absolute steps
 _ABSOLUTE = ("ref_end",)
 
 
-def _unit_values(model, dt: float, key: int, step0: int, carry: dict | None) -> dict:
-    """Initial values of the units' variables for one chunk: the run's key, the chunk's first absolute step,
-    the model's parameters and the carried state (local steps)."""
+def _unit_values(model, dt: float, key: int, step0: int, carry: dict | None, hist_steps: int = 0,
+                 n_steps: int = 0) -> dict:
+    """Initial values of the units' variables for one chunk of ``n_steps``: the run's key, the chunk's first
+    absolute step, the model's parameters, the carried state (local steps) and the steps of history the rate
+    table holds before the chunk's first step."""
     kind = unit_kind(model)
     values = {"rng_key": float(key), "step0": float(step0)}
-    if kind != "poisson":
-        values["ref_steps"] = float(int(round(model.refractory / dt)) if model.refractory else 0)
-        values["ref_end"] = -1.0
     if kind == "renewal":
-        values.update(k_order=float(model.gamma_order), has_carry=0.0, Lam=0.0, c=0.0, next_L=1e300)
+        values.update(ref_steps=float(int(round(model.refractory / dt)) if model.refractory else 0), ref_end=-1.0,
+                      k_order=float(model.gamma_order), has_carry=0.0, Lam=0.0, c=0.0, next_L=1e300, D=0.0,
+                      corr=float(history_steps(model, dt) > 0), hist_steps=float(hist_steps),
+                      n_live=float(n_steps))
     if carry is not None:
         values.update({name: carry[name] - (step0 if name in _ABSOLUTE else 0) for name in _CARRIED[kind]})
         if kind == "renewal":
@@ -145,26 +161,29 @@ def _piece_rows(slot_steps: int, dt: float) -> int:
     return 3 * p // 2 if p >= 2 and 3 * p // 2 <= max_rows else p
 
 
-def _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, build_dir):
+def _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, build_dir, hist_rows=0):
     """One chunk with the cached cpp_standalone binary of its code shape (built on first use): the rate table,
     key, offset, parameters and carried state are run-time arguments. The binary runs a ladder length of
     whole slots; the rows past the chunk are silent, so nothing past ``n_steps`` spikes or changes a unit.
-    A chunk longer than :data:`STANDALONE_MAX_SECONDS` runs as consecutive pieces of whole slots."""
+    A chunk longer than :data:`STANDALONE_MAX_SECONDS` runs as consecutive pieces of whole slots, each with the
+    rows of history its refractory correction looks back on."""
 
     K, kind = table.shape[1], unit_kind(model)
     rows, piece = -(-n_steps // slot_steps), _piece_rows(slot_steps, dt)
     if kind == "poisson" and rows > 1:
-        return _stacked_chunk(table, slot_steps, n_steps, dt, key, step0, build_dir, rows, piece)
+        return _stacked_chunk(table[hist_rows:], slot_steps, n_steps, dt, key, step0, build_dir, rows, piece)
+    need = -(-history_steps(model, dt) // slot_steps)  # history rows a compiled project holds
     units, times = [], []
     for r0 in range(0, rows, piece):
         r1 = min(rows, r0 + piece)
         n_sub = min(n_steps, r1 * slot_steps) - r0 * slot_steps
-        rows_bin, folder, manifest = _standalone_project(K, slot_steps, n_sub, dt, kind, build_dir)
-        padded = np.zeros((rows_bin + 1, K))
-        padded[:r1 - r0] = table[r0:r1]
+        rows_bin, folder, manifest = _standalone_project(K, slot_steps, n_sub, dt, kind, build_dir, history=need)
+        h = min(need, hist_rows + r0)  # history rows there are before this piece
+        padded = np.zeros((need + rows_bin + 1, K))
+        padded[:h + r1 - r0] = table[hist_rows + r0 - h:hist_rows + r1]
         s0 = step0 + r0 * slot_steps
         args = {"pvae_rates.values": padded}
-        args.update({f"pvae_units.{k}": v for k, v in _unit_values(model, dt, key, s0, carry).items()})
+        args.update({f"pvae_units.{k}": v for k, v in _unit_values(model, dt, key, s0, carry, h * slot_steps, n_sub).items()})
         outputs = ("i", "t", "event_c") if kind == "renewal" else ("i", "t")
         unit, steps, res = _binary_spikes(folder, manifest, args, outputs + tuple(_CARRIED[kind]), dt, n_sub)
         state = {name: res[name].astype(np.float64) for name in _CARRIED[kind]}
@@ -191,7 +210,8 @@ def prepare_standalone(K: int, slot_steps: int, n_steps: int, dt: float, model, 
         p, M = _stack_plan(rows, piece)
         _standalone_project(K, slot_steps, p * slot_steps, dt, kind, build_dir, M)
     else:
-        _standalone_project(K, slot_steps, min(rows, piece) * slot_steps, dt, kind, build_dir)
+        _standalone_project(K, slot_steps, min(rows, piece) * slot_steps, dt, kind, build_dir,
+                            history=-(-history_steps(model, dt) // slot_steps))
 
 
 def _stacked_chunk(table, slot_steps, n_steps, dt, key, step0, build_dir, rows, piece):
@@ -234,16 +254,19 @@ def _binary_spikes(folder, manifest, args: dict, outputs: tuple, dt: float, n_st
 
 
 def _standalone_project(K: int, slot_steps: int, n_steps: int, dt: float, kind: str, build_dir,
-                        stack: int = 1) -> tuple:
+                        stack: int = 1, history: int = 0) -> tuple:
     """(rows, folder, manifest) of the cached compiled project that runs ``n_steps`` (rounded up the ladder) of
-    ``stack`` pieces of ``K`` units side by side."""
+    ``stack`` pieces of ``K`` units side by side, its rate table holding ``history`` rows before the first step."""
     from ._standalone import cached_project
 
     rows_bin = _ladder(-(-n_steps // slot_steps))
     n_bin = rows_bin * slot_steps
     spec = {"kind": kind, "units": K, "stack": stack, "slot_steps": slot_steps, "steps": n_bin, "dt": dt}
+    if history:
+        spec["history_rows"] = history
     folder, manifest = cached_project(
-        "poisson_layer", spec, lambda d: _build_standalone(d, K, slot_steps, rows_bin, n_bin, dt, kind, stack), build_dir)
+        "poisson_layer", spec,
+        lambda d: _build_standalone(d, K, slot_steps, rows_bin + history, n_bin, dt, kind, stack), build_dir)
     return rows_bin, folder, manifest
 
 
@@ -291,7 +314,8 @@ def _build_standalone(directory: Path, K: int, slot_steps: int, rows: int, n_ste
 
 
 #: the units' run-time variables (set per chunk, never compiled in)
-_UNIT_VARIABLES = ("rng_key", "step0", "ref_steps", "k_order", "has_carry", "ref_end", "Lam", "next_L", "c")
+_UNIT_VARIABLES = ("rng_key", "step0", "ref_steps", "k_order", "has_carry", "ref_end", "Lam", "next_L", "c", "D",
+                   "corr", "hist_steps", "n_live")
 
 
 def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, kind: str, n_lat: int | None = None):
@@ -299,12 +323,12 @@ def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, kin
     (:func:`unit_kind`); its run-time values (:func:`_unit_values`) are set by the caller.
 
     Poisson: one Bernoulli draw of probability p = rate·dt per step, realised by drawing the geometric number
-    of steps to the next spike, redrawn at every slot boundary (memoryless). An absolute refractory period of
-    r steps makes the earliest next spike r steps after the last one (``ref_end``); the geometric draw starts
-    there. Gamma renewal (order k): the rate is integrated into an operational time Λ (frozen while
-    refractory), and a spike is emitted each time Λ passes a Gamma(k, 1/k) increment. Draws: stream 0 at slot
-    boundaries (and the first renewal increment), stream 1 at spikes. The key, the chunk's first step and the
-    model's parameters are shared constants of the group, so one compiled object serves every run.
+    of steps to the next spike, redrawn at every slot boundary (memoryless). Renewal (an absolute refractory
+    period of r steps, gamma order k, or both): see below; its per-step chance changes within a slot (the
+    refractory correction looks back r − 1 steps), so it sums a hazard per step instead. Draws: stream 0 at
+    slot boundaries (and the first renewal threshold), stream 1 at spikes, stream 2 for the renewal's starting
+    phase. The key, the chunk's first step and the model's parameters are run-time values of the group, so one
+    compiled object serves every run.
     """
     now = "timestep(t, sim_dt)"
     # step0: the absolute step of the neuron's first local step; lat: its unit (several pieces of a chunk can run
@@ -314,40 +338,49 @@ def _neurons(b2, K: int, ns: dict, dt: float, slot_steps: int, n_steps: int, kin
     def draw(stream):
         return f"spikevae_uniform(rng_key, lat, {now} + step0, {stream})"
 
-    if kind in ("poisson", "refractory"):
+    if kind == "poisson":
         # p: Bernoulli probability per step; gap to the next spiking step ~ Geometric(p)
         # (capped at 1e9 steps, far beyond a chunk, because Brian's floor() returns a 32-bit integer)
         def geo(stream):
             return f"floor(clip(log({draw(stream)}) / (log(clip(1 - p, 1e-300, 1)) - 1e-300), 0, 1e9))"
 
-        eqs = shared + "next_step : 1\np = clip(stim(t, i) * sim_dt, 0, 1) : 1"
-        if kind == "poisson":
-            G = b2.NeuronGroup(K, eqs, threshold=f"{now} >= next_step", reset=f"next_step = {now} + 1 + {geo(1)}",
-                               dt=dt * b2.second, namespace=ns, name="pvae_units")
-            boundary = f"next_step = {now} + {geo(0)}"
-        else:  # ref_end: the first step at which the unit may spike again
-            G = b2.NeuronGroup(K, eqs + "\nref_steps : 1 (shared, constant)\nref_end : 1",
-                               threshold=f"{now} >= next_step",
-                               reset=f"ref_end = {now} + ref_steps\nnext_step = ref_end + {geo(1)}",
-                               dt=dt * b2.second, namespace=ns, name="pvae_units")
-            boundary = f"next_step = clip(ref_end, {now}, 1e300) + {geo(0)}"
+        G = b2.NeuronGroup(K, shared + "next_step : 1\np = clip(stim(t, i) * sim_dt, 0, 1) : 1",
+                           threshold=f"{now} >= next_step", reset=f"next_step = {now} + 1 + {geo(1)}",
+                           dt=dt * b2.second, namespace=ns, name="pvae_units")
         G.next_step = 1e300
         G.lat = f"i % {n_lat or K}"
-        G.run_regularly(boundary, dt=slot_steps * dt * b2.second, when="start", name="pvae_slot_boundary")
+        G.run_regularly(f"next_step = {now} + {geo(0)}", dt=slot_steps * dt * b2.second, when="start",
+                        name="pvae_slot_boundary")
         return G
-    # gamma renewal of order k: events of a Poisson process at k·ν in operational time Λ = ∫ν dt; every k-th event
-    # is a spike (event counter c; SpikeMonitor keeps c, and the spikes are the events with c = k − 1).
-    # Λ is frozen for the refractory period after a spike (until step ref_end). A run that does not continue an
-    # earlier chunk (has_carry 0) draws its first increment at its first step.
+    # renewal (refractoriness, gamma order k): events of a Bernoulli process, at most one per step, of probability
+    # q = k·ν·dt / (1 − D) while the unit is not refractory, realised as the steps where the summed hazard
+    # Λ = Σ −log(1 − q) passes an Exp(1) threshold (a draw at each event, none per step); every k-th event is a
+    # spike (event counter c; SpikeMonitor keeps c, and the spikes are the events with c = k − 1), after which Λ
+    # is frozen for the r − 1 steps before ref_end. D = Σ_{j=1}^{r−1} ν(t − j·dt)·dt, the spikes the unit is
+    # asked for in the steps a spike now would make it miss, is the refractory correction: with k = 1 the chance
+    # of a spike at a step is then exactly ν·dt (P(not refractory) = 1 − D when every earlier step met its rate),
+    # from the first step of every window whatever came before. The table holds hist_steps of history before
+    # the chunk's first step, for the look-back; D stops at step n_live (the chunk's end, where a compiled run
+    # of a ladder length goes on through silent rows), so it is carried as it stood there. A run that does not
+    # continue an earlier chunk (has_carry 0) draws its first threshold and a uniform phase c ∈ {0, …, k − 1}
+    # (the stationary one) at its first step.
+    look = "(timestep(t, sim_dt) + hist_steps + 0.5)"  # mid-step: no rounding at a slot's edge on any target
     G = b2.NeuronGroup(K, shared + "ref_steps : 1 (shared, constant)\nk_order : 1 (shared, constant)\n"
-                       "has_carry : 1 (shared, constant)\n"
-                       f"dLam/dt = stim(t, i) * int({now} >= ref_end) : 1\nnext_L : 1\nc : 1\nref_end : 1",
+                       "has_carry : 1 (shared, constant)\ncorr : 1 (shared, constant)\n"
+                       "hist_steps : 1 (shared, constant)\nn_live : 1 (shared, constant)\n"
+                       f"nu = stim({look} * sim_dt, i) : Hz\n"
+                       f"nu_old = stim(({look} - ref_steps + 1) * sim_dt, i) * "
+                       f"int({now} + step0 >= ref_steps - 1) : Hz\n"
+                       "q = clip(k_order * nu * sim_dt / clip(1 - corr * D, 1e-12, 1), 0, 1 - 1e-12) : 1\n"
+                       f"dLam/dt = -log(1 - q) / sim_dt * int({now} >= ref_end) : 1\n"
+                       f"dD/dt = corr * (nu - nu_old) * int({now} < n_live) : 1\nnext_L : 1\nc : 1\nref_end : 1",
                        threshold="Lam >= next_L",
                        reset=f"ref_end = {now} + ref_steps * int(c >= k_order - 1)\nc = (c + 1) * int(c < k_order - 1)\n"
-                             f"next_L = Lam - log(1 - {draw(1)}) / k_order",
+                             f"next_L = Lam - log(1 - {draw(1)})",
                        method="euler", dt=dt * b2.second, namespace=ns, name="pvae_units")
     G.lat = f"i % {n_lat or K}"
-    G.run_regularly(f"next_L = has_carry * next_L + (1 - has_carry) * (Lam - log(1 - {draw(0)}) / k_order)",
+    G.run_regularly(f"next_L = has_carry * next_L + (1 - has_carry) * (Lam - log(1 - {draw(0)}))\n"
+                    f"c = has_carry * c + (1 - has_carry) * floor(k_order * {draw(2)})",
                     dt=(n_steps + 1) * dt * b2.second, when="start", name="pvae_renewal_start")  # once, at the start
     return G
 

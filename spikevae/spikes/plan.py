@@ -5,10 +5,10 @@ import math
 
 import numpy as np
 
+from ..brian.poisson import history_rows
 from ..errors import ArgumentError
 from ..records import Presentations
 from .config import PoissonLayerConfig
-from .spike_model import refractory_drive
 
 __all__ = ["default_workers"]
 
@@ -24,14 +24,17 @@ def _slot_steps(cfg: PoissonLayerConfig, sched) -> int:
     return slot
 
 
-def _chunk_table(sched, cfg: PoissonLayerConfig, start: int, stop: int) -> tuple[np.ndarray, int]:
+def _chunk_table(sched, cfg: PoissonLayerConfig, start: int, stop: int) -> tuple[np.ndarray, int, int]:
     """Rate table (rows, K) in Hz for the time steps [start, stop) of the run, one row per slot, plus a
-    trailing row (past its end a 2-D TimedArray repeats its last row). Responses are placed at their
-    latency; the spontaneous rate fills everything; the refractory drive correction is applied last."""
+    trailing row (past its end a 2-D TimedArray repeats its last row), and the rows before ``start`` it
+    begins with (the history the refractory correction looks back on, :func:`history_rows`). Responses are
+    placed at their latency; the spontaneous rate fills everything. Returns (table, slot steps, history rows)."""
     w, g = cfg.steps(cfg.window, "window"), cfg.steps(cfg.gap, "gap")
     period, slot = w + g, _slot_steps(cfg, sched)
     n, K = len(sched), sched.n_units
     model = cfg.spikes
+    hist = history_rows(model, cfg.dt, slot, start)
+    start -= hist * slot
     n_rows = (stop - start) // slot
     table = np.full((n_rows + 1, K), float(model.spontaneous_hz))
     L, nb, q = sched.latency_steps, len(sched.kernel), sched.bin_steps // slot
@@ -46,11 +49,9 @@ def _chunk_table(sched, cfg: PoissonLayerConfig, start: int, stop: int) -> tuple
         if model.spontaneous_hz:
             hz = hz + model.spontaneous_hz
         table[rows[ok]] = np.repeat(hz, q, axis=0).reshape(len(pres), q, K)[ok]
-    if model.refractory and model.correct_refractory:
-        table, _ = refractory_drive(table, model.refractory, cfg.dt)
     if model.spontaneous_hz == 0:
         table[-1] = 0.0
-    return table, slot
+    return table, slot, hist
 
 
 def _check_expected(expected) -> np.ndarray:

@@ -115,7 +115,8 @@ class PoissonRun:
             log.warning(note)
 
     def _peak_hz(self, a: int, b: int) -> np.ndarray:
-        """Peak drive of presentations a..b (what one Bernoulli draw per step must carry), Hz."""
+        """Peak event rate of presentations a..b (what one Bernoulli draw per step must carry: the drive, times k
+        for gamma-renewal events), Hz."""
         model, sched = self.cfg.spikes, self.sched
         if model.is_plain:
             return rates_hz(sched.expected(slice(a, b)), self.cfg.window)
@@ -123,7 +124,7 @@ class PoissonRun:
         if model.refractory and model.correct_refractory:
             drive, _ = refractory_drive(peak, model.refractory, self.cfg.dt)
             peak = np.where(peak * max(model.refractory - self.cfg.dt, 0.0) >= 0.99, 0.0, drive)  # reported apart
-        return peak
+        return peak * model.gamma_order
 
     @property
     def index(self) -> np.ndarray:
@@ -185,12 +186,12 @@ class PoissonRun:
         for s0 in tqdm(starts, disable=not progress or len(starts) == 1, desc="brian2", unit="chunk"):
             s1 = min(n, s0 + cfg.chunk)
             a, b = s0 * period, (self.total if s1 >= n else s1 * period)
-            table, slot = _chunk_table(self.sched, cfg, a, b)
+            table, slot, hist = _chunk_table(self.sched, cfg, a, b)
             while True:
                 tgt = self.target or targets[0]
                 try:
                     u, st, state = run_chunk(table, slot, b - a, cfg.dt, self.key, a, tgt,
-                                                build_dir, cfg.spikes, carry)
+                                                build_dir, cfg.spikes, carry, hist)
                     self.target = tgt
                     break
                 except RunInterrupted:
@@ -234,7 +235,7 @@ class PoissonRun:
 
         def job(k):
             s0, s1, a, b = plan[k]
-            table, slot = _chunk_table(self.sched, cfg, a, b)
+            table, slot, _ = _chunk_table(self.sched, cfg, a, b)  # the plain layer: no history rows
             return (table, slot, b - a, cfg.dt, self.key, a, target, None if build_dir is None else str(build_dir),
                     cfg.spikes)
 

@@ -13,11 +13,13 @@ during the window, nothing in the gaps). The parts, with their biological source
   is normalised so that its mean over the window is 1, so the expected count is unchanged, and it is
   written into the rate table in bins of ``kernel_dt``;
 - **refractoriness**: an absolute ``refractory`` period (s; the minimum inter-spike interval); with
-  ``correct_refractory`` the drive ν is raised to ν / (1 − ν (τ_ref − dt)), the dead-time correction,
-  so that the expected count is still the one asked for (impossible, and reported, where
-  ν (τ_ref − dt) ≥ 1);
-- **variability**: ``gamma_order`` k > 1 gives gamma-renewal spikes (every k-th event of a Poisson
-  process at k·ν: sub-Poisson, count Fano factor → 1/k); ``gain_cv`` > 0 multiplies all units' rates in
+  ``correct_refractory`` the chance of a spike at a step is raised to ν·dt / (1 − D), D the count asked
+  for over the τ_ref − dt before it, so that the unit fires at the rate asked for at every step, from
+  rest as in steady firing (where ν is steady, the dead-time drive ν / (1 − ν (τ_ref − dt)));
+  impossible, and reported, where ν (τ_ref − dt) ≥ 0.99;
+- **variability**: ``gamma_order`` k > 1 gives gamma-renewal spikes (every k-th event of a Bernoulli
+  process of chance k·ν·dt per step, from a uniform phase: sub-Poisson, count Fano factor → 1/k);
+  ``gain_cv`` > 0 multiplies all units' rates in
   a presentation by one shared gain G ~ Gamma with mean 1 and s.d. ``gain_cv`` (a doubly stochastic,
   super-Poisson process: Fano = 1 + λ·var(G); Goris, Movshon & Simoncelli 2014).
 
