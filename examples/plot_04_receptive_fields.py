@@ -38,16 +38,19 @@ fig = figs["agreement"]
 # The V1 battery
 # --------------
 # Each property's median [quartiles] over the units that are not weak, beside the published V1 value
-# where the toolkit ships V1's distribution (the KS distance is taken at V1's own bin edges).
+# where the toolkit ships V1's distribution (the KS distance is taken at V1's own bin edges), and the score
+# of Marques et al. 2021 (binned similarity over its ceiling, with its 95 % interval over units).
 
 rows = spikevae.v1_properties(m)
 print(f"{sum(not r['weak'] for r in rows)} of {len(rows)} units respond above 5 spikes/s")
-print(f"{'property':55s} {'n':>4s} {'model median [IQR]':>24s} {'V1 median':>9s} {'KS':>5s}")
-for s in spikevae.v1_summary(rows):
-    med = f"{s['median']:.3g}" + ("" if np.isnan(s["q1"]) else f" [{s['q1']:.3g}, {s['q3']:.3g}]")
+print(f"{'property':55s} {'n':>4s} {'model median [IQR]':>24s} {'V1 median':>9s} {'KS':>5s} {'score':>17s}")
+for s in spikevae.v1_summary(rows, n_boot=200):
+    iqr = "" if np.isnan(s["q1"]) else f" [{s['q1']:.3g}, {s['q3']:.3g}]"
+    med = "" if np.isnan(s["median"]) else f"{s['median']:.3g}{iqr}"
     v1 = "" if np.isnan(s["v1_median"]) else f"{s['v1_median']:.3g}"
     ks = "" if np.isnan(s["ks"]) else f"{s['ks']:.2f}"
-    print(f"{s['label'][:55]:55s} {s['n']:>4d} {med:>24s} {v1:>9s} {ks:>5s}")
+    sc = "" if np.isnan(s["score"]) else f"{s['score']:.2f} [{s['score_lo']:.2f}, {s['score_hi']:.2f}]"
+    print(f"{s['label'][:55]:55s} {s['n']:>4d} {med:>24s} {v1:>9s} {ks:>5s} {sc:>17s}")
 
 # %%
 # One property beside V1

@@ -167,12 +167,14 @@ def main(argv=None) -> int:
         from spikevae.analysis.v1_reference import V1_DATA
 
         for row in summ:
-            ref = PROPERTIES[row["property"]][2]
-            if row["unit"] == "fraction":
+            if row["property"] not in PROPERTIES or row["unit"] == "fraction":
                 continue
+            ref = PROPERTIES[row["property"]][2]
             pop = [r for r in props if not r["weak"] and (r["ssi"] > 0.1 or not row["property"].startswith("gsf"))]
+            note = (f"{row['label']}: V1 score {row['score']:.2f} [{row['score_lo']:.2f}, {row['score_hi']:.2f}]"
+                    if np.isfinite(row["score"]) else "")
             fig = plots.v1_property(np.array([r[row["property"]] for r in pop]), row["label"], row["unit"], label,
-                                    V1_DATA.get(ref) if ref else None)
+                                    V1_DATA.get(ref) if ref else None, note=note)
             plots.save_figure(fig, out / "figures" / f"v1_{row['property']}.png")
         s = rf_summary(m)
         corr_txt = "; ".join(f"median corr(STA, {name}) {s[f'median_corr_sta_{name}']:.2f} over the {len(rows)} fitted"
@@ -189,6 +191,9 @@ def main(argv=None) -> int:
                                    "on_off_overlap"):
                 v1 = f", V1 {row['v1_median']:.3g} (KS {row['ks']:.2f})" if np.isfinite(row["v1_median"]) else ""
                 print(f"  {row['label']}: median {row['median']:.3g} over {row['n']} channels{v1}")
+            if row["property"] == "overall":
+                print(f"  V1 similarity score (Marques et al. 2021), {row['label']}: {row['score']:.2f} "
+                      f"[{row['score_lo']:.2f}, {row['score_hi']:.2f}]")
     return 0
 
 
@@ -221,14 +226,25 @@ def _summary_md(summ, props, label, args) -> str:
              "out of the medians (they stay in properties.csv). Fractions are means over the channels with the "
              "property defined. The grating summation field is summarised over channels with SSI > 0.1, the "
              "population Cavanaugh et al. (2002) report it for.", "",
-             "| property | unit | model median [IQR] | channels | V1 median | KS distance | V1 source |",
-             "|---|---|---|---|---|---|---|"]
+             "| property | unit | model median [IQR] | channels | V1 median | KS distance | score [95 % interval] | "
+             "V1 source |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in summ:
+        if r["property"] == "overall":
+            continue
         iqr = f" [{r['q1']:.3g}, {r['q3']:.3g}]" if np.isfinite(r["q1"]) else ""
         v1 = f"{r['v1_median']:.3g}" if np.isfinite(r["v1_median"]) else "not shipped"
         ks = f"{r['ks']:.2f}" if np.isfinite(r["ks"]) else ""
+        sc = f"{r['score']:.2f} [{r['score_lo']:.2f}, {r['score_hi']:.2f}]" if np.isfinite(r["score"]) else ""
         lines.append(f"| {r['label']} | {r['unit']} | {r['median']:.3g}{iqr} | {r['n']} of {r['of']} | {v1} | {ks} | "
-                     f"{r['v1_source']} |")
+                     f"{sc} | {r['v1_source']} |")
+    overall = [r for r in summ if r["property"] == "overall"]
+    if overall:
+        o = overall[0]
+        lines += ["", f"**V1 similarity score: {o['score']:.2f} [{o['score_lo']:.2f}, {o['score_hi']:.2f}]**, the "
+                  f"{o['label']} (each the binned KS similarity of Marques et al. 2021 over its ceiling, 1,000 "
+                  "resamples of the channels at V1's sample size; the interval is the 2.5-97.5 percentiles over "
+                  "those resamples)."]
     if args.pixels_per_degree is None:
         lines += ["", "Peak SF in cycles/deg and the summation field in degrees need `--pixels-per-degree` (the "
                   "model's input has no visual angle of its own), so they are not compared with V1 here."]

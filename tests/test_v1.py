@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spikevae.analysis import v1
-from spikevae.analysis.v1_reference import V1_DATA, ks_binned
+from spikevae.analysis.v1_reference import V1_DATA, ceiling, ks_binned, score, similarity, synthetic_sample
 from spikevae.spikes import PoissonLayerConfig
 
 
@@ -61,6 +61,36 @@ def test_v1_reference_tables_and_ks_distance():
     sample = np.concatenate([rng.uniform(a, b, c * 20) for a, b, c in zip(ssi.edges, ssi.edges[1:], ssi.counts)])
     assert ks_binned(sample, ssi) < 0.02 and ks_binned(sample + 0.5, ssi) > 0.3
     assert ssi.median() == pytest.approx(0.2 + 0.2 * (95 - 66) / 44)
+
+
+#: the ceilings the Brain-Score V1 property benchmarks (Marques et al. 2021) assert for these histograms (±0.005)
+BRAIN_SCORE_CEILINGS = {"preferred_orientation_deg": 0.962, "peak_sf_cpd": 0.967, "sf_selective": 0.963,
+                        "sf_bandwidth_schiller": 0.933, "ssi": 0.958, "gsf_deg": 0.956}
+
+
+@pytest.mark.parametrize("key", list(BRAIN_SCORE_CEILINGS))
+def test_ceilings_match_the_brain_score_benchmarks(key):
+    """Our bootstrap of V1's own values (1,000 resamples at V1's sample size, NaN rows included) against the
+    ceilings the benchmarks' tests assert, computed there with another random stream."""
+    assert ceiling(V1_DATA[key]) == pytest.approx(BRAIN_SCORE_CEILINGS[key], abs=0.005)
+
+
+def test_similarity_and_score_against_closed_forms():
+    ssi = V1_DATA["ssi"]
+    ref = np.cumsum(ssi.counts)[:-1] / ssi.n
+    d_max = max(ref.max(), (1 - ref).max())  # the all-in-the-last-bin extreme: the data's CDF at its first edge
+    assert similarity(np.full(50, 1.9), ssi) == pytest.approx(1 - ref.max() / d_max)
+    assert similarity(np.full(50, -3.0), ssi) == pytest.approx(1 - (1 - ref).max() / d_max)  # clipped into bin 1
+    two = np.r_[np.full(66, 0.1), np.full(124, 0.3)]  # bin 1 right, bins 2-10 all in bin 2: D = CDF gap at edge 2
+    assert similarity(two, ssi) == pytest.approx(1 - abs(1 - ref[1]) / d_max)
+    assert np.isnan(similarity([np.nan, np.nan], ssi))
+    rng = np.random.default_rng(3)
+    own = score(np.concatenate([synthetic_sample(ssi, rng) for _ in range(10)]), ssi, n_boot=300)
+    assert own["lo"] < 1 < own["hi"] and abs(own["score"] - 1) < 0.03  # V1's own population scores at its ceiling
+    far = score(rng.uniform(1.6, 2.0, 300), ssi, n_boot=300)
+    assert far["hi"] < 0.1
+    gsf = V1_DATA["gsf_deg"]  # mostly undefined values: the benchmark's rule scores 0
+    assert score(np.r_[np.full(199, np.nan), 0.7], gsf, n_boot=200)["score"] == 0.0  # 39 % of resamples: none
 
 
 P = 16

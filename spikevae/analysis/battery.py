@@ -31,6 +31,8 @@ def rf_summary(m) -> dict:
 #: the V1 battery's per-channel properties: key → (label, unit, key of the shipped V1 distribution or None).
 #: ``*_cpd`` and ``*_deg`` columns exist only with a pixels-per-degree mapping.
 PROPERTIES = {
+    "preferred_orientation_deg": ("preferred orientation (157.5° and above as negative)", "deg",
+                                  "preferred_orientation_deg"),
     "circular_variance": ("circular variance (orientation)", "", None),
     "orientation_bandwidth_deg": ("orientation bandwidth (half-width at 1/√2)", "deg", None),
     "orth_pref_ratio": ("orthogonal / preferred response", "", None),
@@ -44,11 +46,12 @@ PROPERTIES = {
     "gsf_px": ("grating summation field", "pixels", None),
     "gsf_deg": ("grating summation field", "deg", "gsf_deg"),
     "ssi": ("surround-suppression index", "", "ssi"),
+    "strongly_suppressed": ("surround suppressed (SSI ≥ 0.1)", "fraction", "strongly_suppressed"),
     "f1_f0": ("modulation ratio F1/F0", "", None),
     "simple": ("simple cells (F1/F0 > 1)", "fraction", None),
     "on_off_overlap": ("ON/OFF overlap index", "", None),
-    "nx": ("Gabor nx = σx·f", "", None),
-    "ny": ("Gabor ny = σy·f", "", None),
+    "nx": ("Gabor nx = σx·f", "", "nx"),
+    "ny": ("Gabor ny = σy·f", "", "ny"),
     "aspect_ratio": ("Gabor aspect ratio σy/σx", "", None),
 }
 
@@ -93,13 +96,16 @@ def v1_properties(m, pixels_per_degree: float | None = None) -> list[dict]:
                "peak_response": float(rate[c]), "response_unit": "spikes/s" if b.window else "code",
                "weak": bool(weak[c]), "gabor_r2": float(g["r2"]) if g else nan, "poor_fit": not good,
                "size_measured": bool(measured[c]),
-               "preferred_orientation_deg": float(np.degrees(pref[c])), "circular_variance": float(cv[c]),
+               "preferred_orientation_deg": _wrapped_orientation(np.degrees(pref[c])),
+               "circular_variance": float(cv[c]),
                "orientation_bandwidth_deg": float(bw[c]), "orth_pref_ratio": float(opr[c]), "osi": float(1 - cv[c]),
                "orientation_selective": float(opr[c] < 0.5) if np.isfinite(opr[c]) else nan,
                "peak_sf_cpp": float(sf["peak"][c]), "sf_bandwidth_octaves": float(sf["bandwidth_octaves"][c]),
                "sf_bandwidth_schiller": float(sf["bandwidth_schiller"][c]),
                "sf_selective": float(sf["selective"][c]) if np.isfinite(sf["peak"][c]) else nan,
-               "gsf_px": float(size["gsf"][c]), "ssi": float(size["ssi"][c]), "f1_f0": float(f1f0[c]),
+               "gsf_px": float(size["gsf"][c]), "ssi": float(size["ssi"][c]),
+               "strongly_suppressed": float(size["ssi"][c] >= 0.1) if np.isfinite(size["ssi"][c]) else nan,
+               "f1_f0": float(f1f0[c]),
                "simple": float(f1f0[c] > 1) if np.isfinite(f1f0[c]) else nan, "on_off_overlap": float(oi_idx[c]),
                "nx": float(g["nx"]) if good else nan, "ny": float(g["ny"]) if good else nan,
                "aspect_ratio": float(g["sigma_y"] / g["sigma_x"]) if good else nan,
@@ -109,6 +115,11 @@ def v1_properties(m, pixels_per_degree: float | None = None) -> list[dict]:
             row["gsf_deg"] = row["gsf_px"] / pixels_per_degree
         rows.append(row)
     return rows
+
+
+def _wrapped_orientation(deg: float) -> float:
+    """Preferred orientation in [−22.5°, 157.5°), the range De Valois et al. 1982 bin it on."""
+    return float(deg - 180.0 if deg >= 157.5 else deg)
 
 
 def grid_properties(grid: np.ndarray, orientations: np.ndarray, frequencies: np.ndarray) -> dict:
@@ -148,32 +159,60 @@ def grid_from_trials(responses: np.ndarray, orientation, frequency, phase) -> tu
     return grid, keys[0][0], keys[1][0]
 
 
-def v1_summary(rows: list[dict]) -> list[dict]:
+def _measured(key: str, row: dict) -> bool:
+    """Whether a channel's protocol measured the property: the size protocol for surround properties, a good
+    Gabor fit for the fit's shape."""
+    if key in ("ssi", "strongly_suppressed") or key.startswith("gsf"):
+        return bool(row["size_measured"])
+    if key in ("nx", "ny", "aspect_ratio"):
+        return not row["poor_fit"]
+    return True
+
+
+def v1_summary(rows: list[dict], seed: int = 0, n_boot: int | None = None) -> list[dict]:
     """Per property of :data:`PROPERTIES` present in ``rows``: the model's median and quartiles over the channels
-    that are not weak (fractions: the mean), the shipped V1 median and, where V1's distribution is shipped, the
-    KS distance at its bin edges (:func:`spikevae.analysis.v1_reference.ks_binned`). The grating summation
-    field is compared over channels with SSI > 0.1, the population Cavanaugh et al. report it for."""
-    from .v1_reference import V1_DATA, ks_binned
+    that are not weak (fractions: the mean), the shipped V1 median and, where V1's distribution is shipped, the KS
+    distance at its bin edges (:func:`spikevae.analysis.v1_reference.ks_binned`) and the score of Marques et al.
+    2021 (:func:`spikevae.analysis.v1_reference.score`: binned similarity over its ceiling, with its 95 % interval
+    over units), each over the channels whose protocol measured it. The grating summation field is summarised
+    over channels with SSI > 0.1, the population Cavanaugh et al. report it for, and scored with the others as
+    undefined, as the benchmark does. A last row,
+    ``overall``, is the mean score over the scored properties, its interval from the same resamples."""
+    from .v1_reference import N_BOOTSTRAP, V1_DATA, ks_binned, score
 
     use = [r for r in rows if not r["weak"]]
-    out = []
+    out, draws = [], []
+    nan = float("nan")
     for key, (label, unit, ref) in PROPERTIES.items():
         if not rows or key not in rows[0]:
             continue
-        pop = [r for r in use if r["ssi"] > 0.1] if key.startswith("gsf") else use
+        measured = [r for r in use if _measured(key, r)]
+        pop = [r for r in measured if r["ssi"] > 0.1] if key.startswith("gsf") else measured
         v = np.array([r[key] for r in pop], dtype=np.float64)
         fin = v[np.isfinite(v)]
         frac = unit == "fraction"
         d = V1_DATA.get(ref) if ref else None
         s = {"property": key, "label": label, "unit": unit, "n": int(len(fin)), "of": len(pop),
-             "median": float(fin.mean() if frac else np.median(fin)) if len(fin) else float("nan"),
-             "q1": float(np.percentile(fin, 25)) if len(fin) and not frac else float("nan"),
-             "q3": float(np.percentile(fin, 75)) if len(fin) and not frac else float("nan"),
-             "v1_median": float("nan"), "ks": float("nan"), "v1_source": ""}
+             "median": float(fin.mean() if frac else np.median(fin)) if len(fin) else nan,
+             "q1": float(np.percentile(fin, 25)) if len(fin) and not frac else nan,
+             "q3": float(np.percentile(fin, 75)) if len(fin) and not frac else nan,
+             "v1_median": nan, "ks": nan, "score": nan, "score_lo": nan, "score_hi": nan, "ceiling": nan,
+             "v1_source": ""}
         if d is not None:
             s["v1_median"] = d.counts[1] / d.n if frac else d.median()
-            s["ks"] = float("nan") if frac else ks_binned(fin, d)
+            s["ks"] = nan if frac else ks_binned(fin, d)
+            all_v = np.array([r[key] if (r["ssi"] > 0.1 or not key.startswith("gsf")) else nan for r in measured])
+            if len(measured):
+                sc = score(all_v, d, seed=seed, n_boot=n_boot or N_BOOTSTRAP, samples=True)
+                s.update(score=sc["score"], score_lo=sc["lo"], score_hi=sc["hi"], ceiling=sc["ceiling"])
+                draws.append(sc["samples"])
             s["v1_source"] = f"{d.source}; {d.population}; n = {d.n}"
         out.append(s)
+    if draws:
+        m = np.mean(draws, axis=0)  # per resample, the mean over properties
+        out.append({"property": "overall", "label": f"mean score over {len(draws)} properties", "unit": "",
+                    "n": len(use), "of": len(use), "median": nan, "q1": nan, "q3": nan, "v1_median": nan, "ks": nan,
+                    "score": float(m.mean()), "score_lo": float(np.percentile(m, 2.5)),
+                    "score_hi": float(np.percentile(m, 97.5)), "ceiling": nan,
+                    "v1_source": "Marques, Schrimpf & DiCarlo 2021's binned similarity over its ceiling"})
     return out
-
