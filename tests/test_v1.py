@@ -93,6 +93,47 @@ def test_similarity_and_score_against_closed_forms():
     assert score(np.r_[np.full(199, np.nan), 0.7], gsf, n_boot=200)["score"] == 0.0  # 39 % of resamples: none
 
 
+def _synthetic_grid(rng, C, hw_deg, sf_octaves, repeats=4, peak=5.0, base=0.3):
+    """Poisson counts per repeat (R, C, O, F, 8 phases) of cells with separable von Mises orientation tuning of
+    half-width ``hw_deg`` and log-Gaussian SF tuning of full width ``sf_octaves`` (both at 1/√2 of the peak), at
+    the battery's default grid, peaking at ``peak`` spikes per frame over a baseline ``base``."""
+    from spikevae.stimuli import DEFAULT_FREQUENCIES
+    from spikevae.workflows.rf_mapping import RFConfig
+
+    n_o = RFConfig().n_orientations
+    th, x = np.arange(n_o) * np.pi / n_o, np.log2(DEFAULT_FREQUENCIES)
+    u = (peak * v1.SQRT_HALF - base) / (peak - base)  # each shape's value at the 1/√2 level
+    kappa = np.log(u) / (np.cos(2 * np.radians(hw_deg)) - 1)
+    sigma = sf_octaves / 2 / np.sqrt(-2 * np.log(u))
+    th0, mu = rng.uniform(0, np.pi, C), rng.uniform(x[0] + 1.5, x[-1] - 1.5, C)
+    g_o = np.exp(kappa * (np.cos(2 * (th[None] - th0[:, None])) - 1))  # (C, O)
+    g_f = np.exp(-((x[None] - mu[:, None]) ** 2) / (2 * sigma**2))  # (C, F)
+    lam = base + (peak - base) * g_o[:, :, None] * g_f[:, None, :]  # separable: the curves at the peak are exact
+    lam = lam[..., None] * (1 + 0.5 * np.cos(np.arange(8) * np.pi / 4))  # a drifting cycle of 8 frames
+    return rng.poisson(lam, (repeats, *lam.shape)).astype(np.float64), th, np.asarray(DEFAULT_FREQUENCIES)
+
+
+@pytest.mark.parametrize("hw,octaves", [(10.0, 1.0), (20.0, 1.5), (35.0, 2.0)])
+def test_battery_bandwidths_are_unbiased_at_the_default_protocol(hw, octaves):
+    """Synthetic cells of known tuning at realistic counts (≤ 5 spikes per frame, 4 repeats, the default grid):
+    the median fitted orientation half-width and SF bandwidth within 5 % of the truth, every cell found tuned,
+    and the repeats' bootstrap interval around each estimate (the spline through the samples, which takes the
+    noisy peak, is 9-16 % narrow here at 20-35°)."""
+    from types import SimpleNamespace
+
+    from spikevae.analysis.battery import grid_properties, repeat_intervals
+
+    rng = np.random.default_rng(int(hw))
+    reps, th, f = _synthetic_grid(rng, 200, hw, octaves)
+    g = grid_properties(reps.mean(0), th, f)
+    assert np.all(np.isfinite(g["bw"])) and g["sf"]["selective"].all()
+    assert abs(np.median(g["bw"]) / hw - 1) < 0.05, np.median(g["bw"])
+    assert abs(np.median(g["sf"]["bandwidth_octaves"]) / octaves - 1) < 0.05, np.median(g["sf"]["bandwidth_octaves"])
+    b = SimpleNamespace(grid=reps.mean(0), grid_repeats=reps, orientations=th, frequencies=f, size_repeats=None)
+    lo, hi = repeat_intervals(b, n_boot=40)["orientation_bandwidth_deg"]
+    assert np.mean((lo <= g["bw"]) & (g["bw"] <= hi)) > 0.95 and np.median(hi - lo) > 0
+
+
 P = 16
 TRUE = dict(x0=7.5, y0=7.5, theta=0.6, f=0.15, sx=2.2, sy=3.0)
 
@@ -123,28 +164,39 @@ def _xr(theta):
 
 def test_planted_units_recovered_through_the_spiking_path():
     """Grating grid and apertures → rates → Brian2 Poisson spikes → counts → properties, against the planted
-    Gabor (orientation ±5°, SF ±10 %) and against each property of the noise-free rates (bandwidths ±15 %)."""
-    from spikevae.analysis.battery import grid_from_trials, grid_properties
+    Gabor (orientation ±5°, SF ±10 %) and against each bandwidth of the noise-free rates, within 3 standard errors
+    of its own spread over the protocol's repeats (a bootstrap of the 4 repeats, which one unit's estimate
+    differs by from the noise-free one; the bias over many units is the synthetic-cell test's)."""
+    from types import SimpleNamespace
+
+    from spikevae.analysis.battery import grid_from_trials, grid_properties, repeat_intervals
     from spikevae.spikes import simulate_poisson
     from spikevae.stimuli import aperture_gratings, grating_grid
 
     rates = _units()
-    g = grating_grid(P, 12, np.geomspace(0.03, 0.45, 10))  # at least 12 orientations and 10 SFs
+    g = grating_grid(P, 24, np.geomspace(0.03, 0.45, 10))  # the default 7.5° step, and 10 SFs
     reps = 4
     n = len(g.images)
     st = simulate_poisson(rates(g.images), LAYER,
                           seed=3, index=np.tile(np.arange(n), reps))
     prm = {k: np.tile(v, reps) for k, v in g.params.items()}
     grid, oris, freqs = grid_from_trials(st.counts(), prm["orientation"], prm["spatial_frequency"], prm["phase"])
+    per_rep = np.stack([grid_from_trials(c, g.params["orientation"], g.params["spatial_frequency"],
+                                         g.params["phase"])[0] for c in st.counts().reshape(reps, n, -1)])
     got = grid_properties(grid, oris, freqs)
     exact_grid = rates(g.images).T.reshape(2, len(oris), len(freqs), -1)  # the noise-free responses
     exact = grid_properties(exact_grid, oris, freqs)
+    ci = repeat_intervals(SimpleNamespace(grid=grid, grid_repeats=per_rep, orientations=oris, frequencies=freqs,
+                                          size_repeats=None), n_boot=100)
     for k in (0, 1):
         d_theta = abs((got["pref"][k] - TRUE["theta"] + np.pi / 2) % np.pi - np.pi / 2)
         assert math.degrees(d_theta) < 5, (k, got["pref"][k])
         assert got["sf"]["peak"][k] == pytest.approx(TRUE["f"], rel=0.10)
-        assert got["bw"][k] == pytest.approx(exact["bw"][k], rel=0.15)
-        assert got["sf"]["bandwidth_octaves"][k] == pytest.approx(exact["sf"]["bandwidth_octaves"][k], rel=0.15)
+        for key, est, truth in (("orientation_bandwidth_deg", got["bw"][k], exact["bw"][k]),
+                                ("sf_bandwidth_octaves", got["sf"]["bandwidth_octaves"][k],
+                                 exact["sf"]["bandwidth_octaves"][k])):
+            se = (ci[key][1][k] - ci[key][0][k]) / (2 * 1.96)
+            assert abs(est - truth) < 3 * se and se < 0.15 * truth, (key, k, est, truth, se)
     # the noise-free bandwidth itself against a dense orientation sweep of the same rates (the spline's own error)
     from spikevae.stimuli import _grating
 
@@ -152,7 +204,10 @@ def test_planted_units_recovered_through_the_spiking_path():
     pf = freqs[np.argmin(np.abs(freqs - got["sf"]["peak"][0]))]
     ph = np.arange(8) * np.pi / 4
     dense = rates(_grating(P, np.repeat(fine, 8), np.full(720 * 8, pf), np.tile(ph, 720))).reshape(720, 8, 2).mean(1)
-    assert exact["bw"][0] == pytest.approx(v1.orientation_bandwidth(dense[:, 0], fine)[0], rel=0.10)  # 15° steps
+    # the von Mises half-width of the noise-free curve against the curve's own on a dense sweep: this unit's
+    # exponential output makes its curve sharper at the top than a von Mises (12.5 % narrow; on the shipped
+    # P-VAE's 200 most active units, every 10th, the median is 2.5 % wide)
+    assert exact["bw"][0] == pytest.approx(v1.orientation_bandwidth(dense[:, 0], fine)[0], rel=0.15)
     # F1/F0: the Gabor unit modulates over the cycle (simple), the energy unit does not (complex)
     assert got["f1f0"][0] > 1 and got["f1f0"][1] < 1, got["f1f0"]
     assert got["f1f0"][0] == pytest.approx(exact["f1f0"][0], rel=0.10)

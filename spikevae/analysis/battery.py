@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import ArgumentError
 from .geometry import R2_GOOD
 
-__all__ = ["PROPERTIES", "MIN_RATE_HZ", "rf_summary", "v1_properties", "v1_summary", "grid_properties",
+__all__ = ["PROPERTIES", "MIN_RATE_HZ", "rf_summary", "v1_properties", "v1_summary", "grid_properties", "repeat_intervals",
            "grid_from_trials"]
 
 
@@ -61,11 +61,13 @@ PROPERTIES = {
 MIN_RATE_HZ = 5.0
 
 
-def v1_properties(m, pixels_per_degree: float | None = None) -> list[dict]:
+def v1_properties(m, pixels_per_degree: float | None = None, n_boot: int = 100) -> list[dict]:
     """One row per channel of a mapping with the V1 battery: every :data:`PROPERTIES` value (NaN where undefined),
     the response level, the Gabor fit's R², and flags: ``weak`` (best grating below :data:`MIN_RATE_HZ` spikes/s;
     an LCA channel: no response at all), ``poor_fit`` (no Gabor fit with R² ≥ 0.5), ``size_measured``.
-    Flagged channels stay in the table; summaries use the channels that are not ``weak``."""
+    Flagged channels stay in the table; summaries use the channels that are not ``weak``. Each property with
+    repeats to resample gets ``<key>_lo`` and ``<key>_hi``, its 95 % interval over ``n_boot`` resamples of the
+    protocol's repeats (:func:`repeat_intervals`; 0: none)."""
     from . import v1
 
     b = m.battery
@@ -75,6 +77,7 @@ def v1_properties(m, pixels_per_degree: float | None = None) -> list[dict]:
         raise ArgumentError(f"pixels per degree must be a finite number > 0, got {pixels_per_degree}")
     C = b.grid.shape[0]
     gp = grid_properties(b.grid, b.orientations, b.frequencies)
+    ci = repeat_intervals(b, n_boot) if n_boot else {}
     peak, pref, cv, bw, opr, f1f0 = (gp[k] for k in ("peak", "pref", "cv", "bw", "opr", "f1f0"))
     sf = gp["sf"]
     measured = np.all(np.isfinite(b.size), axis=1)
@@ -110,9 +113,15 @@ def v1_properties(m, pixels_per_degree: float | None = None) -> list[dict]:
                "nx": float(g["nx"]) if good else nan, "ny": float(g["ny"]) if good else nan,
                "aspect_ratio": float(g["sigma_y"] / g["sigma_x"]) if good else nan,
                "rf_x": float(b.centre[c, 0]), "rf_y": float(b.centre[c, 1])}
+        row["orientation_fit_r2"], row["sf_fit_r2"] = float(gp["orientation_fit_r2"][c]), float(gp["sf_fit_r2"][c])
+        for k, (lo, hi) in ci.items():
+            row[f"{k}_lo"], row[f"{k}_hi"] = float(lo[c]), float(hi[c])
         if pixels_per_degree is not None:
             row["peak_sf_cpd"] = row["peak_sf_cpp"] * pixels_per_degree
             row["gsf_deg"] = row["gsf_px"] / pixels_per_degree
+            if "peak_sf_cpp" in ci:
+                row["peak_sf_cpd_lo"], row["peak_sf_cpd_hi"] = (row["peak_sf_cpp_lo"] * pixels_per_degree,
+                                                                row["peak_sf_cpp_hi"] * pixels_per_degree)
         rows.append(row)
     return rows
 
@@ -124,21 +133,78 @@ def _wrapped_orientation(deg: float) -> float:
 
 def grid_properties(grid: np.ndarray, orientations: np.ndarray, frequencies: np.ndarray) -> dict:
     """Orientation, SF and F1/F0 properties of responses ``grid`` (C, O, F, n_phases) to a drifting grating grid:
-    the preferred grating is the peak of the cycle-mean response; orientation tuning is taken at the preferred
-    frequency, SF tuning at the preferred orientation, F1/F0 over the cycle at the preferred grating."""
+    the preferred grating is the grid's nearest to the peaks of curves fitted to the cycle-mean response averaged
+    over frequencies (orientation) and over orientations (frequency); orientation tuning is taken at the
+    preferred frequency, SF tuning at the preferred orientation, F1/F0 over the cycle at the preferred grating. Circular
+    variance and the orthogonal/preferred ratio are read off the samples (their definitions); the preferred
+    orientation, orientation bandwidth and the SF peak and bandwidths come from fitted curves (von Mises,
+    log-Gaussian: :func:`spikevae.analysis.v1.fit_orientation`, :func:`~spikevae.analysis.v1.fit_sf`), which
+    pool every sample instead of taking the peak of noisy ones."""
     from . import v1
 
     C = grid.shape[0]
     f0 = grid.mean(-1)  # (C, O, F): mean over the drifting cycle
     flat = f0.reshape(C, -1)
     best = flat.argmax(1)
-    oi, fi = np.unravel_index(best, f0.shape[1:])
+    # the preferred grating from fits of the marginal curves, not the largest noisy sample (whose noise would
+    # sharpen both slices through it): the orientation and the frequency of the grid nearest the fitted peaks
+    th0 = v1.fit_orientation(f0.mean(2), orientations)["preferred"]
+    oi = np.argmin(np.abs(np.angle(np.exp(2j * (orientations[None] - th0[:, None])))), axis=1)
+    pk = np.log2(v1.fit_sf(f0.mean(1), frequencies)["peak"])
+    fi = np.argmin(np.abs(np.log2(frequencies)[None] - np.nan_to_num(pk)[:, None]), axis=1)
+    fi = np.where(np.isfinite(pk), fi, np.unravel_index(best, f0.shape[1:])[1])  # no response: the largest sample
     ori = f0[np.arange(C), :, fi]  # (C, O) at the preferred frequency
-    cv, pref = v1.circular_variance(ori, orientations)
-    return {"peak": flat[np.arange(C), best], "pref": pref, "cv": cv, "bw": v1.orientation_bandwidth(ori, orientations),
-            "opr": v1.orthogonal_preferred_ratio(ori, orientations),
-            "sf": v1.sf_tuning(f0[np.arange(C), oi, :], frequencies),
-            "f1f0": v1.modulation_ratio(grid[np.arange(C), oi, fi, :])}
+    cv, _ = v1.circular_variance(ori, orientations)
+    fo = v1.fit_orientation(ori, orientations)
+    fs = v1.fit_sf(f0[np.arange(C), oi, :], frequencies)
+    return {"peak": flat[np.arange(C), best], "pref": fo["preferred"], "cv": cv, "bw": fo["bandwidth"],
+            "opr": v1.orthogonal_preferred_ratio(ori, orientations), "sf": fs,
+            "f1f0": v1.modulation_ratio(grid[np.arange(C), oi, fi, :]),
+            "orientation_fit_r2": fo["r2"], "sf_fit_r2": fs["r2"]}
+
+
+#: properties of :func:`grid_properties` with an interval over repeats: row key → how to read it off the result
+_GRID_KEYS = {"preferred_orientation_deg": lambda g: np.vectorize(_wrapped_orientation)(np.degrees(g["pref"])),
+              "circular_variance": lambda g: g["cv"], "orientation_bandwidth_deg": lambda g: g["bw"],
+              "orth_pref_ratio": lambda g: g["opr"], "peak_sf_cpp": lambda g: g["sf"]["peak"],
+              "sf_bandwidth_octaves": lambda g: g["sf"]["bandwidth_octaves"],
+              "sf_bandwidth_schiller": lambda g: g["sf"]["bandwidth_schiller"], "f1_f0": lambda g: g["f1f0"]}
+
+
+def repeat_intervals(b, n_boot: int = 100, seed: int = 0) -> dict:
+    """2.5 and 97.5 percentiles per channel of each grating-grid property (and the SSI) over ``n_boot`` resamples
+    of the protocol's repeats (with replacement, the same repeats for every channel): ``{key: (lo, hi)}``. Empty
+    when a protocol ran once (a deterministic code needs no interval). Preferred orientation is resampled as an
+    angle: its interval is that of the difference from the full-data value, wrapped to ±90°."""
+    import warnings
+
+    from . import v1
+
+    out: dict = {}
+    rng = np.random.default_rng(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a channel without the property: a NaN interval
+        if b.grid_repeats is not None and len(b.grid_repeats) >= 2:
+            R = len(b.grid_repeats)
+            draws = {k: [] for k in _GRID_KEYS}
+            for _ in range(n_boot):
+                g = grid_properties(b.grid_repeats[rng.integers(0, R, R)].mean(0), b.orientations, b.frequencies)
+                for k, f in _GRID_KEYS.items():
+                    draws[k].append(f(g))
+            full = _GRID_KEYS["preferred_orientation_deg"](grid_properties(b.grid, b.orientations, b.frequencies))
+            for k, d in draws.items():
+                d = np.array(d)
+                if k == "preferred_orientation_deg":
+                    d = full + (np.mod(d - full + 90.0, 180.0) - 90.0)
+                out[k] = (np.nanpercentile(d, 2.5, axis=0), np.nanpercentile(d, 97.5, axis=0))
+        if b.size_repeats is not None and len(b.size_repeats) >= 2:
+            R, measured = len(b.size_repeats), np.all(np.isfinite(b.size), axis=1)
+            d = np.full((n_boot, len(b.size)), np.nan)
+            for i in range(n_boot):
+                resample = b.size_repeats[rng.integers(0, R, R)].mean(0)[measured]
+                d[i, measured] = v1.size_tuning(resample, b.diameters)["ssi"]
+            out["ssi"] = (np.nanpercentile(d, 2.5, axis=0), np.nanpercentile(d, 97.5, axis=0))
+    return out
 
 
 def grid_from_trials(responses: np.ndarray, orientation, frequency, phase) -> tuple:

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import ArgumentError
 
 __all__ = ["circular_variance", "orientation_bandwidth", "orthogonal_preferred_ratio", "sf_tuning", "size_tuning",
+           "fit_orientation", "fit_sf",
            "modulation_ratio", "on_off_overlap", "SQRT_HALF"]
 
 #: the response level that bounds a tuning bandwidth, relative to the peak (Ringach 2002, Schiller 1976)
@@ -227,3 +228,143 @@ def on_off_overlap(on, off) -> np.ndarray:
         s_off = np.sqrt(w_off[k] @ ((pos - c_off[k]) @ u) ** 2 / t_off[k])
         out[k] = (s_on + s_off - d) / (s_on + s_off + d)
     return out
+
+
+# --- parametric tuning fits ---------------------------------------------------------------------------------------
+# Picking the peak of noisy samples biases it upward and the bandwidth narrow; a fitted curve pools every sample.
+# Both forms are b + a·g(x; width, centre), linear in (b, a): for every (width, centre) on a grid the best b, a ≥ 0
+# are solved exactly, and the grid is refined twice around the best point (no starting values, no iterations
+# that can fail to converge).
+
+def _fit_grid(y: np.ndarray, shape_fn, grids: list, log: list, rounds: int = 3, block: int = 64):
+    """Least-squares fit of b + a·shape_fn(*params) (b, a ≥ 0) to each row of ``y`` (K, n) over the product of the
+    1-D parameter ``grids`` (equally spaced, on a log axis where ``log``), refined ``rounds`` times on grids 4×
+    finer around each row's best point (±1 step of the last grid, 9 points a parameter). ``shape_fn`` takes the
+    parameters broadcast against a last axis of n samples. Returns (b, a, [params], residual sum of squares)."""
+    K, n = y.shape
+    sy, syy = y.sum(1), (y * y).sum(1)
+    mesh = [m.ravel() for m in np.meshgrid(*grids, indexing="ij")]
+    g = shape_fn(*[m[:, None] for m in mesh])  # (P, n): one grid for every row
+    sg, sgg = g.sum(-1), (g * g).sum(-1)
+    pick = np.empty(K, np.int64)
+    for i in range(0, K, block):  # blocks of rows bound the (rows, P) work arrays
+        sl = slice(i, i + block)
+        sse = _linear_ls(sy[sl, None], syy[sl, None], sg[None], sgg[None], y[sl] @ g.T, n)[2]
+        pick[sl] = sse.argmin(1)
+    best = [m[pick] for m in mesh]
+    steps = [np.log(gr[1] / gr[0]) if lg else gr[1] - gr[0] for gr, lg in zip(grids, log)]
+    offs = np.arange(-4, 5)
+    k = np.arange(K)
+    for r in range(rounds + 1):
+        if r:
+            steps = [st / 4 for st in steps]
+            axes = [bp[:, None] * np.exp(st * offs)[None] if lg else bp[:, None] + st * offs[None]
+                    for bp, st, lg in zip(best, steps, log)]  # (K, 9) each
+            D = len(axes)
+            cand = [ax.reshape(K, *[9 if j == d else 1 for j in range(D)]) for d, ax in enumerate(axes)]
+            cand = [np.broadcast_to(c, (K,) + (9,) * D).reshape(K, -1) for c in cand]  # (K, 9^D)
+            g = shape_fn(*[c[..., None] for c in cand])  # (K, 9^D, n)
+            b, a, sse = _linear_ls(sy[:, None], syy[:, None], g.sum(-1), (g * g).sum(-1),
+                                   np.einsum("kpn,kn->kp", g, y), n)
+            j = sse.argmin(1)
+            best = [c[k, j] for c in cand]
+            out = (b[k, j], a[k, j], best, np.clip(sse[k, j], 0, None))
+    return out
+
+
+def _linear_ls(sy, syy, sg, sgg, sgy, n):
+    """Best b, a ≥ 0 of y ≈ b + a·g from the sums of y, y², g, g², g·y over n samples, and the residual sum."""
+    den = n * sgg - sg * sg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(den > 1e-12, (n * sgy - sg * sy) / den, 0.0)
+        b = (sy - a * sg) / n
+        a0 = np.where(sgg > 0, sgy / sgg, 0.0)  # b clipped at 0
+    neg_b = b < 0
+    a, b = np.where(neg_b, a0, a), np.where(neg_b, 0.0, b)
+    neg_a = a < 0
+    a, b = np.where(neg_a, 0.0, a), np.where(neg_a, sy / n, b)
+    sse = syy - 2 * a * sgy - 2 * b * sy + a * a * sgg + 2 * a * b * sg + n * b * b
+    return b, a, sse
+
+
+def fit_orientation(curve, theta) -> dict:
+    """Von Mises fit of orientation tuning, ``r(θ) = b + a·exp(κ(cos 2(θ − θ₀) − 1))`` per unit (rows of ``curve`` at
+    orientations ``theta`` rad over [0, π)), the standard form for V1 orientation tuning (Swindale 1998).
+
+    Returns ``preferred`` (θ₀, rad in [0, π)), ``bandwidth`` (half-width in degrees at 1/√2 of the fitted peak
+    b + a, as Ringach et al. 2002 define it on the curve; NaN where the fitted curve never falls to that level,
+    or where the fit does not beat a flat line (F test, p < 0.01): untuned), ``kappa``, ``baseline`` b,
+    ``amplitude`` a, ``r2`` of the fit and ``tuned``."""
+    r = _rows(curve)
+    th = np.asarray(theta, dtype=np.float64)
+    kappas = np.geomspace(0.05, 200.0, 40)
+    centres = np.arange(60) * np.pi / 60
+
+    def vm(k, c):
+        return np.exp(k * (np.cos(2 * (th - c)) - 1))
+
+    b, a, (kappa, c), sse = _fit_grid(r, vm, [kappas, centres], [True, False])
+    tuned = _beats_flat(r, sse, 4)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = ((b + a) * SQRT_HALF - b) / a  # exp(κ(cos 2Δ − 1)) at the level
+        cos2 = 1 + np.log(u) / kappa
+        bw = np.where(tuned & (a > 0) & (u > 0) & (cos2 >= -1), np.degrees(np.arccos(np.clip(cos2, -1, 1)) / 2),
+                      np.nan)
+    fit = b[:, None] + a[:, None] * vm(kappa[:, None], c[:, None])
+    return {"preferred": np.mod(c, np.pi), "bandwidth": bw, "kappa": kappa, "baseline": b, "amplitude": a,
+            "r2": _r2(r, fit), "tuned": tuned}
+
+
+def fit_sf(curve, frequencies) -> dict:
+    """Log-Gaussian fit of spatial-frequency tuning with a width on each side of the peak (V1 curves fall off
+    faster above the peak than below it on a log axis; Hawken & Parker 1987), ``r(f) = b + a·exp(−(log₂ f − μ)² /
+    (2σ²))`` with σ = σ_low below μ and σ_high above, per unit (rows of ``curve`` at ``frequencies``, any unit).
+
+    Returns ``peak`` (2^μ, clipped into the tested range), the cut-offs ``f_low < f_high`` where the fitted curve
+    falls to 1/√2 of its peak b + a, ``bandwidth_octaves`` = log₂(f_high/f_low), ``bandwidth_schiller`` =
+    100·f_low/f_high, ``selective`` (band-pass: the fit beats a flat line, F test p < 0.01, and both cut-offs
+    lie inside the tested range; the bandwidths are NaN otherwise) and ``r2`` of the fit."""
+    r = _rows(curve)
+    f = np.asarray(frequencies, dtype=np.float64)
+    if f.ndim != 1 or len(f) < 3 or np.any(np.diff(f) <= 0) or f[0] <= 0:
+        raise ArgumentError("sf_tuning needs >= 3 increasing positive frequencies")
+    x = np.log2(f)
+    sigmas = np.geomspace(0.15, 6.0, 20)
+    centres = np.linspace(x[0] - 1.0, x[-1] + 1.0, 40)
+
+    def lg(s_lo, s_hi, m):
+        return np.exp(-((x - m) ** 2) / (2 * np.where(x < m, s_lo, s_hi) ** 2))
+
+    b, a, (s_lo, s_hi, mu), sse = _fit_grid(r, lg, [sigmas, sigmas, centres], [True, True, False])
+    tuned = _beats_flat(r, sse, 5)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = ((b + a) * SQRT_HALF - b) / a
+        d = np.sqrt(-2 * np.log(np.where((a > 0) & (u > 0) & (u < 1), u, np.nan)))
+    lo, hi = mu - s_lo * d, mu + s_hi * d
+    selective = tuned & np.isfinite(d) & (lo >= x[0]) & (hi <= x[-1])
+    nan = np.full(len(r), np.nan)
+    fit = b[:, None] + a[:, None] * lg(s_lo[:, None], s_hi[:, None], mu[:, None])
+    return {"peak": np.where(a > 0, 2 ** np.clip(mu, x[0], x[-1]), np.nan),
+            "f_low": np.where(selective, 2**lo, nan), "f_high": np.where(selective, 2**hi, nan),
+            "bandwidth_octaves": np.where(selective, hi - lo, nan),
+            "bandwidth_schiller": np.where(selective, 100.0 * 2 ** (lo - hi), nan), "selective": selective,
+            "r2": _r2(r, fit)}
+
+
+def _beats_flat(y: np.ndarray, sse: np.ndarray, n_params: int, alpha: float = 0.01) -> np.ndarray:
+    """Whether a fit with ``n_params`` parameters explains each row of ``y`` better than its mean (F test at
+    ``alpha``): a noisy flat curve must not be read as a narrow tuning curve."""
+    from scipy import stats
+
+    n = y.shape[1]
+    ss0 = ((y - y.mean(1, keepdims=True)) ** 2).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        F = ((ss0 - sse) / (n_params - 1)) / (sse / (n - n_params))
+        p = np.where(sse > 0, stats.f.sf(F, n_params - 1, n - n_params), np.where(ss0 > 0, 0.0, 1.0))
+    return p < alpha
+
+
+def _r2(y: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    ss = ((y - y.mean(1, keepdims=True)) ** 2).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ss > 0, 1 - ((y - fit) ** 2).sum(1) / ss, np.nan)

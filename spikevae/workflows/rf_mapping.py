@@ -79,6 +79,8 @@ class V1Battery(NamedTuple):
     size_params: dict  # per-frame parameters of the aperture gratings (unit, diameter, centre, ...)
     centre: np.ndarray  # (C, 2) aperture centre used (column x, row y, pixels)
     window: float | None  # frame duration, s (spiking models; None for the LCA's analog code)
+    grid_repeats: np.ndarray | None = None  # (R, C, O, F, n_phases) the grid per repeat (None: one presentation)
+    size_repeats: np.ndarray | None = None  # (R, C, S) the size responses per repeat (NaN: channel not measured)
 
 
 #: aperture diameters of the size protocol, pixels (for P = 16; scaled with the patch): 10 sizes up to a field
@@ -132,7 +134,7 @@ class RFConfig:
     fit_units: int = 512  # Gabor fits (and the size protocol) for this many channels, most active first
     seed: int = 0  # root seed of the stimuli and of each protocol's spikes
     battery: bool = True  # run the V1 property protocols (else the grid alone at 8 x 4 x 4)
-    n_orientations: int = 16  # orientations of the grating grid over [0, π)
+    n_orientations: int = 24  # orientations of the grating grid over [0, π) (7.5° apart)
     frequencies: tuple | None = None  # spatial frequencies of the grid, cycles/pixel (default DEFAULT_FREQUENCIES)
     n_phases: int = 8  # frames per drifting-grating cycle
     diameters: tuple | None = None  # aperture diameters, pixels (default DIAMETERS scaled to the patch)
@@ -351,11 +353,11 @@ def map_producer(producer, cfg: RFConfig = RFConfig()) -> RFMapping:
     rng = np.random.default_rng(cfg.seed)
     wn, shown, counts, st, maps, lags = _white_noise(resp, cfg, rng)
     on, off = _on_off(resp, cfg, rng)
-    g, c_g, g_st, reps, tun = _grating_grid(resp, cfg)
+    g, c_g, g_st, reps, tun, g_rep = _grating_grid(resp, cfg)
     order, rows, enc = _gabor_fits(resp, cfg, wn, counts, maps, tun)
     bat = s_st = None
     if cfg.battery:
-        bat, s_st = _size_protocol(resp, cfg, g, c_g, tun, maps, rows, order)
+        bat, s_st = _size_protocol(resp, cfg, g, c_g, tun, maps, rows, order, g_rep)
     return RFMapping(resp.kind, maps, counts, on, off, tun, order, rows, enc, resp.decoder, wn, shown, st,
                      len(g.images) * reps, resp.latent, resp.sign, bat, g_st, s_st, lags, resp.lag_sums.get("n"))
 
@@ -411,7 +413,7 @@ def _grating_grid(resp: _Responder, cfg: RFConfig):
     reps = 1 if resp.deterministic else cfg.grating_repeats  # a deterministic code needs one presentation
     c_g, g_st, per_rep = resp.respond(g.images, cfg.seed + 3, _meta(resp, cfg, "grating grid"), reps)
     tun = grating_tuning(c_g, g.params["orientation"], g.params["spatial_frequency"], per_rep if reps >= 2 else None)
-    return g, c_g, g_st, reps, tun
+    return g, c_g, g_st, reps, tun, per_rep if reps >= 2 else None
 
 
 def _gabor_fits(resp: _Responder, cfg: RFConfig, wn, counts, maps, tun):
@@ -440,8 +442,9 @@ def _gabor_fits(resp: _Responder, cfg: RFConfig, wn, counts, maps, tun):
     return order, rows, enc
 
 
-def _size_protocol(resp: _Responder, cfg: RFConfig, g, c_g, tun, maps, rows, order):
-    """Each fitted channel's preferred grating in apertures of growing diameter centred on its RF (4 phases)."""
+def _size_protocol(resp: _Responder, cfg: RFConfig, g, c_g, tun, maps, rows, order, g_rep=None):
+    """Each fitted channel's preferred grating in apertures of growing diameter centred on its RF (4 phases).
+    ``g_rep``: the grid's responses per repeat (R, frames, C), kept for intervals over repeats."""
     from ..stimuli import aperture_gratings
 
     P, C = resp.P, len(resp.latent)
@@ -461,14 +464,21 @@ def _size_protocol(resp: _Responder, cfg: RFConfig, g, c_g, tun, maps, rows, ord
     _, first, which = np.unique(key, axis=0, return_index=True, return_inverse=True)
     first = measured[first]
     ag = aperture_gratings(P, tun.orientations[oi[first]], tun.frequencies[fi[first]], centre[first], d)
-    c_s, s_st, _ = resp.respond(ag.images, cfg.seed + 4, _meta(resp, cfg, "size tuning"),
-                                1 if resp.deterministic else cfg.size_repeats)
-    per_set = c_s.reshape(len(first), len(d), 4, C).mean(2)  # (sets, diameters, channels), mean over phases
-    size = np.full((C, len(d)), np.nan)
-    size[measured] = per_set[which.ravel(), :, measured]
+    c_s, s_st, s_rep = resp.respond(ag.images, cfg.seed + 4, _meta(resp, cfg, "size tuning"),
+                                    1 if resp.deterministic else cfg.size_repeats)
+
+    def per_channel(c):  # (frames, C) → (C, diameters), mean over phases; NaN for channels not measured
+        per_set = c.reshape(len(first), len(d), 4, C).mean(2)  # (sets, diameters, channels)
+        out = np.full((C, len(d)), np.nan)
+        out[measured] = per_set[which.ravel(), :, measured]
+        return out
+
+    size = per_channel(c_s)
+    size_rep = None if s_rep is None or len(s_rep) < 2 else np.stack([per_channel(c) for c in s_rep])
+    grid_rep = None if g_rep is None else g_rep.transpose(0, 2, 1).reshape(len(g_rep), C, n_o, F, n_ph)
     ag.params["unit"] = first[ag.params["unit"]]  # the channel whose preferred grating and centre the set uses
     return V1Battery(tun.orientations, tun.frequencies, n_ph, grid, g.params, d, size, ag.params, centre,
-                     resp.window), s_st
+                     resp.window, grid_rep, size_rep), s_st
 
 
 def is_ipvae(model) -> bool:
