@@ -125,6 +125,16 @@ class SpikeTrains:
         reverse: it is reached by name when the method is called."""
         return importlib.import_module("spikevae.io").to_neo_block(self, name=name)
 
+    def to_brian(self, name: str = "spikevae_spikes"):
+        """These spikes as a Brian2 ``SpikeGeneratorGroup`` (the presentations as its ``presentations`` attribute),
+        to drive a downstream network: :func:`spikevae.brian.export.spike_generator`."""
+        return importlib.import_module("spikevae.brian.export").spike_generator(self, name=name)
+
+    def to_pynn(self, sim, label: str = "spikevae spikes"):
+        """These spikes as a PyNN ``Population`` of ``SpikeSourceArray`` cells for the simulator module ``sim`` (e.g.
+        ``pyNN.nest``, after ``sim.setup``), times in ms: :func:`spikevae.io.simulators.to_pynn`."""
+        return importlib.import_module("spikevae.io.simulators").to_pynn(self, sim, label=label)
+
     def _unit_order(self) -> np.ndarray:
         """Permutation to unit-then-time order: a stable sort by unit when the spikes are in time order (as
         every simulation writes them; a radix sort for up to 32,767 units), else a two-key sort."""
