@@ -118,8 +118,15 @@ def rf_mapping() -> None:
              f"| STA peak in noise s.d., median | {np.median(snr):.1f} |",
              f"| corr(STA, decoder atom), median | {np.nanmedian(dec):.2f} |",
              f"| corr(STA, encoder filter), median | {np.nanmedian(enc):.2f} |"]
+    summary = (OUT / "rf" / "summary.md").read_text().splitlines()  # the V1 battery: its table and its score
+    lines.append("")
+    first = next(i for i, line in enumerate(summary) if line.startswith("| property"))
+    last = next(i for i, line in enumerate(summary) if line.startswith("**V1 similarity score"))
+    lines += [summary[2], ""] + summary[first:last + 1]
     _write("rf_mapping", lines, ["python simulations/rf_mapping.py --out rf/"], wall)
-    for src, name in (("rf_grid", "rf_grid.png"), ("agreement", "rf_agreement.png"), ("nx_ny", "rf_nx_ny.png")):
+    for src, name in (("rf_grid", "rf_grid.png"), ("agreement", "rf_agreement.png"), ("nx_ny", "rf_nx_ny.png"),
+                      ("v1_ssi", "rf_v1_ssi.png"), ("v1_sf_bandwidth_schiller", "rf_v1_sf_bandwidth_schiller.png"),
+                      ("v1_f1_f0", "rf_v1_f1_f0.png")):
         _figure(OUT / "rf" / "figures" / f"{src}.png", name)
 
 

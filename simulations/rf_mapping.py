@@ -142,6 +142,7 @@ def main(argv=None) -> int:
     with RunFolder(args.out, "rf_mapping", args.overwrite) as run:
         out = run.path
         m = map_receptive_fields(**source, **kw)
+        props = v1_properties(m, args.pixels_per_degree)
         atomic_write(out / "sta.npy", lambda tmp: np.save(tmp, m.sta))
         if m.sta_lags is not None:
             write_npz(out / "sta_lags.npz", sta=m.sta_lags, spikes=m.lag_spikes)
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
         if m.white_noise_spikes is not None:
             write_nwb(out / "white_noise.nwb", m.white_noise_spikes, stimuli=m.shown, subject=subject,
                       description="spikevae white-noise RF mapping")
-            _write_protocol_nwb(out, m, subject, write_nwb)
+            _write_protocol_nwb(out, m, subject, write_nwb, props)
         write_npz(out / "sparse_noise.npz", on=m.on, off=m.off)
         write_npz(out / "tuning.npz", **{k: v for k, v in m.tuning._asdict().items() if v is not None})  # no pickles
         rows = m.fits
@@ -157,7 +158,6 @@ def main(argv=None) -> int:
         r2 = np.array([r["r2"] for r in rows])
         for name, fig in plots.rf_mapping_figures(m, label_model).items():
             plots.save_figure(fig, out / "figures" / f"{name}.png")
-        props = v1_properties(m, args.pixels_per_degree)
         write_csv(out / "properties.csv", list(props[0]), (list(r.values()) for r in props))
         summ = v1_summary(props)
         label = {"pvae": "P-VAE units (spikes)", "ipvae": f"iP-VAE units (circuit spikes, {args.iterations} iterations)",
@@ -197,8 +197,31 @@ def main(argv=None) -> int:
     return 0
 
 
-def _write_protocol_nwb(out, m, subject, write_nwb) -> None:
-    """The grating grid's and the size protocol's spikes, each presentation's grating parameters in the trials."""
+def _unit_columns(props: list) -> dict:
+    """Each channel's V1 properties as NWB unit columns, described with their units."""
+    from spikevae.analysis.battery import PROPERTIES
+
+    other = {"peak_response": "best grating's response, spikes/s", "weak": "best grating below 5 spikes/s",
+             "gabor_r2": "R² of the STA's 2-D Gabor fit", "poor_fit": "no Gabor fit with R² >= 0.5",
+             "size_measured": "the size protocol measured this unit", "rf_x": "RF centre, column (pixels)",
+             "rf_y": "RF centre, row (pixels)", "orientation_fit_r2": "R² of the von Mises orientation fit",
+             "sf_fit_r2": "R² of the log-Gaussian SF fit"}
+    desc = {k: f"{label}" + (f", {unit}" if unit and unit != "fraction" else "") for k, (label, unit, _) in PROPERTIES.items()}
+    desc.update(other)
+    cols = {}
+    for key in props[0]:
+        base = key[:-3] if key.endswith(("_lo", "_hi")) else key
+        if base not in desc or key in ("unit", "latent", "sign", "response_unit"):
+            continue
+        text = desc[base] if base == key else (f"{desc[base]}: {'2.5th' if key.endswith('_lo') else '97.5th'} "
+                                               "percentile over resamples of the protocol's repeats")
+        cols[key] = (np.array([r[key] for r in props]), text)
+    return cols
+
+
+def _write_protocol_nwb(out, m, subject, write_nwb, props=None) -> None:
+    """The grating grid's and the size protocol's spikes, each presentation's grating parameters in the trials,
+    and (``props``) each unit's V1 properties as columns of the units table."""
     b = m.battery
     if b is None or m.grating_spikes is None:
         return
@@ -208,7 +231,8 @@ def _write_protocol_nwb(out, m, subject, write_nwb) -> None:
             "unit": "channel whose preferred grating and RF centre this presentation uses",
             "diameter": "aperture diameter, pixels", "centre_x": "aperture centre, column (pixels)",
             "centre_y": "aperture centre, row (pixels)"}
-    write_nwb(out / "gratings.nwb", m.grating_spikes, subject=subject,
+    units = _unit_columns(props) if props and len(props) == m.grating_spikes.n_units else None
+    write_nwb(out / "gratings.nwb", m.grating_spikes, subject=subject, unit_columns=units,
               trial_columns={k: (v, desc[k]) for k, v in b.grid_params.items()},
               description=f"spikevae grating grid: {len(b.orientations)} orientations x {len(b.frequencies)} spatial "
                           f"frequencies x one drifting cycle of {b.n_phases} frames")

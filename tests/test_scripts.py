@@ -35,6 +35,13 @@ def test_rf_mapping_smoke(tmp_path, tiny_checkpoint, capsys, caplog):
     assert "| surround-suppression index |" in (out / "summary.md").read_text()
     for f in ("white_noise", "gratings", "size"):
         assert_dandi_clean(out / f"{f}.nwb")
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(out / "gratings.nwb", "r") as io:  # the properties on the units, described, read back
+        units = io.read().units
+        for key in ("orientation_bandwidth_deg", "ssi", "peak_response", "gabor_r2"):
+            np.testing.assert_array_equal(units[key].data[:], [float(r[key]) for r in props])
+        assert "deg" in units["orientation_bandwidth_deg"].description
     tun = load_script("analysis/tuning_from_nwb.py")
     assert tun.main([str(out / "gratings.nwb"), "--out", str(tmp_path / "tun"), "--quiet"][:-1]) == 0
     with open(tmp_path / "tun" / "properties.csv") as fh:

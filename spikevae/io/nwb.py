@@ -88,11 +88,14 @@ UNIT_DESCRIPTION = {
 
 def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | None = None,
               description: str = "spikevae simulated spike trains", start_time: _dt.datetime | None = None,
-              subject: SubjectInfo | None = None, trial_columns: dict | None = None) -> Path:
+              subject: SubjectInfo | None = None, trial_columns: dict | None = None,
+              unit_columns: dict | None = None) -> Path:
     """Write ``st`` (and optionally the stimuli, (n_stimuli, P, P)) to an NWB file, atomically.
 
     ``subject``: the simulated subject (default :class:`SubjectInfo`()). ``trial_columns``: ``{name: (values,
     description)}`` with one value per stimulus (indexed by each trial's stimulus index) or per trial.
+    ``unit_columns``: ``{name: (values, description)}``, one value per unit (e.g. each unit's tuning properties;
+    say the unit in the description).
 
     ``st`` is a :class:`SpikeTrains` or any record with its fields whose ``unit_major()`` and
     ``presentations.expected`` may be h5py datasets (a long run spilled to disk,
@@ -140,7 +143,7 @@ def write_nwb(path: str | os.PathLike, st: SpikeTrains, stimuli: np.ndarray | No
                                                    target=spike_times),
                           obs, VectorIndex(name="obs_intervals_index", data=np.arange(1, K + 1), target=obs),
                           VectorData(name="latent_index", description="index of the unit in the model's latent vector",
-                                     data=np.arange(K))])
+                                     data=np.arange(K)), *_unit_columns(unit_columns, K)])
     p = st.presentations
     nwb.trials = TimeIntervals(name="trials", description="presentations of the stimuli", id=np.arange(len(p)),
                                columns=[
@@ -191,6 +194,20 @@ def _add_stimuli(nwb, stimuli: np.ndarray, p: Presentations) -> None:
     nwb.add_stimulus(IndexSeries(name="stimulus_presentation", data=p.stimulus.astype(np.uint32),
                                  indexed_images=images, unit="N/A", **timing,
                                  description="index of the stimulus shown at each presentation onset"))
+
+
+def _unit_columns(columns: dict | None, K: int) -> list:
+    from hdmf.common import VectorData
+
+    from ..errors import ArgumentError
+
+    out = []
+    for name, (values, description) in (columns or {}).items():
+        v = np.asarray(values)
+        if v.shape != (K,):
+            raise ArgumentError(f"unit column {name!r} has {v.shape} values, expected one per unit ({K})")
+        out.append(VectorData(name=name, description=description, data=v))
+    return out
 
 
 def _trial_columns(columns: dict | None, p: Presentations) -> list:
