@@ -93,6 +93,25 @@ def test_neo_round_trip_is_lossless(tmp_path, spikes):
     assert blk.segments[0].epochs[0].name == "presentations"
 
 
+def test_stimulus_parameters_are_in_the_nix_file_as_in_the_nwb_file(tmp_path, spikes):
+    """Grating parameters (one per stimulus) become per-presentation columns of both files, equal, described."""
+    from neo.io import NixIO
+    from pynwb import NWBHDF5IO
+
+    cols = {"orientation": (np.array([0.0, 0.5, 1.0]), "grating orientation, rad"),
+            "spatial_frequency": (np.array([0.1, 0.2, 0.3]), "cycles/pixel")}
+    write_neo(tmp_path / "run.nix", spikes, trial_columns=cols)
+    write_nwb(tmp_path / "run.nwb", spikes, trial_columns=cols)
+    with NixIO(str(tmp_path / "run.nix"), mode="ro") as io:
+        ep = io.read_block().segments[0].epochs[0]
+    with NWBHDF5IO(tmp_path / "run.nwb", "r") as io:
+        trials = io.read().trials
+        for k in cols:
+            np.testing.assert_array_equal(ep.array_annotations[k], trials[k].data[:])
+            np.testing.assert_array_equal(ep.array_annotations[k], cols[k][0][spikes.presentations.stimulus])
+    assert "rad" in ep.annotations["column_descriptions"]
+
+
 def test_neo_block_matches_elephant_counts(spikes):
     import quantities as pq
     from elephant.conversion import BinnedSpikeTrain

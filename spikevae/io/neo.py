@@ -12,8 +12,11 @@ from ..records import Presentations, SpikeTrains
 __all__ = ["to_neo_block", "from_neo_block", "write_neo", "read_neo"]
 
 
-def to_neo_block(st: SpikeTrains, name: str = "spikevae run"):
-    """SpikeTrains → ``neo.Block`` (one Segment; SpikeTrains annotated with ``channel_id``/``latent_index``)."""
+def to_neo_block(st: SpikeTrains, name: str = "spikevae run", trial_columns: dict | None = None):
+    """SpikeTrains → ``neo.Block`` (one Segment; SpikeTrains annotated with ``channel_id``/``latent_index``).
+    ``trial_columns``: ``{name: (values, description)}`` as for :func:`spikevae.io.write_nwb` (one value per
+    stimulus or per presentation): array annotations of the presentations epoch, their descriptions in the
+    epoch's ``column_descriptions`` annotation."""
     import neo
     import quantities as pq
 
@@ -26,10 +29,16 @@ def to_neo_block(st: SpikeTrains, name: str = "spikevae run"):
         train = neo.SpikeTrain(t * pq.s, t_start=0 * pq.s, t_stop=st.t_stop * pq.s, sampling_rate=(1 / st.dt) * pq.Hz,
                                name=f"unit{k}", channel_id=k, latent_index=k)
         seg.spiketrains.append(train)
+    columns = {"stimulus_index": p.stimulus.astype(np.int64), "repeat": p.repeat.astype(np.int64)}
+    described = {}
+    for key, (values, desc) in (trial_columns or {}).items():
+        v = np.asarray(values)
+        columns[key] = v if len(v) == len(p) else v[np.asarray(p.stimulus, np.int64)]
+        described[key] = desc
     ep = neo.Epoch(times=p.onset * pq.s, durations=(p.offset - p.onset) * pq.s,
                    labels=np.array([f"stim{s}_rep{r}" for s, r in zip(p.stimulus, p.repeat)]),
-                   name="presentations", array_annotations={"stimulus_index": p.stimulus.astype(np.int64),
-                                                            "repeat": p.repeat.astype(np.int64)})
+                   name="presentations", array_annotations=columns,
+                   column_descriptions=json.dumps(described, sort_keys=True))
     seg.epochs.append(ep)
     if p.expected.size:
         # λ per presentation, as an irregular signal sampled at the onsets (one channel per unit)
@@ -65,13 +74,14 @@ def from_neo_block(blk) -> SpikeTrains:
                        Presentations(stim, rep, onset, offset, expected), meta)
 
 
-def write_neo(path: str | os.PathLike, st: SpikeTrains) -> Path:
-    """Save ``st`` as a Neo Block with NixIO (annotations kept), atomically."""
+def write_neo(path: str | os.PathLike, st: SpikeTrains, trial_columns: dict | None = None) -> Path:
+    """Save ``st`` as a Neo Block with NixIO (annotations kept), atomically; ``trial_columns`` as for
+    :func:`to_neo_block` (the stimulus parameters the NWB file holds in its trials)."""
     from neo.io import NixIO
 
     from .files import atomic_write
 
-    blk = to_neo_block(st)
+    blk = to_neo_block(st, trial_columns=trial_columns)
 
     def _write(tmp):
         os.unlink(tmp)  # NixIO creates the file itself

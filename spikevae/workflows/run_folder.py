@@ -65,7 +65,7 @@ def write_run_files(out: Path, spikes, summary: dict, *, command: str, stimuli=N
         if neo:
             full = spikes.load() if hasattr(spikes, "load") else spikes
             io.check_free_space(out, nix_bytes(full), "the Neo (NIX) file")
-            paths["nix"] = io.write_neo(out / "spikes.nix", full)
+            paths["nix"] = io.write_neo(out / "spikes.nix", full, trial_columns=trial_columns(stimuli))
         paths.update(figures.result())
     paths["summary"] = write_json(out / "summary.json", {**summary, "command": command})
     return paths
