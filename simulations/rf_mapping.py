@@ -93,7 +93,7 @@ def _parser() -> Parser:
 @cli_entry("rf_mapping")
 def main(argv=None) -> int:
     from spikevae import plots
-    from spikevae.analysis.battery import rf_summary, v1_properties, v1_summary
+    from spikevae.analysis.battery import repeat_draws, rf_summary, v1_properties, v1_summary
     from spikevae.io import RunFolder, atomic_write, load_dictionary, write_csv, write_npz, write_nwb
     from spikevae.io.files import write_text
     from spikevae.models.trained import load_model
@@ -142,7 +142,8 @@ def main(argv=None) -> int:
     with RunFolder(args.out, "rf_mapping", args.overwrite) as run:
         out = run.path
         m = map_receptive_fields(**source, **kw)
-        props = v1_properties(m, args.pixels_per_degree)
+        draws = repeat_draws(m.battery) if m.battery is not None else None  # once, for intervals and scores
+        props = v1_properties(m, args.pixels_per_degree, draws=draws)
         atomic_write(out / "sta.npy", lambda tmp: np.save(tmp, m.sta))
         if m.sta_lags is not None:
             write_npz(out / "sta_lags.npz", sta=m.sta_lags, spikes=m.lag_spikes)
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
         for name, fig in plots.rf_mapping_figures(m, label_model).items():
             plots.save_figure(fig, out / "figures" / f"{name}.png")
         write_csv(out / "properties.csv", list(props[0]), (list(r.values()) for r in props))
-        summ = v1_summary(props)
+        summ = v1_summary(props, draws=draws)
         label = {"pvae": "P-VAE units (spikes)", "ipvae": f"iP-VAE units (circuit spikes, {args.iterations} iterations)",
                  "lca": f"LCA channels (λ = {args.lam:g}, ON/OFF rectified)"}[label_model]
         write_text(out / "summary.md", _summary_md(summ, props, label, args))
@@ -250,8 +251,8 @@ def _summary_md(summ, props, label, args) -> str:
              "out of the medians (they stay in properties.csv). Fractions are means over the channels with the "
              "property defined. The grating summation field is summarised over channels with SSI > 0.1, the "
              "population Cavanaugh et al. (2002) report it for.", "",
-             "| property | unit | model median [IQR] | channels | V1 median | KS distance | score [95 % interval] | "
-             "V1 source |",
+             "| property | unit | model median [IQR] | channels | V1 median | KS distance | score [over units] "
+             "[over repeats] | V1 source |",
              "|---|---|---|---|---|---|---|---|"]
     for r in summ:
         if r["property"] == "overall":
@@ -260,15 +261,19 @@ def _summary_md(summ, props, label, args) -> str:
         v1 = f"{r['v1_median']:.3g}" if np.isfinite(r["v1_median"]) else "not shipped"
         ks = f"{r['ks']:.2f}" if np.isfinite(r["ks"]) else ""
         sc = f"{r['score']:.2f} [{r['score_lo']:.2f}, {r['score_hi']:.2f}]" if np.isfinite(r["score"]) else ""
+        if np.isfinite(r["score_rep_lo"]):
+            sc += f" [{r['score_rep_lo']:.2f}, {r['score_rep_hi']:.2f}]"
         lines.append(f"| {r['label']} | {r['unit']} | {r['median']:.3g}{iqr} | {r['n']} of {r['of']} | {v1} | {ks} | "
                      f"{sc} | {r['v1_source']} |")
     overall = [r for r in summ if r["property"] == "overall"]
     if overall:
         o = overall[0]
+        rep = (f"; over 100 resamples of the protocol's repeats [{o['score_rep_lo']:.2f}, {o['score_rep_hi']:.2f}]"
+               if np.isfinite(o["score_rep_lo"]) else "")
         lines += ["", f"**V1 similarity score: {o['score']:.2f} [{o['score_lo']:.2f}, {o['score_hi']:.2f}]**, the "
                   f"{o['label']} (each the binned KS similarity of Marques et al. 2021 over its ceiling, 1,000 "
                   "resamples of the channels at V1's sample size; the interval is the 2.5-97.5 percentiles over "
-                  "those resamples)."]
+                  f"those resamples{rep})."]
     if args.pixels_per_degree is None:
         lines += ["", "Peak SF in cycles/deg and the summation field in degrees need `--pixels-per-degree` (the "
                   "model's input has no visual angle of its own), so they are not compared with V1 here."]

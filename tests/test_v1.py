@@ -134,6 +134,29 @@ def test_battery_bandwidths_are_unbiased_at_the_default_protocol(hw, octaves):
     assert np.mean((lo <= g["bw"]) & (g["bw"] <= hi)) > 0.95 and np.median(hi - lo) > 0
 
 
+def test_scores_get_an_interval_over_protocol_repeats():
+    """The preferred orientations of synthetic cells (uniform, as V1's four bins nearly are) scored against De Valois
+    et al.'s histogram, with intervals over units and over resampled repeats that bracket the score."""
+    from types import SimpleNamespace
+
+    from spikevae.analysis.battery import grid_properties, repeat_draws, v1_summary
+
+    rng = np.random.default_rng(5)
+    reps, th, f = _synthetic_grid(rng, 150, 20.0, 1.5)
+    b = SimpleNamespace(grid=reps.mean(0), grid_repeats=reps, orientations=th, frequencies=f, size_repeats=None)
+    draws = repeat_draws(b, n_boot=30)
+    pref = np.degrees(grid_properties(b.grid, th, f)["pref"])
+    rows = [{"unit": c, "weak": False, "ssi": np.nan, "size_measured": False, "poor_fit": True,
+             "preferred_orientation_deg": float(p - 180 if p >= 157.5 else p)} for c, p in enumerate(pref)]
+    np.testing.assert_allclose(draws["preferred_orientation_deg"].mean(0), [r["preferred_orientation_deg"] for r in rows],
+                               atol=3.0)  # resampled repeats move a tuned cell's preference by little
+    summ = {r["property"]: r for r in v1_summary(rows, n_boot=200, draws=draws)}
+    row, overall = summ["preferred_orientation_deg"], summ["overall"]
+    assert row["score_lo"] <= row["score"] <= row["score_hi"] and row["score"] > 0.85
+    assert row["score_rep_lo"] <= row["score"] <= row["score_rep_hi"]
+    assert overall["score"] == pytest.approx(row["score"])  # the one scored property (no SSI was measured)
+
+
 P = 16
 TRUE = dict(x0=7.5, y0=7.5, theta=0.6, f=0.15, sx=2.2, sy=3.0)
 

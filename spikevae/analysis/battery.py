@@ -9,6 +9,7 @@ from ..errors import ArgumentError
 from .geometry import R2_GOOD
 
 __all__ = ["PROPERTIES", "MIN_RATE_HZ", "rf_summary", "v1_properties", "v1_summary", "grid_properties", "repeat_intervals",
+           "repeat_draws",
            "grid_from_trials"]
 
 
@@ -61,13 +62,14 @@ PROPERTIES = {
 MIN_RATE_HZ = 5.0
 
 
-def v1_properties(m, pixels_per_degree: float | None = None, n_boot: int = 100) -> list[dict]:
+def v1_properties(m, pixels_per_degree: float | None = None, n_boot: int = 100, draws: dict | None = None) -> list[dict]:
     """One row per channel of a mapping with the V1 battery: every :data:`PROPERTIES` value (NaN where undefined),
     the response level, the Gabor fit's R², and flags: ``weak`` (best grating below :data:`MIN_RATE_HZ` spikes/s;
     an LCA channel: no response at all), ``poor_fit`` (no Gabor fit with R² ≥ 0.5), ``size_measured``.
     Flagged channels stay in the table; summaries use the channels that are not ``weak``. Each property with
     repeats to resample gets ``<key>_lo`` and ``<key>_hi``, its 95 % interval over ``n_boot`` resamples of the
-    protocol's repeats (:func:`repeat_intervals`; 0: none)."""
+    protocol's repeats (:func:`repeat_intervals`; 0: none; ``draws``: those of :func:`repeat_draws`, drawn once
+    for this and :func:`v1_summary`)."""
     from . import v1
 
     b = m.battery
@@ -77,7 +79,7 @@ def v1_properties(m, pixels_per_degree: float | None = None, n_boot: int = 100) 
         raise ArgumentError(f"pixels per degree must be a finite number > 0, got {pixels_per_degree}")
     C = b.grid.shape[0]
     gp = grid_properties(b.grid, b.orientations, b.frequencies)
-    ci = repeat_intervals(b, n_boot) if n_boot else {}
+    ci = repeat_intervals(b, n_boot, draws=draws) if n_boot or draws is not None else {}
     peak, pref, cv, bw, opr, f1f0 = (gp[k] for k in ("peak", "pref", "cv", "bw", "opr", "f1f0"))
     sf = gp["sf"]
     measured = np.all(np.isfinite(b.size), axis=1)
@@ -171,11 +173,11 @@ _GRID_KEYS = {"preferred_orientation_deg": lambda g: np.vectorize(_wrapped_orien
               "sf_bandwidth_schiller": lambda g: g["sf"]["bandwidth_schiller"], "f1_f0": lambda g: g["f1f0"]}
 
 
-def repeat_intervals(b, n_boot: int = 100, seed: int = 0) -> dict:
-    """2.5 and 97.5 percentiles per channel of each grating-grid property (and the SSI) over ``n_boot`` resamples
-    of the protocol's repeats (with replacement, the same repeats for every channel): ``{key: (lo, hi)}``. Empty
-    when a protocol ran once (a deterministic code needs no interval). Preferred orientation is resampled as an
-    angle: its interval is that of the difference from the full-data value, wrapped to ±90°."""
+def repeat_draws(b, n_boot: int = 100, seed: int = 0) -> dict:
+    """Each grating-grid property (and the SSI, and the fraction-style flags derived from them) recomputed on
+    ``n_boot`` resamples of the protocol's repeats (with replacement, the same repeats for every channel):
+    ``{key: (n_boot, C) array}``. Empty for a protocol that ran once (a deterministic code needs no interval).
+    Preferred orientation is unwrapped around the full-data value (within ±90° of it)."""
     import warnings
 
     from . import v1
@@ -183,28 +185,42 @@ def repeat_intervals(b, n_boot: int = 100, seed: int = 0) -> dict:
     out: dict = {}
     rng = np.random.default_rng(seed)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a channel without the property: a NaN interval
+        warnings.simplefilter("ignore", RuntimeWarning)
         if b.grid_repeats is not None and len(b.grid_repeats) >= 2:
             R = len(b.grid_repeats)
             draws = {k: [] for k in _GRID_KEYS}
+            sel = []
             for _ in range(n_boot):
                 g = grid_properties(b.grid_repeats[rng.integers(0, R, R)].mean(0), b.orientations, b.frequencies)
                 for k, f in _GRID_KEYS.items():
                     draws[k].append(f(g))
+                sel.append(np.where(np.isfinite(g["sf"]["peak"]), g["sf"]["selective"].astype(float), np.nan))
             full = _GRID_KEYS["preferred_orientation_deg"](grid_properties(b.grid, b.orientations, b.frequencies))
             for k, d in draws.items():
                 d = np.array(d)
-                if k == "preferred_orientation_deg":
-                    d = full + (np.mod(d - full + 90.0, 180.0) - 90.0)
-                out[k] = (np.nanpercentile(d, 2.5, axis=0), np.nanpercentile(d, 97.5, axis=0))
+                out[k] = full + (np.mod(d - full + 90.0, 180.0) - 90.0) if k == "preferred_orientation_deg" else d
+            out["sf_selective"] = np.array(sel)
         if b.size_repeats is not None and len(b.size_repeats) >= 2:
             R, measured = len(b.size_repeats), np.all(np.isfinite(b.size), axis=1)
             d = np.full((n_boot, len(b.size)), np.nan)
             for i in range(n_boot):
                 resample = b.size_repeats[rng.integers(0, R, R)].mean(0)[measured]
                 d[i, measured] = v1.size_tuning(resample, b.diameters)["ssi"]
-            out["ssi"] = (np.nanpercentile(d, 2.5, axis=0), np.nanpercentile(d, 97.5, axis=0))
+            out["ssi"] = d
+            out["strongly_suppressed"] = np.where(np.isfinite(d), (d >= 0.1).astype(float), np.nan)
     return out
+
+
+def repeat_intervals(b=None, n_boot: int = 100, seed: int = 0, draws: dict | None = None) -> dict:
+    """2.5 and 97.5 percentiles per channel of each property of :func:`repeat_draws` (``draws``, or drawn here
+    from the battery ``b``): ``{key: (lo, hi)}``, NaN for a channel without the property."""
+    import warnings
+
+    draws = repeat_draws(b, n_boot, seed) if draws is None else draws
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a channel without the property: a NaN interval
+        return {k: (np.nanpercentile(d, 2.5, axis=0), np.nanpercentile(d, 97.5, axis=0)) for k, d in draws.items()
+                if k not in ("sf_selective", "strongly_suppressed")}
 
 
 def grid_from_trials(responses: np.ndarray, orientation, frequency, phase) -> tuple:
@@ -235,19 +251,22 @@ def _measured(key: str, row: dict) -> bool:
     return True
 
 
-def v1_summary(rows: list[dict], seed: int = 0, n_boot: int | None = None) -> list[dict]:
+def v1_summary(rows: list[dict], seed: int = 0, n_boot: int | None = None, draws: dict | None = None) -> list[dict]:
     """Per property of :data:`PROPERTIES` present in ``rows``: the model's median and quartiles over the channels
     that are not weak (fractions: the mean), the shipped V1 median and, where V1's distribution is shipped, the KS
     distance at its bin edges (:func:`spikevae.analysis.v1_reference.ks_binned`) and the score of Marques et al.
     2021 (:func:`spikevae.analysis.v1_reference.score`: binned similarity over its ceiling, with its 95 % interval
     over units), each over the channels whose protocol measured it. The grating summation field is summarised
     over channels with SSI > 0.1, the population Cavanaugh et al. report it for, and scored with the others as
-    undefined, as the benchmark does. A last row,
-    ``overall``, is the mean score over the scored properties, its interval from the same resamples."""
-    from .v1_reference import N_BOOTSTRAP, V1_DATA, ks_binned, score
+    undefined, as the benchmark does. With ``draws`` (:func:`repeat_draws`), each score also gets an interval over
+    the protocol's repeats, ``score_rep_lo``/``_hi``: the score of the same channels' values recomputed on each
+    resample of the repeats. A last row, ``overall``, is the mean score over the scored properties, its
+    intervals from the same resamples."""
+    from .v1_reference import N_BOOTSTRAP, V1_DATA, ks_binned, score, similarity
 
     use = [r for r in rows if not r["weak"]]
-    out, draws = [], []
+    repeat = draws
+    out, unit_draws, rep_draws = [], [], []
     nan = float("nan")
     for key, (label, unit, ref) in PROPERTIES.items():
         if not rows or key not in rows[0]:
@@ -262,8 +281,8 @@ def v1_summary(rows: list[dict], seed: int = 0, n_boot: int | None = None) -> li
              "median": float(fin.mean() if frac else np.median(fin)) if len(fin) else nan,
              "q1": float(np.percentile(fin, 25)) if len(fin) and not frac else nan,
              "q3": float(np.percentile(fin, 75)) if len(fin) and not frac else nan,
-             "v1_median": nan, "ks": nan, "score": nan, "score_lo": nan, "score_hi": nan, "ceiling": nan,
-             "v1_source": ""}
+             "v1_median": nan, "ks": nan, "score": nan, "score_lo": nan, "score_hi": nan, "score_rep_lo": nan,
+             "score_rep_hi": nan, "ceiling": nan, "v1_source": ""}
         if d is not None:
             s["v1_median"] = d.counts[1] / d.n if frac else d.median()
             s["ks"] = nan if frac else ks_binned(fin, d)
@@ -271,14 +290,27 @@ def v1_summary(rows: list[dict], seed: int = 0, n_boot: int | None = None) -> li
             if len(measured):
                 sc = score(all_v, d, seed=seed, n_boot=n_boot or N_BOOTSTRAP, samples=True)
                 s.update(score=sc["score"], score_lo=sc["lo"], score_hi=sc["hi"], ceiling=sc["ceiling"])
-                draws.append(sc["samples"])
+                unit_draws.append(sc["samples"])
+                shift = np.zeros(1)
+                if repeat and key in repeat:  # the score's shift when the repeats are resampled
+                    idx = np.array([r["unit"] for r in measured])
+                    full = similarity(all_v, d)
+                    shift = np.array([similarity(v, d) - full for v in repeat[key][:, idx]]) / sc["ceiling"]
+                    s.update(score_rep_lo=sc["score"] + float(np.nanpercentile(shift, 2.5)),
+                             score_rep_hi=sc["score"] + float(np.nanpercentile(shift, 97.5)))
+                rep_draws.append(sc["score"] + shift)
             s["v1_source"] = f"{d.source}; {d.population}; n = {d.n}"
         out.append(s)
-    if draws:
-        m = np.mean(draws, axis=0)  # per resample, the mean over properties
-        out.append({"property": "overall", "label": f"mean score over {len(draws)} properties", "unit": "",
+    if unit_draws:
+        m = np.mean(unit_draws, axis=0)  # per resample, the mean over properties
+        n_rep = max(len(r) for r in rep_draws)
+        rep = np.nanmean([np.broadcast_to(r, (n_rep,)) for r in rep_draws], axis=0)
+        has_rep = n_rep > 1
+        out.append({"property": "overall", "label": f"mean score over {len(unit_draws)} properties", "unit": "",
                     "n": len(use), "of": len(use), "median": nan, "q1": nan, "q3": nan, "v1_median": nan, "ks": nan,
                     "score": float(m.mean()), "score_lo": float(np.percentile(m, 2.5)),
-                    "score_hi": float(np.percentile(m, 97.5)), "ceiling": nan,
+                    "score_hi": float(np.percentile(m, 97.5)),
+                    "score_rep_lo": float(np.nanpercentile(rep, 2.5)) if has_rep else nan,
+                    "score_rep_hi": float(np.nanpercentile(rep, 97.5)) if has_rep else nan, "ceiling": nan,
                     "v1_source": "Marques, Schrimpf & DiCarlo 2021's binned similarity over its ceiling"})
     return out
