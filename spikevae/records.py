@@ -12,7 +12,12 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["Presentations", "SpikeTrains", "window_index", "window_counts"]
+__all__ = ["Presentations", "SpikeTrains", "window_index", "window_counts", "overlaps"]
+
+
+def overlaps(onset: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Positions k of windows, given in onset order, whose window reaches past the next one's onset."""
+    return np.flatnonzero(np.asarray(offset)[:-1] > np.asarray(onset)[1:] + 1e-12)
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,18 @@ class Presentations:
 
     def __len__(self) -> int:
         return len(self.stimulus)
+
+    def check_disjoint(self) -> None:
+        """Refuse windows that overlap (a spike could not be given to one presentation): ArgumentError."""
+        from .errors import ArgumentError
+
+        order = np.argsort(self.onset, kind="stable")
+        on, off = np.asarray(self.onset, np.float64)[order], np.asarray(self.offset, np.float64)[order]
+        bad = overlaps(on, off)
+        if len(bad):
+            k = int(bad[0])
+            raise ArgumentError(f"presentation {int(order[k])} ({on[k]:.6g}-{off[k]:.6g} s) overlaps the next one "
+                                f"(onset {on[k + 1]:.6g} s): the spikes cannot be replayed presentation by presentation")
 
     def __repr__(self) -> str:
         n = len(self)

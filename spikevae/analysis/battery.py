@@ -101,7 +101,7 @@ def v1_properties(m, pixels_per_degree: float | None = None, n_boot: int = 100, 
                "peak_response": float(rate[c]), "response_unit": "spikes/s" if b.window else "code",
                "weak": bool(weak[c]), "gabor_r2": float(g["r2"]) if g else nan, "poor_fit": not good,
                "size_measured": bool(measured[c]),
-               "preferred_orientation_deg": _wrapped_orientation(np.degrees(pref[c])),
+               "preferred_orientation_deg": float(_wrapped_orientation(np.degrees(pref[c]))),
                "circular_variance": float(cv[c]),
                "orientation_bandwidth_deg": float(bw[c]), "orth_pref_ratio": float(opr[c]), "osi": float(1 - cv[c]),
                "orientation_selective": float(opr[c] < 0.5) if np.isfinite(opr[c]) else nan,
@@ -128,9 +128,9 @@ def v1_properties(m, pixels_per_degree: float | None = None, n_boot: int = 100, 
     return rows
 
 
-def _wrapped_orientation(deg: float) -> float:
-    """Preferred orientation in [−22.5°, 157.5°), the range De Valois et al. 1982 bin it on."""
-    return float(deg - 180.0 if deg >= 157.5 else deg)
+def _wrapped_orientation(deg):
+    """Preferred orientation in [−22.5°, 157.5°), the range De Valois et al. 1982 bin it on (scalars or arrays)."""
+    return np.where(np.asarray(deg) >= 157.5, np.asarray(deg) - 180.0, deg)
 
 
 def grid_properties(grid: np.ndarray, orientations: np.ndarray, frequencies: np.ndarray) -> dict:
@@ -166,7 +166,7 @@ def grid_properties(grid: np.ndarray, orientations: np.ndarray, frequencies: np.
 
 
 #: properties of :func:`grid_properties` with an interval over repeats: row key → how to read it off the result
-_GRID_KEYS = {"preferred_orientation_deg": lambda g: np.vectorize(_wrapped_orientation)(np.degrees(g["pref"])),
+_GRID_KEYS = {"preferred_orientation_deg": lambda g: _wrapped_orientation(np.degrees(g["pref"])),
               "circular_variance": lambda g: g["cv"], "orientation_bandwidth_deg": lambda g: g["bw"],
               "orth_pref_ratio": lambda g: g["opr"], "peak_sf_cpp": lambda g: g["sf"]["peak"],
               "sf_bandwidth_octaves": lambda g: g["sf"]["bandwidth_octaves"],
@@ -265,7 +265,6 @@ def v1_summary(rows: list[dict], seed: int = 0, n_boot: int | None = None, draws
     from .v1_reference import N_BOOTSTRAP, V1_DATA, ks_binned, score, similarity
 
     use = [r for r in rows if not r["weak"]]
-    repeat = draws
     out, unit_draws, rep_draws = [], [], []
     nan = float("nan")
     for key, (label, unit, ref) in PROPERTIES.items():
@@ -292,10 +291,10 @@ def v1_summary(rows: list[dict], seed: int = 0, n_boot: int | None = None, draws
                 s.update(score=sc["score"], score_lo=sc["lo"], score_hi=sc["hi"], ceiling=sc["ceiling"])
                 unit_draws.append(sc["samples"])
                 shift = np.zeros(1)
-                if repeat and key in repeat:  # the score's shift when the repeats are resampled
+                if draws and key in draws:  # the score's shift when the repeats are resampled
                     idx = np.array([r["unit"] for r in measured])
                     full = similarity(all_v, d)
-                    shift = np.array([similarity(v, d) - full for v in repeat[key][:, idx]]) / sc["ceiling"]
+                    shift = np.array([similarity(v, d) - full for v in draws[key][:, idx]]) / sc["ceiling"]
                     s.update(score_rep_lo=sc["score"] + float(np.nanpercentile(shift, 2.5)),
                              score_rep_hi=sc["score"] + float(np.nanpercentile(shift, 97.5)))
                 rep_draws.append(sc["score"] + shift)

@@ -3,22 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ArgumentError
-
-__all__ = ["spike_generator", "check_presentations"]
-
-
-def check_presentations(p) -> None:
-    """Refuse a presentation table whose windows overlap (a replay could not say which presentation a spike
-    belongs to)."""
-    on, off = np.asarray(p.onset, dtype=np.float64), np.asarray(p.offset, dtype=np.float64)
-    order = np.argsort(on, kind="stable")
-    on, off = on[order], off[order]
-    bad = np.flatnonzero(off[:-1] > on[1:] + 1e-12)
-    if len(bad):
-        i = int(order[bad[0]])
-        raise ArgumentError(f"presentation {i} ({on[bad[0]]:.6g}-{off[bad[0]]:.6g} s) overlaps the next one "
-                            f"(onset {on[bad[0] + 1]:.6g} s): the spikes cannot be replayed presentation by presentation")
+__all__ = ["spike_generator"]
 
 
 def spike_generator(trains, name: str = "spikevae_spikes"):
@@ -29,7 +14,7 @@ def spike_generator(trains, name: str = "spikevae_spikes"):
     presentations are refused (:class:`~spikevae.errors.ArgumentError`)."""
     import brian2 as b2
 
-    check_presentations(trains.presentations)
+    trains.presentations.check_disjoint()
     g = b2.SpikeGeneratorGroup(trains.n_units, np.asarray(trains.unit, dtype=np.int64),
                                np.asarray(trains.time, dtype=np.float64) * b2.second, dt=trains.dt * b2.second,
                                name=name)

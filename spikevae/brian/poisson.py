@@ -65,7 +65,12 @@ def unit_kind(model) -> str:
 def history_rows(model, dt: float, slot_steps: int, step0: int) -> int:
     """Rows of the rate table before a chunk that starts at absolute step ``step0``: enough whole slots to cover
     :func:`history_steps`, and none before the run's first step."""
-    return min(step0 // slot_steps, -(-history_steps(model, dt) // slot_steps))
+    return min(step0 // slot_steps, _history_capacity(model, dt, slot_steps))
+
+
+def _history_capacity(model, dt: float, slot_steps: int) -> int:
+    """Whole slots that cover :func:`history_steps`: the history rows a rate table (and a compiled project) holds."""
+    return -(-history_steps(model, dt) // slot_steps)
 
 
 def history_steps(model, dt: float) -> int:
@@ -172,7 +177,7 @@ def _standalone_chunk(table, slot_steps, n_steps, dt, model, key, step0, carry, 
     rows, piece = -(-n_steps // slot_steps), _piece_rows(slot_steps, dt)
     if kind == "poisson" and rows > 1:
         return _stacked_chunk(table[hist_rows:], slot_steps, n_steps, dt, key, step0, build_dir, rows, piece)
-    need = -(-history_steps(model, dt) // slot_steps)  # history rows a compiled project holds
+    need = _history_capacity(model, dt, slot_steps)
     units, times = [], []
     for r0 in range(0, rows, piece):
         r1 = min(rows, r0 + piece)
@@ -211,7 +216,7 @@ def prepare_standalone(K: int, slot_steps: int, n_steps: int, dt: float, model, 
         _standalone_project(K, slot_steps, p * slot_steps, dt, kind, build_dir, M)
     else:
         _standalone_project(K, slot_steps, min(rows, piece) * slot_steps, dt, kind, build_dir,
-                            history=-(-history_steps(model, dt) // slot_steps))
+                            history=_history_capacity(model, dt, slot_steps))
 
 
 def _stacked_chunk(table, slot_steps, n_steps, dt, key, step0, build_dir, rows, piece):

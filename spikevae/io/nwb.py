@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..records import Presentations, SpikeTrains
+from ..records import Presentations, SpikeTrains, overlaps
 
 __all__ = ["write_nwb", "read_nwb", "read_trial_columns", "SUBJECT_NOTE", "SubjectInfo", "SYNTHETIC_SPECIES"]
 
@@ -347,7 +347,7 @@ def _check_foreign(path, ids, time, onset, offset, stim, rep, expected, meta, n_
             onset, offset, stim, rep = onset[order], offset[order], stim[order], rep[order]
             if len(expected) == len(order):
                 expected = expected[order]
-        overlap = np.flatnonzero(offset[:-1] > onset[1:] + 1e-12)
+        overlap = overlaps(onset, offset)
         if len(overlap):
             k = int(overlap[0])
             raise DataError(f"{path}: trials overlap ({len(overlap)} pairs, first: [{onset[k]:g}, {offset[k]:g}) and "

@@ -10,9 +10,7 @@ __all__ = ["to_pynn", "spike_times_ms"]
 
 def spike_times_ms(trains) -> list[np.ndarray]:
     """Each unit's spike times in ms (PyNN's unit), sorted; the presentations must not overlap."""
-    from ..brian.export import check_presentations
-
-    check_presentations(trains.presentations)
+    trains.presentations.check_disjoint()
     return [t * 1e3 for t in trains.trains()]
 
 
