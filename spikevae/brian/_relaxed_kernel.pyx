@@ -132,6 +132,11 @@ def relaxed_counts(const real[::1] lam, double t, double p_trunc, uint64_t seed,
     cdef uint64_t s
     cdef double r, inv_r, lt, ya, a, b, T, zi, di, sg, y, sp, var, sd, eps, inv_t = 1.0 / t
     cdef double y_low = log(1.0 / p_trunc)  # log(max(λt, 1)/p) of every rate with λt <= 1
+    # the window and the tail of every rate with λt <= 1 are the same: computed once
+    cdef double a_low = 1.0 - t * y_low, b_low = 1.0 + 0.5 * t * y_low
+    cdef double y_tail_low = (1.0 - b_low) * inv_t
+    cdef double sp_low = _softplus(y_tail_low)
+    cdef double dtail_low = b_low / (1.0 + exp(-y_tail_low)) + t * sp_low
     cdef bint gauss
     with nogil:
         for i in range(i0, i1):
@@ -141,9 +146,13 @@ def relaxed_counts(const real[::1] lam, double t, double p_trunc, uint64_t seed,
                 r = 1e-30
             inv_r = 1.0 / r
             lt = r * t
-            ya = y_low if lt <= 1.0 else log(lt / p_trunc)
-            a = 1.0 - t * ya
-            b = 1.0 + 0.5 * t * ya
+            if lt <= 1.0:
+                a = a_low
+                b = b_low
+            else:
+                ya = log(lt / p_trunc)
+                a = 1.0 - t * ya
+                b = 1.0 + 0.5 * t * ya
             T = 0.0
             zi = 0.0
             di = 0.0
@@ -151,38 +160,43 @@ def relaxed_counts(const real[::1] lam, double t, double p_trunc, uint64_t seed,
             if r * a > skip_after:
                 zi = _poisson(r * a, &s)
                 T = a
-            while True:
-                if r * (b - T) > gaussian_after:
-                    y = (1.0 - T) * inv_t
-                    sp = _softplus(y)
-                    sg = 1.0 / (1.0 + exp(-y))
-                    var = r * t * (sp - sg)
-                    sd = sqrt(var) if var > 1e-300 else 1e-150
-                    eps = _normal(&s)
-                    if hard:
-                        zi += _poisson(r * (1.0 - T), &s) if T < 1.0 else 0.0
-                    else:
-                        zi += max(r * t * sp + sd * eps, 0.0)
-                    # derivative of mean + sd·ε with T = Γ/λ, times λt (divided by λt below)
-                    di += (t * sp + sg * T + (t * (sp - sg) + sg * sg * T) / (2.0 * sd) * eps) * r * t
-                    gauss = True
-                    break
-                T += _exponential(&s) * inv_r
-                if T >= b:
-                    break
+            if r * (b - T) > gaussian_after:  # T only grows below: checked once
                 y = (1.0 - T) * inv_t
-                sg = 1.0 if y > 40.0 else 1.0 / (1.0 + exp(-y))  # σ(40) is 1 in double precision
+                sp = _softplus(y)
+                sg = 1.0 / (1.0 + exp(-y))
+                var = r * t * (sp - sg)
+                sd = sqrt(var) if var > 1e-300 else 1e-150
+                eps = _normal(&s)
                 if hard:
-                    zi += 1.0 if T < 1.0 else 0.0
+                    zi += _poisson(r * (1.0 - T), &s) if T < 1.0 else 0.0
                 else:
-                    zi += sg
-                di += sg * (1.0 - sg) * T
+                    zi += max(r * t * sp + sd * eps, 0.0)
+                # derivative of mean + sd·ε with T = Γ/λ, times λt (divided by λt below)
+                di += (t * sp + sg * T + (t * (sp - sg) + sg * sg * T) / (2.0 * sd) * eps) * r * t
+                gauss = True
+            else:
+                while True:
+                    T += _exponential(&s) * inv_r
+                    if T >= b:
+                        break
+                    y = (1.0 - T) * inv_t
+                    sg = 1.0 if y > 40.0 else 1.0 / (1.0 + exp(-y))  # σ(40) is 1 in double precision
+                    if hard:
+                        zi += 1.0 if T < 1.0 else 0.0
+                    else:
+                        zi += sg
+                    di += sg * (1.0 - sg) * T
             di *= inv_r * inv_t
             if not gauss:  # the arrivals past b, by their expectation (spikevae.models.poisson.tail_terms)
-                y = (1.0 - b) * inv_t
-                sp = _softplus(y)
-                if not hard:
-                    zi += lam[i] * t * sp  # 0 for a zero rate
-                di += b / (1.0 + exp(-y)) + t * sp
+                if lt <= 1.0:
+                    if not hard:
+                        zi += lam[i] * t * sp_low
+                    di += dtail_low
+                else:
+                    y = (1.0 - b) * inv_t
+                    sp = _softplus(y)
+                    if not hard:
+                        zi += lam[i] * t * sp  # 0 for a zero rate
+                    di += b / (1.0 + exp(-y)) + t * sp
             z[i] = <real>zi
             dz[i] = <real>di
