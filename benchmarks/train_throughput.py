@@ -15,13 +15,20 @@ formulation and peak RSS:
 - ``exact``: the closed-form linear-decoder objective (no sampling);
 - ``gaussian``: a Gaussian VAE of the same lin|lin architecture.
 
-And the iP-VAE's training step (batch 200, T = 16 unrolled iterations, β 24) with the default sampler against the
-per-bucket sampler of earlier releases (:mod:`spikevae.models.poisson_buckets`), side by side: ``ipvae-<model>-t<t>``
-and ``ipvae-buckets-<model>-t<t>``, ``<model>`` ``trained`` (the shipped iP-VAE's rates, the end of training) or
-``fresh`` (a new model with its ceilings at their start, the start of training), at temperatures 1, 0.1 and 0.01;
-the sampler's own time per step is reported beside the step's.
+And the iP-VAE's training step (batch 200, T = 16 unrolled iterations, β 24), side by side:
 
-``python benchmarks/train_throughput.py [--steps 20] [--threads 2] [--configs ipvae]``
+- ``ipvae-earlier-<model>-t<t>``: the step of earlier releases, the per-bucket sampler
+  (:mod:`spikevae.models.poisson_buckets`) and the update, NLL and KL differentiated by autograd
+  (:func:`spikevae.models.ipvae.loss_reference`);
+- ``ipvae-sampler-<model>-t<t>``: the default sampler in that step;
+- ``ipvae-<model>-t<t>``: the default step (the default sampler, the fused update and NLL of :class:`IPVAE`),
+
+``<model>`` ``trained`` (the shipped iP-VAE's rates, the end of training) or ``fresh`` (a new model with its ceilings
+at their start, the start of training), at temperatures 1, 0.1 and 0.01. The sampler's own time per step is
+reported beside the step's. The three of a row run one after the other, ``--rounds`` times interleaved, and each
+reports its median over the rounds (machines here are noisy; the ratios hold).
+
+``python benchmarks/train_throughput.py [--steps 20] [--threads 2] [--rounds 3] [--configs ipvae]``
 """
 from __future__ import annotations
 
@@ -32,9 +39,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 CONFIGS = ("reference", "spikevae", "spikevae-t1", "spikevae-maxrate", "exact", "gaussian")
 IPVAE_CONFIGS = tuple(f"ipvae{s}-{m}-t{t:g}" for m, ts in (("fresh", (1.0,)), ("trained", (1.0, 0.1, 0.01)))
-                      for t in ts for s in ("-buckets", ""))
+                      for t in ts for s in ("-earlier", "-sampler", ""))
 
 
 def _one_ipvae(name: str, steps: int, batch: int, threads: int) -> dict:
@@ -54,7 +63,7 @@ def _one_ipvae(name: str, steps: int, batch: int, threads: int) -> dict:
     model = shipped if model_kind == "trained" else ipvae_mod.IPVAE(shipped.config, seed=0)
     model.clamp_progress = 1.0 if model_kind == "trained" else 0.0
     model.train()
-    base = relaxed_poisson_bucketed if kind == ["buckets"] else ipvae_mod.relaxed_poisson
+    base = relaxed_poisson_bucketed if kind == ["earlier"] else ipvae_mod.relaxed_poisson
     spent = [0.0]
 
     def timed(rate, t, g):
@@ -72,7 +81,10 @@ def _one_ipvae(name: str, steps: int, batch: int, threads: int) -> dict:
         xb = x[(i * batch) % len(x):][:batch]
         spent[0] = 0.0
         t0 = time.perf_counter()
-        loss, _ = model.loss(xb, 16, 24.0, temp, g)
+        if kind:
+            loss = ipvae_mod.loss_reference(model, xb, 16, 24.0, temp, g, timed)
+        else:
+            loss, _ = model.loss(xb, 16, 24.0, temp, g)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -155,6 +167,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=15)
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1, help="interleaved repetitions of the iP-VAE rows (median)")
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -163,22 +176,34 @@ def main(argv=None) -> int:
         print(json.dumps(one(args.one, args.steps, args.batch, args.threads)))
         return 0
     names = [c for n in args.configs.split(",") for c in (IPVAE_CONFIGS if n == "ipvae" else (n,))]
-    rows = []
-    for name in names:
+
+    def measure(name):
         out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
                               "--batch", str(args.batch), "--threads", str(args.threads)],
                              capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"  measured {name}", file=sys.stderr)
-    ip_rows = [r for r in rows if r["config"].startswith("ipvae")]
-    rows = [r for r in rows if not r["config"].startswith("ipvae")]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    rows = [measure(n) for n in names if not n.startswith("ipvae")]
+    ip_names = [n for n in names if n.startswith("ipvae")]
+    runs = {n: [] for n in ip_names}
+    for _ in range(max(args.rounds, 1)):
+        for n in ip_names:
+            runs[n].append(measure(n))
+    ip_rows = []
+    for n, rs in runs.items():
+        r = dict(rs[0])
+        for k in ("ms_per_step", "sampler_ms_per_step", "peak_rss_mb"):
+            r[k] = float(np.median([x[k] for x in rs]))
+        ip_rows.append(r)
     if ip_rows:
-        print(f"iP-VAE K=512, batch {args.batch}, T = 16, {args.threads} threads: a training step with the default "
-              "sampler against the per-bucket sampler of earlier releases")
-        print(f"{'config':26s} {'ms/step':>9s} {'sampler ms':>11s} {'step x':>7s} {'sampler x':>10s} {'peak RSS MB':>12s}")
+        print(f"iP-VAE K=512, batch {args.batch}, T = 16, {args.threads} threads, median of {max(args.rounds, 1)} "
+              "interleaved rounds: the training step against the step of earlier releases (x: ratio to it)")
+        print(f"{'config':27s} {'ms/step':>9s} {'sampler ms':>11s} {'step x':>7s} {'sampler x':>10s} {'peak RSS MB':>12s}")
         for r in ip_rows:
-            old = next((o for o in ip_rows if o["config"] == r["config"].replace("ipvae-", "ipvae-buckets-", 1)), r)
-            print(f"{r['config']:26s} {r['ms_per_step']:9.1f} {r['sampler_ms_per_step']:11.1f} "
+            base = r["config"].replace("ipvae-sampler-", "ipvae-", 1).replace("ipvae-", "ipvae-earlier-", 1)
+            old = next((o for o in ip_rows if o["config"] == base), r)
+            print(f"{r['config']:27s} {r['ms_per_step']:9.1f} {r['sampler_ms_per_step']:11.1f} "
                   f"{old['ms_per_step'] / r['ms_per_step']:7.2f} "
                   f"{old['sampler_ms_per_step'] / r['sampler_ms_per_step']:10.2f} {r['peak_rss_mb']:12.0f}")
     if not rows:

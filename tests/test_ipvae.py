@@ -58,6 +58,90 @@ def test_kl_is_the_exact_poisson_kl_with_the_prior_rate(u_prev, u_new):
     assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
 
 
+def _update_inputs():
+    """Drive, potentials, bias and step on both sides of the floor of Δu and of u, and near both ceilings."""
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(6, 5, generator=g, dtype=torch.float64) * 4.0
+    m[0] = torch.tensor([-30.0, -12.0, 20.0, 3.0, 0.5], dtype=torch.float64)  # Δu below −8, above the ceiling
+    u = torch.rand(6, 5, generator=g, dtype=torch.float64) * 12.0 - 9.0
+    u[1] = torch.tensor([-7.9, -7.95, 9.9, 1.9, -3.0], dtype=torch.float64)
+    m[1] = torch.tensor([-5.0, -4.0, 5.0, 5.0, 0.0], dtype=torch.float64)  # u + Δu below −8 and past c
+    bias = torch.rand(1, 5, generator=g, dtype=torch.float64)
+    return m, u, bias, torch.tensor([0.8], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("ceilings", [(2.0, 2.0), (10.0, 10.0), (3.0, 6.0)])
+def test_fused_update_has_the_derivatives_of_its_values(ceilings):
+    """The update's written-out backward pass against finite differences (float64, gradcheck) and against autograd
+    through the same update written in torch operations; its KL against the Poisson pmfs."""
+    from spikevae.models.ipvae import U_FLOOR, _Update
+
+    m, u, bias, eta = _update_inputs()
+    c_u, c_du = ceilings
+    du = eta * (m - bias)
+    v = u + scu(du.clamp(min=U_FLOOR), c_du)
+    assert bool((du < U_FLOOR).any() and (v < U_FLOOR).any())  # both floors are crossed
+    # gradcheck perturbs by 1e-6: no value may sit that close to a floor
+    assert float((du - U_FLOOR).abs().min()) > 1e-3 and float((v - U_FLOOR).abs().min()) > 1e-3
+    leaves = [t.clone().requires_grad_() for t in (m, u, bias, eta)]
+    assert torch.autograd.gradcheck(lambda a, b, c, d: _Update.apply(a, b, torch.exp(b), c, d, c_u, c_du), leaves)
+
+    def written(a, b, c, d):
+        u_new = scu(torch.clamp(b + scu(torch.clamp(d * (a - c), min=U_FLOOR), c_du), min=U_FLOOR), c_u)
+        return u_new, torch.exp(u_new), (torch.exp(b) * (1 + torch.exp(u_new - b) * (u_new - b - 1))).sum(-1)
+
+    w = [torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64), torch.randn(6, dtype=torch.float64)]
+    got = _Update.apply(*leaves[:2], torch.exp(leaves[1]), *leaves[2:], c_u, c_du)
+    want = written(*leaves)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-12, atol=1e-12)
+    ga = torch.autograd.grad(sum((o * x).sum() for o, x in zip(got, w)), leaves)
+    gb = torch.autograd.grad(sum((o * x).sum() for o, x in zip(want, w)), leaves)
+    for a, b in zip(ga, gb):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-9)
+    # the KL row of the first patch against the pmfs of Pois(e^u_t) and Pois(e^u)
+    k = np.arange(0, 30_000)  # rates up to e^10 = 22,026
+    u0, u1 = u[0].numpy(), got[0][0].detach().numpy()
+    want_kl = sum(float(np.sum(np.exp(lp) * (lp - stats.poisson.logpmf(k, math.exp(a)))))
+                  for a, b in zip(u0, u1) for lp in [stats.poisson.logpmf(k, math.exp(b))])
+    assert float(got[2][0].detach()) == pytest.approx(want_kl, rel=1e-9, abs=1e-9)
+
+
+def test_fused_nll_has_the_derivatives_of_its_values():
+    from spikevae.models.ipvae import _GaussianNLL
+
+    g = torch.Generator().manual_seed(1)
+    x, recon = (torch.randn(4, 6, generator=g, dtype=torch.float64).requires_grad_() for _ in range(2))
+    ls = (torch.randn(1, 6, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(_GaussianNLL.apply, (x, recon, ls))
+    want = stats.norm.logpdf(x.detach().numpy(), recon.detach().numpy(), np.exp(ls.detach().numpy())).sum(-1)
+    np.testing.assert_allclose(_GaussianNLL.apply(x, recon, ls).detach().numpy(), -want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.01])
+@pytest.mark.parametrize("progress", [0.0, 1.0])
+def test_loss_equals_the_autograd_formulation(temperature, progress):
+    """The training loss with the fused update and NLL against :func:`loss_reference` (autograd through torch
+    operations) on the same draws: the same loss to the last bit (the same forward arithmetic but the NLL's and
+    the KL's sums), the same gradient to float32 rounding."""
+    from spikevae.data import Preprocessing, natural_patches
+    from spikevae.models.ipvae import loss_reference
+
+    model = IPVAE(IPVAEConfig(n_latents=64, patch_size=8), seed=2)
+    model.clamp_progress = progress
+    x = torch.as_tensor(natural_patches(1, 64, Preprocessing(patch_size=8), seed=4).val).reshape(64, -1)
+    out = []
+    for f in (lambda g: model.loss(x, 6, 24.0, temperature, g)[0],
+              lambda g: loss_reference(model, x, 6, 24.0, temperature, g)):
+        model.zero_grad()
+        loss = f(torch.Generator().manual_seed(3))
+        loss.backward()
+        out.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert float(out[0][0]) == pytest.approx(float(out[1][0]), rel=1e-6)
+    for a, b in zip(out[0][1], out[1][1]):
+        assert float((a - b).norm()) <= 1e-5 * float(b.norm()) + 1e-7
+
+
 def test_checkpoint_round_trip(small_patches, tmp_path):
     """Same parameters and, for the same seed, the same spikes after save and load (no code runs on load)."""
     xv = torch.tensor(small_patches.val.reshape(len(small_patches.val), -1)[:20], dtype=torch.float32)

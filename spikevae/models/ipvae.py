@@ -46,7 +46,7 @@ from .config import Schedule
 from .poisson import poisson_kl, relaxed_poisson, softclamp_upper
 
 __all__ = ["IPVAEConfig", "IPVAE", "IPVAETrainConfig", "IterationTrace", "scu", "schedule", "fit", "save", "load",
-           "evaluate", "r_squared", "SAVE_T"]
+           "evaluate", "r_squared", "SAVE_T", "loss_reference"]
 
 U_FLOOR = -8.0  # hard floor of u and Δu (the reference's clamp_(min=-8))
 SIGMA_BOUND = 3.45  # log σ = 3.45·tanh(p/3.45)
@@ -98,6 +98,87 @@ class IterationTrace:
     kl: list  # (B,) exact Poisson KL to the previous iteration's rates (nats)
 
 
+def _above_floor(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``grad`` where ``x ≥ U_FLOOR`` and 0 below (the gradient of ``clamp(x, min=U_FLOOR)``), in place. The mask is
+    ``clamp(sign(x − U_FLOOR) + 1, max=1)`` (``x − U_FLOOR`` is exact near the floor, Sterbenz), cheaper on a CPU
+    than a comparison and a masked fill; skipped when nothing lies below the floor."""
+    if float(x.min()) >= U_FLOOR:
+        return grad
+    return grad.mul_((x - U_FLOOR).sign_().add_(1.0).clamp_(max=1.0))
+
+
+class _GaussianNLL(torch.autograd.Function):
+    """``Σ_m ½ (x − x̂)² e^{−2 log σ} + log σ + ½ log 2π`` per row, with the backward pass written out."""
+
+    @staticmethod
+    def forward(ctx, x, recon, log_sigma):  # noqa: D102
+        r = x - recon
+        ri = r * torch.exp(-2.0 * log_sigma)  # (x − x̂)/σ²
+        q = r.mul_(ri)  # (x − x̂)²/σ²
+        ctx.save_for_backward(ri, q)
+        return q.sum(-1).mul_(0.5).add_(log_sigma.sum() + 0.5 * math.log(2 * math.pi) * x.shape[-1])
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        ri, q = ctx.saved_tensors
+        g = g.unsqueeze(-1)
+        g_ls = None
+        if ctx.needs_input_grad[2]:  # ∂/∂log σ = 1 − (x − x̂)²/σ²
+            g_ls = (q * g).sum(0, keepdim=True).neg_().add_(g.sum())
+        g_x = ri * g if ctx.needs_input_grad[0] or ctx.needs_input_grad[1] else None
+        return g_x if ctx.needs_input_grad[0] else None, -g_x if ctx.needs_input_grad[1] else None, g_ls
+
+
+class _Update(torch.autograd.Function):
+    """The update of the potentials after the drive's matrix product ``m = (x − Φz) Σ⁻¹ Φ``, its rates and its KL,
+    with the backward pass written out: ``u_t = SCU(max(u + SCU(max(η (m − b), −8), c_du), −8), c_u)``, ``e^{u_t}``
+    and ``Σ_k e^{u} + e^{u_t} (u_t − u − 1)``, the exact Poisson KL to the rates ``e^{u}`` (the same value as
+    :func:`~spikevae.models.poisson.poisson_kl` without its two exponentials). The forward pass is the same
+    arithmetic as the update written with torch operations, so the dynamics are the same to the last bit. The
+    backward pass needs no transcendental for the ceiling of u: ``SCU'(x, c) = σ(c − x) = 1 − e^{SCU(x, c) − c}``,
+    and ``e^{u_t}`` is the rate already computed."""
+
+    @staticmethod
+    def forward(ctx, m, u, rate_u, bias, eta, c_u, c_du):  # noqa: D102
+        # scu(x, c) = c − softplus(c − x), each c − y computed in place as (−y) + c (the same IEEE result)
+        du = (m - bias).mul_(eta)
+        du2 = torch.nn.functional.softplus(torch.clamp(du, min=U_FLOOR).neg_().add_(c_du)).neg_().add_(c_du)
+        v = u + du2
+        u_new = torch.nn.functional.softplus(torch.clamp(v, min=U_FLOOR).neg_().add_(c_u)).neg_().add_(c_u)
+        rate = torch.exp(u_new)
+        d = u_new - u
+        kl = (rate * d).sub_(rate).add_(rate_u).sum(-1)  # Σ e^u + e^{u_t} (u_t − u − 1)
+        ctx.save_for_backward(du, du2, v, rate, d, eta)
+        ctx.ceilings = (c_u, c_du)
+        ctx.u_shape, ctx.rate_u_shape, ctx.bias_shape = u.shape, rate_u.shape, bias.shape
+        return u_new, rate, kl
+
+    @staticmethod
+    def backward(ctx, g_u_new, g_rate, g_kl):  # noqa: D102
+        du, du2, v, rate, d, eta = ctx.saved_tensors
+        c_u, c_du = ctx.ceilings
+        # dL/du_t: directly, through the rate (e^{u_t}) and through the KL (∂KL/∂u_t = e^{u_t} (u_t − u))
+        gk = g_kl.unsqueeze(-1) if g_kl is not None else None
+        if g_rate is None:
+            g_rate = torch.zeros_like(rate)
+        gv = (g_rate * rate if gk is None else torch.addcmul(g_rate, gk, d).mul_(rate))
+        if g_u_new is not None:
+            gv = gv.add_(g_u_new)
+        # through the ceiling of u: SCU'(v) = 1 − e^{u_t − c_u}; and its floor
+        gv = _above_floor(gv.addcmul_(gv, rate, value=-math.exp(-c_u)), v)
+        g_u = gv if gk is None else torch.addcmul(gv, gk, rate, value=-1.0)  # ∂KL/∂u = −e^{u_t}
+        # through the ceiling of Δu, 1 − e^{SCU(Δu) − c_du}, and its floor
+        e = (du2 - c_du).exp_()
+        gdu = _above_floor(torch.addcmul(gv, gv, e, value=-1.0), du)
+        g_eta = torch.dot(gdu.reshape(-1), du.reshape(-1)).div(eta).reshape(eta.shape)  # ∂Δu/∂η = m − b = Δu/η
+        g_m = gdu.mul_(eta)
+        g_bias = g_m.sum_to_size(ctx.bias_shape).neg()
+        g_rate_u = None
+        if ctx.needs_input_grad[2] and gk is not None:
+            g_rate_u = gk.expand(rate.shape).sum_to_size(ctx.rate_u_shape)
+        return g_m, g_u.sum_to_size(ctx.u_shape), g_rate_u, g_bias, g_eta, None, None
+
+
 class IPVAE(nn.Module):
     """The iP-VAE's generative model and its iterative Poisson inference."""
 
@@ -142,34 +223,44 @@ class IPVAE(nn.Module):
         inv_var = torch.exp(-2.0 * self.log_sigma)
         return ((x - (z @ self.phi.T if recon is None else recon)) * inv_var) @ self.phi - torch.exp(self.log_bias)
 
+    def _constants(self):
+        """What every update of one run shares: ``Σ⁻¹`` (1, M), ``b`` (1, K), ``η`` (1,) and the ceilings."""
+        return (torch.exp(-2.0 * self.log_sigma), torch.exp(self.log_bias), torch.exp(self.log_lr), *self.ceilings())
+
+    def _update(self, x, u, rate_u, recon, constants):
+        """``(u_t, e^{u_t}, KL)`` from ``u = u_{t−1}``, its rates and the read-out ``recon = Φ z_{t−1}``: the fused
+        :class:`_Update` after the drive's matrix product."""
+        inv_var, bias, eta, c_u, c_du = constants
+        return _Update.apply(((x - recon) * inv_var) @ self.phi, u, rate_u, bias, eta, c_u, c_du)
+
     def step(self, x: torch.Tensor, u: torch.Tensor, z: torch.Tensor, recon: torch.Tensor | None = None) -> torch.Tensor:
         """One update of the membrane potentials given this iteration's spikes ``z`` (and ``recon = Φ z``)."""
-        c_u, c_du = self.ceilings()
-        du = torch.exp(self.log_lr) * self.drive(x, z, recon)
-        du = scu(torch.clamp(du, min=U_FLOOR), c_du)
-        return scu(torch.clamp(u + du, min=U_FLOOR), c_u)
+        recon = z @ self.phi.T if recon is None else recon
+        return self._update(x, u, torch.exp(u), recon, self._constants())[0]
 
     def nll(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
         """Gaussian NLL of ``x`` under mean ``recon`` and the learned σ, summed over pixels (B,)."""
-        ls = self.log_sigma
-        return (0.5 * (x - recon) ** 2 * torch.exp(-2.0 * ls) + ls + 0.5 * math.log(2 * math.pi)).sum(-1)
+        return _GaussianNLL.apply(x, recon, self.log_sigma)
 
     # ------------------------------------------------------------------ inference
     def iterate(self, x: torch.Tensor, n_iter: int, sample):
-        """The inference iteration, the one loop every caller runs: yields ``(t, u_prev, u_t, z_t, recon_t)`` for
-        t = 0 (the prior period: ``u_prev`` and ``recon_0`` None, ``u_0 = u0``, spikes at the prior rates) then
+        """The inference iteration, the one loop every caller runs: yields ``(t, u_prev, u_t, z_t, recon_t, kl_t)``
+        for t = 0 (the prior period: ``u_prev`` and ``kl_0`` None, ``u_0 = u0``, spikes at the prior rates) then
         t = 1..n_iter, where ``u_t = step(x, u_{t−1}, z_{t−1})``, ``z_t = sample(e^{u_t})`` is both the read-out
-        of t and the drive of t + 1, and ``recon_t = z_t Φᵀ``. ``x`` (B, M); ``sample(rate)`` draws the spikes
-        (relaxed or exact Poisson)."""
+        of t and the drive of t + 1, ``recon_t = z_t Φᵀ`` and ``kl_t`` (B,) is the exact Poisson KL of ``e^{u_t}``
+        to the previous iteration's rates. ``x`` (B, M); ``sample(rate)`` draws the spikes (relaxed or exact
+        Poisson)."""
+        constants = self._constants()
         u = self.u0.expand(len(x), -1)
-        z = sample(torch.exp(u))
-        recon = None
-        yield 0, None, u, z, recon
+        rate = torch.exp(u)
+        z = sample(rate)
+        recon = z @ self.phi.T
+        yield 0, None, u, z, recon, None
         for t in range(1, n_iter + 1):
-            u_new = self.step(x, u, z, recon)  # driven by the last period's spikes
-            z = sample(torch.exp(u_new))
+            u_new, rate, kl = self._update(x, u, rate, recon, constants)  # driven by the last period's spikes
+            z = sample(rate)
             recon = z @ self.phi.T
-            yield t, u, u_new, z, recon
+            yield t, u, u_new, z, recon, kl
             u = u_new
 
     def infer(self, x: torch.Tensor, n_iter: int, temperature: float = 0.0,
@@ -181,11 +272,12 @@ class IPVAE(nn.Module):
         if x.shape[1] != self.phi.shape[0]:
             raise ArgumentError(f"inputs have {x.shape[1]} pixels, the model {self.phi.shape[0]}")
         tr = IterationTrace([], [], [], [], [])
-        for t, u, u_new, z, recon in self.iterate(x, n_iter, lambda r: relaxed_poisson(r, temperature, generator)):
+        for t, u, u_new, z, recon, kl in self.iterate(x, n_iter,
+                                                       lambda r: relaxed_poisson(r, temperature, generator)):
             if t == 0:
                 continue
             tr.nll.append(self.nll(x, recon))
-            tr.kl.append(poisson_kl(u, u_new - u).sum(-1))  # KL(Pois(e^u_new) ‖ Pois(e^u)): prior rate e^u
+            tr.kl.append(kl)  # KL(Pois(e^u_new) ‖ Pois(e^u)): prior rate e^u
             if keep:
                 tr.u.append(u_new)
                 tr.spikes.append(z)
@@ -202,6 +294,28 @@ class IPVAE(nn.Module):
         kl = torch.stack(tr.kl).mean(-1)
         per_iter = nll + beta * kl
         return per_iter.mean(), {"nll": nll.detach(), "kl": kl.detach(), "loss_per_iteration": per_iter.detach()}
+
+
+def loss_reference(model: IPVAE, x: torch.Tensor, n_iter: int, beta: float, temperature: float,
+                   generator: torch.Generator | None = None, sample=relaxed_poisson) -> torch.Tensor:
+    """:meth:`IPVAE.loss` with the update, the NLL and the KL written in torch operations and differentiated by
+    autograd: the oracle of the fused passes (the same forward arithmetic, the same draws) and, with the
+    per-bucket sampler as ``sample``, the training step of earlier releases in ``benchmarks/train_throughput.py``."""
+    c_u, c_du = model.ceilings()
+    x = x.reshape(len(x), -1)
+    u = model.u0.expand(len(x), -1)
+    z = sample(torch.exp(u), temperature, generator)
+    recon, nll, kl = z @ model.phi.T, [], []
+    for _ in range(n_iter):
+        du = torch.exp(model.log_lr) * model.drive(x, z, recon)
+        u_new = scu(torch.clamp(u + scu(torch.clamp(du, min=U_FLOOR), c_du), min=U_FLOOR), c_u)
+        z = sample(torch.exp(u_new), temperature, generator)
+        recon = z @ model.phi.T
+        ls = model.log_sigma
+        nll.append((0.5 * (x - recon) ** 2 * torch.exp(-2.0 * ls) + ls + 0.5 * math.log(2 * math.pi)).sum(-1))
+        kl.append(poisson_kl(u, u_new - u).sum(-1))
+        u = u_new
+    return (torch.stack(nll).mean(-1) + beta * torch.stack(kl).mean(-1)).mean()
 
 
 # ------------------------------------------------------------------ evaluation to any T
@@ -248,7 +362,7 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(dev)
         cum = 0
-        for t, u, u_new, z, rec in model.iterate(xb, t_max, lambda rate: torch.poisson(rate, generator=g)):
+        for t, u, u_new, z, rec, _ in model.iterate(xb, t_max, lambda rate: torch.poisson(rate, generator=g)):
             cum = cum + z.sum(-1)  # every spike emitted up to the read-out of t (period 0 included)
             if t in acc:
                 rec_r = torch.exp(u_new) @ model.phi.T
