@@ -191,7 +191,7 @@ def main(argv=None) -> int:
         for n in ip_names:
             runs[n].append(measure(n))
     ip_rows = []
-    for n, rs in runs.items():
+    for rs in runs.values():
         r = dict(rs[0])
         for k in ("ms_per_step", "sampler_ms_per_step", "peak_rss_mb"):
             r[k] = float(np.median([x[k] for x in rs]))

@@ -272,7 +272,7 @@ class IPVAE(nn.Module):
         if x.shape[1] != self.phi.shape[0]:
             raise ArgumentError(f"inputs have {x.shape[1]} pixels, the model {self.phi.shape[0]}")
         tr = IterationTrace([], [], [], [], [])
-        for t, u, u_new, z, recon, kl in self.iterate(x, n_iter,
+        for t, _, u_new, z, recon, kl in self.iterate(x, n_iter,
                                                        lambda r: relaxed_poisson(r, temperature, generator)):
             if t == 0:
                 continue
