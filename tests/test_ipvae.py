@@ -140,6 +140,15 @@ def test_loss_equals_the_autograd_formulation(temperature, progress):
     assert float(out[0][0]) == pytest.approx(float(out[1][0]), rel=1e-6)
     for a, b in zip(out[0][1], out[1][1]):
         assert float((a - b).norm()) <= 1e-5 * float(b.norm()) + 1e-7
+    # the potentials themselves: the same arithmetic, so the same bits
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(5)
+        u = torch.randn(64, 64, generator=g) * 4.0 - 2.0
+        z = torch.poisson(torch.full((64, 64), 0.7), generator=g)
+        c_u, c_du = model.ceilings()
+        du = torch.exp(model.log_lr) * model.drive(x, z)
+        want = scu(torch.clamp(u + scu(torch.clamp(du, min=-8.0), c_du), min=-8.0), c_u)
+        assert torch.equal(model.step(x, u, z), want)
 
 
 def test_checkpoint_round_trip(small_patches, tmp_path):

@@ -101,8 +101,8 @@ class IterationTrace:
 def _above_floor(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``grad`` where ``x ≥ U_FLOOR`` and 0 below (the gradient of ``clamp(x, min=U_FLOOR)``), in place. The mask is
     ``clamp(sign(x − U_FLOOR) + 1, max=1)`` (``x − U_FLOOR`` is exact near the floor, Sterbenz), cheaper on a CPU
-    than a comparison and a masked fill; skipped when nothing lies below the floor."""
-    if float(x.min()) >= U_FLOOR:
+    than a comparison and a masked fill; skipped on a CPU when nothing lies below the floor."""
+    if x.device.type == "cpu" and float(x.min()) >= U_FLOOR:
         return grad
     return grad.mul_((x - U_FLOOR).sign_().add_(1.0).clamp_(max=1.0))
 
