@@ -201,8 +201,8 @@ def main(argv=None) -> int:
               "interleaved rounds: the training step against the step of earlier releases (x: ratio to it)")
         print(f"{'config':27s} {'ms/step':>9s} {'sampler ms':>11s} {'step x':>7s} {'sampler x':>10s} {'peak RSS MB':>12s}")
         for r in ip_rows:
-            base = r["config"].replace("ipvae-sampler-", "ipvae-", 1).replace("ipvae-", "ipvae-earlier-", 1)
-            old = next((o for o in ip_rows if o["config"] == base), r)
+            base = "ipvae-earlier-" + "-".join(r["config"].split("-")[-2:])  # same model and temperature
+            old = next((o for o in ip_rows if o["config"] == base), r)  # without its earlier row: itself
             print(f"{r['config']:27s} {r['ms_per_step']:9.1f} {r['sampler_ms_per_step']:11.1f} "
                   f"{old['ms_per_step'] / r['ms_per_step']:7.2f} "
                   f"{old['sampler_ms_per_step'] / r['sampler_ms_per_step']:10.2f} {r['peak_rss_mb']:12.0f}")

@@ -130,7 +130,8 @@ class _GaussianNLL(torch.autograd.Function):
 
 
 class _Update(torch.autograd.Function):
-    """The update of the potentials after the drive's matrix product ``m = (x − Φz) Σ⁻¹ Φ``, its rates and its KL,
+    """The update of the potentials after the drive's matrix product ``m = (x − Φz) Σ⁻¹ Φ``, its rates and its KL
+    (None when ``rate_u`` is None),
     with the backward pass written out: ``u_t = SCU(max(u + SCU(max(η (m − b), −8), c_du), −8), c_u)``, ``e^{u_t}``
     and ``Σ_k e^{u} + e^{u_t} (u_t − u − 1)``, the exact Poisson KL to the rates ``e^{u}`` (the same value as
     :func:`~spikevae.models.poisson.poisson_kl` without its two exponentials). The forward pass is the same
@@ -147,10 +148,11 @@ class _Update(torch.autograd.Function):
         u_new = torch.nn.functional.softplus(torch.clamp(v, min=U_FLOOR).neg_().add_(c_u)).neg_().add_(c_u)
         rate = torch.exp(u_new)
         d = u_new - u
-        kl = (rate * d).sub_(rate).add_(rate_u).sum(-1)  # Σ e^u + e^{u_t} (u_t − u − 1)
+        kl = None if rate_u is None else (rate * d).sub_(rate).add_(rate_u).sum(-1)  # Σ e^u + e^{u_t}(u_t − u − 1)
         ctx.save_for_backward(du, du2, v, rate, d, eta)
         ctx.ceilings = (c_u, c_du)
-        ctx.u_shape, ctx.rate_u_shape, ctx.bias_shape = u.shape, rate_u.shape, bias.shape
+        ctx.u_shape, ctx.bias_shape = u.shape, bias.shape
+        ctx.rate_u_shape = None if rate_u is None else rate_u.shape
         return u_new, rate, kl
 
     @staticmethod
@@ -220,36 +222,40 @@ class IPVAE(nn.Module):
     def drive(self, x: torch.Tensor, z: torch.Tensor, recon: torch.Tensor | None = None) -> torch.Tensor:
         """``Φᵀ Σ⁻¹ (x − Φ z) − b`` (B, K): the gradient step's direction before the step size η
         (``recon``: ``Φ z`` when already computed)."""
-        inv_var = torch.exp(-2.0 * self.log_sigma)
-        return ((x - (z @ self.phi.T if recon is None else recon)) * inv_var) @ self.phi - torch.exp(self.log_bias)
+        recon = z @ self.phi.T if recon is None else recon
+        return self._feedforward(x, recon, torch.exp(-2.0 * self.log_sigma)) - torch.exp(self.log_bias)
+
+    def _feedforward(self, x, recon, inv_var):
+        """``(x − Φz) Σ⁻¹ Φ`` (B, K) from the read-out ``recon = Φz``."""
+        return ((x - recon) * inv_var) @ self.phi
 
     def _constants(self):
         """What every update of one run shares: ``Σ⁻¹`` (1, M), ``b`` (1, K), ``η`` (1,) and the ceilings."""
         return (torch.exp(-2.0 * self.log_sigma), torch.exp(self.log_bias), torch.exp(self.log_lr), *self.ceilings())
 
     def _update(self, x, u, rate_u, recon, constants):
-        """``(u_t, e^{u_t}, KL)`` from ``u = u_{t−1}``, its rates and the read-out ``recon = Φ z_{t−1}``: the fused
-        :class:`_Update` after the drive's matrix product."""
+        """``(u_t, e^{u_t}, KL)`` from ``u = u_{t−1}``, its rates (None: no KL) and the read-out
+        ``recon = Φ z_{t−1}``: the fused :class:`_Update` after the drive's matrix product."""
         inv_var, bias, eta, c_u, c_du = constants
-        return _Update.apply(((x - recon) * inv_var) @ self.phi, u, rate_u, bias, eta, c_u, c_du)
+        return _Update.apply(self._feedforward(x, recon, inv_var), u, rate_u, bias, eta, c_u, c_du)
 
     def step(self, x: torch.Tensor, u: torch.Tensor, z: torch.Tensor, recon: torch.Tensor | None = None) -> torch.Tensor:
         """One update of the membrane potentials given this iteration's spikes ``z`` (and ``recon = Φ z``)."""
         recon = z @ self.phi.T if recon is None else recon
-        return self._update(x, u, torch.exp(u), recon, self._constants())[0]
+        return self._update(x, u, None, recon, self._constants())[0]
 
     def nll(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
         """Gaussian NLL of ``x`` under mean ``recon`` and the learned σ, summed over pixels (B,)."""
         return _GaussianNLL.apply(x, recon, self.log_sigma)
 
     # ------------------------------------------------------------------ inference
-    def iterate(self, x: torch.Tensor, n_iter: int, sample):
+    def iterate(self, x: torch.Tensor, n_iter: int, sample, with_kl: bool = True):
         """The inference iteration, the one loop every caller runs: yields ``(t, u_prev, u_t, z_t, recon_t, kl_t)``
         for t = 0 (the prior period: ``u_prev`` and ``kl_0`` None, ``u_0 = u0``, spikes at the prior rates) then
         t = 1..n_iter, where ``u_t = step(x, u_{t−1}, z_{t−1})``, ``z_t = sample(e^{u_t})`` is both the read-out
         of t and the drive of t + 1, ``recon_t = z_t Φᵀ`` and ``kl_t`` (B,) is the exact Poisson KL of ``e^{u_t}``
-        to the previous iteration's rates. ``x`` (B, M); ``sample(rate)`` draws the spikes (relaxed or exact
-        Poisson)."""
+        to the previous iteration's rates (None without ``with_kl``). ``x`` (B, M); ``sample(rate)`` draws the
+        spikes (relaxed or exact Poisson)."""
         constants = self._constants()
         u = self.u0.expand(len(x), -1)
         rate = torch.exp(u)
@@ -257,7 +263,7 @@ class IPVAE(nn.Module):
         recon = z @ self.phi.T
         yield 0, None, u, z, recon, None
         for t in range(1, n_iter + 1):
-            u_new, rate, kl = self._update(x, u, rate, recon, constants)  # driven by the last period's spikes
+            u_new, rate, kl = self._update(x, u, rate if with_kl else None, recon, constants)  # last period's spikes
             z = sample(rate)
             recon = z @ self.phi.T
             yield t, u, u_new, z, recon, kl
@@ -362,7 +368,8 @@ def evaluate(model: IPVAE, x, t_max: int = 1000, save_t=SAVE_T, batch_size: int 
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(dev)
         cum = 0
-        for t, u, u_new, z, rec, _ in model.iterate(xb, t_max, lambda rate: torch.poisson(rate, generator=g)):
+        for t, u, u_new, z, rec, _ in model.iterate(xb, t_max, lambda rate: torch.poisson(rate, generator=g),
+                                                    with_kl=False):
             cum = cum + z.sum(-1)  # every spike emitted up to the read-out of t (period 0 included)
             if t in acc:
                 rec_r = torch.exp(u_new) @ model.phi.T
