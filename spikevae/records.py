@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ArgumentError, DataError
 
 __all__ = ["Presentations", "SpikeTrains", "window_index", "window_counts", "overlaps"]
 
@@ -55,8 +55,6 @@ class Presentations:
 
     def check_disjoint(self) -> None:
         """Refuse windows that overlap (a spike could not be given to one presentation): ArgumentError."""
-        from .errors import ArgumentError
-
         order = np.argsort(self.onset, kind="stable")
         on, off = np.asarray(self.onset, np.float64)[order], np.asarray(self.offset, np.float64)[order]
         bad = overlaps(on, off)
